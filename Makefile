@@ -1,0 +1,52 @@
+# opticam-widgets: the two commands are `make lab` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+PORT   ?= 8888
+
+.PHONY: lab test install lint unit notebooks browser bench bench-faithfulness chromium clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	@echo "JupyterLab on http://127.0.0.1:$(PORT)/lab/tree/notebooks/01_quickstart.ipynb"
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser=False \
+		--ServerApp.root_dir=. notebooks/01_quickstart.ipynb
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check opticam_widgets tests benchmarks
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -m "not browser" -q
+
+notebooks: $(STAMP)
+	$(PY) -m pytest --nbval-lax --sanitize-with notebooks/sanitize.cfg notebooks -q
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+		(apt-get update -qq && apt-get install -y -qq chromium)
+
+browser: $(STAMP) chromium
+	$(PY) -m pytest tests/browser -m browser -q
+
+test: lint unit notebooks browser
+
+bench: $(STAMP)
+	$(PIP) install --quiet -e ".[bench]"
+	$(PY) benchmarks/run_all.py
+
+bench-faithfulness: $(STAMP)
+	$(PY) benchmarks/faithfulness.py
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache
