@@ -1,0 +1,43 @@
+"""opticam-widgets: Opti-CAM saliency maps for CNNs, live in Jupyter widgets.
+
+Example:
+    >>> from opticam_widgets import OptiCAMWidget, load_default_model, sample_image
+    >>> OptiCAMWidget(load_default_model()).show(sample_image("chelsea"))  # doctest: +SKIP
+
+Heavy modules (torch models, widgets) are imported on first use of their names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "OptiCAM": "explainer",
+    "OptiCAMResult": "explainer",
+    "OptiCAMProgress": "explainer",
+    "ModelBundle": "bundle",
+    "Preprocess": "images",
+    "OptiCAMWidget": "widget",
+    "load_default_model": "zoo",
+    "from_torchvision": "zoo",
+    "imagenet_labels": "zoo",
+    "sample_image": "zoo",
+    "sample_images": "zoo",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
