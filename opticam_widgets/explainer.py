@@ -216,7 +216,7 @@ class OptiCAM:
             224×224.
         device: Device of the model; ``None`` uses the device of its parameters.
         tol: Early stopping: stop when the best score has not improved by more than
-            ``tol × max(1, |best|)`` for ``patience`` steps. ``None`` (default) runs all steps.
+            ``tol × |best|`` (relative) for ``patience`` steps. ``None`` (default) runs all steps.
         patience: See ``tol``.
         precision: ``"fp32"`` or ``"bf16"`` (autocast + channels_last input; faster on CPUs
             with AVX-512 BF16 and on GPUs).
@@ -502,7 +502,7 @@ class OptiCAM:
             history.append(score.detach().float().cpu())
             improved = value > best
             if tol is not None:
-                gain = (value - best) > tol * torch.clamp(best.abs(), min=1.0)
+                gain = (value - best) > tol * torch.clamp(best.abs(), min=1e-6)
                 since_improved = 0 if bool(gain.any()) else since_improved + 1
             best = torch.where(improved, value, best)
             best_u = torch.where(improved[:, None], u.detach(), best_u)

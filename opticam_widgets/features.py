@@ -175,14 +175,17 @@ def capture(
 
             handles.append(module.register_forward_hook(keep))
         else:
-            pooled: set[int] = set()
+            # Outputs of pooling modules, and of containers returning that same tensor, are
+            # not spatial maps. The tensors are kept alive until the pass ends so that their
+            # ids cannot be reused by later tensors.
+            pooled: dict[int, Tensor] = {}
 
             def make_hook(name: str, pooling: bool) -> Any:
                 def hook(_m: nn.Module, _i: Any, out: Any) -> None:
                     if not isinstance(out, Tensor):
                         return
                     if pooling or id(out) in pooled:
-                        pooled.add(id(out))
+                        pooled[id(out)] = out
                         return
                     if out.ndim == 4 and out.shape[-1] * out.shape[-2] > 1:
                         found["name"], found["out"] = name, out
