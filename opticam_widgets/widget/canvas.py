@@ -1,0 +1,211 @@
+"""A two-layer ipycanvas view of an image and its saliency map.
+
+Layer 0 holds the image (or the masked input ``x ⊙ S``), layer 1 the heatmap. Both are drawn
+at a fixed pixel size that keeps the image's aspect ratio, from cached display-size arrays, so
+changing the opacity, colormap or view redraws without recomputing anything. Every layer is
+sent as RGBA (``put_image_data`` with an (H, W, 4) array): ipycanvas encodes RGB arrays as lossy
+JPEG but RGBA as PNG, and the heatmap needs its alpha channel anyway.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from ipycanvas import MultiCanvas, hold_canvas
+from ipywidgets import Layout
+from traitlets import Bool, Enum, Float, HasTraits, Int, Unicode, observe
+
+from ..render import as_uint8_image, colorize, mask_image, resize_map
+
+__all__ = ["SaliencyCanvas", "display_size"]
+
+#: ipycanvas batches draw commands in one process-wide manager (``hold_canvas``); the worker
+#: thread and the kernel thread both draw, so every batch is taken under this lock.
+_DRAW_LOCK = threading.RLock()
+
+
+def display_size(height: int, width: int, max_size: int) -> tuple[int, int]:
+    """Fit ``(height, width)`` into a ``max_size`` square, keeping the aspect ratio.
+
+    Small images are scaled up, large ones down.
+
+    Example:
+        >>> display_size(300, 600, 448)
+        (224, 448)
+    """
+    scale = max_size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _rgba(rgb: np.ndarray) -> np.ndarray:
+    alpha = np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)
+    return np.concatenate([rgb, alpha], axis=-1)
+
+
+class SaliencyCanvas(HasTraits):
+    """Image + heatmap layers on an ipycanvas ``MultiCanvas`` of fixed pixel size.
+
+    Args:
+        max_size: Longest side of the drawing in pixels (the image is scaled to fit).
+
+    Example:
+        >>> import numpy as np
+        >>> view = SaliencyCanvas(max_size=64)
+        >>> view.set_image(np.zeros((30, 60, 3), np.uint8))
+        >>> view.set_saliency(np.ones((30, 60)))
+        >>> view.opacity = 0.3  # redraws the heatmap layer only
+        >>> (view.canvas.height, view.canvas.width)
+        (32, 64)
+    """
+
+    #: What the canvas shows: heatmap over the image, heatmap alone, the image times the map
+    #: (``x ⊙ S``, what the model saw), or the image alone.
+    view = Enum(("overlay", "saliency", "masked", "original"), default_value="overlay")
+    #: Heatmap opacity in the overlay view, in [0, 1].
+    opacity = Float(0.5, min=0.0, max=1.0)
+    #: Matplotlib colormap name of the heatmap.
+    cmap = Unicode("jet")
+    #: Show ``x ⊙ (1 − S)`` instead of ``x ⊙ S`` in the masked view (destructive convention).
+    inverse = Bool(False)
+    #: Number of ``put_image_data`` calls sent so far (for tests and diagnostics).
+    draw_count = Int(0, read_only=True)
+
+    def __init__(self, max_size: int = 448, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if int(max_size) < 16:
+            raise ValueError(f"`max_size` must be at least 16 pixels, got {max_size}")
+        self.max_size = int(max_size)
+        self.canvas = MultiCanvas(2, width=self.max_size, height=self.max_size,
+                                  layout=self._layout(self.max_size, self.max_size))
+        self._image: np.ndarray | None = None  # display-size uint8 (h, w, 3)
+        self._saliency: np.ndarray | None = None  # display-size float32 (h, w)
+        self._colored: dict[str, np.ndarray] = {}  # cmap -> uint8 (h, w, 4), alpha 255
+        self.canvas.on_client_ready(self.redraw)
+
+    @staticmethod
+    def _layout(width: int, height: int) -> Layout:
+        # An explicit pixel size: without it, the canvas stretches to the cell's width.
+        return Layout(width=f"{width}px", height=f"{height}px", flex="0 0 auto")
+
+    # ------------------------------------------------------------------ content
+    @property
+    def size(self) -> tuple[int, int]:
+        """Drawing size ``(height, width)`` in pixels."""
+        return int(self.canvas.height), int(self.canvas.width)
+
+    def set_image(self, image: Any) -> None:
+        """Show a new image (any size; scaled to fit) and drop the current map.
+
+        Args:
+            image: uint8 (H, W, 3) or float in [0, 1] (see
+                :func:`~opticam_widgets.render.as_uint8_image`).
+        """
+        from PIL import Image
+
+        img = as_uint8_image(image)
+        h, w = display_size(img.shape[0], img.shape[1], self.max_size)
+        if (h, w) != img.shape[:2]:
+            resample = Image.LANCZOS if h < img.shape[0] else Image.BILINEAR
+            img = np.asarray(Image.fromarray(img).resize((w, h), resample))
+        with _DRAW_LOCK:
+            self._image = np.ascontiguousarray(img)
+            self._saliency = None
+            self._colored = {}
+            if self.size != (h, w):
+                self.canvas.width, self.canvas.height = w, h
+                self.canvas.layout.width, self.canvas.layout.height = f"{w}px", f"{h}px"
+            self.redraw()
+
+    def set_saliency(self, saliency: Any | None) -> None:
+        """Show a map (any size, resized to the drawing) or clear it with ``None``."""
+        with _DRAW_LOCK:
+            if saliency is None or self._image is None:
+                self._saliency = None
+            else:
+                self._saliency = np.clip(resize_map(saliency, self.size), 0.0, 1.0)
+            self._colored = {}
+            self._draw(image=self.view == "masked", heat=True)
+
+    def clear(self) -> None:
+        """Forget the image and map and blank both layers."""
+        with _DRAW_LOCK:
+            self._image = self._saliency = None
+            self._colored = {}
+            self.redraw()
+
+    # ------------------------------------------------------------------ drawing
+    def redraw(self, *_: Any) -> None:
+        """Redraw both layers from the cached arrays (also called for a new browser view)."""
+        self._draw(image=True, heat=True)
+
+    @observe("opacity", "cmap")
+    def _on_style(self, _change: dict) -> None:
+        self._draw(image=False, heat=True)
+
+    @observe("view", "inverse")
+    def _on_view(self, change: dict) -> None:
+        if change["name"] == "inverse" and self.view != "masked":
+            return
+        self._draw(image=True, heat=True)
+
+    def _colorized(self, saliency: np.ndarray) -> np.ndarray:
+        rgba = self._colored.get(self.cmap)
+        if rgba is None:
+            rgba = colorize(saliency, self.cmap)
+            self._colored[self.cmap] = rgba
+        return rgba
+
+    def _image_layer(self) -> np.ndarray | None:
+        if self._image is None:
+            return None
+        if self.view == "masked" and self._saliency is not None:
+            return _rgba(mask_image(self._image, self._saliency, inverse=self.inverse))
+        return _rgba(self._image)
+
+    def _heat_layer(self) -> np.ndarray | None:
+        if self._saliency is None or self.view in ("masked", "original"):
+            return None
+        rgba = self._colorized(self._saliency).copy()
+        alpha = 1.0 if self.view == "saliency" else float(self.opacity)
+        rgba[..., 3] = round(alpha * 255)
+        return rgba
+
+    def _put(self, layer: int, data: np.ndarray | None) -> None:
+        target = self.canvas[layer]
+        target.clear()
+        if data is not None:
+            target.put_image_data(data, 0, 0)
+            self.set_trait("draw_count", self.draw_count + 1)
+
+    def _draw(self, *, image: bool, heat: bool) -> None:
+        with _DRAW_LOCK:
+            image_data = self._image_layer() if image else None
+            heat_data = self._heat_layer() if heat else None
+            with hold_canvas():
+                if image:
+                    self._put(0, image_data)
+                if heat:
+                    self._put(1, heat_data)
+
+    # ------------------------------------------------------------------ export
+    def to_array(self) -> np.ndarray | None:
+        """What the canvas shows, composited, as uint8 (h, w, 3); ``None`` before an image."""
+        with _DRAW_LOCK:
+            base = self._image_layer()
+            if base is None:
+                return None
+            out = base[..., :3].astype(np.float32)
+            heat = self._heat_layer()
+            if heat is not None:
+                a = heat[..., 3:].astype(np.float32) / 255.0
+                out = (1.0 - a) * out + a * heat[..., :3].astype(np.float32)
+            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    def close(self) -> None:
+        """Close the canvas widgets."""
+        self.canvas.on_client_ready(self.redraw, remove=True)
+        for layer in self.canvas._canvases:
+            layer.close()
+        self.canvas.close()

@@ -1,0 +1,285 @@
+"""Builders for the widget's controls: one small function per control group.
+
+Each function returns plain ipywidgets (no custom JavaScript) with the documented ranges and
+defaults; :func:`build_controls` gathers them in a :class:`Controls` record and
+:func:`layout` arranges them around the canvas. Nothing here knows about the explainer: the
+app (:mod:`opticam_widgets.widget.app`) wires the handlers, so tests can set any control's
+``value`` and drive the app exactly as a user would.
+
+Why sliders don't start a run: an optimisation costs seconds, and a slider with
+``continuous_update=True`` fires on every tick of a drag. Iterations and learning rate
+therefore use ``continuous_update=False`` and an explicit **Run** button; only choosing a class
+(or an image) starts a run at once, because that is a discrete, deliberate choice, and a cached
+result is shown instead when there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import ipywidgets as w
+
+from ..render import COLORMAPS
+from .plot import ScorePlot
+
+__all__ = [
+    "BASELINE_NAMES",
+    "CONVENTIONS",
+    "DEFAULT_ITERATIONS",
+    "DEFAULT_LR",
+    "VIEWS",
+    "Controls",
+    "action_buttons",
+    "build_controls",
+    "class_controls",
+    "compare_control",
+    "display_controls",
+    "export_controls",
+    "image_control",
+    "layout",
+    "optimization_controls",
+    "progress_controls",
+]
+
+DEFAULT_ITERATIONS = 100
+DEFAULT_LR = 0.2
+#: Opti-CAM conventions (see :class:`~opticam_widgets.explainer.OptiCAM`).
+CONVENTIONS = ("constructive", "destructive")
+#: (label, value) of the canvas views.
+VIEWS = (("overlay", "overlay"), ("saliency", "saliency"), ("masked input", "masked"),
+         ("original", "original"))
+#: Baseline method names offered when :mod:`opticam_widgets.baselines` cannot be imported.
+BASELINE_NAMES = ("channel-mean", "gradcam", "gradcam++", "scorecam")
+
+_WIDE = {"description_width": "initial"}
+
+
+def optimization_controls(
+    iterations: int = DEFAULT_ITERATIONS, lr: float = DEFAULT_LR,
+    convention: str = "constructive",
+) -> tuple[w.IntSlider, w.FloatLogSlider, w.ToggleButtons]:
+    """Iterations (1–500), learning rate (1e-3–1, log scale) and convention.
+
+    Both sliders use ``continuous_update=False``: they report only when released, and never
+    start a run by themselves (see the module docstring).
+
+    Example:
+        >>> iters, lr, conv = optimization_controls()
+        >>> iters.value, round(lr.value, 3), conv.value
+        (100, 0.2, 'constructive')
+    """
+    iters = w.IntSlider(value=iterations, min=1, max=500, step=1, description="Iterations",
+                        continuous_update=False, style=_WIDE,
+                        layout=w.Layout(width="300px"))
+    rate = w.FloatLogSlider(value=lr, base=10, min=-3, max=0, step=0.05,
+                            description="Learning rate", readout_format=".3g",
+                            continuous_update=False, style=_WIDE,
+                            layout=w.Layout(width="300px"))
+    conv = w.ToggleButtons(options=list(CONVENTIONS), value=convention,
+                           tooltips=["keep the class score with x⊙S (maximize)",
+                                     "destroy the class score with x⊙(1−S) (minimize)"],
+                           style={"button_width": "100px"})
+    return iters, rate, conv
+
+
+def class_controls() -> tuple[w.Dropdown, w.Combobox]:
+    """Class selector (top-k predictions with probabilities) and a search over all labels.
+
+    The app fills the options: the dropdown's values are class indices, its labels the class
+    names with the predicted probability; the search box lists ``"name (index)"`` strings.
+
+    Example:
+        >>> select, search = class_controls()
+        >>> select.options, search.ensure_option
+        ((), True)
+    """
+    select = w.Dropdown(options=[], description="Class", style=_WIDE,
+                        layout=w.Layout(width="340px"))
+    search = w.Combobox(options=[], placeholder="search all classes…", ensure_option=True,
+                        continuous_update=False, description="or", style=_WIDE,
+                        layout=w.Layout(width="240px"))
+    return select, search
+
+
+def image_control() -> w.Dropdown:
+    """Image selector, shown only when several images are given.
+
+    Example:
+        >>> image_control().layout.display
+        'none'
+    """
+    return w.Dropdown(options=[], description="Image", style=_WIDE,
+                      layout=w.Layout(width="180px", display="none"))
+
+
+def display_controls(
+    opacity: float = 0.5, cmap: str = "jet"
+) -> tuple[w.ToggleButtons, w.FloatSlider, w.Dropdown]:
+    """View selector, heatmap opacity and colormap: they only redraw, never recompute.
+
+    Example:
+        >>> view, opacity, cmap = display_controls()
+        >>> view.value, opacity.value, cmap.value
+        ('overlay', 0.5, 'jet')
+    """
+    view = w.ToggleButtons(options=list(VIEWS), value="overlay",
+                           tooltips=["heatmap over the image", "heatmap only",
+                                     "the image times the map: what the model saw",
+                                     "the image alone"],
+                           style={"button_width": "96px"})
+    alpha = w.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="Opacity",
+                          readout_format=".2f", style=_WIDE, layout=w.Layout(width="260px"))
+    options = list(COLORMAPS) if cmap in COLORMAPS else [cmap, *COLORMAPS]
+    colormap = w.Dropdown(options=options, value=cmap, description="Colormap", style=_WIDE,
+                          layout=w.Layout(width="190px"))
+    return view, alpha, colormap
+
+
+def action_buttons() -> tuple[w.Button, w.Button]:
+    """Run and Stop buttons (Stop is enabled while a run is going).
+
+    Example:
+        >>> run, stop = action_buttons()
+        >>> run.description, stop.disabled
+        ('Run', True)
+    """
+    run = w.Button(description="Run", icon="play", button_style="primary",
+                   tooltip="optimize the map for the chosen class and settings",
+                   layout=w.Layout(width="90px"))
+    stop = w.Button(description="Stop", icon="stop", disabled=True,
+                    tooltip="stop the optimization (keeps the best map so far)",
+                    layout=w.Layout(width="90px"))
+    return run, stop
+
+
+def progress_controls() -> tuple[w.IntProgress, w.HTML, ScorePlot, w.HTML]:
+    """Progress bar, status line, score-over-iterations plot and metrics line.
+
+    Example:
+        >>> bar, status, plot, metrics = progress_controls()
+        >>> bar.min, bar.value
+        (0, 0)
+    """
+    bar = w.IntProgress(value=0, min=0, max=DEFAULT_ITERATIONS,
+                        layout=w.Layout(width="240px"))
+    status = w.HTML(value="", layout=w.Layout(min_height="1.6em"))
+    plot = ScorePlot(240, 120)
+    metrics = w.HTML(value="")
+    return bar, status, plot, metrics
+
+
+def compare_control(methods: tuple[str, ...] = BASELINE_NAMES) -> w.Dropdown:
+    """"Compare with" dropdown: ``None`` or a baseline CAM method.
+
+    Example:
+        >>> compare_control().value is None
+        True
+    """
+    return w.Dropdown(options=[("None", None)] + [(m, m) for m in methods], value=None,
+                      description="Compare with", style=_WIDE,
+                      layout=w.Layout(width="230px"))
+
+
+def export_controls() -> tuple[w.Text, w.Button]:
+    """File name box and Save PNG button (saves the overlay at the image's own resolution).
+
+    Example:
+        >>> path, save = export_controls()
+        >>> save.description
+        'Save PNG'
+    """
+    path = w.Text(value="", placeholder="file name (auto)", layout=w.Layout(width="200px"))
+    save = w.Button(description="Save PNG", icon="download",
+                    tooltip="save the overlay as a PNG file next to the notebook",
+                    layout=w.Layout(width="110px"))
+    return path, save
+
+
+@dataclass
+class Controls:
+    """Every control of the widget, by name (tests and users may set their ``value``)."""
+
+    #: Adam steps (IntSlider 1–500, default 100).
+    iterations: w.IntSlider
+    #: Adam learning rate (FloatLogSlider 1e-3–1, default 0.2).
+    lr: w.FloatLogSlider
+    #: "constructive" or "destructive".
+    convention: w.ToggleButtons
+    #: Class to explain: top-k predictions (value: class index).
+    class_select: w.Dropdown
+    #: Search over all class names; picking one selects that class.
+    class_search: w.Combobox
+    #: Which image, when several were given (value: index).
+    image_select: w.Dropdown
+    #: Canvas view: overlay, saliency, masked, original.
+    view: w.ToggleButtons
+    #: Heatmap opacity in [0, 1].
+    opacity: w.FloatSlider
+    #: Matplotlib colormap name.
+    colormap: w.Dropdown
+    #: Starts an optimisation (or shows the cached result).
+    run_button: w.Button
+    #: Cancels the running optimisation.
+    stop_button: w.Button
+    #: Iterations done in the current run.
+    progress: w.IntProgress
+    #: Status line: iteration, score, elapsed, errors (HTML, escaped).
+    status: w.HTML
+    #: Score-over-iterations plot (an ipycanvas Canvas).
+    score_plot: ScorePlot
+    #: Faithfulness of the current map (Average Drop / Gain).
+    metrics: w.HTML
+    #: Baseline method to show beside the Opti-CAM map, or None.
+    compare: w.Dropdown
+    #: File name for Save PNG (empty: automatic).
+    save_path: w.Text
+    #: Saves the overlay PNG.
+    save_button: w.Button
+
+    def widgets(self) -> list[w.Widget]:
+        """All control widgets, in field order."""
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+def build_controls(baselines: tuple[str, ...] = BASELINE_NAMES) -> Controls:
+    """Build every control with its default value.
+
+    Example:
+        >>> c = build_controls()
+        >>> c.iterations.max, c.lr.base ** c.lr.min, c.colormap.value
+        (500, 0.001, 'jet')
+    """
+    iters, rate, conv = optimization_controls()
+    select, search = class_controls()
+    view, opacity, cmap = display_controls()
+    run, stop = action_buttons()
+    bar, status, plot, metrics = progress_controls()
+    path, save = export_controls()
+    return Controls(iterations=iters, lr=rate, convention=conv, class_select=select,
+                    class_search=search, image_select=image_control(), view=view,
+                    opacity=opacity, colormap=cmap, run_button=run, stop_button=stop,
+                    progress=bar, status=status, score_plot=plot, metrics=metrics,
+                    compare=compare_control(baselines), save_path=path, save_button=save)
+
+
+def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget) -> w.VBox:
+    """Arrange the controls around the canvas (and the comparison panel beside it).
+
+    Example:
+        >>> box = layout(build_controls(), w.HTML("canvas"), w.HTML("baseline"))
+        >>> isinstance(box, w.VBox)
+        True
+    """
+    c = controls
+    row = w.Layout(flex_flow="row wrap", align_items="center")
+    side = w.VBox([c.score_plot, c.metrics], layout=w.Layout(width="250px"))
+    return w.VBox([
+        w.HBox([c.image_select, c.class_select, c.class_search], layout=row),
+        w.HBox([c.iterations, c.lr, c.convention], layout=row),
+        w.HBox([c.run_button, c.stop_button, c.progress], layout=row),
+        c.status,
+        w.HBox([canvas, compare_panel, side], layout=w.Layout(flex_flow="row wrap",
+                                                               align_items="flex-start")),
+        w.HBox([c.view, c.opacity, c.colormap], layout=row),
+        w.HBox([c.compare, c.save_path, c.save_button], layout=row),
+    ])

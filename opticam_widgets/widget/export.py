@@ -1,0 +1,78 @@
+"""Static pictures of a result: the canvas view as an array and a matplotlib summary figure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..render import colorize, mask_image, overlay
+
+__all__ = ["render_view", "summary_figure"]
+
+
+def render_view(rgb: np.ndarray, saliency: np.ndarray | None, *, view: str = "overlay",
+                opacity: float = 0.5, cmap: str = "jet", inverse: bool = False) -> np.ndarray:
+    """What a canvas view shows, as one uint8 (H, W, 3) array.
+
+    Args:
+        rgb: The image, uint8 (H, W, 3).
+        saliency: Its map (any size, resized), or ``None`` (then the image is returned).
+        view: ``"overlay"``, ``"saliency"``, ``"masked"`` or ``"original"``.
+        opacity: Heatmap opacity in the overlay view.
+        cmap: Colormap name.
+        inverse: Masked view shows ``x ⊙ (1 − S)``.
+
+    Example:
+        >>> img = np.zeros((2, 3, 3), np.uint8)
+        >>> render_view(img, np.ones((2, 3)), view="masked").shape
+        (2, 3, 3)
+    """
+    if saliency is None or view == "original":
+        return rgb
+    if view == "saliency":
+        from ..render import resize_map
+
+        return colorize(resize_map(saliency, rgb.shape[:2]), cmap)[..., :3]
+    if view == "masked":
+        return mask_image(rgb, saliency, inverse=inverse)
+    return overlay(rgb, saliency, alpha=opacity, cmap=cmap)
+
+
+def summary_figure(rgb: np.ndarray, result: Any, *, title: str, cmap: str = "jet",
+                   opacity: float = 0.5) -> Any:
+    """Image, saliency map, overlay and score-over-iterations in one matplotlib figure.
+
+    Args:
+        rgb: The image, uint8 (H, W, 3).
+        result: An :class:`~opticam_widgets.explainer.OptiCAMResult` (its first row is drawn).
+        title: Title of the image panel (e.g. the class name).
+        cmap: Colormap name.
+        opacity: Heatmap opacity of the overlay.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (built without pyplot).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    sal = result.numpy()[0]
+    fig = Figure(figsize=(13, 3.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 4, width_ratios=(1, 1, 1, 1.2))
+    axes[0].imshow(rgb)
+    axes[0].set_title(title)
+    im = axes[1].imshow(sal, cmap=cmap, vmin=0, vmax=1)
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    axes[1].set_title(f"Opti-CAM ({result.convention}, {result.layer})")
+    axes[2].imshow(overlay(rgb, sal, alpha=opacity, cmap=cmap))
+    axes[2].set_title("overlay")
+    for ax in axes[:3]:
+        ax.set_axis_off()
+    axes[3].plot(result.scores[0].numpy())
+    axes[3].set_xlabel("iteration")
+    axes[3].set_ylabel(result.score)
+    axes[3].set_title(f"score {float(result.initial_score[0]):.4g} → "
+                      f"{float(result.final_score[0]):.4g}")
+    axes[3].grid(alpha=0.3)
+    return fig
