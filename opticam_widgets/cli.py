@@ -1,0 +1,312 @@
+"""The ``opticam`` command (also ``python -m opticam_widgets``).
+
+Usage::
+
+    opticam explain IMG... [--target N]... | [--top K] [--iters N] [--lr X]
+                    [--convention constructive|destructive] [--out DIR]
+                    [--model default|torchvision:NAME[:WEIGHTS]]
+    opticam samples
+
+``IMG`` is an image file or a sample photo ``sample:NAME`` (see ``opticam samples``). For each
+image and class, ``explain`` writes ``<out>/<image>_<class>_<label>.png`` (the saliency map
+over the image) and ``.npy`` (the map, float32 H×W in [0, 1], at the image's resolution), and
+prints the top classes with their probabilities. Bad input gives exit status 2 and one line on
+stderr (set the environment variable ``OPTICAM_DEBUG=1`` to get the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+PROG = "opticam"
+#: Exit status for bad input (like argparse's own usage errors).
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _UsageError(Exception):
+    """A command-line mistake found after parsing (reported in one line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _class_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a class index (integer), got {text!r}"
+                                         ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a class index >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``opticam`` command.
+
+    Example:
+        >>> build_parser().parse_args(["explain", "sample:chelsea", "--top", "2"]).top
+        2
+    """
+    from . import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description="Opti-CAM saliency maps (arXiv 2301.07002) for CNN classifiers.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ex = sub.add_parser(
+        "explain",
+        help="explain images: write overlay PNGs and .npy maps, print top classes",
+        description="Explain each image with Opti-CAM and write, per image and class, an "
+                    "overlay PNG and the saliency map as .npy (float32, H×W, in [0, 1]).",
+    )
+    ex.add_argument("images", nargs="+", metavar="IMG",
+                    help="image file, or sample:NAME for a bundled photo (see `opticam samples`)")
+    which = ex.add_mutually_exclusive_group()
+    which.add_argument("--target", type=_class_index, action="append", metavar="N",
+                       help="class index to explain (repeat for several); default: top-1")
+    which.add_argument("--top", type=_positive_int, metavar="K",
+                       help="explain the K most probable classes of each image")
+    ex.add_argument("--iters", type=_positive_int, default=None, metavar="N",
+                    help="optimization steps per map (default: the engine's, 100)")
+    ex.add_argument("--lr", type=_positive_float, default=None, metavar="X",
+                    help="Adam learning rate (default: the engine's, 0.2)")
+    ex.add_argument("--convention", choices=("constructive", "destructive"),
+                    default="constructive",
+                    help="keep the class score on x⊙S (constructive, default) or remove it "
+                         "from x⊙(1−S) (destructive)")
+    ex.add_argument("--score", choices=("logit", "probability"), default="logit",
+                    help="score optimized: the raw logit (paper, default) or the softmax "
+                         "probability")
+    ex.add_argument("--out", type=Path, default=Path("opticam_out"), metavar="DIR",
+                    help="output folder, created if needed (default: ./opticam_out)")
+    ex.add_argument("--model", default="default", metavar="SPEC",
+                    help="'default' (embedded EfficientNet-Lite0, offline), "
+                         "'torchvision:NAME' or 'torchvision:NAME:WEIGHTS' (may download)")
+    ex.add_argument("--device", default=None,
+                    help="torch device, e.g. cpu or cuda (default: cpu)")
+    ex.add_argument("--alpha", type=_unit_float, default=0.5,
+                    help="heatmap opacity in the overlay PNG (default 0.5)")
+    ex.add_argument("--cmap", default="jet",
+                    help="matplotlib colormap of the overlay PNG (default jet)")
+    ex.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ex.set_defaults(func=_cmd_explain)
+
+    samples = sub.add_parser("samples", help="list the bundled sample photos",
+                             description="List the sample photos usable as IMG = sample:NAME.")
+    samples.set_defaults(func=_cmd_samples)
+    return parser
+
+
+# --------------------------------------------------------------------------- samples
+
+
+def _cmd_samples(args: argparse.Namespace) -> int:
+    from .zoo import SAMPLE_DESCRIPTIONS
+
+    width = max(map(len, SAMPLE_DESCRIPTIONS))
+    for name, text in SAMPLE_DESCRIPTIONS.items():
+        print(f"sample:{name:<{width}}  {text}")
+    return 0
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    """A file-name-safe lower-case version of a label."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "class"
+
+
+def _load_images(specs: Sequence[str]) -> list[tuple[str, Any]]:
+    """Resolve every IMG argument up front, so a typo fails before any model is loaded."""
+    from .images import to_pixel_tensor
+    from .zoo import sample_image
+
+    loaded: list[tuple[str, Any]] = []
+    seen: dict[str, int] = {}
+    for spec in specs:
+        if spec.startswith("sample:"):
+            pixels = to_pixel_tensor(sample_image(spec), name=spec)
+            stem = spec.split(":", 1)[1]
+        else:
+            pixels = to_pixel_tensor(spec, name="IMG")
+            stem = Path(spec).stem or "image"
+        stem = _slug(stem, 60)
+        seen[stem] = seen.get(stem, 0) + 1
+        if seen[stem] > 1:
+            stem = f"{stem}-{seen[stem]}"
+        loaded.append((stem, pixels))
+    return loaded
+
+
+def _label(labels: Sequence[str] | None, index: int) -> str:
+    return labels[index] if labels is not None and 0 <= index < len(labels) else f"class {index}"
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from . import render
+    from .explainer import OptiCAM
+    from .zoo import load_model
+
+    render.colorize(np.zeros((2, 2), np.float32), args.cmap)  # fail early on a bad colormap
+    images = _load_images(args.images)
+    bundle = load_model(args.model)
+    if args.device is not None:
+        bundle.model.to(args.device)
+    cam = OptiCAM(bundle, convention=args.convention, score=args.score, device=args.device,
+                  **({} if args.iters is None else {"max_iter": args.iters}),
+                  **({} if args.lr is None else {"lr": args.lr}))
+    steps = cam.max_iter
+    labels = bundle.labels
+
+    # predict everything first: a bad --target fails before any bar or file appears
+    plans = []
+    for stem, pixels in images:
+        probs = cam.predict(pixels)[0]
+        classes = probs.shape[0]
+        if args.target:
+            bad = [t for t in args.target if t >= classes]
+            if bad:
+                raise _UsageError(f"--target {bad[0]} is out of range: {bundle.name} has "
+                                  f"{classes} classes (0..{classes - 1})")
+            targets = list(args.target)
+        else:
+            targets = probs.topk(min(args.top or 1, classes)).indices.tolist()
+        plans.append((stem, pixels, probs, targets))
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=sum(len(p[3]) for p in plans) * steps, unit="it", desc="Opti-CAM",
+               disable=args.no_progress, dynamic_ncols=True, leave=False)
+    try:
+        for stem, pixels, probs, targets in plans:
+            shown = probs.topk(min(max(5, len(targets)), probs.shape[0]))
+            lines = [f"{stem} ({pixels.shape[2]}×{pixels.shape[1]}): top classes"]
+            lines += [f"  {int(i):>4d}  {p:6.1%}  {_label(labels, int(i))}"
+                      for p, i in zip(shown.values.tolist(), shown.indices.tolist())]
+            tqdm.write("\n".join(lines))
+
+            base = bar.n
+
+            def on_step(step: int, progress: Any, base: int = base, stem: str = stem,
+                        rows: int = len(targets)) -> None:
+                bar.set_postfix_str(f"{stem} step {step}/{progress.max_iter}", refresh=False)
+                bar.update(base + step * rows - bar.n)
+
+            result = cam.explain(pixels, targets, callback=on_step)
+            bar.update(base + steps * len(targets) - bar.n)  # early stop: fill the gap
+
+            suffix = "_destructive" if args.convention == "destructive" else ""
+            image = result.images[0].permute(1, 2, 0).numpy()
+            for row, cls in enumerate(result.target):
+                name = f"{stem}_{cls}_{_slug(_label(labels, cls))}{suffix}"
+                saliency = result.saliency[row].numpy().astype(np.float32)
+                np.save(out / f"{name}.npy", saliency)
+                png = render.to_png_bytes(render.overlay(image, saliency, alpha=args.alpha,
+                                                         cmap=args.cmap))
+                (out / f"{name}.png").write_bytes(png)
+                first, last = float(result.initial_score[row]), float(result.final_score[row])
+                tqdm.write(f"  -> {cls} {_label(labels, cls)}: {result.score} {first:.4g} -> "
+                           f"{last:.4g} in {result.iterations} steps; wrote {out / name}.png "
+                           "and .npy")
+    finally:
+        bar.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``opticam`` command.
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 on bad input (one line on stderr, no traceback),
+        130 when interrupted.
+
+    Example:
+        >>> main(["samples"])  # doctest: +ELLIPSIS
+        sample:chelsea ...
+        0
+    """
+    from .zoo import CheckpointMismatchError, ModelDownloadError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    if getattr(args, "func", None) is None:
+        print(f"{PROG}: error: give a command, `explain` or `samples` (see `{PROG} --help`)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (_UsageError, TypeError, ValueError, OSError, ModelDownloadError,
+            CheckpointMismatchError) as exc:
+        if os.environ.get("OPTICAM_DEBUG"):
+            raise
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE

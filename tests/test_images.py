@@ -1,0 +1,459 @@
+"""Image coercion (every accepted input and every refused one) and the preprocessing spec."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from opticam_widgets.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageFileNotFoundError,
+    Preprocess,
+    as_pixel_batch,
+    coerce_preprocess,
+    to_pixel_tensor,
+)
+
+RGB = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],
+                [[0, 0, 0], [255, 255, 255], [51, 102, 153]]], dtype=np.uint8)  # 2×3
+
+
+def expected(arr_uint8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(arr_uint8.astype(np.float32) / 255.0).permute(2, 0, 1)
+
+
+def check(t: torch.Tensor, shape: tuple[int, int]) -> None:
+    assert isinstance(t, torch.Tensor)
+    assert t.dtype == torch.float32
+    assert tuple(t.shape) == (3, *shape)
+    assert t.is_contiguous()
+    assert float(t.min()) >= 0.0 and float(t.max()) <= 1.0
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- files and bytes
+
+
+def test_path_str_and_pathlib(tmp_path):
+    path = tmp_path / "rgb.png"
+    Image.fromarray(RGB).save(path)
+    for arg in (str(path), path):
+        t = to_pixel_tensor(arg)
+        check(t, (2, 3))
+        assert torch.equal(t, expected(RGB))
+
+
+def test_jpeg_file(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((8, 10, 3), 200, np.uint8)).save(path, quality=95)
+    t = to_pixel_tensor(path)
+    check(t, (8, 10))
+    assert abs(float(t.mean()) - 200 / 255) < 0.02
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    stored = np.zeros((16, 32, 3), np.uint8)  # 16 rows × 32 columns
+    stored[:8] = (255, 0, 0)  # top half red
+    stored[8:] = (0, 0, 255)  # bottom half blue
+    img = Image.fromarray(stored)
+    exif = img.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    path = tmp_path / "rotated.jpg"
+    img.save(path, exif=exif, quality=100)
+    t = to_pixel_tensor(path)
+    check(t, (32, 16))  # displayed upright: 32 rows × 16 columns
+    # the stored top row becomes the displayed right column
+    assert float(t[0, :, 12:].mean()) > 0.9 and float(t[2, :, 12:].mean()) < 0.1
+    assert float(t[2, :, :4].mean()) > 0.9 and float(t[0, :, :4].mean()) < 0.1
+    # the same for an already-opened PIL image
+    with Image.open(path) as opened:
+        assert tuple(to_pixel_tensor(opened).shape) == (3, 32, 16)
+
+
+def test_missing_file_is_both_file_not_found_and_value_error(tmp_path):
+    missing = tmp_path / "nope.png"
+    with pytest.raises(ImageFileNotFoundError, match=r"`photo`: no such file .*nope\.png"):
+        to_pixel_tensor(missing, name="photo")
+    with pytest.raises(FileNotFoundError):
+        to_pixel_tensor(str(missing))
+    with pytest.raises(ValueError):
+        to_pixel_tensor(str(missing))
+
+
+def test_unreadable_files(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(ValueError, match=r"`image`: cannot read .*notes\.txt.* as an image"):
+        to_pixel_tensor(text)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="cannot read"):
+        to_pixel_tensor(empty)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(png_bytes(Image.fromarray(np.zeros((64, 64, 3), np.uint8)))[:60])
+    with pytest.raises(ValueError, match="cannot read"):
+        to_pixel_tensor(truncated)
+    with pytest.raises(ValueError, match="is not a file"):
+        to_pixel_tensor(tmp_path)
+
+
+def test_encoded_bytes_and_file_objects():
+    data = png_bytes(Image.fromarray(RGB))
+    for arg in (data, bytearray(data), memoryview(data), io.BytesIO(data)):
+        assert torch.equal(to_pixel_tensor(arg), expected(RGB)), type(arg)
+    with pytest.raises(ValueError, match="empty bytes"):
+        to_pixel_tensor(b"")
+    with pytest.raises(ValueError, match="`upload`: cannot read the given bytes"):
+        to_pixel_tensor(b"\x89PNG garbage", name="upload")
+
+
+# --------------------------------------------------------------------------- PIL modes
+
+
+def test_pil_rgb_and_grey_modes():
+    img = Image.fromarray(RGB)
+    assert torch.equal(to_pixel_tensor(img), expected(RGB))
+    grey = Image.fromarray(np.array([[0, 128], [255, 64]], np.uint8))  # mode L
+    t = to_pixel_tensor(grey)
+    check(t, (2, 2))
+    assert torch.equal(t[0], t[2]) and abs(float(t[0, 0, 1]) - 128 / 255) < 1e-6
+    bilevel = grey.convert("1")
+    t = to_pixel_tensor(bilevel)
+    assert set(t.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_pil_transparency_composites_onto_black():
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = [[255, 0], [128, 255]]
+    t = to_pixel_tensor(Image.fromarray(rgba, mode="RGBA"))
+    check(t, (2, 2))
+    want = [[200 / 255, 0.0], [200 / 255 * 128 / 255, 200 / 255]]
+    assert torch.allclose(t[0], torch.tensor(want))
+    la = Image.fromarray(rgba[..., [0, 3]], mode="LA")
+    assert float(to_pixel_tensor(la)[1, 0, 1]) == 0.0
+    # a palette image with a transparent index
+    pal = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), mode="P")
+    pal.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    t = to_pixel_tensor(pal)
+    assert t[:, 0, 0].tolist() == [1.0, 0.0, 0.0] and t[:, 0, 1].tolist() == [0.0, 1.0, 0.0]
+    pal.info["transparency"] = 1
+    t = to_pixel_tensor(pal)
+    assert t[:, 0, 1].tolist() == [0.0, 0.0, 0.0]
+    premultiplied = Image.new("RGBa", (2, 2), (100, 0, 0, 128))
+    assert float(to_pixel_tensor(premultiplied)[0, 0, 0]) == pytest.approx(100 / 255, abs=0.01)
+    assert float(to_pixel_tensor(Image.new("La", (2, 2), (100, 128)))[0, 0, 0]) == pytest.approx(
+        100 / 255, abs=0.01)
+
+
+def test_pil_sixteen_bit_and_float_modes():
+    a16 = np.array([[0, 65535], [32768, 1000]], np.uint16)
+    img = Image.fromarray(a16)
+    assert img.mode == "I;16"
+    t = to_pixel_tensor(img)
+    check(t, (2, 2))
+    assert torch.allclose(t[0], torch.tensor([[0.0, 1.0], [32768 / 65535, 1000 / 65535]]))
+    # a 16-bit PNG round trip, and the older "I" spelling of 16-bit data
+    reread = to_pixel_tensor(png_bytes(img))
+    assert torch.allclose(reread, t)
+    t_i = to_pixel_tensor(img.convert("I"))
+    assert torch.allclose(t_i, t)
+    with pytest.raises(ValueError, match="outside 0-65535"):
+        to_pixel_tensor(Image.fromarray(np.array([[0, 70000], [1, 2]], np.int32), mode="I"))
+    f = Image.fromarray(np.array([[0.0, 0.25], [0.5, 1.0]], np.float32), mode="F")
+    assert to_pixel_tensor(f)[1].tolist() == [[0.0, 0.25], [0.5, 1.0]]
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 1\]"):
+        to_pixel_tensor(Image.fromarray(np.array([[0.0, 2.0], [0, 0]], np.float32), mode="F"))
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "YCbCr", "HSV", "LAB", "RGBX"])
+def test_pil_other_colour_modes(mode):
+    img = Image.fromarray(RGB).convert(mode) if mode != "HSV" else Image.new("HSV", (3, 2),
+                                                                             (0, 255, 255))
+    t = to_pixel_tensor(img)
+    check(t, (2, 3))
+    if mode == "HSV":
+        assert t[:, 0, 0].tolist() == [1.0, 0.0, 0.0]  # hue 0, full saturation: red
+    elif mode in ("CMYK", "RGBX"):
+        assert torch.allclose(t, expected(RGB), atol=1 / 255 + 1e-6)
+
+
+def test_pil_tiny_images():
+    with pytest.raises(ValueError, match=r"`image` is too small \(1×1 pixels\)"):
+        to_pixel_tensor(Image.new("RGB", (1, 1)))
+    with pytest.raises(ValueError, match="too small"):
+        to_pixel_tensor(Image.new("RGB", (50, 1)))
+    with pytest.raises(ValueError, match="empty"):
+        to_pixel_tensor(Image.new("RGB", (0, 5)))
+    check(to_pixel_tensor(Image.new("RGB", (2, 2))), (2, 2))
+
+
+# --------------------------------------------------------------------------- ndarrays
+
+
+def test_array_layouts_and_dtypes():
+    assert torch.equal(to_pixel_tensor(RGB), expected(RGB))
+    f32 = RGB.astype(np.float32) / 255
+    for arr in (f32, f32.astype(np.float64), f32.astype(">f4")):
+        assert torch.allclose(to_pixel_tensor(arr), expected(RGB)), arr.dtype
+    assert torch.allclose(to_pixel_tensor(f32.astype(np.float16)), expected(RGB), atol=1e-3)
+    grey = RGB[..., 0]
+    t = to_pixel_tensor(grey)
+    check(t, (2, 3))
+    assert torch.equal(t[0], t[1]) and torch.equal(t[0], expected(RGB)[0])
+    assert torch.equal(to_pixel_tensor(grey[..., None]), t)  # (H, W, 1)
+    rgba = np.dstack([RGB, np.full((2, 3), 255, np.uint8)])
+    assert torch.equal(to_pixel_tensor(rgba), expected(RGB))
+    rgba[0, 0, 3] = 0
+    assert to_pixel_tensor(rgba)[:, 0, 0].tolist() == [0.0, 0.0, 0.0]  # composited onto black
+    # non-contiguous views
+    flipped = RGB[:, ::-1]
+    assert torch.equal(to_pixel_tensor(flipped), expected(np.ascontiguousarray(flipped)))
+
+
+def test_array_channels_first_only_when_unambiguous():
+    chw = np.random.default_rng(0).random((3, 5, 7), dtype=np.float32)
+    t = to_pixel_tensor(chw)
+    check(t, (5, 7))
+    assert torch.equal(t, torch.from_numpy(chw))
+    one = chw[:1]  # (1, 5, 7) grey, channels first
+    check(to_pixel_tensor(one), (5, 7))
+    check(to_pixel_tensor(np.zeros((1, 5, 3), np.float32)), (5, 3))  # (H=1, W, 3) is impossible
+    check(to_pixel_tensor(np.zeros((3, 5, 1), np.float32)), (3, 5))  # grey (H, W, 1)
+    check(to_pixel_tensor(np.zeros((4, 5, 3), np.float32)), (4, 5))  # plain (H, W, 3)
+    for shape in [(3, 5, 3), (3, 3, 3), (3, 224, 3), (3, 5, 4), (1, 5, 1)]:
+        if shape == (1, 5, 1):
+            continue  # 1 pixel wide either way: a size error, tested below
+        with pytest.raises(ValueError, match=r"ambiguous: it reads as \(H, W, C\) and as"):
+            to_pixel_tensor(np.zeros(shape, np.float32))
+
+
+@pytest.mark.parametrize(
+    ("arr", "error", "pattern"),
+    [
+        (np.zeros((4, 4, 5), np.uint8), ValueError,
+         r"\(H, W\), \(H, W, 3\) or \(H, W, 4\).*5 channels"),
+        (np.zeros((4, 4, 2), np.uint8), ValueError, "2 channels"),
+        (np.zeros((2, 4, 4, 3), np.uint8), ValueError, r"got \(2, 4, 4, 3\)"),
+        (np.zeros(5, np.uint8), ValueError, r"got \(5,\)"),
+        (np.zeros((0, 4, 3), np.uint8), ValueError, "empty"),
+        (np.zeros((1, 1, 3), np.uint8), ValueError, r"too small \(1×1"),
+        (np.zeros((1, 9), np.uint8), ValueError, r"too small \(1×9"),
+        (np.zeros((4, 4, 3), np.int32), TypeError, "integer array must be uint8.*int32"),
+        (np.zeros((4, 4, 3), np.uint16), TypeError, "uint16"),
+        (np.zeros((4, 4, 3), np.int64), TypeError, "int64"),
+        (np.zeros((4, 4, 3), bool), TypeError, "uint8 or float, got dtype bool"),
+        (np.zeros((4, 4, 3), np.complex64), TypeError, "complex64"),
+        (np.zeros((4, 4, 3), object), TypeError, "object"),
+        (np.full((4, 4, 3), np.nan, np.float32), ValueError, "NaN or infinite"),
+        (np.full((4, 4, 3), np.inf), ValueError, "NaN or infinite"),
+        (np.full((4, 4, 3), 255.0), ValueError, r"values must lie in \[0, 1\].*\[255, 255\]"),
+        (np.full((4, 4, 3), -0.5), ValueError, r"values must lie in \[0, 1\]"),
+    ],
+)
+def test_bad_arrays(arr, error, pattern):
+    with pytest.raises(error, match=pattern) as info:
+        to_pixel_tensor(arr, name="photo")
+    assert "`photo`" in str(info.value)
+
+
+def test_array_nan_under_zero_alpha_is_still_refused():
+    rgba = np.zeros((4, 4, 4), np.float32)
+    rgba[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        to_pixel_tensor(rgba)
+
+
+def test_result_never_aliases_the_input():
+    f32 = RGB.astype(np.float32) / 255
+    t = to_pixel_tensor(f32)
+    t.zero_()
+    assert f32.max() == 1.0
+    src = torch.rand(3, 4, 4)
+    out = to_pixel_tensor(src)
+    out.zero_()
+    assert float(src.max()) > 0
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def test_tensor_layouts_and_dtypes():
+    x = torch.rand(3, 5, 6)
+    assert torch.equal(to_pixel_tensor(x), x)
+    assert torch.equal(to_pixel_tensor(x.unsqueeze(0)), x)  # (1, 3, H, W)
+    assert torch.equal(to_pixel_tensor(x.double()), x)
+    assert torch.allclose(to_pixel_tensor(x.half()), x, atol=1e-3)
+    grey = torch.rand(5, 6)
+    for g in (grey, grey[None]):  # (H, W) and (1, H, W)
+        t = to_pixel_tensor(g)
+        check(t, (5, 6))
+        assert torch.equal(t[1], grey)
+        t.add_(0)  # a real, writable tensor, not an expanded view
+    u8 = torch.from_numpy(RGB).permute(2, 0, 1)
+    assert torch.equal(to_pixel_tensor(u8), expected(RGB))
+    leaf = torch.rand(3, 4, 4, requires_grad=True)
+    assert not to_pixel_tensor(leaf).requires_grad
+
+
+@pytest.mark.parametrize(
+    ("tensor", "error", "pattern"),
+    [
+        (torch.rand(5, 6, 3), ValueError, r"got shape \(5, 6, 3\).*permute\(2, 0, 1\)"),
+        (torch.rand(2, 3, 4, 4), ValueError, r"\(2, 3, 4, 4\).*as_pixel_batch"),
+        (torch.rand(4, 5, 5), ValueError, r"got shape \(4, 5, 5\)"),
+        (torch.rand(5), ValueError, r"got shape \(5,\)"),
+        (torch.rand(3, 0, 4), ValueError, "empty"),
+        (torch.rand(3, 1, 1), ValueError, "too small"),
+        (torch.zeros(3, 4, 4, dtype=torch.bool), TypeError, "bool"),
+        (torch.zeros(3, 4, 4, dtype=torch.int64), TypeError, "int64"),
+        (torch.zeros(3, 4, 4, dtype=torch.complex64), TypeError, "complex64"),
+        (torch.full((3, 4, 4), float("nan")), ValueError, "NaN"),
+        (torch.full((3, 4, 4), 2.0), ValueError, r"\[0, 1\]"),
+    ],
+)
+def test_bad_tensors(tensor, error, pattern):
+    with pytest.raises(error, match=pattern) as info:
+        to_pixel_tensor(tensor, name="x")
+    assert "`x`" in str(info.value)
+
+
+@pytest.mark.parametrize("obj", [None, 3, 2.5, [[0.0, 1.0], [1.0, 0.0]], {"a": 1}, object()])
+def test_unsupported_objects(obj):
+    with pytest.raises(TypeError, match="`img` must be a path, image bytes, a PIL image"):
+        to_pixel_tensor(obj, name="img")
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_as_pixel_batch():
+    one = as_pixel_batch(RGB)
+    assert tuple(one.shape) == (1, 3, 2, 3)
+    batch = as_pixel_batch([RGB, Image.fromarray(RGB), torch.rand(3, 2, 3)])
+    assert tuple(batch.shape) == (3, 3, 2, 3)
+    assert torch.equal(batch[0], batch[1])
+    assert tuple(as_pixel_batch(torch.rand(2, 3, 4, 4)).shape) == (2, 3, 4, 4)
+    assert tuple(as_pixel_batch(np.zeros((2, 4, 5, 3), np.uint8)).shape) == (2, 3, 4, 5)
+    assert tuple(as_pixel_batch((RGB,)).shape) == (1, 3, 2, 3)
+
+
+def test_as_pixel_batch_errors():
+    with pytest.raises(ValueError, match="empty list"):
+        as_pixel_batch([])
+    with pytest.raises(ValueError, match="batch is empty"):
+        as_pixel_batch(torch.zeros(0, 3, 4, 4))
+    with pytest.raises(ValueError, match="different sizes"):
+        as_pixel_batch([torch.rand(3, 4, 4), torch.rand(3, 5, 4)])
+    with pytest.raises(ValueError, match=r"`images\[1\]` contains NaN"):
+        as_pixel_batch([torch.rand(3, 4, 4), torch.full((3, 4, 4), float("nan"))], name="images")
+    with pytest.raises(TypeError, match=r"`image\[0\]`"):
+        as_pixel_batch([None])
+
+
+# --------------------------------------------------------------------------- Preprocess
+
+
+def test_preprocess_defaults_and_math():
+    spec = Preprocess()
+    assert spec.size == (224, 224)
+    assert spec.mean == IMAGENET_MEAN and spec.std == IMAGENET_STD
+    x = torch.rand(2, 3, 4, 4)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(spec.normalize(x), (x - mean) / std)
+    assert hash(spec) == hash(Preprocess())  # frozen, usable as a cache key
+    with pytest.raises(AttributeError):
+        spec.size = (1, 1)
+
+
+def test_preprocess_resize_is_direct_and_stays_in_range():
+    spec = Preprocess(size=(224, 224))
+    x = torch.rand(1, 3, 300, 451)
+    y = spec.resize(x)
+    assert tuple(y.shape) == (1, 3, 224, 224)  # aspect not kept, nothing cropped
+    assert float(y.min()) >= 0 and float(y.max()) <= 1
+    assert spec.resize(y) is y
+    same = Preprocess(size=None)
+    assert same.resize(x) is x
+    # a direct resize keeps the whole picture: a red left half stays the left half
+    half = torch.zeros(1, 3, 300, 451)
+    half[:, 0, :, :225] = 1.0
+    r = spec.resize(half)
+    assert float(r[0, 0, :, :100].mean()) > 0.99 and float(r[0, 0, :, 124:].mean()) < 0.01
+
+
+def test_preprocess_size_spellings():
+    assert Preprocess(size=256).size == (256, 256)
+    assert Preprocess(size=[240, 320]).size == (240, 320)
+    assert Preprocess(size=(np.int64(8), 9.0)).size == (8, 9)
+    for bad in [(0, 5), (-1, 5), (1, 2, 3), "224", (True, 4), (4.5, 4), 0]:
+        with pytest.raises(ValueError, match="`size`"):
+            Preprocess(size=bad)
+
+
+def test_preprocess_bad_numbers():
+    with pytest.raises(TypeError, match="`mean` must be 3 numbers"):
+        Preprocess(mean=("a", "b", "c"))
+    with pytest.raises(TypeError, match="`std`"):
+        Preprocess(std=0.5)
+    with pytest.raises(ValueError, match="`mean` must be 3 finite numbers"):
+        Preprocess(mean=(0.5, 0.5))
+    with pytest.raises(ValueError, match="finite"):
+        Preprocess(std=(0.5, float("nan"), 0.5))
+    with pytest.raises(ValueError, match="`std` must be positive"):
+        Preprocess(std=(0.5, 0.0, 0.5))
+    with pytest.raises(TypeError, match="`transform` must be callable"):
+        Preprocess(transform=3)
+
+
+def test_preprocess_transform():
+    spec = Preprocess(size=None, transform=lambda x: x * 2)
+    assert torch.equal(spec.normalize(torch.ones(1, 3, 2, 2)), torch.full((1, 3, 2, 2), 2.0))
+
+
+def test_coerce_preprocess_spellings():
+    import timm
+    from torchvision.models import Inception_V3_Weights, ResNet50_Weights
+
+    assert coerce_preprocess(None) == Preprocess()
+    spec = Preprocess(size=(8, 8))
+    assert coerce_preprocess(spec) is spec
+    assert coerce_preprocess([(0.5,) * 3, (0.25,) * 3]) == Preprocess(mean=(0.5,) * 3,
+                                                                      std=(0.25,) * 3)
+    assert coerce_preprocess({"size": 32, "mean": (0, 0, 0)}) == Preprocess(size=32,
+                                                                           mean=(0, 0, 0))
+    cfg = timm.data.resolve_data_config({}, model=timm.create_model("tf_efficientnet_lite0"))
+    assert coerce_preprocess(cfg) == Preprocess(size=(224, 224), mean=(0.5,) * 3, std=(0.5,) * 3)
+    tv = coerce_preprocess(ResNet50_Weights.IMAGENET1K_V2.transforms())
+    assert tv == Preprocess(size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    assert coerce_preprocess(Inception_V3_Weights.DEFAULT).size == (299, 299)
+
+    def norm(x):
+        return x - 0.5
+
+    fn = coerce_preprocess(norm)
+    assert fn.size is None and fn.transform is norm
+
+
+def test_coerce_preprocess_errors():
+    with pytest.raises(TypeError, match=r"`pre` dict has unknown keys \['colour'\]"):
+        coerce_preprocess({"colour": 1}, name="pre")
+    with pytest.raises(TypeError, match="`mean` must be 3 numbers"):
+        coerce_preprocess({"mean": 3})
+    with pytest.raises(TypeError, match=r"pair must be \(mean, std\)"):
+        coerce_preprocess((224, 224))
+    with pytest.raises(TypeError, match="`preprocess` must be None, a Preprocess"):
+        coerce_preprocess(3)
+    with pytest.raises(ValueError, match="input_size"):
+        coerce_preprocess({"input_size": 3})
