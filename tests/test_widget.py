@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from opticam_widgets.render import COLORMAPS
+from opticam_widgets.render import COLORMAPS, to_png_bytes
 from opticam_widgets.widget import OptiCAMWidget, SaliencyCanvas
 from opticam_widgets.widget.app import EARLY_STOP_PATIENCE, EARLY_STOP_TOL
 from opticam_widgets.widget.canvas import display_size
@@ -217,6 +217,18 @@ def test_blocking_run_updates_result_progress_and_canvas(make_widget):
     assert spy_explain.calls[0]["tol"] == EARLY_STOP_TOL
     assert spy_explain.calls[0]["patience"] == EARLY_STOP_PATIENCE
     assert spy_explain.calls[0]["max_iter"] == 8
+    assert widget.explain_count == 1
+
+
+def test_early_stop_can_be_switched_off(make_widget):
+    widget = make_widget(iterations=4)
+    spy = ExplainSpy(widget)
+    widget.early_stop = False
+    widget.run(blocking=True)
+    assert spy.calls[-1]["tol"] is None
+    widget.early_stop = True  # another cache key: runs again
+    widget.run(blocking=True)
+    assert spy.calls[-1]["tol"] == EARLY_STOP_TOL and len(spy.calls) == 2
 
 
 def test_iteration_zero_map_is_drawn_first(make_widget):
@@ -336,6 +348,8 @@ def test_stop_button_during_a_background_run(make_widget):
     assert widget.run() is None
     assert reached.wait(60), "the run did not start"
     assert widget.running and not widget.controls.stop_button.disabled
+    widget.controls.run_button.click()  # same settings: the run goes on, no restart
+    assert widget.explain_count == 1
     widget.controls.stop_button.click()
     gate.set()
     result = widget.wait(timeout=60)
@@ -484,16 +498,55 @@ def test_mimebundle_has_widget_view_and_png(make_widget):
     assert metadata["image/png"] == {"width": 448, "height": 313}
 
 
-def test_show_displays_and_runs(monkeypatch):
-    shown = []
-    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
+def test_show_without_ipython_prints_and_runs(capsys):
     widget = OptiCAMWidget(tiny_cnn(), preprocess=SMALL)
     try:
         widget.controls.iterations.value = 3
         assert widget.show(image()) is widget
-        assert shown == [widget]
+        assert "OptiCAMWidget(" in capsys.readouterr().out
         widget.wait(timeout=120)
         assert widget.result is not None and widget.result.iterations == 3
+        assert widget.explain_count == 1
+    finally:
+        widget.close()
+
+
+class FakeShell:
+    execution_count = 7
+
+
+def test_show_in_ipython_displays_once_then_updates_the_png(monkeypatch):
+    import IPython.display
+
+    from opticam_widgets.widget import app
+
+    shell = FakeShell()
+    monkeypatch.setattr(app, "_shell", lambda: shell)
+    shown, updated = [], []
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda obj, **kw: shown.append((obj, kw)))
+    monkeypatch.setattr(IPython.display, "update_display",
+                        lambda obj, **kw: updated.append((obj, kw)))
+    widget = OptiCAMWidget(tiny_cnn(), preprocess=SMALL)
+    try:
+        widget.controls.iterations.value = 3
+        widget.show(image())
+        assert len(shown) == 1
+        data, kw = shown[0]
+        assert kw["raw"] and kw["display_id"].startswith("opticam-widget-")
+        assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == \
+            widget.widget.model_id
+        preview_png = data["image/png"]  # already shows the iteration-0 map
+        plain_png = base64.b64encode(to_png_bytes(widget.canvas._image)).decode()
+        assert preview_png != plain_png
+        widget._ipython_display_()  # the cell's value, same execution: not shown again
+        assert len(shown) == 1
+        widget.wait(timeout=120)
+        assert len(updated) == 1 and updated[0][1]["display_id"] == kw["display_id"]
+        assert updated[0][0]["image/png"] != preview_png  # the optimized map
+        shell.execution_count = 8
+        widget._ipython_display_()  # a later cell showing `widget`
+        assert len(shown) == 2
     finally:
         widget.close()
 

@@ -19,6 +19,7 @@ import html
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ import ipywidgets as w
 import numpy as np
 from torch import Tensor, nn
 from traitlets import Any as AnyTrait
-from traitlets import Bool, HasTraits, dlink
+from traitlets import Bool, HasTraits, Int, dlink
 
 from ..bundle import ModelBundle
 from ..explainer import OptiCAM, OptiCAMResult
@@ -60,7 +61,7 @@ MAP_REFRESH_S = 0.25
 #: Seconds between two updates of the progress bar and status line during a run.
 STATUS_REFRESH_S = 0.1
 
-_Key = tuple  # (image index, class, iterations, lr, convention)
+_Key = tuple  # (image index, class, iterations, lr, convention, early stop)
 
 
 @dataclass
@@ -128,6 +129,11 @@ class OptiCAMWidget(HasTraits):
     running = Bool(False, read_only=True)
     #: The exception raised by the last failed job (optimisation, baseline, export), or None.
     error = AnyTrait(None, allow_none=True, read_only=True)
+    #: Stop a run early when the best score stalls (``tol=1e-3``, ``patience=10``); set False
+    #: to always run every iteration.
+    early_stop = Bool(True)
+    #: Optimisations started by the widget so far (cached results and redraws don't count).
+    explain_count = Int(0, read_only=True)
 
     def __init__(
         self,
@@ -172,6 +178,10 @@ class OptiCAMWidget(HasTraits):
         self._quiet = 0
         self._run_serial = 0
         self._closed = False
+        self._display_id: str | None = None
+        self._running_key: _Key | None = None
+        self._skip_display_in: int | None = None
+        self._update_display_after_run = False
         self._wire()
         self._status("Give an image: <code>widget.show(img)</code>")
 
@@ -207,7 +217,7 @@ class OptiCAMWidget(HasTraits):
         for ctrl in (c.iterations, c.lr, c.convention):
             ctrl.observe(self._on_settings, "value")
         c.compare.observe(self._on_compare, "value")
-        c.run_button.on_click(lambda _b: self.run(force=True))
+        c.run_button.on_click(lambda _b: self.run())
         c.stop_button.on_click(lambda _b: self.stop())
         c.save_button.on_click(self._on_save)
 
@@ -322,7 +332,7 @@ class OptiCAMWidget(HasTraits):
         c = self.controls
         lr = float(f"{c.lr.value:.6g}")
         return (self.image_index, self.target, int(c.iterations.value), lr,
-                str(c.convention.value))
+                str(c.convention.value), bool(self.early_stop))
 
     def select_class(self, target: int) -> None:
         """Explain class ``target`` for the current image (cached result or a new run).
@@ -410,7 +420,8 @@ class OptiCAMWidget(HasTraits):
         """Optimize the map for the selected image, class and settings.
 
         A cached result for the same (image, class, iterations, lr, convention) is shown
-        instead unless ``force``. A run already going is cancelled first.
+        instead unless ``force``; a background run already going for the same key is left
+        to finish. Any other run going is cancelled first.
 
         Args:
             blocking: Run in the caller's thread and return the result; errors are raised
@@ -433,6 +444,8 @@ class OptiCAMWidget(HasTraits):
         if entry is not None and not force:
             self._show_cached(entry)
             return entry.result if blocking else None
+        if not blocking and not force and self._running_key == key and self._worker.busy:
+            return None  # already optimizing exactly this
         self._run_serial += 1
         serial = self._run_serial
 
@@ -483,10 +496,12 @@ class OptiCAMWidget(HasTraits):
                 and key[:2] == (self.image_index, self.target))
 
     def _optimize(self, key: _Key, serial: int, cancel: threading.Event) -> None:
-        index, target, iterations, lr, convention = key
+        index, target, iterations, lr, convention, early_stop = key
         state = self._images[index]
         c = self.controls
         self.set_trait("error", None)
+        self.set_trait("explain_count", self.explain_count + 1)
+        self._running_key = key
         self._set_running(True, iterations)
         last = {"map": -np.inf, "status": -np.inf, "cost": 0.0}
         label = self._label_html(target)
@@ -511,8 +526,10 @@ class OptiCAMWidget(HasTraits):
         try:
             result = self.cam.explain(state.pixels, target, max_iter=iterations, lr=lr,
                                       convention=convention, callback=callback, cancel=cancel,
-                                      tol=EARLY_STOP_TOL, patience=EARLY_STOP_PATIENCE)
+                                      tol=EARLY_STOP_TOL if early_stop else None,
+                                      patience=EARLY_STOP_PATIENCE)
         finally:
+            self._running_key = None
             self._set_running(False)
         shown = self._is_current(serial, key) and (not cancel.is_set() or result.cancelled)
         metrics = self._metrics(result) if shown or not result.cancelled else None
@@ -523,6 +540,7 @@ class OptiCAMWidget(HasTraits):
             self._show_entry(entry)
             if not result.cancelled:
                 self._refresh_compare(cancel=cancel)
+                self._update_display()
 
     def _set_running(self, running: bool, iterations: int | None = None) -> None:
         c = self.controls
@@ -734,6 +752,12 @@ class OptiCAMWidget(HasTraits):
     def show(self, images: Any = None, *, run: bool = True) -> OptiCAMWidget:
         """Display the widget (and load ``images`` first); returns the widget.
 
+        With ``run`` the iteration-0 map (the channel-mean CAM, two forward passes) is computed
+        before displaying, so the output's static PNG already shows a map, and the
+        optimisation then starts in the background. When it finishes, the output is updated
+        once so that a notebook saved afterwards shows the optimized map. The widget is not
+        displayed a second time as the cell's value.
+
         Args:
             images: One image or a list of images (see :meth:`set_images`); ``None`` keeps
                 the current ones.
@@ -742,14 +766,57 @@ class OptiCAMWidget(HasTraits):
         Example:
             >>> OptiCAMWidget(model).show(img)  # doctest: +SKIP
         """
-        from IPython.display import display
-
         if images is not None:
             self.set_images(images, run=False)
-        display(self)
-        if run and images is not None:
+        start = run and images is not None
+        if start:
+            self._preview()
+        self._publish()
+        shell = _shell()
+        self._skip_display_in = shell.execution_count if shell is not None else None
+        if start:
+            self._update_display_after_run = self._display_id is not None
             self.run()
         return self
+
+    def _preview(self) -> None:
+        """Compute and draw the iteration-0 (channel-mean) map in this thread."""
+        stop = threading.Event()
+        stop.set()  # the engine stops right after scoring iteration 0
+        state = self._images[self.image_index]
+        result = self.cam.explain(state.pixels, state.target, max_iter=1, cancel=stop,
+                                  tol=None)
+        self._show_entry(_Entry(self._key(), result, None, live=True), live=True)
+
+    def _publish(self) -> None:
+        """Display the widget's mimebundle under this widget's display id."""
+        if _shell() is None:  # plain Python: no rich display
+            print(repr(self))
+            return
+        from IPython.display import display
+
+        if self._display_id is None:
+            self._display_id = f"opticam-widget-{uuid.uuid4().hex}"
+        data, metadata = self._repr_mimebundle_()
+        display(data, raw=True, metadata=metadata, display_id=self._display_id)
+
+    def _update_display(self) -> None:
+        """Refresh the PNG of the displayed outputs (once, after the run started by show)."""
+        if not self._update_display_after_run or self._display_id is None or self._closed:
+            return
+        self._update_display_after_run = False
+        from IPython.display import update_display
+
+        data, metadata = self._repr_mimebundle_()
+        update_display(data, raw=True, metadata=metadata, display_id=self._display_id)
+
+    def _ipython_display_(self) -> None:
+        """Display the widget: IPython calls this for ``display(widget)`` and a cell's value."""
+        shell = _shell()
+        if shell is not None and self._skip_display_in == shell.execution_count:
+            self._skip_display_in = None  # `widget.show(img)` as a cell's last line
+            return
+        self._publish()
 
     def _snapshot(self) -> np.ndarray | None:
         """The canvas view at display size, uint8, or None without an image."""
@@ -763,7 +830,12 @@ class OptiCAMWidget(HasTraits):
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
                           **kwargs: Any) -> tuple[dict, dict]:
-        """The live widget view, plus a PNG of the canvas for saved or exported notebooks."""
+        """The live widget view, plus a PNG of the canvas for saved or exported notebooks.
+
+        Returns:
+            ``(data, metadata)``: ``application/vnd.jupyter.widget-view+json`` of the root box
+            (while open), ``image/png`` (base64) of the canvas view and ``text/plain``.
+        """
         data: dict[str, Any] = {}
         if not self._closed:
             data.update(self._root._repr_mimebundle_() or {})
@@ -811,6 +883,15 @@ class OptiCAMWidget(HasTraits):
         if not self._images:
             raise RuntimeError("no image yet: call `widget.show(img)` or "
                                "`widget.set_images(img)` first")
+
+
+def _shell() -> Any:
+    """The running IPython shell, or None (plain Python, tests)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return None
+    return get_ipython()
 
 
 def _close_tree(widget: w.Widget) -> None:
