@@ -403,15 +403,19 @@ def test_failing_model_shows_its_error(make_widget):
     assert widget.error is None
 
 
-def test_close_joins_the_worker_and_closes_widgets(make_widget):
-    widget = make_widget(iterations=500)
+def test_close_joins_the_worker_and_closes_widgets():
+    from ipywidgets.widgets.widget import _instances
+
+    before = set(_instances)
+    widget = OptiCAMWidget(tiny_cnn(), preprocess=SMALL)
+    widget.set_images([image(), image(20, 30)], run=False)
+    widget.controls.iterations.value = 500
     widget.run()
     widget.close()
     assert not worker_threads()
     assert not widget._worker.threads()
-    closed = [widget.controls.run_button, widget.controls.status, widget.canvas.canvas,
-              widget.compare.canvas.canvas, widget.widget, widget.controls.score_plot]
-    assert all(x.comm is None for x in closed)
+    assert set(_instances) - before == set()  # every widget, layout and style model closed
+    assert widget.widget.comm is None and widget.canvas.canvas.comm is None
     widget.close()  # twice is fine
     assert "application/vnd.jupyter.widget-view+json" not in widget._repr_mimebundle_()[0]
 

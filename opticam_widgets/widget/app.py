@@ -43,6 +43,7 @@ from .controls import (
     DEFAULT_LR,
     Controls,
     build_controls,
+    close_widgets,
     layout,
 )
 from .export import render_view, summary_figure
@@ -870,9 +871,7 @@ class OptiCAMWidget(HasTraits):
         self._worker.join()
         self.canvas.close()
         self.compare.close()
-        for ctrl in self.controls.widgets():
-            ctrl.close()
-        _close_tree(self._root)
+        close_widgets(*self.controls.widgets(), self._root)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -892,10 +891,3 @@ def _shell() -> Any:
     except ImportError:  # pragma: no cover - IPython comes with ipywidgets
         return None
     return get_ipython()
-
-
-def _close_tree(widget: w.Widget) -> None:
-    """Close a box and every box below it (leaf controls are closed by their owners)."""
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
-    widget.close()

@@ -205,7 +205,7 @@ class SaliencyCanvas(HasTraits):
 
     def close(self) -> None:
         """Close the canvas widgets."""
+        from .controls import close_widgets
+
         self.canvas.on_client_ready(self.redraw, remove=True)
-        for layer in self.canvas._canvases:
-            layer.close()
-        self.canvas.close()
+        close_widgets(*self.canvas._canvases, self.canvas)

@@ -160,6 +160,7 @@ class ComparePanel:
 
     def close(self) -> None:
         """Close the panel's widgets."""
+        from .controls import close_widgets
+
         self.canvas.close()
-        self.caption.close()
-        self.box.close()
+        close_widgets(self.caption, self.box)
