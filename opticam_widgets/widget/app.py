@@ -160,6 +160,7 @@ class OptiCAMWidget(HasTraits):
         self.name = bundle.name if bundle is not None else type(self.cam.model).__name__
         self.top_k = top_k
         self.labels: list[str] | None = None
+        self._search_index: dict[str, int] = {}
         self._labels_arg = list(labels) if labels is not None else (
             list(bundle.labels) if bundle is not None and bundle.labels is not None else None)
         self._notes: list[str] = []
@@ -369,7 +370,7 @@ class OptiCAMWidget(HasTraits):
         self._select(run=True)
 
     def _on_search(self, change: dict) -> None:
-        index = getattr(self, "_search_index", {}).get(change["new"])
+        index = self._search_index.get(change["new"])
         if self._quiet or index is None or not self._images:
             return
         self.select_class(index)
