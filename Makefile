@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 
-.PHONY: lab test install lint unit notebooks browser bench bench-faithfulness chromium clean
+.PHONY: lab test install lint unit notebooks browser bench bench-faithfulness chromium clean binder-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,6 @@ bench-faithfulness: $(STAMP)
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache
+
+binder-check: $(STAMP)
+	$(PY) tools/binder_memory.py notebooks/01_quickstart.ipynb

@@ -1,0 +1,220 @@
+"""The quickstart notebook in a real JupyterLab, in a real Chromium: the widget must work.
+
+One test walks through the whole story (running the notebook once is the expensive part):
+render, heatmap pixels, class change + Run, opacity, Stop, and a kernel that still answers.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import numpy as np
+import pytest
+from matplotlib import colormaps
+from PIL import Image
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
+
+WIDGET_PACKAGES = ("jupyter-widgets", "ipycanvas", "jupyterlab-manager", "widgetsnbextension")
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def shot(locator) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB"), dtype=float)
+
+
+def colormap_fraction(pixels: np.ndarray, cmap: str = "jet", tol: float = 40.0) -> float:
+    """Fraction of pixels within ``tol`` (RGB distance, 0-255) of some colour of ``cmap``."""
+    lut = colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255.0
+    flat = pixels.reshape(-1, 3)[::7]
+    dist = np.sqrt(((flat[:, None, :] - lut[None, :, :]) ** 2).sum(-1)).min(1)
+    return float((dist < tol).mean())
+
+
+class Lab:
+    """Small helpers over the JupyterLab page."""
+
+    def __init__(self, page, base: str) -> None:
+        self.page = page
+        self.base = base
+
+    def open(self, path: str) -> None:
+        self.page.goto(f"{self.base}/lab/tree/{path}")
+        self.page.wait_for_function("() => window.jupyterapp !== undefined", timeout=90_000)
+        self.page.wait_for_selector(".jp-Notebook", timeout=90_000)
+        # the kernel must be connected and idle before running
+        self.page.wait_for_function(
+            """() => {
+                const w = window.jupyterapp.shell.currentWidget;
+                const k = w && w.sessionContext && w.sessionContext.session &&
+                          w.sessionContext.session.kernel;
+                return k && k.status === 'idle';
+            }""",
+            timeout=120_000,
+        )
+
+    def command(self, name: str) -> None:
+        self.page.evaluate(f"() => window.jupyterapp.commands.execute('{name}')")
+
+    def add_cell_and_run(self, source: str) -> None:
+        self.page.evaluate(
+            """async (src) => {
+                const app = window.jupyterapp;
+                const panel = app.shell.currentWidget;
+                const nb = panel.content;
+                nb.activeCellIndex = nb.widgets.length - 1;
+                await app.commands.execute('notebook:insert-cell-below');
+                nb.activeCell.model.sharedModel.setSource(src);
+                await app.commands.execute('notebook:run-cell');
+            }""",
+            source,
+        )
+
+
+@pytest.fixture()
+def lab(page, lab_server):
+    return Lab(page, lab_server)
+
+
+def test_quickstart_widget_in_jupyterlab(lab, page, artifacts):
+    lab.open("01_quickstart.ipynb")
+    lab.command("notebook:run-all-cells")
+
+    # --- the notebook ran: the blocking cells printed their checked facts
+    page.wait_for_selector("text=saliency array:", timeout=240_000)
+    assert page.locator("text=explained class:").count() >= 1
+
+    # --- the widget renders: sliders, class selector, canvas; no widget errors
+    root = page.locator(".jp-OutputArea-output .widget-vbox").first
+    root.wait_for(timeout=60_000)
+    assert root.locator(".widget-slider", has_text="Iterations").count() == 1
+    assert root.locator(".widget-slider", has_text="Learning rate").count() == 1
+    class_select = root.locator(".widget-dropdown", has_text="Class").locator("select")
+    assert class_select.count() == 1
+    assert class_select.locator("option").count() >= 2
+    body = page.inner_text("body")
+    for bad in ("Error displaying widget", "model not found", "Failed to load model class"):
+        assert bad not in body
+    canvases = root.locator("canvas")
+    assert canvases.count() >= 2  # image + heatmap layers (plus the score plot)
+    stage = _main_canvas(root)
+    page.screenshot(path=str(artifacts / "quickstart-page.png"), full_page=False)
+    root.screenshot(path=str(artifacts / "widget.png"))
+
+    # --- the canvas shows the heatmap: overlay differs from the plain image; map-only view
+    #     is made of colormap colours
+    overlay = shot(stage)
+    _click_toggle(root, "original")
+    original = wait_for(lambda: _changed(stage, overlay), 20, "the original view")
+    assert np.abs(overlay - original).mean() > 8.0
+    _click_toggle(root, "saliency")
+    saliency = wait_for(lambda: _changed(stage, original), 20, "the saliency view")
+    assert colormap_fraction(saliency) > 0.9
+    assert colormap_fraction(original) < 0.6
+    _click_toggle(root, "overlay")
+    overlay = wait_for(lambda: _changed(stage, saliency), 20, "the overlay view")
+
+    # --- interaction: another class + Run changes the canvas; progress reaches the end
+    options = class_select.locator("option")
+    second = options.nth(1).inner_text().split(" — ")[0].strip()
+    class_select.select_option(index=1)
+    root.locator("button", has_text="Run").click()
+    status = root.locator(".widget-html").first
+    wait_for(lambda: second in status.inner_text() and _run_finished(status), 120,
+             f"the run for the second class ({second})")
+    after = wait_for(lambda: _changed(stage, overlay), 20, "a new map")
+    assert np.abs(after - overlay).mean() > 1.0
+    bar = root.locator(".progress-bar").first
+    wait_for(lambda: _bar_full(bar), 20, "a full progress bar")
+    page.screenshot(path=str(artifacts / "after-class-change.png"))
+
+    # --- opacity moves the canvas without a new run
+    status_before = status.inner_text()
+    runs_before = _kernel_value(lab, page, "widget.explain_count")
+    handle = root.locator(".widget-slider", has_text="Opacity").locator(".noUi-handle")
+    handle.focus()
+    page.keyboard.press("End")  # opacity 1.0
+    opaque = wait_for(lambda: _changed(stage, after), 20, "an opacity change")
+    assert np.abs(opaque - after).mean() > 1.0
+    time.sleep(0.5)
+    assert status.inner_text() == status_before
+    assert _kernel_value(lab, page, "widget.explain_count") == runs_before
+
+    # --- Stop during a long run stops it; the kernel still answers a new cell
+    lab.add_cell_and_run("widget.controls.iterations.value = 500\n"
+                         "widget.early_stop = False\nprint('ready', 6 * 7)")
+    page.wait_for_selector("text=ready 42", timeout=60_000)
+    class_select.select_option(index=2)
+    root.locator("button", has_text="Run").click()
+    wait_for(lambda: re.search(r"iteration [1-9]\d*/500", status.inner_text()), 60,
+             "the long run to start")
+    root.locator("button", has_text="Stop").click()
+    wait_for(lambda: "stopped at iteration" in status.inner_text(), 20, "Stop to take effect")
+    lab.add_cell_and_run("print('kernel answers', 20 + 22)")
+    page.wait_for_selector("text=kernel answers 42", timeout=60_000)
+    page.screenshot(path=str(artifacts / "after-stop.png"))
+
+    # --- no console errors from the widget packages
+    errors = [text for kind, text in page.console_messages
+              if kind in ("error", "pageerror")
+              and any(p in text.lower() for p in WIDGET_PACKAGES)]
+    assert not errors, errors
+
+
+def _main_canvas(root):
+    """The largest canvas of the widget (the image stage, not the score plot)."""
+    best, area = None, -1.0
+    for i in range(root.locator("canvas").count()):
+        c = root.locator("canvas").nth(i)
+        box = c.bounding_box()
+        if box and box["width"] * box["height"] > area:
+            best, area = c, box["width"] * box["height"]
+    assert best is not None and area > 100 * 100
+    return best
+
+
+def _click_toggle(root, label: str) -> None:
+    root.locator(".widget-toggle-buttons button", has_text=re.compile(f"^{label}$")).click()
+
+
+def _changed(locator, before: np.ndarray, threshold: float = 1.0):
+    now = shot(locator)
+    return now if now.shape == before.shape and np.abs(now - before).mean() > threshold else None
+
+
+def _run_finished(status) -> bool:
+    """The status line of a finished run says how it ended (see the widget's _show_entry)."""
+    text = status.inner_text()
+    return "converged after" in text or re.search(r"· \d+ iterations ·", text) is not None
+
+
+def _bar_full(bar) -> bool:
+    style = bar.get_attribute("style") or ""
+    m = re.search(r"width:\s*([\d.]+)%", style)
+    return bool(m) and float(m.group(1)) >= 99.9
+
+
+def _kernel_value(lab, page, expr: str) -> str:
+    """Evaluate ``expr`` in the notebook's kernel through a silent execute request."""
+    return page.evaluate(
+        """async (code) => {
+            const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+            const f = k.requestExecute({code: '', silent: true,
+                                        user_expressions: {v: code}});
+            const reply = await f.done;
+            const v = reply.content.user_expressions.v;
+            return v.status === 'ok' ? v.data['text/plain'] : 'error: ' + v.evalue;
+        }""",
+        expr,
+    )

@@ -1,0 +1,429 @@
+"""Write the tutorial notebooks from this source, then execute them in place.
+
+Usage: .venv/bin/python tools/build_notebooks.py [name ...] && (re-)execute with nbconvert.
+Cells whose source starts with ``# NBVAL_CHECK_OUTPUT`` are compared by nbval even in lax mode:
+print only rounded, machine-independent facts there.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat as nbf
+
+HERE = Path(__file__).resolve().parents[1] / "notebooks"
+KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def md(text: str) -> nbf.NotebookNode:
+    return nbf.v4.new_markdown_cell(text.strip())
+
+
+def code(text: str) -> nbf.NotebookNode:
+    return nbf.v4.new_code_cell(text.strip())
+
+
+QUICKSTART = [
+    md("""
+# Opti-CAM quickstart: why does the model say *cat*?
+
+**Opti-CAM** (Zhang et al., [arXiv 2301.07002](https://arxiv.org/abs/2301.07002)) builds a
+saliency map as a weighted sum of a CNN's feature maps and *optimizes the weights* so that the
+image, masked by the map, keeps the model's score for the class. The map shows what the model
+needs to see.
+
+This notebook runs offline on the embedded default model, an **EfficientNet-Lite0** trained on
+ImageNet, and a photo that ships with scikit-image. One line gives the whole tool:
+"""),
+    code("""
+from opticam_widgets import OptiCAMWidget, load_default_model, sample_image
+
+widget = OptiCAMWidget(load_default_model()).show(sample_image("chelsea"))
+"""),
+    md("""
+## What the controls do
+
+* **Class**: the model's top-5 predictions with their probabilities. Pick one to explain it;
+  type in the search box to explain any of the 1000 ImageNet classes.
+* **Iterations** and **learning rate**: how long and how fast Adam optimizes the channel
+  weights. Press **Run** after changing them (sliders don't restart a run on every tick).
+* **Convention**: *constructive* keeps the class score of the image masked by the map;
+  *destructive* removes the score by masking the map out. Both maps mark what matters.
+* **Opacity**, **colormap** and **view** (overlay, saliency only, the masked input the model
+  saw, the original): these redraw at once, without optimizing again.
+* **Stop** ends a run within one iteration; the map stays the best one found so far.
+* The map appears at iteration 0 (the channel-mean map) and refines live; the plot shows the
+  score of the masked image at each iteration.
+
+The optimization runs in a background thread: the notebook stays usable meanwhile.
+`widget.wait()` blocks until the current run ends, which scripts (and this tutorial) use.
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+result = widget.wait()
+label = widget.labels[result.target[0]]
+print("explained class:", label)
+print("map keeps the class score better than iteration 0:",
+      bool(result.final_score[0] >= result.initial_score[0]))
+"""),
+    md("""
+## Reading the result
+
+`widget.result` is an `OptiCAMResult`: the map (`saliency`, values in [0, 1] at the photo's own
+resolution), the channel weights, the score history, and the scores of the original, the
+iteration-0 and the final masked image. `widget.saliency` is the current map as a NumPy array.
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+r = widget.result
+print("map shape:", tuple(r.saliency.shape), "in [0, 1]:",
+      bool(r.saliency.min() >= 0 and r.saliency.max() <= 1))
+print("target layer:", r.layer)
+print("iterations run > 0:", r.iterations > 0)
+print("saliency array:", widget.saliency.shape, widget.saliency.dtype)
+"""),
+    md("""
+`widget.figure()` gives a matplotlib figure of the image, the map, the overlay and the score
+curve, ready for a report; `widget.save("chelsea.png")` writes the overlay as a PNG.
+"""),
+    code("""
+fig = widget.figure()
+"""),
+    md("""
+## Several images
+
+Give a list to get an image selector; each image keeps its own predictions and results.
+"""),
+    code("""
+gallery = OptiCAMWidget.default().show(
+    [sample_image("coffee"), sample_image("astronaut")], run=False)
+"""),
+    md("""
+Next: `02_headless_api.ipynb` (the API without a UI), `03_your_own_model.ipynb` (train a small
+CNN and explain it), `04_torchvision_models.ipynb` (any torchvision or timm CNN).
+"""),
+]
+
+
+HEADLESS = [
+    md("""
+# The headless API: `OptiCAM.explain`
+
+The widget is a thin layer over `OptiCAM`, which you can use in scripts and pipelines.
+Everything here runs offline on the embedded EfficientNet-Lite0.
+"""),
+    code("""
+import matplotlib.pyplot as plt
+import torch
+
+from opticam_widgets import OptiCAM, load_default_model, sample_image
+from opticam_widgets.render import overlay
+
+torch.manual_seed(0)
+bundle = load_default_model()
+labels = bundle.labels
+image = sample_image("coffee")
+cam = OptiCAM(bundle)  # preprocessing (224x224, mean = std = 0.5) comes with the bundle
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+probs = cam.predict(image)[0]
+top = probs.topk(3)
+for p, c in zip(top.values, top.indices):
+    print(f"{labels[c]:>12s}  {p:.1f}")
+"""),
+    md("""
+## Constructive vs destructive
+
+*Constructive* (default, the paper's choice) maximizes the class logit of the image masked by
+the map, `x ⊙ S`. *Destructive* minimizes the logit of `x ⊙ (1 − S)`: the map marks what,
+removed, destroys the prediction. Both return a map where high values matter.
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+cons = cam.explain(image, max_iter=40)
+dest = cam.explain(image, max_iter=40, convention="destructive")
+print("class:", labels[cons.target[0]])
+print("constructive raises the masked score:", bool(cons.final_score > cons.initial_score))
+print("destructive lowers the score of the rest:", bool(dest.final_score < dest.initial_score))
+"""),
+    code("""
+fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+axes[0].imshow(image); axes[0].set_title("image")
+axes[1].imshow(overlay(image, cons.numpy()[0])); axes[1].set_title("constructive")
+axes[2].imshow(overlay(image, dest.numpy()[0])); axes[2].set_title("destructive")
+for ax in axes:
+    ax.axis("off")
+"""),
+    md("""
+## Several classes of one image, in one batch
+
+A list of classes for one image explains them together (one batch, one optimization).
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+astronaut = sample_image("astronaut")
+top3 = cam.predict(astronaut)[0].topk(3).indices.tolist()
+many = cam.explain(astronaut, target=top3, max_iter=30)
+print("rows:", len(many), "targets are the top 3:", list(many.target) == top3)
+"""),
+    code("""
+fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+for ax, s, c in zip(axes, many.numpy(), many.target):
+    ax.imshow(overlay(astronaut, s)); ax.set_title(labels[c]); ax.axis("off")
+"""),
+    md("""
+## Several trajectories
+
+`nb_premises_at_startup=P` starts P independent optimizations per image and class (the first
+from equal weights, the others from seeded random weights) in one batch and keeps the best.
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+best_of_3 = OptiCAM(bundle, nb_premises_at_startup=3).explain(image, max_iter=30)
+single = cam.explain(image, max_iter=30)
+print("best of 3 >= single trajectory:",
+      bool(best_of_3.final_score >= single.final_score - 1e-3))
+"""),
+    md("""
+## Iteration 0 vs the optimized map
+
+With equal weights, the map is the mean of the feature maps (the "channel-mean CAM"). The
+callback sees every step; `progress.result()` materializes the map at that step.
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+first = {}
+
+def keep_first(step, progress):
+    if step == 0:
+        first["result"] = progress.result()
+
+optimized = cam.explain(image, max_iter=40, callback=keep_first)
+s0 = first["result"].final_score.item()
+print("optimized map scores higher than the channel-mean map:",
+      optimized.final_score.item() > s0)
+"""),
+    code("""
+fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+axes[0].imshow(overlay(image, first["result"].numpy()[0])); axes[0].set_title("iteration 0")
+axes[1].imshow(overlay(image, optimized.numpy()[0])); axes[1].set_title("optimized")
+axes[2].imshow(optimized.masked_input()[0].permute(1, 2, 0)); axes[2].set_title("x ⊙ S")
+axes[3].plot(optimized.scores[0]); axes[3].set_title("masked logit per iteration")
+for ax in axes[:3]:
+    ax.axis("off")
+"""),
+    md("""
+## The masked input and the numbers
+
+`masked_input()` is what the model saw (`x ⊙ S`, in pixel space: masked pixels go black, the
+paper's baseline). `original_score`, `initial_score` and `final_score` are logits (or
+probabilities with `score="probability"`).
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+print("masked input shape:", tuple(optimized.masked_input().shape))
+print("scores recorded per iteration:", optimized.scores.shape[1] == optimized.iterations + 1)
+"""),
+]
+
+
+OWN_MODEL = [
+    md("""
+# Your own model: train a small CNN, then check that Opti-CAM points at the object
+
+We make a synthetic data set (a square, a disk or a cross, at a random place on a noisy
+background), train a small CNN on it for a few seconds, and ask Opti-CAM where the evidence
+is. Because we know where each shape is, we can score the maps with the **pointing game**: is
+the map's maximum inside the shape's box?
+"""),
+    code("""
+import numpy as np
+import torch
+from torch import nn
+
+from opticam_widgets import OptiCAM, Preprocess
+
+torch.manual_seed(0)
+rng = np.random.default_rng(0)
+SIZE, CLASSES = 48, ("square", "disk", "cross")
+
+
+def make_sample(label):
+    img = rng.uniform(0.0, 0.25, size=(SIZE, SIZE, 3)).astype(np.float32)
+    r = int(rng.integers(6, 10))
+    cy, cx = rng.integers(r, SIZE - r, size=2)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    if label == 0:
+        mask = (abs(yy - cy) <= r) & (abs(xx - cx) <= r)
+    elif label == 1:
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    else:
+        mask = ((abs(yy - cy) <= r) & (abs(xx - cx) <= 2)) | ((abs(xx - cx) <= r) & (abs(yy - cy) <= 2))
+    img[mask] = rng.uniform(0.6, 1.0, size=3)
+    return img, (cy - r, cy + r, cx - r, cx + r)
+
+
+def make_set(n):
+    labels = rng.integers(0, len(CLASSES), size=n)
+    pairs = [make_sample(int(c)) for c in labels]
+    x = torch.tensor(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2)
+    return x, torch.tensor(labels), [p[1] for p in pairs]
+
+
+x_train, y_train, _ = make_set(1200)
+x_test, y_test, boxes = make_set(40)
+x_train.shape
+"""),
+    code("""
+model = nn.Sequential(
+    nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, len(CLASSES)),
+)
+opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+for epoch in range(10):
+    for i in torch.randperm(len(x_train)).split(64):
+        loss = nn.functional.cross_entropy(model(x_train[i]), y_train[i])
+        opt.zero_grad(); loss.backward(); opt.step()
+model.eval()
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+with torch.no_grad():
+    accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
+print("test accuracy above 90%:", accuracy > 0.9)
+"""),
+    md("""
+## Explain it
+
+Our model takes pixels in [0, 1] at their own size: tell Opti-CAM with a `Preprocess` (no
+resize, identity normalization). The target layer is found automatically: the last spatial
+feature map before global pooling (here the last ReLU, `"7"`).
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+cam = OptiCAM(model, preprocess=Preprocess(size=None, mean=(0, 0, 0), std=(1, 1, 1)),
+              max_iter=50, lr=0.1)
+result = cam.explain(x_test, target=y_test.tolist())
+print("target layer:", result.layer)
+print("maps:", tuple(result.saliency.shape))
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+def pointing_hit(saliency, box, tolerance=2):
+    y, x = np.unravel_index(int(saliency.argmax()), saliency.shape)
+    y0, y1, x0, x1 = box
+    return (y0 - tolerance <= y <= y1 + tolerance) and (x0 - tolerance <= x <= x1 + tolerance)
+
+hits = [pointing_hit(s, b) for s, b in zip(result.numpy(), boxes)]
+score = float(np.mean(hits))
+print(f"pointing game over {len(hits)} images: above 80%:", score > 0.8)
+"""),
+    code("""
+import matplotlib.pyplot as plt
+from opticam_widgets.render import overlay
+
+fig, axes = plt.subplots(2, 6, figsize=(15, 5))
+for i in range(6):
+    img = x_test[i].permute(1, 2, 0).numpy()
+    axes[0, i].imshow(img); axes[0, i].set_title(CLASSES[int(y_test[i])])
+    axes[1, i].imshow(overlay(img, result.numpy()[i]))
+for ax in axes.flat:
+    ax.axis("off")
+"""),
+    md("""
+The same model works in the widget: `OptiCAMWidget(model, preprocess=..., labels=list(CLASSES))`.
+"""),
+]
+
+
+TORCHVISION = [
+    md("""
+# Torchvision, timm and any other CNN
+
+`from_torchvision(name)` builds a torchvision classifier together with its weights' own
+preprocessing and class names. Weights are **downloaded** on first use (then cached): this is
+the only part of the package that uses the network, and only when you ask for it. The cells
+below say so and skip themselves cleanly when you are offline.
+"""),
+    code("""
+import torch
+
+from opticam_widgets import OptiCAM, Preprocess, from_torchvision, sample_image
+from opticam_widgets.zoo import ModelDownloadError
+
+image = sample_image("chelsea")
+try:
+    bundle = from_torchvision("resnet50")  # opt-in download of ImageNet weights
+except ModelDownloadError as exc:
+    bundle = None
+    print("offline: skipping the pretrained torchvision example")
+"""),
+    code("""
+if bundle is not None:
+    cam = OptiCAM(bundle)
+    result = cam.explain(image, max_iter=50)
+    print(bundle.labels[result.target[0]], "explained on", result.layer)
+else:
+    print("offline: nothing to explain here")
+"""),
+    md("""
+## Any CNN, offline
+
+A model with random weights is enough to see how to point Opti-CAM at your own network:
+choose the target layer (a module or its dotted name), the preprocessing, and the labels.
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+from torchvision.models import resnet18
+
+torch.manual_seed(0)
+model = resnet18(num_classes=10).eval()
+print("auto-detected layer:", OptiCAM(model).layer_name)
+cam = OptiCAM(model, target_layer="layer3",
+              preprocess=Preprocess(size=(160, 160)),  # ImageNet mean/std by default
+              max_iter=10)
+result = cam.explain(image, target=3)
+print("layer:", result.layer, "| channels:", result.weights.shape[1],
+      "| map:", tuple(result.saliency.shape))
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+import timm
+
+net = timm.create_model("resnet18", pretrained=False, num_classes=5).eval()
+print("timm resnet18 layer:", OptiCAM(net).layer_name)
+net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=5).eval()
+print("timm efficientnet-lite0 layer:", OptiCAM(net).layer_name)
+"""),
+    md("""
+In the widget: `OptiCAMWidget(model, labels=[...], preprocess=Preprocess(...),
+target_layer="layer3")`, or `OptiCAMWidget(from_torchvision("resnet50"))` with a bundle.
+"""),
+]
+
+NOTEBOOKS = {
+    "01_quickstart": QUICKSTART,
+    "02_headless_api": HEADLESS,
+    "03_your_own_model": OWN_MODEL,
+    "04_torchvision_models": TORCHVISION,
+}
+
+
+def main(names: list[str]) -> None:
+    for name, cells in NOTEBOOKS.items():
+        if names and name not in names:
+            continue
+        nb = nbf.v4.new_notebook()
+        nb.cells = cells
+        nb.metadata["kernelspec"] = KERNEL
+        nb.metadata["language_info"] = {"name": "python"}
+        nbf.write(nb, HERE / f"{name}.ipynb")
+        print("wrote", name)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
