@@ -1,0 +1,301 @@
+"""Baseline saliency maps on Opti-CAM's target layer: channel mean, Grad-CAM, Grad-CAM++, Score-CAM.
+
+``channel-mean`` is Opti-CAM's own iteration 0 (uniform weights,
+``minmax(upsample(mean_k A_k))`` with ``A = ReLU(features)``), computed with the engine's
+functions. The classic CAMs come from **torchcam** (François-Guillaume Fernandez, Apache-2.0)
+rather than being re-written here, because it is
+
+* small and pure PyTorch (no OpenCV, no compiled code, no other dependency), maintained and
+  released on PyPI;
+* built on the same notion of a *target layer* as Opti-CAM (a module of the model, or its dotted
+  name, whose 4-D output is weighted channel by channel), so every method explains the very same
+  feature maps and the comparison is fair;
+* usable as a context manager whose exit removes every hook it registered.
+
+torchcam is an optional extra: ``pip install opticam-widgets[baselines]``. It is imported only
+when a torchcam method is requested.
+
+How each method is run, so that it is comparable to Opti-CAM:
+
+* The model is fed through a thin wrapper that applies ``preprocess.normalize``; torchcam
+  therefore sees *pixel-space* inputs. For Score-CAM this means each channel mask multiplies the
+  pixels before normalization: masked-out regions are black, Opti-CAM's baseline (torchcam on a
+  bare model would mask the normalized tensor, i.e. use the mean colour).
+* Gradients are taken of the raw logit of the target class (the methods' papers).
+* torchcam 0.5's Grad-CAM++ never applies the ``α`` normalization (``alpha[idx][mask].div_``
+  divides a temporary copy made by boolean indexing), which leaves ``w_k = Σ ReLU(∂y/∂A)³``. The
+  ``gradcam++`` method here keeps torchcam's hooks and back-propagation and only replaces that
+  weighting by the Grad-CAM++ paper's closed form
+  ``α = g² / (2g² + Σ_ab A_ab g³)``, ``w_k = Σ_ij α_ij ReLU(g_ij)`` (``g = ∂y/∂A``).
+* Maps are upsampled bilinearly to the input image's own resolution and min-max normalized per
+  map; a constant map (e.g. Grad-CAM with no positive evidence) is returned as all zeros
+  (``channel-mean`` follows the engine: a constant map there means "keep everything", ones).
+
+The user's model is left as found, also when an error is raised: no hook remains, each module's
+train/eval flag and each parameter's ``requires_grad`` flag are restored, ``.grad`` and weights
+are not touched (inside, the model runs in eval mode with frozen parameters; gradients flow to
+the input only).
+
+Example:
+    >>> import torch
+    >>> from torchvision.models import resnet18
+    >>> maps = baseline_map("gradcam", resnet18().eval(), torch.rand(3, 64, 80), target=3,
+    ...                     target_layer="layer4")
+    >>> maps.shape
+    torch.Size([1, 64, 80])
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .bundle import ModelBundle
+from .features import LayerSpec, capture, model_guard, resolve_layer
+from .images import Preprocess, as_pixel_batch, coerce_preprocess
+
+__all__ = ["BASELINES", "baseline_map"]
+
+#: Methods accepted by :func:`baseline_map`.
+BASELINES: list[str] = ["channel-mean", "gradcam", "gradcam++", "scorecam"]
+
+#: Spellings accepted for each method (lower case, without ``-``, ``_`` and spaces).
+_ALIASES = {
+    "channelmean": "channel-mean",
+    "mean": "channel-mean",
+    "gradcam": "gradcam",
+    "gradcam++": "gradcam++",
+    "gradcampp": "gradcam++",
+    "gradcamplusplus": "gradcam++",
+    "scorecam": "scorecam",
+}
+
+_INSTALL_HINT = (
+    "the {method!r} baseline needs torchcam, an optional dependency; install it with "
+    "`pip install opticam-widgets[baselines]` (or `pip install torchcam`)"
+)
+
+Target = Union[None, int, Sequence[int], Tensor]
+
+
+def _method(method: Any) -> str:
+    if not isinstance(method, str):
+        raise TypeError(f"`method` must be a string, one of {BASELINES}; got "
+                        f"{type(method).__name__}")
+    key = method.lower().replace("-", "").replace("_", "").replace(" ", "")
+    if key not in _ALIASES:
+        raise ValueError(f"`method` {method!r} is unknown; use one of {BASELINES}")
+    return _ALIASES[key]
+
+
+def _torchcam(method: str) -> Any:
+    try:
+        import torchcam.methods as methods
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT.format(method=method)) from exc
+    return methods
+
+
+class _PixelModel(nn.Module):
+    """The user's model behind its normalization: takes pixel-space batches in [0, 1]."""
+
+    def __init__(self, model: nn.Module, preprocess: Preprocess) -> None:
+        super().__init__()
+        self.model = model
+        self._normalize = preprocess.normalize
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return self.model(self._normalize(x))
+
+
+def _gradcampp_class(methods: Any) -> type:
+    """Return torchcam's GradCAMpp with the paper's α normalization actually applied."""
+
+    class GradCAMpp(methods.GradCAMpp):
+        def _get_weights(self, class_idx: Any, scores: Tensor, eps: float = 1e-8,
+                         **kwargs: Any) -> list[Tensor]:
+            self._backprop(scores, class_idx, **kwargs)
+            weights = []
+            for grad, act in zip(self.hook_g, self.hook_a):
+                g2 = grad.pow(2)
+                g3 = g2 * grad
+                spatial = (None,) * (act.ndim - 2)
+                denom = 2 * g2 + (g3 * act).flatten(2).sum(-1)[(...,) + spatial]
+                denom = torch.where(denom.abs() > eps, denom, torch.ones_like(denom))
+                alpha = torch.where(g2 > 0, g2 / denom, torch.zeros_like(g2))
+                weights.append((alpha * torch.relu(grad)).flatten(2).sum(-1))
+            return weights
+
+    return GradCAMpp
+
+
+@contextlib.contextmanager
+def _extractor(cls: type, wrapper: nn.Module, module: nn.Module, **kwargs: Any) -> Iterator[Any]:
+    """A torchcam extractor whose hooks are removed however the block exits."""
+    extractor = None
+    try:
+        extractor = cls(wrapper, target_layer=module, **kwargs)
+        yield extractor
+    finally:
+        if extractor is not None:
+            extractor.remove_hooks()
+            extractor.reset_hooks()
+
+
+def _rows(target: Target, batch: int, logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Resolve ``target`` into (classes (N,), image index (N,)), validated."""
+    classes = logits.shape[1]
+    if target is None:
+        return logits.argmax(dim=1).cpu(), torch.arange(batch)
+    if isinstance(target, (Tensor, np.ndarray)):
+        arr = target.detach().cpu().numpy() if isinstance(target, Tensor) else target
+        if arr.ndim > 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError("`target` tensor/array must hold integer class indices (0-D or 1-D)")
+        target = arr.reshape(-1).tolist() if arr.ndim == 1 else int(arr)
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        values = [int(target)] * batch
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        values = list(target)
+        if not values:
+            raise ValueError("`target` is an empty list; give one class index per image")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"`target` entries must be ints, got {type(v).__name__}")
+        if len(values) != batch and batch != 1:
+            raise ValueError(
+                f"`target` has {len(values)} entries for {batch} images; give one class per "
+                "image (or several classes for a single image)"
+            )
+    else:
+        raise TypeError(f"`target` must be None, an int, a list of ints or an integer tensor; "
+                        f"got {type(target).__name__}")
+    bad = [int(v) for v in values if not 0 <= int(v) < classes]
+    if bad:
+        raise ValueError(f"`target` {bad[0]} is out of range: the model has {classes} classes "
+                         f"(0..{classes - 1})")
+    index = torch.zeros(len(values), dtype=torch.long) if batch == 1 else torch.arange(batch)
+    return torch.tensor([int(v) for v in values], dtype=torch.long), index
+
+
+def _finish(cams: Tensor, size: tuple[int, int]) -> Tensor:
+    """Upsample (N, h, w) maps to ``size`` and min-max them per map (constant -> zeros)."""
+    cam = torch.nan_to_num(cams.detach().float(), nan=0.0).unsqueeze(1)
+    if tuple(cam.shape[-2:]) != tuple(size):
+        cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+    flat = cam.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
+    span = flat.max(dim=1).values.view(-1, 1, 1, 1) - lo
+    ok = span > 1e-12
+    out = torch.where(ok, (cam - lo) / torch.where(ok, span, torch.ones_like(span)),
+                      torch.zeros_like(cam))
+    return out[:, 0].clamp_(0.0, 1.0).cpu()
+
+
+def _layer(model: nn.Module, pre: Preprocess, target_layer: LayerSpec) -> tuple[str, nn.Module]:
+    if target_layer is None:
+        from .explainer import OptiCAM
+
+        target_layer = OptiCAM(model, preprocess=pre).layer_name
+    resolved = resolve_layer(model, target_layer)
+    if resolved is None:  # pragma: no cover - target_layer is not None here
+        raise ValueError("`target_layer` could not be resolved")
+    return resolved
+
+
+def baseline_map(
+    method: str,
+    model: nn.Module | ModelBundle,
+    image: Any,
+    target: Target = None,
+    *,
+    target_layer: LayerSpec = None,
+    preprocess: Any = None,
+    batch_size: int = 32,
+) -> Tensor:
+    """A baseline saliency map on the same target layer as Opti-CAM.
+
+    Args:
+        method: One of :data:`BASELINES`: ``"channel-mean"`` (Opti-CAM's iteration 0),
+            ``"gradcam"``, ``"gradcam++"``, ``"scorecam"`` (case, ``-`` and ``_`` ignored).
+        model: A classifier returning logits (B, classes), or a ModelBundle (whose
+            preprocessing is used when ``preprocess`` is None).
+        image: One image (path, PIL, ndarray, tensor (3, H, W) in [0, 1]), a batch tensor
+            (B, 3, H, W) or a list of same-size images.
+        target: ``None`` (top-1 class), an int (every image), one int per image, or, for a
+            single image, several classes (then N = len(target) maps).
+        target_layer: A module of the model or its dotted name; ``None`` asks the engine
+            (``OptiCAM(model, preprocess=...).layer_name``) so Opti-CAM's layer is used.
+        preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
+        batch_size: Masked images per forward pass (Score-CAM only).
+
+    Returns:
+        A float32 CPU tensor (N, H, W) in [0, 1] at the input image's resolution.
+
+    Raises:
+        ImportError: a torchcam method is requested and torchcam is not installed.
+        TypeError: an argument of the wrong kind.
+        ValueError: unknown method or layer, class out of range, bad image.
+
+    Example:
+        >>> import torch
+        >>> from torchvision.models import resnet18
+        >>> net = resnet18().eval()
+        >>> baseline_map("channel-mean", net, torch.rand(3, 32, 32), target_layer="layer4").shape
+        torch.Size([1, 32, 32])
+    """
+    name = _method(method)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"`batch_size` must be an int, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    if isinstance(model, ModelBundle):
+        if preprocess is None:
+            preprocess = model.preprocess
+        model = model.model
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"`model` must be a torch.nn.Module or a ModelBundle, got {type(model).__name__}"
+        )
+    pre = coerce_preprocess(preprocess)
+    methods = None if name == "channel-mean" else _torchcam(name)  # fail early when missing
+    images = as_pixel_batch(image)
+    size = tuple(images.shape[-2:])
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    x = pre.resize(images.to(device))
+    layer_name, module = _layer(model, pre, target_layer)
+
+    with model_guard(model):
+        _, feats, logits = capture(model, pre.normalize(x), layer_name)
+        classes, index = _rows(target, images.shape[0], logits)
+        if name == "channel-mean":
+            from .explainer import saliency_from_weights
+
+            k = feats.shape[1]
+            uniform = torch.full((classes.shape[0], k), 1.0 / k, device=feats.device)
+            with torch.no_grad():
+                maps = saliency_from_weights(uniform, feats[index.to(feats.device)], size)
+            return maps[:, 0].float().clamp_(0.0, 1.0).cpu()
+
+        wrapper = _PixelModel(model, pre)
+        rows = x[index.to(x.device)]
+        class_idx = [int(c) for c in classes.tolist()]
+        if name == "scorecam":
+            with _extractor(methods.ScoreCAM, wrapper, module, batch_size=int(batch_size)) as ext:
+                with torch.no_grad():
+                    wrapper(rows)
+                cams = ext(class_idx=class_idx)[0]
+        else:
+            cls = methods.GradCAM if name == "gradcam" else _gradcampp_class(methods)
+            with _extractor(cls, wrapper, module) as ext:
+                with torch.enable_grad():
+                    inp = rows.detach().clone().requires_grad_(True)
+                    scores = wrapper(inp)
+                    cams = ext(class_idx=class_idx, scores=scores)[0]
+        return _finish(cams, size)
