@@ -20,7 +20,7 @@ install: $(STAMP)
 
 lab: $(STAMP)
 	@echo "JupyterLab on http://127.0.0.1:$(PORT)/lab/tree/notebooks/01_quickstart.ipynb"
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser=False \
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) \
 		--ServerApp.root_dir=. notebooks/01_quickstart.ipynb
 
 lint: $(STAMP)
@@ -30,7 +30,7 @@ unit: $(STAMP)
 	$(PY) -m pytest tests -m "not browser" -q
 
 notebooks: $(STAMP)
-	$(PY) -m pytest --nbval-lax --sanitize-with notebooks/sanitize.cfg notebooks -q
+	$(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks -q
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \

@@ -20,14 +20,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
 WIDGET_PACKAGES = ("jupyter-widgets", "ipycanvas", "jupyterlab-manager", "widgetsnbextension")
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.25, describe=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
-        if value:
+        if isinstance(value, np.ndarray) or value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    seen = f"; last seen: {describe()!r}" if describe is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
 
 
 def shot(locator) -> np.ndarray:
@@ -126,13 +127,19 @@ def test_quickstart_widget_in_jupyterlab(lab, page, artifacts):
     overlay = wait_for(lambda: _changed(stage, saliency), 20, "the overlay view")
 
     # --- interaction: another class + Run changes the canvas; progress reaches the end
+    # the status line (an HTML widget); a handle stays bound to the node as its text changes
+    status = root.locator(".widget-html", has_text="unmasked").first.element_handle()
     options = class_select.locator("option")
-    second = options.nth(1).inner_text().split(" — ")[0].strip()
+    # option labels read "name — 12.3%" (the browser renders the spaces as no-break spaces)
+    second = re.split(r"\s*\u2014", options.nth(1).inner_text())[0]
+    second = second.replace("\xa0", " ").strip()
     class_select.select_option(index=1)
     root.locator("button", has_text="Run").click()
-    status = root.locator(".widget-html").first
-    wait_for(lambda: second in status.inner_text() and _run_finished(status), 120,
-             f"the run for the second class ({second})")
+    def finished_second():
+        return second in status.inner_text() and _run_finished(status)
+
+    wait_for(finished_second, 120,
+             f"the run for the second class ({second})", describe=status.inner_text)
     after = wait_for(lambda: _changed(stage, overlay), 20, "a new map")
     assert np.abs(after - overlay).mean() > 1.0
     bar = root.locator(".progress-bar").first
