@@ -79,7 +79,7 @@ def optimization_controls(
     conv = w.ToggleButtons(options=list(CONVENTIONS), value=convention,
                            tooltips=["keep the class score with x⊙S (maximize)",
                                      "destroy the class score with x⊙(1−S) (minimize)"],
-                           style={"button_width": "100px"})
+                           style={"button_width": "112px"})
     return iters, rate, conv
 
 
@@ -127,7 +127,7 @@ def display_controls(
                            tooltips=["heatmap over the image", "heatmap only",
                                      "the image times the map: what the model saw",
                                      "the image alone"],
-                           style={"button_width": "96px"})
+                           style={"button_width": "108px"})
     alpha = w.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="Opacity",
                           readout_format=".2f", style=_WIDE, layout=w.Layout(width="260px"))
     options = list(COLORMAPS) if cmap in COLORMAPS else [cmap, *COLORMAPS]
@@ -176,7 +176,7 @@ def compare_control(methods: tuple[str, ...] = BASELINE_NAMES) -> w.Dropdown:
         >>> compare_control().value is None
         True
     """
-    return w.Dropdown(options=[("None", None)] + [(m, m) for m in methods], value=None,
+    return w.Dropdown(options=[("None", None)] + [(m, m) for m in methods], index=0,
                       description="Compare with", style=_WIDE,
                       layout=w.Layout(width="230px"))
 
