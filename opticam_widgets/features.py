@@ -8,6 +8,8 @@ removed in a ``finally`` block, and :func:`model_guard` restores train/eval mode
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any, Union
 
@@ -30,6 +32,18 @@ _POOLING = (
 )
 
 
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(model: nn.Module) -> threading.RLock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
 @contextlib.contextmanager
 def model_guard(model: nn.Module) -> Iterator[nn.Module]:
     """Freeze a model for the duration of a block, then restore it exactly.
@@ -38,6 +52,10 @@ def model_guard(model: nn.Module) -> Iterator[nn.Module]:
     ``requires_grad=False`` (so no weight gradient is computed or written to ``.grad``).
     On exit, success or exception, each module's ``training`` flag and each parameter's
     ``requires_grad`` flag are set back to what they were.
+
+    Guards of one model are serialized by a per-model re-entrant lock: two widgets (or
+    threads) explaining the same model take turns, so neither can record the other's frozen
+    state as "the original" and leave the model frozen.
 
     Example:
         >>> from torch import nn
@@ -48,18 +66,19 @@ def model_guard(model: nn.Module) -> Iterator[nn.Module]:
         >>> net.training
         True
     """
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    with _model_lock(model):
+        modes = [(m, m.training) for m in model.modules()]
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        try:
+            model.eval()
+            for p, _ in flags:
+                p.requires_grad_(False)
+            yield model
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
 
 def _remove(handles: list[RemovableHandle]) -> None:

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .bundle import ModelBundle
+from .features import model_guard
 from .images import Preprocess, as_pixel_batch, coerce_preprocess
 
 __all__ = [
@@ -283,15 +284,9 @@ def _device(model: nn.Module) -> torch.device:
 
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd for the block; each module's ``training`` flag restored."""
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    """Frozen, eval mode and no autograd for the block; the model is restored after."""
+    with model_guard(model), torch.no_grad():
+        yield
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:

@@ -191,3 +191,28 @@ def test_capture_returns_relu_features_and_logits():
 
 def test_candidates_listed():
     assert layer_candidates(small_cnn())[-1] == "4"
+
+
+def test_concurrent_explanations_of_one_model_restore_it():
+    import threading
+
+    model = small_cnn().train()
+    before = snapshot(model)
+    cam = OptiCAM(model, max_iter=15, preprocess=Preprocess(size=None))
+    errors = []
+
+    def work(seed):
+        try:
+            g = torch.Generator().manual_seed(seed)
+            cam.explain(torch.rand(3, 24, 24, generator=g), target=seed % 5)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert_untouched(model, before)
+    assert all(p.requires_grad for p in model.parameters())
