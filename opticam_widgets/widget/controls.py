@@ -176,9 +176,10 @@ def compare_control(methods: tuple[str, ...] = BASELINE_NAMES) -> w.Dropdown:
         >>> compare_control().value is None
         True
     """
-    return w.Dropdown(options=[("None", None)] + [(m, m) for m in methods], index=0,
-                      description="Compare with", style=_WIDE,
-                      layout=w.Layout(width="230px"))
+    # Score-CAM costs one forward pass per channel of the target layer (1280 on Lite0)
+    labels = [(f"{m} (slow)" if m == "scorecam" else m, m) for m in methods]
+    return w.Dropdown(options=[("None", None), *labels], index=0, description="Compare with",
+                      style=_WIDE, layout=w.Layout(width="230px"))
 
 
 def export_controls() -> tuple[w.Text, w.Button]:
