@@ -1,0 +1,173 @@
+"""Q5 — widget latency, headless: Run → first map drawn, and map refreshes per second.
+
+The widget is driven through its public API: ``OptiCAMWidget(bundle).show(img, run=False)``,
+``run(force=True)`` (what the Run button does for settings not cached yet) and ``wait()``.
+Drawing is observed by wrapping ``put_image_data`` of the heatmap layer of its ipycanvas
+``MultiCanvas`` (``widget.canvas.canvas[1]``), which records the time of every heatmap sent to
+the browser. No browser is needed: ipycanvas serializes the image and hands it to the comm
+layer, which is a no-op without a kernel.
+
+Reported against one no-grad forward of the model (interleaved): iteration 0 needs the feature
+capture pass and the scoring pass of the channel-mean map, so ≈ 2 forwards is the floor.
+
+Run alone: ``python benchmarks/bench_widget_latency.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import common as C
+
+RUN_ITERATIONS = 60
+
+
+@dataclass
+class Spy:
+    """Timestamps (perf_counter) of heatmap draws, and of the run's end."""
+
+    draws: list[float] = field(default_factory=list)
+    draw_s: list[float] = field(default_factory=list)
+    first: threading.Event = field(default_factory=threading.Event)
+    ended: float = 0.0
+
+    def reset(self) -> None:
+        self.draws.clear()
+        self.draw_s.clear()
+        self.first.clear()
+        self.ended = 0.0
+
+
+def attach(widget: Any) -> Spy:
+    """Wrap the heatmap layer's ``put_image_data`` and observe ``running``."""
+    spy = Spy()
+    layer = widget.canvas.canvas[1]
+    original = layer.put_image_data
+
+    def put_image_data(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            end = time.perf_counter()
+            spy.draws.append(end)
+            spy.draw_s.append(end - start)
+            spy.first.set()
+
+    layer.put_image_data = put_image_data
+
+    def on_running(change: dict) -> None:
+        if not change["new"]:
+            spy.ended = time.perf_counter()
+
+    widget.observe(on_running, "running")
+    return spy
+
+
+def one_run(widget: Any, spy: Spy) -> dict[str, float]:
+    """Start a run in the background as the Run button does (``run(force=True)``, so that the
+    cached result of the previous repeat is not reused); return latency to the first map,
+    refresh rate, run time."""
+    spy.reset()
+    start = time.perf_counter()
+    widget.run(force=True)
+    spy.first.wait(timeout=120)
+    first = spy.draws[0] - start if spy.draws else float("nan")
+    widget.wait(timeout=600)
+    end = spy.ended or time.perf_counter()
+    during = [t for t in spy.draws if t <= end]
+    span = during[-1] - during[0] if len(during) > 1 else float("nan")
+    gaps = [b - a for a, b in zip(during, during[1:])]
+    return {
+        "first": first,
+        "rate": (len(during) - 1) / span if len(during) > 1 else float("nan"),
+        "max_gap": max(gaps) if gaps else float("nan"),
+        "draws": float(len(during)),
+        "run": end - start,
+        "draw_ms": C.median(spy.draw_s) if spy.draw_s else float("nan"),
+        "iterations": float(widget.result.iterations) if widget.result is not None else 0.0,
+    }
+
+
+def run() -> C.Section:
+    """Latency on the default model and chelsea; returns the markdown section."""
+    C.setup()
+    section = C.Section("Q5 — widget latency (headless)")
+    try:
+        from opticam_widgets.widget import OptiCAMWidget
+    except ImportError as exc:
+        section.notes.append(f"the widget is not available ({exc}): skipped.")
+        return section
+    from opticam_widgets.zoo import sample_image
+
+    bundle = C.default_bundle(wait_s=300)
+    image = sample_image("chelsea")
+    repeats = 2 if C.QUICK else 3
+    with contextlib.redirect_stdout(io.StringIO()):
+        widget = OptiCAMWidget(bundle)
+        widget.show(image, run=False)
+    try:
+        widget.controls.iterations.value = 15 if C.QUICK else RUN_ITERATIONS
+        spy = attach(widget)
+        pixels = bundle.preprocess.normalize(C.chelsea())
+        fwd = C.forward_only(bundle.model, pixels)
+        results: list[dict[str, float]] = []
+        fwd_times: list[float] = []
+        one_run(widget, spy)  # warm-up
+        for _ in range(repeats):
+            fwd_times.append(C.timed(fwd)[0])
+            results.append(one_run(widget, spy))
+            fwd_times.append(C.timed(fwd)[0])
+        # show(img) in a fresh widget: the user's first call (predictions + preview + run).
+        show_first: list[float] = []
+        for _ in range(repeats):
+            with contextlib.redirect_stdout(io.StringIO()):
+                fresh = OptiCAMWidget(bundle)
+                fresh_spy = attach(fresh)
+                start = time.perf_counter()
+                fresh.show(image)
+                fresh_spy.first.wait(timeout=120)
+                show_first.append(fresh_spy.draws[0] - start if fresh_spy.draws
+                                  else float("nan"))
+                fresh.stop()
+                fresh.close()
+    finally:
+        widget.close()
+    forward = C.median(fwd_times)
+
+    def med(key: str) -> float:
+        return C.median([r[key] for r in results])
+
+    rows = [
+        ("Run (background, as the button) → first map drawn (iteration 0)",
+         f"{1e3 * med('first'):.0f} ms",
+         f"{med('first') / forward:.1f} forwards"),
+        ("`show(img)` on a new widget → first map drawn (predictions + iteration 0)",
+         f"{1e3 * C.median(show_first):.0f} ms", f"{C.median(show_first) / forward:.1f} forwards"),
+        ("one no-grad forward of the model (reference)", f"{1e3 * forward:.1f} ms", "1.0"),
+        (f"map refreshes per second during a run ({med('iterations'):.0f} iterations)",
+         f"{med('rate'):.1f} /s", ""),
+        ("longest gap between two map refreshes", f"{1e3 * med('max_gap'):.0f} ms", ""),
+        ("maps drawn per run", f"{med('draws'):.0f}", ""),
+        ("one put_image_data of the heatmap (serialization)", f"{1e3 * med('draw_ms'):.1f} ms",
+         ""),
+        ("Run → run finished (incl. faithfulness metrics)", f"{1e3 * med('run'):.0f} ms", ""),
+    ]
+    section.tables.append(
+        f"Default model (Lite0), `chelsea`, widget defaults (early stop on), iterations "
+        f"{widget.controls.iterations.value}; medians of {repeats} runs\n\n"
+        + C.table(["measure", "value", "in forwards"], rows))
+    section.notes += [
+        "Times are wall-clock in the calling process; the run happens in the widget's worker "
+        "thread, as when the button is pressed in a notebook. Browser rendering is not included.",
+    ]
+    return section
+
+
+if __name__ == "__main__":
+    print(C.run_section(run).markdown())
