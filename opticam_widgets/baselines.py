@@ -48,17 +48,18 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any, Union
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .bundle import ModelBundle
+from .bundle import ModelBundle, unpack_model
 from .features import LayerSpec, capture, model_guard, resolve_layer
-from .images import Preprocess, as_pixel_batch, coerce_preprocess
+from .images import Preprocess, as_pixel_batch
+from .targets import Target, resolve_targets
 
 __all__ = ["BASELINES", "baseline_map"]
 
@@ -81,7 +82,6 @@ _INSTALL_HINT = (
     "`pip install opticam-widgets[baselines]` (or `pip install torchcam`)"
 )
 
-Target = Union[None, int, Sequence[int], Tensor]
 
 
 def _method(method: Any) -> str:
@@ -146,41 +146,6 @@ def _extractor(cls: type, wrapper: nn.Module, module: nn.Module, **kwargs: Any) 
         if extractor is not None:
             extractor.remove_hooks()
             extractor.reset_hooks()
-
-
-def _rows(target: Target, batch: int, logits: Tensor) -> tuple[Tensor, Tensor]:
-    """Resolve ``target`` into (classes (N,), image index (N,)), validated."""
-    classes = logits.shape[1]
-    if target is None:
-        return logits.argmax(dim=1).cpu(), torch.arange(batch)
-    if isinstance(target, (Tensor, np.ndarray)):
-        arr = target.detach().cpu().numpy() if isinstance(target, Tensor) else target
-        if arr.ndim > 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError("`target` tensor/array must hold integer class indices (0-D or 1-D)")
-        target = arr.reshape(-1).tolist() if arr.ndim == 1 else int(arr)
-    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        values = [int(target)] * batch
-    elif isinstance(target, Sequence) and not isinstance(target, str):
-        values = list(target)
-        if not values:
-            raise ValueError("`target` is an empty list; give one class index per image")
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"`target` entries must be ints, got {type(v).__name__}")
-        if len(values) != batch and batch != 1:
-            raise ValueError(
-                f"`target` has {len(values)} entries for {batch} images; give one class per "
-                "image (or several classes for a single image)"
-            )
-    else:
-        raise TypeError(f"`target` must be None, an int, a list of ints or an integer tensor; "
-                        f"got {type(target).__name__}")
-    bad = [int(v) for v in values if not 0 <= int(v) < classes]
-    if bad:
-        raise ValueError(f"`target` {bad[0]} is out of range: the model has {classes} classes "
-                         f"(0..{classes - 1})")
-    index = torch.zeros(len(values), dtype=torch.long) if batch == 1 else torch.arange(batch)
-    return torch.tensor([int(v) for v in values], dtype=torch.long), index
 
 
 def _finish(cams: Tensor, size: tuple[int, int]) -> Tensor:
@@ -254,15 +219,7 @@ def baseline_map(
         raise TypeError(f"`batch_size` must be an int, got {type(batch_size).__name__}")
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-    if isinstance(model, ModelBundle):
-        if preprocess is None:
-            preprocess = model.preprocess
-        model = model.model
-    if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"`model` must be a torch.nn.Module or a ModelBundle, got {type(model).__name__}"
-        )
-    pre = coerce_preprocess(preprocess)
+    model, pre = unpack_model(model, preprocess)
     methods = None if name == "channel-mean" else _torchcam(name)  # fail early when missing
     images = as_pixel_batch(image)
     size = tuple(images.shape[-2:])
@@ -273,7 +230,8 @@ def baseline_map(
 
     with model_guard(model):
         _, feats, logits = capture(model, pre.normalize(x), layer_name)
-        classes, index = _rows(target, images.shape[0], logits)
+        classes, index = resolve_targets(target, images.shape[0], logits.shape[1],
+                                         logits.argmax(dim=1))
         if name == "channel-mean":
             from .explainer import saliency_from_weights
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
-from .images import Preprocess
+from .images import Preprocess, coerce_preprocess
 
-__all__ = ["ModelBundle"]
+__all__ = ["ModelBundle", "unpack_model"]
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,29 @@ class ModelBundle:
     preprocess: Preprocess = field(default_factory=Preprocess)
     labels: list[str] | None = None
     name: str = "model"
+
+
+def unpack_model(model: Any, preprocess: Any = None) -> tuple[nn.Module, Preprocess]:
+    """Split a model or :class:`ModelBundle` into ``(module, preprocessing spec)``.
+
+    An explicit ``preprocess`` wins over the bundle's; ``None`` with a bare module gives the
+    ImageNet default (see :func:`~opticam_widgets.images.coerce_preprocess`).
+
+    Raises:
+        TypeError: ``model`` is neither an ``nn.Module`` nor a bundle.
+
+    Example:
+        >>> from torch import nn
+        >>> net, spec = unpack_model(ModelBundle(nn.Identity(), labels=None))
+        >>> spec.size
+        (224, 224)
+    """
+    if isinstance(model, ModelBundle):
+        if preprocess is None:
+            preprocess = model.preprocess
+        model = model.model
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"`model` must be a torch.nn.Module or a ModelBundle, got {type(model).__name__}"
+        )
+    return model, coerce_preprocess(preprocess)

@@ -15,16 +15,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .bundle import ModelBundle
+from .bundle import ModelBundle, unpack_model
 from .features import LayerSpec, capture, model_guard
-from .images import Preprocess, as_pixel_batch, coerce_preprocess
+from .images import as_pixel_batch
+from .targets import Target, resolve_targets
 
 __all__ = ["CONVENTIONS", "SCORES", "OptiCAM", "OptiCAMProgress", "OptiCAMResult"]
 
@@ -36,7 +37,6 @@ PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = (None, "cosine")
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
-Target = Union[None, int, Sequence[int], Tensor]
 
 
 def _score_logit(logits: Tensor, targets: Tensor) -> Tensor:
@@ -251,16 +251,8 @@ class OptiCAM:
         lr_schedule: str | None = None,
         seed: int = 0,
     ) -> None:
-        if isinstance(model, ModelBundle):
-            if preprocess is None:
-                preprocess = model.preprocess
-            model = model.model
-        if not isinstance(model, nn.Module):
-            raise TypeError(
-                f"`model` must be a torch.nn.Module or a ModelBundle, got {type(model).__name__}"
-            )
+        model, self.preprocess = unpack_model(model, preprocess)
         self.model = model
-        self.preprocess: Preprocess = coerce_preprocess(preprocess)
         self.target_layer = target_layer
         self.max_iter = _check_int("max_iter", max_iter, 1)
         self.lr = _check_lr(lr)
@@ -318,45 +310,6 @@ class OptiCAM:
                 out = self.model(x.contiguous(memory_format=torch.channels_last))
             return out.float()
         return self.model(x)
-
-    def _targets(self, target: Target, batch: int, logits: Tensor) -> tuple[Tensor, Tensor]:
-        """Return (targets (N,), image index (N,)) after validation."""
-        classes = logits.shape[1]
-        if target is None:
-            t = logits.argmax(dim=1)
-            return t, torch.arange(batch)
-        if isinstance(target, Tensor):
-            if target.is_floating_point() or target.ndim > 1:
-                raise TypeError("`target` tensor must hold integer class indices (0-D or 1-D)")
-            target = target.tolist()
-        if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-            values = [int(target)] * batch
-        elif isinstance(target, Sequence) and not isinstance(target, str):
-            values = list(target)
-            if not values:
-                raise ValueError("`target` is an empty list; give one class index per image")
-            for v in values:
-                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                    raise TypeError(f"`target` entries must be ints, got {type(v).__name__}")
-            if len(values) != batch and batch != 1:
-                raise ValueError(
-                    f"`target` has {len(values)} entries for {batch} images; give one class per "
-                    "image (or several classes for a single image)"
-                )
-        else:
-            raise TypeError(
-                f"`target` must be None, an int, a list of ints or a tensor; got "
-                f"{type(target).__name__}"
-            )
-        bad = [v for v in values if not 0 <= int(v) < classes]
-        if bad:
-            raise ValueError(
-                f"`target` {bad[0]} is out of range: the model has {classes} classes "
-                f"(0..{classes - 1})"
-            )
-        t = torch.tensor([int(v) for v in values], dtype=torch.long)
-        index = torch.zeros(len(values), dtype=torch.long) if batch == 1 else torch.arange(batch)
-        return t, index
 
     # ------------------------------------------------------------------ public API
     def predict(self, image: Any) -> Tensor:
@@ -438,7 +391,8 @@ class OptiCAM:
                                            self.target_layer if self._layer_name is None
                                            else self._layer_name)
             self._layer_name = layer
-            targets, index = self._targets(target, images.shape[0], logits)
+            targets, index = resolve_targets(target, images.shape[0], logits.shape[1],
+                                             logits.argmax(dim=1))
             targets, index = targets.to(self.device), index.to(self.device)
             return self._optimize(images, x, feats, logits, targets, index, layer, steps, rate,
                                   conv, tol_, patience_, callback, cancel, start)

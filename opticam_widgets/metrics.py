@@ -37,18 +37,19 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .bundle import ModelBundle
+from .bundle import ModelBundle, unpack_model
 from .features import model_guard
-from .images import Preprocess, as_pixel_batch, coerce_preprocess
+from .images import Preprocess, as_pixel_batch
+from .targets import Target, resolve_targets
 
 __all__ = [
     "BASELINE_IMAGES",
@@ -67,7 +68,7 @@ __all__ = [
 BASELINE_IMAGES: tuple[str, ...] = ("black", "blur", "mean")
 
 #: A target class: ``None`` (top-1 of the unmasked image), one int, or one int per row.
-Targets = Union[None, int, Sequence[int], np.ndarray, Tensor]
+Targets = Target
 
 _RANGE_TOL = 1e-4  # float round-off allowed outside [0, 1] before we complain
 
@@ -263,18 +264,6 @@ def _as_float_array(value: Any, name: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- model helpers
-def _unpack(model: Any, preprocess: Any) -> tuple[nn.Module, Preprocess]:
-    if isinstance(model, ModelBundle):
-        if preprocess is None:
-            preprocess = model.preprocess
-        model = model.model
-    if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"`model` must be a torch.nn.Module or a ModelBundle, got {type(model).__name__}"
-        )
-    return model, coerce_preprocess(preprocess)
-
-
 def _device(model: nn.Module) -> torch.device:
     first = next(iter(model.parameters()), None)
     if first is None:
@@ -364,41 +353,6 @@ def _logits(model: nn.Module, x: Tensor) -> Tensor:
     return out.float()
 
 
-def _resolve_targets(targets: Targets, n: int, classes: int, top1: Tensor) -> Tensor:
-    """Targets (n,) long for n rows; ``top1`` (n,) is used when ``targets`` is None."""
-    if targets is None:
-        return top1.long().cpu()
-    if isinstance(targets, (Tensor, np.ndarray)):
-        arr = targets.detach().cpu().numpy() if isinstance(targets, Tensor) else targets
-        if arr.ndim > 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError("`targets` tensor/array must hold integer class indices (0-D or 1-D)")
-        targets = arr.reshape(-1).tolist() if arr.ndim == 1 else int(arr)
-    if isinstance(targets, (int, np.integer)) and not isinstance(targets, bool):
-        values = [int(targets)] * n
-    elif isinstance(targets, Sequence) and not isinstance(targets, str):
-        values = list(targets)
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"`targets` entries must be ints, got {type(v).__name__}")
-        if len(values) != n:
-            raise ValueError(
-                f"`targets` has {len(values)} entries for {n} saliency maps; give one class "
-                "per map, a single int, or None (top-1 class)"
-            )
-    else:
-        raise TypeError(
-            f"`targets` must be None, an int, a list of ints or an integer tensor; got "
-            f"{type(targets).__name__}"
-        )
-    bad = [int(v) for v in values if not 0 <= int(v) < classes]
-    if bad:
-        raise ValueError(
-            f"`targets` {bad[0]} is out of range: the model has {classes} classes "
-            f"(0..{classes - 1})"
-        )
-    return torch.tensor([int(v) for v in values], dtype=torch.long)
-
-
 def _probs(model: nn.Module, pre: Preprocess, x: Tensor, targets: Tensor | None,
            batch_size: int) -> tuple[Tensor, Tensor]:
     """Softmax probabilities of ``targets`` (or top-1) for pixel batch ``x``, in chunks.
@@ -429,7 +383,8 @@ def _original(model: nn.Module, pre: Preprocess, images: Tensor, index: Tensor,
     if targets is None:
         p_img, top1 = _probs(model, pre, images, None, batch_size)
         return p_img[index], top1[index]
-    t = _resolve_targets(targets, index.shape[0], classes, torch.empty(0))
+    t, _ = resolve_targets(targets, index.shape[0], classes, name="targets",
+                           what="saliency maps", several_for_one=False)
     if images.shape[0] == index.shape[0]:
         p, _ = _probs(model, pre, images, t, batch_size)
         return p, t
@@ -441,7 +396,7 @@ def _original(model: nn.Module, pre: Preprocess, images: Tensor, index: Tensor,
 
 def _prepare(model: Any, images: Any, saliency: Any, preprocess: Any, batch_size: int,
              check_range: bool) -> tuple[nn.Module, Preprocess, Tensor, Tensor, Tensor, int]:
-    net, pre = _unpack(model, preprocess)
+    net, pre = unpack_model(model, preprocess)
     bs = _check_int("batch_size", batch_size, 1)
     x = as_pixel_batch(images, name="images")
     s = _as_saliency(saliency, check_range=check_range)

@@ -1,0 +1,82 @@
+"""Class targets: one parser and validator for every entry point (explainer, metrics, CAMs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["Target", "resolve_targets"]
+
+#: A class request: ``None`` (top-1), an int, a sequence of ints, or an integer tensor/array.
+Target = Union[None, int, Sequence[int], Tensor, np.ndarray]
+
+
+def resolve_targets(
+    target: Any,
+    rows: int,
+    classes: int,
+    top1: Tensor | None = None,
+    *,
+    name: str = "target",
+    what: str = "images",
+    several_for_one: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Validate a class request for ``rows`` inputs of a model with ``classes`` outputs.
+
+    Args:
+        target: ``None`` (``top1``), an int (same class for every input), a sequence or a
+            0-D/1-D integer tensor or array with one class per input.
+        rows: Number of inputs (images or maps).
+        classes: Number of model outputs.
+        top1: (rows,) predicted classes, used when ``target`` is None.
+        name: Argument name for error messages.
+        what: Plural noun of the inputs for error messages.
+        several_for_one: With a single input, accept several classes (one row each).
+
+    Returns:
+        ``(classes (N,), index (N,))``: class and input index of each row, CPU longs.
+
+    Raises:
+        TypeError: Not an int, a sequence of ints or an integer tensor.
+        ValueError: Empty, wrong length, or a class out of range.
+
+    Example:
+        >>> resolve_targets([3, 4], rows=1, classes=10)
+        (tensor([3, 4]), tensor([0, 0]))
+    """
+    if target is None:
+        if top1 is None:
+            raise ValueError(f"`{name}` is required here")
+        return top1.long().cpu(), torch.arange(rows)
+    if isinstance(target, (Tensor, np.ndarray)):
+        arr = target.detach().cpu().numpy() if isinstance(target, Tensor) else target
+        if arr.ndim > 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"`{name}` tensor/array must hold integer class indices (0-D or 1-D)")
+        target = arr.reshape(-1).tolist() if arr.ndim == 1 else int(arr)
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        values = [int(target)] * rows
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        values = list(target)
+        if not values:
+            raise ValueError(f"`{name}` is an empty list; give one class index per "
+                             f"{what.rstrip('s')}")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"`{name}` entries must be ints, got {type(v).__name__}")
+        if len(values) != rows and not (several_for_one and rows == 1):
+            extra = " (or several classes for a single image)" if several_for_one else ""
+            raise ValueError(f"`{name}` has {len(values)} entries for {rows} {what}; give one "
+                             f"class per {what.rstrip('s')}{extra}")
+    else:
+        raise TypeError(f"`{name}` must be None, an int, a list of ints or an integer tensor; "
+                        f"got {type(target).__name__}")
+    bad = [int(v) for v in values if not 0 <= int(v) < classes]
+    if bad:
+        raise ValueError(f"`{name}` {bad[0]} is out of range: the model has {classes} classes "
+                         f"(0..{classes - 1})")
+    index = torch.zeros(len(values), dtype=torch.long) if rows == 1 else torch.arange(rows)
+    return torch.tensor([int(v) for v in values], dtype=torch.long), index
