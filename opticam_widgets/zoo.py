@@ -156,7 +156,9 @@ def _build_default_model(checkpoint: Mapping[str, Tensor] | None = None) -> nn.M
     model.load_state_dict(map_checkpoint(checkpoint, model.state_dict()), strict=True)
     model.eval()
     model.requires_grad_(False)
-    return model
+    # channels_last convolutions are ~1.18x faster per Opti-CAM step on CPU (make bench, Q3);
+    # this model is ours, so its memory layout is ours to choose (user models are left as is)
+    return model.to(memory_format=torch.channels_last)
 
 
 _DEFAULT_LOCK = threading.Lock()

@@ -226,3 +226,15 @@ def test_cuda_runs_on_model_device():
         torch.rand(3, 32, 32), target=1)
     assert r.saliency.device.type == "cpu"
     assert next(model.parameters()).device.type == "cuda"
+
+
+def test_matmul_upsampling_equals_interpolate():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.rand(2, 5, 7, 9, generator=g)
+    w = torch.softmax(torch.randn(2, 5, generator=g), 1)
+    cam = torch.einsum("nk,nkhw->nhw", w, feats).unsqueeze(1)
+    up = F.interpolate(cam, size=(50, 61), mode="bilinear", align_corners=False)
+    lo = up.flatten(1).min(1).values.view(-1, 1, 1, 1)
+    hi = up.flatten(1).max(1).values.view(-1, 1, 1, 1)
+    torch.testing.assert_close(saliency_from_weights(w, feats, (50, 61)), (up - lo) / (hi - lo),
+                               atol=1e-5, rtol=0)

@@ -51,8 +51,8 @@ from .worker import Worker
 
 __all__ = ["OptiCAMWidget"]
 
-#: Early stopping used by the widget (the engine's default is off): stop when the best score has
-#: not improved by more than ``tol × max(1, |best|)`` for ``patience`` iterations.
+#: Early stopping used by the widget (the engine's default is off): stop when the best score
+#: gained at most ``tol × |best|`` over the last ``patience`` iterations.
 EARLY_STOP_TOL = 1e-3
 EARLY_STOP_PATIENCE = 10
 #: Seconds between two redraws of the map and score plot during a run (4 per second). When a
@@ -76,6 +76,8 @@ class _ImageState:
     top: list[int]  # top-k class indices
     target: int  # class currently selected for this image
     extra: list[int] = field(default_factory=list)  # classes picked through the search box
+    #: iteration-0 map (channel-mean CAM): the same for every class, drawn at once on Run
+    iter0: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -455,6 +457,10 @@ class OptiCAMWidget(HasTraits):
             self._optimize(key, serial, cancel)
 
         if not blocking:
+            state = self._images[key[0]]
+            if state.iter0 is not None:  # first map on screen before the worker even starts
+                self.canvas.inverse = key[4] == "destructive"
+                self.canvas.set_saliency(state.iter0)
             self._worker.submit(self._reporting(job), "opticam")
             return None
         try:
@@ -514,6 +520,8 @@ class OptiCAMWidget(HasTraits):
             now = time.monotonic()
             if step == 0 or now - last["map"] >= max(MAP_REFRESH_S, 2.0 * last["cost"]):
                 entry = _Entry(key, progress.result(), None, live=True)
+                if step == 0:
+                    state.iter0 = entry.result.saliency[0].numpy()
                 self._show_entry(entry, live=True, max_iter=progress.max_iter)
                 last["map"] = time.monotonic()
                 last["cost"] = last["map"] - now
@@ -788,6 +796,7 @@ class OptiCAMWidget(HasTraits):
         state = self._images[self.image_index]
         result = self.cam.explain(state.pixels, state.target, max_iter=1, cancel=stop,
                                   tol=None)
+        state.iter0 = result.saliency[0].numpy()
         self._show_entry(_Entry(self._key(), result, None, live=True), live=True)
 
     def _publish(self) -> None:
