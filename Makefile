@@ -24,7 +24,7 @@ lab: $(STAMP)
 		--ServerApp.root_dir=. notebooks/01_quickstart.ipynb
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check opticam_widgets tests benchmarks
+	$(VENV)/bin/ruff check opticam_widgets tests benchmarks tools
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -m "not browser" -q
