@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 lab: $(STAMP)
-	@echo "JupyterLab on http://127.0.0.1:$(PORT)/lab/tree/notebooks/01_quickstart.ipynb"
+	@echo "Opening notebooks/01_quickstart.ipynb in JupyterLab on 127.0.0.1:$(PORT) (URL with token below)"
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) \
 		--ServerApp.root_dir=. notebooks/01_quickstart.ipynb
 
