@@ -118,8 +118,9 @@ class Preprocess:
         if self.transform is not None:
             return self.transform(x)
         mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        inv_std = torch.as_tensor([1.0 / s for s in self.std], dtype=x.dtype,
+                                  device=x.device).view(1, 3, 1, 1)
+        return (x - mean) * inv_std  # multiply, not divide: cheaper in Opti-CAM's inner loop
 
     def resize(self, x: Tensor) -> Tensor:
         """Resize a pixel batch (B, 3, H, W) to :attr:`size` (no-op when ``size`` is None).
