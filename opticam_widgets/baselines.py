@@ -51,7 +51,6 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -59,7 +58,7 @@ from torch import Tensor, nn
 from .bundle import ModelBundle, unpack_model
 from .features import LayerSpec, capture, model_guard, resolve_layer
 from .images import Preprocess, as_pixel_batch
-from .targets import Target, resolve_targets
+from .targets import Target, check_int, resolve_targets
 
 __all__ = ["BASELINES", "baseline_map"]
 
@@ -215,10 +214,7 @@ def baseline_map(
         torch.Size([1, 32, 32])
     """
     name = _method(method)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"`batch_size` must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    batch_size = check_int("batch_size", batch_size, 1)
     model, pre = unpack_model(model, preprocess)
     methods = None if name == "channel-mean" else _torchcam(name)  # fail early when missing
     images = as_pixel_batch(image)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .bundle import ModelBundle, unpack_model
 from .features import LayerSpec, capture, model_guard
 from .images import as_pixel_batch
-from .targets import Target, resolve_targets
+from .targets import Target, check_int, resolve_targets
 
 __all__ = ["CONVENTIONS", "SCORES", "OptiCAM", "OptiCAMProgress", "OptiCAMResult"]
 
@@ -184,14 +184,6 @@ class OptiCAMProgress:
         return self._make_result()
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _check_lr(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
         raise TypeError(f"`lr` must be a number, got {type(value).__name__}")
@@ -207,7 +199,7 @@ def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
 
 
 def _check_tol(tol: Any, patience: Any) -> tuple[float | None, int]:
-    patience = _check_int("patience", patience, 1)
+    patience = check_int("patience", patience, 1)
     if tol is None:
         return None, patience
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
@@ -278,9 +270,9 @@ class OptiCAM:
         model, self.preprocess = unpack_model(model, preprocess)
         self.model = model
         self.target_layer = target_layer
-        self.max_iter = _check_int("max_iter", max_iter, 1)
+        self.max_iter = check_int("max_iter", max_iter, 1)
         self.lr = _check_lr(lr)
-        self.nb_premises_at_startup = _check_int("nb_premises_at_startup",
+        self.nb_premises_at_startup = check_int("nb_premises_at_startup",
                                                  nb_premises_at_startup, 1)
         self.convention = _check_choice("convention", convention, CONVENTIONS)
         if not callable(score):
@@ -289,7 +281,7 @@ class OptiCAM:
         self.tol, self.patience = _check_tol(tol, patience)
         self.precision = _check_choice("precision", precision, PRECISIONS)
         self.lr_schedule = _check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, 0)
         self.device = self._resolve_device(device)
         self._layer_name: str | None = None
         if target_layer is not None:
@@ -400,7 +392,7 @@ class OptiCAM:
             (torch.Size([2, 64, 64]), (1, 2))
         """
         start = time.perf_counter()
-        steps = self.max_iter if max_iter is None else _check_int("max_iter", max_iter, 1)
+        steps = self.max_iter if max_iter is None else check_int("max_iter", max_iter, 1)
         rate = self.lr if lr is None else _check_lr(lr)
         conv = self.convention if convention is None else _check_choice(
             "convention", convention, CONVENTIONS)

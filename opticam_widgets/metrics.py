@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from .bundle import ModelBundle, unpack_model
 from .features import model_guard
 from .images import Preprocess, as_pixel_batch
-from .targets import Target, resolve_targets
+from .targets import Target, check_int, resolve_targets
 
 __all__ = [
     "BASELINE_IMAGES",
@@ -278,14 +278,6 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         yield
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _as_saliency(saliency: Any, *, check_range: bool) -> Tensor:
     """Coerce saliency maps to a float32 CPU tensor (N, H, W)."""
     if isinstance(saliency, np.ndarray):
@@ -397,7 +389,7 @@ def _original(model: nn.Module, pre: Preprocess, images: Tensor, index: Tensor,
 def _prepare(model: Any, images: Any, saliency: Any, preprocess: Any, batch_size: int,
              check_range: bool) -> tuple[nn.Module, Preprocess, Tensor, Tensor, Tensor, int]:
     net, pre = unpack_model(model, preprocess)
-    bs = _check_int("batch_size", batch_size, 1)
+    bs = check_int("batch_size", batch_size, 1)
     x = as_pixel_batch(images, name="images")
     s = _as_saliency(saliency, check_range=check_range)
     index = _rows(x.shape[0], s.shape[0])
@@ -597,7 +589,7 @@ def _baseline_image(baseline: Any, x: Tensor, index: Tensor) -> Tensor:
 def _curve(kind: str, model: Any, images: Any, saliency: Any, targets: Targets,
            preprocess: Any, steps: int, baseline: Any, batch_size: int) -> CurveResult:
     net, pre, x, s, index, bs = _prepare(model, images, saliency, preprocess, batch_size, False)
-    steps = _check_int("steps", steps, 1)
+    steps = check_int("steps", steps, 1)
     work = x if pre.size is None else pre.resize(x)  # pixels ranked at the model's resolution
     size = tuple(work.shape[-2:])
     s = _resize_maps(s, size)

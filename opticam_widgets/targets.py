@@ -1,4 +1,7 @@
-"""Class targets: one parser and validator for every entry point (explainer, metrics, CAMs)."""
+"""Argument checks shared by every entry point (explainer, metrics, CAMs).
+
+Class targets and integer counts get the same message wherever they are passed.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Target", "resolve_targets"]
+__all__ = ["Target", "check_int", "resolve_targets"]
 
 #: A class request: ``None`` (top-1), an int, a sequence of ints, or an integer tensor/array.
 Target = Union[None, int, Sequence[int], Tensor, np.ndarray]
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """Return ``value`` as an int >= ``minimum``, or raise naming the argument.
+
+    Example:
+        >>> check_int("max_iter", 5, 1)
+        5
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def resolve_targets(
