@@ -210,9 +210,11 @@ def test_blocking_run_updates_result_progress_and_canvas(make_widget):
     assert "AD " in c.metrics.value and "AG " in c.metrics.value
     assert set(widget.metrics) >= {"AD", "AG"}
     assert len(c.score_plot.points) == result.scores.shape[1]
-    # heatmap layer received RGBA arrays at the canvas size (step 0 + final at least)
+    # heatmap layer received RGBA arrays at half the canvas size (313 x 448), scaled up by the
+    # canvas (step 0 + final at least); the export still composites at full size
     heat = [shape for layer, shape in sent if layer == 1]
-    assert len(heat) >= 2 and all(s == (313, 448, 4) for s in heat)
+    assert len(heat) >= 2 and all(s == (157, 224, 4) for s in heat)
+    assert widget.canvas.to_array().shape == (313, 448, 3)
     # early stopping is on in the widget
     assert spy_explain.calls[0]["tol"] == EARLY_STOP_TOL
     assert spy_explain.calls[0]["patience"] == EARLY_STOP_PATIENCE

@@ -5,6 +5,11 @@ at a fixed pixel size that keeps the image's aspect ratio, from cached display-s
 changing the opacity, colormap or view redraws without recomputing anything. Every layer is
 sent as RGBA (``put_image_data`` with an (H, W, 4) array): ipycanvas encodes RGB arrays as lossy
 JPEG but RGBA as PNG, and the heatmap needs its alpha channel anyway.
+
+The heatmap is smooth (a 7 × 7 map, bilinearly upsampled), so it is sent at half the drawing's
+resolution and scaled up by the canvas (``put_image_data`` follows the canvas transform): a
+quarter of the pixels to PNG-encode in the kernel and to send, on every refresh during a run.
+:meth:`SaliencyCanvas.to_array` still composites at full resolution.
 """
 
 from __future__ import annotations
@@ -81,7 +86,8 @@ class SaliencyCanvas(HasTraits):
                                   layout=self._layout(self.max_size, self.max_size))
         self._image: np.ndarray | None = None  # display-size uint8 (h, w, 3)
         self._saliency: np.ndarray | None = None  # display-size float32 (h, w)
-        self._colored: dict[str, np.ndarray] = {}  # cmap -> uint8 (h, w, 4), alpha 255
+        self._saliency_sent: np.ndarray | None = None  # the map at the heat layer's resolution
+        self._colored: dict[tuple[str, bool], np.ndarray] = {}  # (cmap, sent) -> uint8 RGBA
         self.canvas.on_client_ready(self.redraw)
 
     @staticmethod
@@ -111,7 +117,7 @@ class SaliencyCanvas(HasTraits):
             img = np.asarray(Image.fromarray(img).resize((w, h), resample))
         with _DRAW_LOCK:
             self._image = np.ascontiguousarray(img)
-            self._saliency = None
+            self._saliency = self._saliency_sent = None
             self._colored = {}
             if self.size != (h, w):
                 self.canvas.width, self.canvas.height = w, h
@@ -122,16 +128,17 @@ class SaliencyCanvas(HasTraits):
         """Show a map (any size, resized to the drawing) or clear it with ``None``."""
         with _DRAW_LOCK:
             if saliency is None or self._image is None:
-                self._saliency = None
+                self._saliency = self._saliency_sent = None
             else:
                 self._saliency = np.clip(resize_map(saliency, self.size), 0.0, 1.0)
+                self._saliency_sent = np.clip(resize_map(saliency, self._sent_size()), 0.0, 1.0)
             self._colored = {}
             self._draw(image=self.view == "masked", heat=True)
 
     def clear(self) -> None:
         """Forget the image and map and blank both layers."""
         with _DRAW_LOCK:
-            self._image = self._saliency = None
+            self._image = self._saliency = self._saliency_sent = None
             self._colored = {}
             self.redraw()
 
@@ -150,11 +157,16 @@ class SaliencyCanvas(HasTraits):
             return
         self._draw(image=True, heat=True)
 
-    def _colorized(self, saliency: np.ndarray) -> np.ndarray:
-        rgba = self._colored.get(self.cmap)
+    def _sent_size(self) -> tuple[int, int]:
+        """Resolution at which the heatmap is sent: half the drawing's, rounded up."""
+        h, w = self.size
+        return (h + 1) // 2, (w + 1) // 2
+
+    def _colorized(self, sent: bool) -> np.ndarray:
+        rgba = self._colored.get((self.cmap, sent))
         if rgba is None:
-            rgba = colorize(saliency, self.cmap)
-            self._colored[self.cmap] = rgba
+            rgba = colorize(self._saliency_sent if sent else self._saliency, self.cmap)
+            self._colored[(self.cmap, sent)] = rgba
         return rgba
 
     def _image_layer(self) -> np.ndarray | None:
@@ -164,10 +176,11 @@ class SaliencyCanvas(HasTraits):
             return _rgba(mask_image(self._image, self._saliency, inverse=self.inverse))
         return _rgba(self._image)
 
-    def _heat_layer(self) -> np.ndarray | None:
+    def _heat_layer(self, sent: bool = False) -> np.ndarray | None:
+        """The heatmap RGBA at the drawing's resolution, or (``sent``) at the wire's."""
         if self._saliency is None or self.view in ("masked", "original"):
             return None
-        rgba = self._colorized(self._saliency).copy()
+        rgba = self._colorized(sent).copy()
         alpha = 1.0 if self.view == "saliency" else float(self.opacity)
         rgba[..., 3] = round(alpha * 255)
         return rgba
@@ -176,13 +189,20 @@ class SaliencyCanvas(HasTraits):
         target = self.canvas[layer]
         target.clear()
         if data is not None:
-            target.put_image_data(data, 0, 0)
+            h, w = self.size
+            if data.shape[:2] == (h, w):
+                target.put_image_data(data, 0, 0)
+            else:  # scaled up to the drawing by the canvas
+                target.save()
+                target.scale(w / data.shape[1], h / data.shape[0])
+                target.put_image_data(data, 0, 0)
+                target.restore()
             self.set_trait("draw_count", self.draw_count + 1)
 
     def _draw(self, *, image: bool, heat: bool) -> None:
         with _DRAW_LOCK:
             image_data = self._image_layer() if image else None
-            heat_data = self._heat_layer() if heat else None
+            heat_data = self._heat_layer(sent=True) if heat else None
             with hold_canvas():
                 if image:
                     self._put(0, image_data)
