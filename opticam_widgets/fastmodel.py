@@ -13,8 +13,8 @@ The user's model is never modified: the stand-in is a deep copy, built inside
 own logits on the call's input before it is used, and cached per model until any parameter,
 buffer or submodule of the model changes. A convolution whose output feeds more than its
 BatchNorm fails that check; a BatchNorm subclass with an unknown forward, or a module called
-twice, is not folded; a model with hooks of the user's, or one that cannot be copied, runs as
-given.
+twice, is not folded; a model with hooks of the user's, a compiled (``torch.compile``,
+TorchScript) model, or one that cannot be copied, runs as given.
 """
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ def _has_hooks(model: nn.Module) -> bool:
     """
     return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
                or getattr(m, "_backward_pre_hooks", None) for m in model.modules())
+
+
+def _is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` holds a ``torch.compile`` or TorchScript module.
+
+    Copying one would compile it again (slow), and its layers are not plain modules to fold.
+    """
+    return any(hasattr(m, "_orig_mod") or isinstance(m, torch.jit.ScriptModule)
+               for m in model.modules())
 
 
 def _fingerprint(model: nn.Module) -> tuple:
@@ -182,7 +191,7 @@ def inner_loop_model(model: nn.Module, x: Tensor, logits: Tensor) -> nn.Module:
         >>> inner_loop_model(net, x, net(x).detach()) is net
         False
     """
-    if _has_hooks(model):
+    if _has_hooks(model) or _is_compiled(model):
         return model
     key = _fingerprint(model)
     with _CACHE_LOCK:

@@ -155,6 +155,19 @@ def test_hooked_or_uncopyable_models_run_as_given():
         assert inner_loop_model(net, x, net(x)) is net
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script is deprecated
+def test_compiled_and_scripted_models_run_as_given():
+    net = bn_net()
+    x = x_in()
+    scripted = torch.jit.script(net)
+    compiled = torch.compile(net)  # not run: only its type is looked at
+    with torch.no_grad():
+        assert inner_loop_model(scripted, x, scripted(x)) is scripted
+        assert inner_loop_model(compiled, x, net(x)) is compiled
+        wrapped = nn.Sequential(compiled)  # a compiled module inside the model
+        assert inner_loop_model(wrapped, x, net(x)) is wrapped
+
+
 def test_cache_follows_changes_to_the_model():
     net = bn_net()
     x = x_in()
