@@ -150,14 +150,16 @@ def _build_default_model(checkpoint: Mapping[str, Tensor] | None = None) -> nn.M
     """Build EfficientNet-Lite0 and load the packaged weights (no caching, no network)."""
     import timm
 
-    model = timm.create_model(DEFAULT_MODEL_NAME, pretrained=False, num_classes=1000)
+    with torch.random.fork_rng(devices=[]):  # random init must not move the user's RNG
+        model = timm.create_model(DEFAULT_MODEL_NAME, pretrained=False, num_classes=1000)
     if checkpoint is None:
         checkpoint = torch.load(default_checkpoint_path(), map_location="cpu", weights_only=True)
     model.load_state_dict(map_checkpoint(checkpoint, model.state_dict()), strict=True)
+    model.float()  # the weights are float32, whatever the session's default dtype
     model.eval()
     model.requires_grad_(False)
-    # channels_last convolutions are ~1.18x faster per Opti-CAM step on CPU (make bench, Q3);
-    # this model is ours, so its memory layout is ours to choose (user models are left as is)
+    # channels_last convolutions are faster on CPU (make bench, Q3); this model is ours, so
+    # its memory layout is ours to choose (user models are left as is)
     return model.to(memory_format=torch.channels_last)
 
 
@@ -303,7 +305,8 @@ def from_torchvision(name: str, weights: Any = "DEFAULT") -> ModelBundle:
                          f"see torchvision.models.list_models() ({len(names)} models)")
     w = _resolve_weights(name, weights)
     try:
-        model = tvm.get_model(name, weights=w)
+        with torch.random.fork_rng(devices=[]):  # random init must not move the user's RNG
+            model = tvm.get_model(name, weights=w)
     except (OSError, RuntimeError) as exc:  # URLError, ConnectionError, hash mismatch...
         if w is None:
             raise
