@@ -3,6 +3,12 @@
 Usage: .venv/bin/python tools/build_notebooks.py [name ...] && (re-)execute with nbconvert.
 Cells whose source starts with ``# NBVAL_CHECK_OUTPUT`` are compared by nbval even in lax mode:
 print only rounded, machine-independent facts there.
+
+Every notebook written here carries no saved widget state (``metadata.widgets``): that state is
+stale the moment the kernel that made it is gone, and, trusted, it draws a dead widget with a
+blank canvas instead of the saved picture. After executing with nbconvert, run
+``tools/build_notebooks.py --strip`` to remove it again from every notebook (nothing else is
+touched; ``tests/test_notebooks_clean.py`` checks it).
 """
 
 from __future__ import annotations
@@ -413,7 +419,27 @@ NOTEBOOKS = {
 }
 
 
+def strip_widget_state(nb: nbf.NotebookNode) -> nbf.NotebookNode:
+    """Drop the saved widget state (``metadata.widgets``); outputs keep their saved PNGs."""
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def strip_file(path: Path) -> bool:
+    """Remove ``metadata.widgets`` from one notebook file in place; True if it had some."""
+    nb = nbf.read(path, as_version=nbf.NO_CONVERT)
+    if "widgets" not in nb.metadata:
+        return False
+    nbf.write(strip_widget_state(nb), path)
+    return True
+
+
 def main(names: list[str]) -> None:
+    if names[:1] == ["--strip"]:
+        for path in sorted(HERE.glob("*.ipynb")):
+            if strip_file(path):
+                print("stripped widget state from", path.name)
+        return
     for name, cells in NOTEBOOKS.items():
         if names and name not in names:
             continue
@@ -421,7 +447,7 @@ def main(names: list[str]) -> None:
         nb.cells = cells
         nb.metadata["kernelspec"] = KERNEL
         nb.metadata["language_info"] = {"name": "python"}
-        nbf.write(nb, HERE / f"{name}.ipynb")
+        nbf.write(strip_widget_state(nb), HERE / f"{name}.ipynb")
         print("wrote", name)
 
 
