@@ -411,11 +411,31 @@ target_layer="layer3")`, or `OptiCAMWidget(from_torchvision("resnet50"))` with a
 """),
 ]
 
+DASHBOARD = [
+    md("""
+# Opti-CAM: why does the model say what it says?
+
+Pick a photo and a class: the map shows what the model needs to see to keep its score for that
+class (Opti-CAM, Zhang et al., [arXiv 2301.07002](https://arxiv.org/abs/2301.07002)). It appears
+at once and refines live while the weights are optimized; the plot follows the score of the
+masked image. Model: EfficientNet-Lite0 (ImageNet), offline.
+
+Start it as an app with `make app` (Voilà), or run it as a notebook.
+"""),
+    code("""
+from opticam_widgets import OptiCAMWidget, sample_image
+
+photos = [sample_image(name) for name in ("chelsea", "coffee", "astronaut", "rocket")]
+widget = OptiCAMWidget.default().show(photos)  # no wait(): the map refines on screen
+"""),
+]
+
 NOTEBOOKS = {
     "01_quickstart": QUICKSTART,
     "02_headless_api": HEADLESS,
     "03_your_own_model": OWN_MODEL,
     "04_torchvision_models": TORCHVISION,
+    "dashboard": DASHBOARD,
 }
 
 
