@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 
-.PHONY: lab test install lint unit notebooks browser bench bench-faithfulness chromium clean binder-check
+.PHONY: lab test install lint unit notebooks browser bench bench-faithfulness chromium clean binder-check wheel-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ chromium:
 browser: $(STAMP) chromium
 	$(PY) -m pytest tests/browser -m browser -q
 
-test: lint unit notebooks browser
+test: lint unit notebooks browser wheel-check
 
 bench: $(STAMP)
 	$(PIP) install --quiet -e ".[bench]"
@@ -53,3 +53,7 @@ clean:
 
 binder-check: $(STAMP)
 	$(PY) tools/binder_memory.py notebooks/01_quickstart.ipynb
+
+# build sdist + wheel, twine check, install the wheel in a fresh venv (no source tree), run it
+wheel-check: $(STAMP)
+	$(PY) tools/check_wheel.py
