@@ -1,0 +1,202 @@
+"""One batch of decoded images -> store rows: predict, pick classes, optimize, measure.
+
+:class:`BatchExplainer` is what both engines run on each batch (the local engine in-process,
+the Ray engine once per actor), so they produce the same rows from the same batch. It uses the
+public engine API only: ``features.capture`` (one forward: logits and the target layer's maps),
+``OptiCAM.explain`` on the batch (one optimization, every row at once), the map maths of
+:mod:`~opticam_widgets.maps` and the faithfulness functions of :mod:`~opticam_widgets.metrics`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+from ..bundle import ModelBundle, unpack_model
+from ..explainer import OptiCAM
+from ..features import capture, model_guard
+from ..maps import low_res_saliency
+from ..metrics import (
+    average_drop,
+    average_gain,
+    average_increase,
+    deletion,
+    insertion,
+    masked_probabilities,
+)
+from .loader import Batch, Decoded
+
+__all__ = ["METRICS", "BatchExplainer", "TargetSpec", "check_target"]
+
+#: Accepted values of ``metrics``: AD/AI/AG terms (True/"paper"), plus insertion and deletion
+#: AUC ("full"), or none (False).
+METRICS = (True, False, "paper", "full")
+#: A class request per image: None (top-1), "true", an int, ("top", k) or a callable.
+TargetSpec = Union[None, str, int, tuple, Callable[..., Any]]
+
+
+def check_target(target: Any, classes: int | None = None) -> Any:
+    """Validate ``target`` for a dataset run; returns it (``("top", k)`` as a tuple).
+
+    Example:
+        >>> check_target(("top", 3))
+        ('top', 3)
+    """
+    if target is None or target == "true" or callable(target):
+        return target
+    if isinstance(target, int) and not isinstance(target, bool):
+        if target < 0 or (classes is not None and target >= classes):
+            raise ValueError(f"`target` {target} is out of range for {classes} classes")
+        return target
+    if isinstance(target, (tuple, list)) and len(target) == 2 and target[0] == "top" \
+            and isinstance(target[1], int) and not isinstance(target[1], bool) and target[1] >= 1:
+        return ("top", int(target[1]))
+    raise ValueError(f"`target` must be None (top-1), 'true' (the true label), a class index, "
+                     f"('top', k) or a callable (probs, item) -> class(es); got {target!r}")
+
+
+def _error_row(record: Decoded, error: str) -> dict[str, Any]:
+    it = record.item
+    return {"position": it.position, "id": it.id, "path": it.path, "true_label": it.label,
+            "true_name": it.label_name, "error": error}
+
+
+def _classes_for(target: TargetSpec, probs: Tensor, record: Decoded) -> list[int] | str:
+    """The classes to explain for one image, or why there are none."""
+    if target is None:
+        return [int(probs.argmax())]
+    if target == "true":
+        if record.item.label is None:
+            return "no true label for target='true'"
+        return [record.item.label]
+    if isinstance(target, int):
+        return [target]
+    if isinstance(target, tuple):
+        return probs.topk(min(target[1], probs.shape[0])).indices.tolist()
+    value = target(probs, record.item)
+    values = [value] if isinstance(value, int) else list(value)
+    if not values or not all(isinstance(v, int) and 0 <= v < probs.shape[0] for v in values):
+        return f"`target` callable returned {value!r}; expected class index(es)"
+    return values
+
+
+class BatchExplainer:
+    """Explain batches of decoded images; returns store rows (dicts in the store's schema).
+
+    Args:
+        model: A module or :class:`~opticam_widgets.bundle.ModelBundle`.
+        target: See :func:`check_target`.
+        metrics: See :data:`METRICS`.
+        cam_kwargs: Arguments of :class:`~opticam_widgets.explainer.OptiCAM` (max_iter, lr,
+            tol, patience, target_layer, ...).
+        curve_steps: Steps of the insertion / deletion curves (``metrics="full"``).
+    """
+
+    def __init__(self, model: Any, *, target: TargetSpec = None, metrics: Any = True,
+                 cam_kwargs: dict[str, Any] | None = None, curve_steps: int = 20) -> None:
+        self.net, self.pre = unpack_model(model)
+        self.labels: list[str] | None = model.labels if isinstance(model, ModelBundle) else None
+        self.cam = OptiCAM(model, **(cam_kwargs or {}))
+        self.target, self.metrics, self.curve_steps = target, metrics, curve_steps
+
+    @property
+    def layer(self) -> str:
+        """The target layer's name."""
+        return self.cam.layer_name
+
+    def _name(self, index: int | None) -> str | None:
+        if index is None:
+            return None
+        return self.labels[index] if self.labels and 0 <= index < len(self.labels) else None
+
+    def __call__(self, batch: Batch, cancel: threading.Event | None = None
+                 ) -> list[dict[str, Any]] | None:
+        """Rows for every record of ``batch`` (errors included); ``None`` when cancelled."""
+        rows = [_error_row(r, r.error or "") for r in batch.bad]
+        if not batch.good:
+            return rows
+        x = batch.pixels.to(self.cam.device)  # type: ignore[union-attr]
+        with model_guard(self.net):
+            _, feats, logits = capture(self.net, self.pre.normalize(x), self.layer)
+        probs = torch.softmax(logits.float(), dim=1).cpu()
+        index, targets, ranks = [], [], []
+        for i, record in enumerate(batch.good):
+            classes = _classes_for(self.target, probs[i], record)
+            if isinstance(classes, str):
+                rows.append(_error_row(record, classes))
+                continue
+            index += [i] * len(classes)
+            targets += classes
+            ranks += list(range(len(classes)))
+        if not index:
+            return rows
+        done = self._explain(batch.good, x, feats, probs, index, targets, ranks, cancel)
+        return None if done is None else rows + done
+
+    def _explain(self, records: Sequence[Decoded], x: Tensor, feats: Tensor, probs: Tensor,
+                 index: list[int], targets: list[int], ranks: list[int],
+                 cancel: threading.Event | None) -> list[dict[str, Any]] | None:
+        idx = torch.tensor(index, device=x.device)
+        result = self.cam.explain(x[idx], target=targets, cancel=cancel)
+        if result.cancelled:
+            return None
+        size = tuple(x.shape[-2:])
+        low = low_res_saliency(result.weights.to(feats.device), feats[idx], size).float().cpu()
+        terms = self._faithfulness(x[idx], result.saliency, targets)
+        iters = _row_iterations(result, len(targets))
+        max_iter = self.cam.max_iter
+        rows = []
+        for r, (i, cls) in enumerate(zip(index, targets)):
+            rec, pred = records[i], int(probs[i].argmax())
+            label = rec.item.label
+            rows.append({
+                "position": rec.item.position, "id": rec.item.id, "path": rec.item.path,
+                "true_label": label, "true_name": rec.item.label_name,
+                "predicted": pred, "predicted_name": self._name(pred),
+                "predicted_prob": float(probs[i, pred]),
+                "correct": None if label is None else pred == label,
+                "rank": ranks[r], "target": cls, "target_name": self._name(cls),
+                **{k: v[r] for k, v in terms.items()},
+                **({} if self.metrics else {"prob": float(probs[i, cls])}),
+                "original_score": float(result.original_score[r]),
+                "initial_score": float(result.initial_score[r]),
+                "final_score": float(result.final_score[r]),
+                "iterations": iters[r], "stopped_early": iters[r] < max_iter,
+                "map_height": int(low.shape[1]), "map_width": int(low.shape[2]),
+                "map": low[r].flatten().tolist(),
+                "photo_height": rec.photo_size[0], "photo_width": rec.photo_size[1],  # type: ignore[index]
+                "weights": result.weights[r].tolist(), "thumbnail": rec.thumbnail,
+                "error": None,
+            })
+        return rows
+
+    def _faithfulness(self, x: Tensor, saliency: Tensor, targets: list[int]
+                      ) -> dict[str, list[Any]]:
+        """Per-row p, o and the AD/AI/AG terms (+ insertion/deletion AUC with "full")."""
+        n = len(targets)
+        out: dict[str, list[Any]] = {k: [None] * n for k in (
+            "prob", "masked_prob", "drop", "increase", "gain", "insertion_auc", "deletion_auc")}
+        if not self.metrics:
+            return out
+        p, o = masked_probabilities(self.net, x, saliency, targets, self.pre)
+        out["prob"], out["masked_prob"] = p.tolist(), o.tolist()
+        out["drop"] = [average_drop([a], [b]) for a, b in zip(out["prob"], out["masked_prob"])]
+        out["increase"] = [average_increase([a], [b]) for a, b in zip(p.tolist(), o.tolist())]
+        out["gain"] = [average_gain([a], [b]) for a, b in zip(p.tolist(), o.tolist())]
+        if self.metrics == "full":
+            kw = {"preprocess": self.pre, "steps": self.curve_steps}
+            out["insertion_auc"] = insertion(self.net, x, saliency, targets, **kw).auc.tolist()
+            out["deletion_auc"] = deletion(self.net, x, saliency, targets, **kw).auc.tolist()
+        return out
+
+
+def _row_iterations(result: Any, rows: int) -> list[int]:
+    """Steps run per row: the engine's per-row count when it has one, else the batch's."""
+    per_row = getattr(result, "row_iterations", None)
+    if per_row is not None:
+        return [int(v) for v in per_row]
+    return [int(result.iterations)] * rows

@@ -1,0 +1,80 @@
+"""The local engine: a ``DataLoader`` decodes in workers; each batch is one optimization.
+
+Memory is bounded whatever the dataset's size: the loader holds ``prefetch`` batches, the engine
+one batch and at most ``shard_size`` finished rows, which go to disk as a shard. A cancel
+(``cancel`` event, ``Ctrl-C``, or the process exiting: the run is a job of
+:mod:`~opticam_widgets.jobs`) drops the batch in flight and writes the rows already complete,
+so the store holds complete shards of complete rows only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..jobs import tracked
+from .compute import BatchExplainer
+from .loader import make_loader
+from .sources import Source
+from .store import Store
+
+__all__ = ["AnyEvent", "run_local"]
+
+#: ``callback(done, total)`` after each batch: images handled so far and the total (or None).
+ProgressCallback = Callable[[int, "int | None"], Any]
+
+
+class AnyEvent:
+    """Set when any of the given events is set (what ``OptiCAM.explain``'s ``cancel`` reads)."""
+
+    def __init__(self, *events: threading.Event | None) -> None:
+        self._events = [e for e in events if e is not None]
+
+    def is_set(self) -> bool:
+        """Whether one of the events is set."""
+        return any(e.is_set() for e in self._events)
+
+
+def progress_bar(total: int | None, enabled: bool) -> Any:
+    """A tqdm bar counting images (rate and ETA shown by tqdm)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="explain_dataset", disable=not enabled,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def run_local(explainer: BatchExplainer, source: Source, store: Store, *, skip: set[str],
+              batch_size: int, num_workers: int, shard_size: int, progress: bool,
+              cancel: threading.Event | None = None,
+              callback: ProgressCallback | None = None) -> bool:
+    """Explain every item of ``source`` not in ``skip``; write shards to ``store``.
+
+    Returns:
+        ``True`` when every item was handled, ``False`` when cancelled.
+    """
+    loader, total = make_loader(source, skip, explainer.pre, batch_size, num_workers)
+    buffer: list[dict[str, Any]] = []
+    done = 0
+    bar = progress_bar(total, progress)
+    with tracked("explain_dataset") as job:
+        stop = AnyEvent(cancel, job.cancel)
+        try:
+            for batch in loader:
+                if stop.is_set():
+                    return False
+                rows = explainer(batch, stop)
+                if rows is None:  # cancelled during the optimization: drop this batch
+                    return False
+                buffer += rows
+                done += len(batch)
+                bar.update(len(batch))
+                if len(buffer) >= shard_size:
+                    store.write(buffer)
+                    buffer = []
+                if callback is not None:
+                    callback(done, total)
+            return True
+        finally:
+            store.write(buffer)  # complete rows only; no-op when empty
+            bar.close()

@@ -1,0 +1,192 @@
+"""The Ray engine: Ray Data decodes in tasks and explains in an actor pool, one model per actor.
+
+The pipeline per window of ``shard_size`` images::
+
+    from_items(batches of items) -> map(decode, tasks) -> map_batches(explain, actor pool)
+                                  -> rows back to the driver -> one shard (atomic, same schema)
+
+Each input row of Ray Data is one whole batch of images, so every engine optimizes exactly the
+same batches and writes the same rows; the driver writes the shards, so resume and the store's
+guarantees are those of the local engine. Actors load the model once (the constructor) and take
+one GPU each where the cluster has GPUs. On a machine with few cores the resources are sized
+so that the actor pool and the decode tasks cannot wait for each other: actors take one CPU,
+decode tasks one CPU, and a local instance gets at least two.
+
+Ray is used where it runs: an existing ``ray.init`` or ``RAY_ADDRESS`` (a cluster); otherwise a
+local instance is started for the call and shut down after it (one the user started is left
+alone).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from .compute import BatchExplainer
+from .loader import Batch, collate, decode
+from .local import AnyEvent, ProgressCallback, progress_bar
+from .sources import Item, Source
+from .store import Store
+
+__all__ = ["import_ray", "run_ray"]
+
+
+def import_ray() -> Any:
+    """``ray`` (with Ray Data), or an ImportError saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("engine='ray' needs Ray Data: pip install 'opticam-widgets[ray]' "
+                          "(or pip install 'ray[data]')") from exc
+    return ray
+
+
+def _start(ray: Any) -> bool:
+    """Connect to a running Ray or start a local instance; whether we started it."""
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    else:
+        ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
+                 log_to_driver=False)
+    return True
+
+
+class _DecodeBatch:
+    """Ray task: one input row (a batch of items) -> the decoded batch, pickled."""
+
+    def __init__(self, source: Source, preprocess: Any) -> None:
+        self.source, self.preprocess = source, preprocess
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        pairs: list[tuple[Any, Item]] = pickle.loads(row["items"])
+        records = []
+        for image, item in pairs:
+            if image is None:  # a sequence source: fetch here, in the task
+                image, item = self.source.fetch(item)
+            records.append(decode(image, item, self.preprocess))
+        return {"batch": pickle.dumps(collate(records))}
+
+
+class _ExplainActor:
+    """Ray actor: loads the model once, explains pickled batches into pickled rows."""
+
+    def __init__(self, model: Any, target: Any, metrics: Any, cam_kwargs: dict[str, Any],
+                 threads: int | None) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)  # this actor's own process
+        if isinstance(model, str):
+            from ..zoo import load_model
+
+            model = load_model(model)
+        if torch.cuda.is_available():
+            net = getattr(model, "model", model)
+            net.to("cuda")
+        self.explainer = BatchExplainer(model, target=target, metrics=metrics,
+                                        cam_kwargs=cam_kwargs)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        out, counts = [], []
+        for blob in batch["batch"]:
+            decoded: Batch = pickle.loads(blob)
+            out.append(pickle.dumps(self.explainer(decoded)))
+            counts.append(len(decoded))
+        return {"rows": np.array(out, dtype=object), "images": np.array(counts)}
+
+
+def _windows(source: Source, skip: set[str], batch_size: int, window: int
+             ) -> Iterator[list[list[tuple[Any, Item]]]]:
+    """Batches of ``(image or None, item)``, grouped in windows of about ``window`` images."""
+    if source.items is not None:
+        pairs: Iterator[tuple[Any, Item]] = ((None, it) for it in source.items
+                                             if it.id not in skip)
+    else:
+        pairs = ((img, it) for img, it in source.stream() if it.id not in skip)
+    batches: list[list[tuple[Any, Item]]] = []
+    current: list[tuple[Any, Item]] = []
+    for pair in pairs:
+        current.append(pair)
+        if len(current) == batch_size:
+            batches.append(current)
+            current = []
+            if len(batches) * batch_size >= window:
+                yield batches
+                batches = []
+    if current:
+        batches.append(current)
+    if batches:
+        yield batches
+
+
+def _pipeline(ray: Any, batches: list[list[tuple[Any, Item]]], explainer: BatchExplainer,
+              source: Source, actor_args: dict[str, Any], actors: int, gpus: bool) -> Any:
+    ds = ray.data.from_items([{"items": pickle.dumps(b)} for b in batches],
+                             override_num_blocks=len(batches))
+    ds = ds.map(_DecodeBatch(source, explainer.pre), num_cpus=1)
+    return ds.map_batches(_ExplainActor, fn_constructor_kwargs=actor_args, batch_size=1,
+                          compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
+                          num_gpus=1 if gpus else 0, batch_format="numpy")
+
+
+def run_ray(model: Any, explainer: BatchExplainer, source: Source, store: Store, *,
+            skip: set[str], batch_size: int, shard_size: int, progress: bool,
+            actors: int | None, target: Any, metrics: Any, cam_kwargs: dict[str, Any],
+            cancel: threading.Event | None = None,
+            callback: ProgressCallback | None = None) -> bool:
+    """Explain ``source`` with Ray Data; write one shard per window of ``shard_size`` images.
+
+    Returns:
+        ``True`` when every item was handled, ``False`` when cancelled.
+    """
+    ray = import_ray()
+    started = _start(ray)
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.enable_progress_bars, ctx.execution_options.preserve_order)
+    ctx.enable_progress_bars, ctx.execution_options.preserve_order = False, True
+    try:
+        import torch
+
+        gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        n = actors or (int(ray.cluster_resources().get("GPU", 0)) if gpus else 1)
+        args = {"model": model, "target": target, "metrics": metrics, "cam_kwargs": cam_kwargs,
+                "threads": torch.get_num_threads() if started else None}
+        return _drive(ray, explainer, source, store, skip, batch_size, shard_size, progress,
+                      args, n, gpus, AnyEvent(cancel), callback)
+    finally:
+        ctx.enable_progress_bars, ctx.execution_options.preserve_order = saved
+        if started:
+            ray.shutdown()
+
+
+def _drive(ray: Any, explainer: BatchExplainer, source: Source, store: Store, skip: set[str],
+           batch_size: int, shard_size: int, progress: bool, args: dict[str, Any], actors: int,
+           gpus: bool, stop: AnyEvent, callback: ProgressCallback | None) -> bool:
+    total = None if source.items is None else sum(it.id not in skip for it in source.items)
+    bar = progress_bar(total, progress)
+    done = 0
+    try:
+        for batches in _windows(source, skip, batch_size, shard_size):
+            ds = _pipeline(ray, batches, explainer, source, args, actors, gpus)
+            rows: list[dict[str, Any]] = []
+            for out in ds.iter_batches(batch_size=1, batch_format="numpy"):
+                if stop.is_set():
+                    store.write(rows)
+                    return False
+                rows += pickle.loads(out["rows"][0])
+                done += int(out["images"][0])
+                bar.update(int(out["images"][0]))
+                if callback is not None:
+                    callback(done, total)
+            store.write(rows)
+        return True
+    finally:
+        bar.close()

@@ -1,0 +1,148 @@
+"""The results store: a folder of Parquet shards, one row per (image, class), and a settings file.
+
+Layout of ``out``::
+
+    out/_opticam.json        settings of the run (model, layer, iterations, ...), checked on resume
+    out/part-00000.parquet   shards of complete rows, in :data:`SCHEMA`
+    out/part-00001.parquet   ...
+
+A shard is written to a hidden ``.part-XXXXX.parquet.tmp`` and renamed when complete, so a crash
+or Ctrl-C never leaves a half shard, and readers that skip hidden and ``_`` files (pyarrow,
+pandas, DuckDB's ``part-*.parquet`` glob, Polars, Ray) never see one. The files are plain
+Parquet: ``pandas.read_parquet(out)``, ``duckdb.sql("select * from 'out/*.parquet'")``,
+``polars.read_parquet("out/*.parquet")`` and ``ray.data.read_parquet(out)`` read them without
+this package.
+
+Example:
+    >>> store = Store("results")  # doctest: +SKIP
+    >>> store.write(rows); store.stored_ids()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["FORMAT_VERSION", "SCHEMA", "SETTINGS_FILE", "Store"]
+
+FORMAT_VERSION = 1
+SETTINGS_FILE = "_opticam.json"
+_F32, _I32 = pa.float32(), pa.int32()
+
+#: The columns of a shard (see the README's dataset section for their meaning).
+SCHEMA = pa.schema([
+    ("position", pa.int64()),          # index in the source's order
+    ("id", pa.string()),               # stable id (relative path, path, or position)
+    ("path", pa.string()),             # image file, null for in-memory images
+    ("true_label", _I32),              # true class index, null when unknown
+    ("true_name", pa.string()),        # true class name (folder name), null when unknown
+    ("predicted", _I32),               # top-1 class of the unmasked image
+    ("predicted_name", pa.string()),
+    ("predicted_prob", _F32),          # its softmax probability
+    ("correct", pa.bool_()),           # predicted == true_label (null without a label)
+    ("rank", _I32),                    # 0 for the first class explained for this image, ...
+    ("target", _I32),                  # class explained in this row
+    ("target_name", pa.string()),
+    ("prob", _F32),                    # p: probability of `target` on the unmasked image
+    ("masked_prob", _F32),             # o: probability of `target` on x ⊙ S (AD/AI/AG)
+    ("drop", _F32),                    # this row's Average Drop term, % (metrics.average_drop)
+    ("increase", _F32),                # Average Increase term, 0 or 100
+    ("gain", _F32),                    # Average Gain term, %
+    ("original_score", _F32),          # optimized score (logit by default), unmasked image
+    ("initial_score", _F32),           # score of x ⊙ S at iteration 0 (channel mean)
+    ("final_score", _F32),             # score of x ⊙ S of the returned map
+    ("iterations", _I32),              # optimizer steps run for this row
+    ("stopped_early", pa.bool_()),     # iterations < max_iter (plateau)
+    ("insertion_auc", _F32),           # metrics="full" only, else null
+    ("deletion_auc", _F32),
+    ("map_height", _I32),              # feature-resolution map shape
+    ("map_width", _I32),
+    ("map", pa.list_(_F32)),           # normalized low-res map, row-major (rebuild: saliency())
+    ("photo_height", _I32),            # the photo's own size (the map is rebuilt at it)
+    ("photo_width", _I32),
+    ("weights", pa.list_(_F32)),       # softmax channel weights (K,)
+    ("thumbnail", pa.binary()),        # JPEG, longest side THUMBNAIL px (for tables / browsing)
+    ("error", pa.string()),            # why this image was skipped (other fields null), or null
+])
+
+
+def _shard_no(path: Path) -> int:
+    return int(path.name[len("part-"):-len(".parquet")])
+
+
+class Store:
+    """A results folder: settings, shard writing (atomic) and reading.
+
+    Args:
+        out: The folder (created on the first write).
+    """
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        if not isinstance(out, (str, os.PathLike)):
+            raise TypeError(f"`out` must be a folder path, got {type(out).__name__}")
+        self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"`out` {str(self.out)!r} is a file; give a folder")
+
+    # ------------------------------------------------------------------ files
+    def shards(self) -> list[Path]:
+        """The complete shards, in order."""
+        if not self.out.is_dir():
+            return []
+        found = [p for p in self.out.glob("part-*.parquet") if p.name[5:10].isdigit()]
+        return sorted(found, key=_shard_no)
+
+    def read_settings(self) -> dict[str, Any] | None:
+        """The stored settings, or ``None`` for a new folder."""
+        path = self.out / SETTINGS_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_settings(self, settings: Mapping[str, Any]) -> None:
+        """Write the settings file (atomically)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.out / f".{SETTINGS_FILE}.tmp"
+        tmp.write_text(json.dumps({"format": FORMAT_VERSION, **settings}, indent=1))
+        os.replace(tmp, self.out / SETTINGS_FILE)
+
+    def clear(self) -> None:
+        """Remove this package's files (shards, temporaries, settings); nothing else."""
+        for path in self.shards() + list(self.out.glob(".part-*.parquet.tmp")):
+            path.unlink()
+        (self.out / SETTINGS_FILE).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ write / read
+    def write(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> Path | None:
+        """Write complete rows as the next shard; the file appears only when whole."""
+        table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows),
+                                                                            schema=SCHEMA)
+        if table.num_rows == 0:
+            return None
+        table = table.select(SCHEMA.names).cast(SCHEMA)
+        self.out.mkdir(parents=True, exist_ok=True)
+        shards = self.shards()
+        number = _shard_no(shards[-1]) + 1 if shards else 0
+        final = self.out / f"part-{number:05d}.parquet"
+        tmp = self.out / f".{final.name}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, final)
+        return final
+
+    def read(self, columns: Iterable[str] | None = None) -> pa.Table:
+        """All rows (optionally some columns), sorted by source position and rank."""
+        cols = list(columns) if columns is not None else None
+        shards = self.shards()
+        if not shards:
+            return SCHEMA.empty_table().select(cols) if cols else SCHEMA.empty_table()
+        keys = [c for c in ("position", "rank") if cols is None or c in cols]
+        table = pa.concat_tables(pq.read_table(p, columns=cols, schema=SCHEMA) for p in shards)
+        return table.sort_by([(k, "ascending") for k in keys]) if keys else table
+
+    def stored_ids(self) -> set[str]:
+        """Ids of the images already stored (explained or reported as errors)."""
+        return set(self.read(["id"]).column("id").to_pylist())
