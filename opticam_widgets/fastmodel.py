@@ -5,14 +5,17 @@ forward+backward is the floor of each step. In eval mode a BatchNorm that follow
 is a per-channel affine map; folding it into the convolution's weights
 (:func:`torch.nn.utils.fusion.fuse_conv_bn_weights`) removes one pass over that activation in
 each direction, and laying the weights out ``channels_last`` lets oneDNN skip its per-call
-weight reorders. On ResNet-50 and Lite0 (CPU) a step runs ≈ 1.2× faster than on the model as
-given (``benchmarks/bench_levers.py``).
+weight reorders (speed-ups: ``benchmarks/bench_levers.py`` and the README).
 
 The user's model is never modified: the stand-in is a deep copy, built inside
-:func:`~opticam_widgets.features.model_guard` (eval mode, frozen), checked against the model's
-own logits on the call's input before it is used, and cached per model until any parameter,
-buffer or submodule of the model changes. A convolution whose output feeds more than its
-BatchNorm fails that check; a BatchNorm subclass with an unknown forward, or a module called
+:func:`~opticam_widgets.features.model_guard` (eval mode, frozen) and cached per model. It can
+never go stale unnoticed: on **every** call it is run once on the call's input and its logits
+are compared with the model's own (which the caller computed anyway), to a tolerance a few
+times the folding's float rounding; on any difference it is rebuilt, and if the rebuilt copy
+still differs the model runs as given. A cheap fingerprint (tensor storage, in-place versions,
+dtypes, submodules and their plain attributes such as ``eps``, ``stride`` or a temperature)
+triggers the rebuild without waiting for the check. A convolution whose output feeds more than
+its BatchNorm fails the check; a BatchNorm subclass with an unknown forward, or a module called
 twice, is not folded; a model with hooks of the user's, a compiled (``torch.compile``,
 TorchScript) model, or one that cannot be copied, runs as given.
 """
@@ -20,7 +23,9 @@ TorchScript) model, or one that cannot be copied, runs as given.
 from __future__ import annotations
 
 import copy
+import functools
 import threading
+import types
 import weakref
 from typing import Any
 
@@ -55,13 +60,43 @@ def _is_compiled(model: nn.Module) -> bool:
                for m in model.modules())
 
 
+#: Attribute values that ``forward`` may read and that are compared by value.
+_PLAIN = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
+#: Attribute values compared by identity (a swapped activation function, a patched forward).
+_CALLABLE = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)
+
+
+def _plain_attributes(module: nn.Module) -> tuple:
+    """A module's plain attributes: numbers, flags, strings, short tuples of them, functions.
+
+    Tensors that are not parameters or buffers, caches and other objects are left out (a
+    module may replace those on every forward); the logits check covers them.
+    """
+    out = []
+    for key, value in vars(module).items():
+        if isinstance(value, _PLAIN):
+            out.append((key, value))
+        elif isinstance(value, (tuple, list)) and len(value) <= 16 \
+                and all(isinstance(v, _PLAIN) for v in value):
+            out.append((key, tuple(value)))
+        elif isinstance(value, _CALLABLE):
+            out.append((key, id(value)))
+    return tuple(out)
+
+
 def _fingerprint(model: nn.Module) -> tuple:
-    """What the stand-in depends on: tensors (storage, in-place version) and submodules."""
+    """What the stand-in depends on, as far as it is cheap to see.
+
+    Tensors (storage, in-place version, shape, dtype, device), submodules (identity, type)
+    and their plain attributes. In-place changes through ``.data`` bump no version and are
+    invisible here: the logits check of every call catches those.
+    """
     tensors = tuple(
         (t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device)
         for t in (*model.parameters(), *model.buffers())
     )
-    return tensors, tuple(id(m) for m in model.modules())
+    modules = tuple((id(m), type(m), _plain_attributes(m)) for m in model.modules())
+    return tensors, modules
 
 
 def _bn_replacement(bn: nn.BatchNorm2d) -> nn.Module | None:
@@ -157,23 +192,54 @@ def folded_copy(model: nn.Module, x: Tensor) -> tuple[nn.Module, int]:
     return net.to(memory_format=torch.channels_last), folded
 
 
+def _tolerance(x: Tensor) -> float:
+    """Relative tolerance of the logits check: a few times the folding's float rounding.
+
+    Folding moves float32 logits by about 5e-7 of their scale on CPU (Lite0, ResNet-50);
+    TF32 convolutions on CUDA and half precision round far more, on both sides of the check.
+    """
+    if x.dtype == torch.float64:
+        return 1e-9
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return 2e-2
+    if x.device.type == "cuda" and (torch.backends.cudnn.allow_tf32
+                                    or torch.backends.cuda.matmul.allow_tf32):
+        return 2e-3
+    return 2e-5
+
+
 def _agrees(fast: nn.Module, x: Tensor, logits: Tensor) -> bool:
     """Whether the copy reproduces the model's logits on ``x`` (float rounding aside)."""
     with torch.no_grad():
         out = fast(x)
-    if not isinstance(out, Tensor) or out.shape != logits.shape:
+    if not isinstance(out, Tensor) or out.shape != logits.shape or not out.is_floating_point():
         return False
-    out = out.float()
-    scale = float(logits.abs().max()) + 1.0
-    return bool(torch.isfinite(out).all()) and float((out - logits).abs().max()) <= 1e-3 * scale
+    out, ref = out.detach().double(), logits.detach().double()
+    if not (bool(torch.isfinite(out).all()) and bool(torch.isfinite(ref).all())):
+        return False
+    scale = float(ref.abs().max()) + 1.0
+    return float((out - ref).abs().max()) <= _tolerance(x) * scale
+
+
+def _checked_copy(model: nn.Module, x: Tensor, logits: Tensor) -> nn.Module | None:
+    """A new folded copy that reproduces ``logits`` on ``x``, or None (run the model)."""
+    try:
+        fast, folded = folded_copy(model, x)
+        if folded > 0 and _agrees(fast, x, logits):
+            return fast
+    except Exception:  # noqa: BLE001 - any failure means: run the model as given
+        pass
+    return None
 
 
 def inner_loop_model(model: nn.Module, x: Tensor, logits: Tensor) -> nn.Module:
     """The module to run in the optimization loop: a checked folded copy, or ``model`` itself.
 
-    Call inside :func:`~opticam_widgets.features.model_guard`. The copy is cached per model and
-    rebuilt when the model's tensors (storage or in-place version) or modules change. A model
-    with hooks of the user's runs as given.
+    Call inside :func:`~opticam_widgets.features.model_guard`. The copy is cached per model.
+    On every call a cached copy is checked against ``logits`` (one forward of the copy on
+    ``x``, no backward); it is rebuilt when it differs or when the model's fingerprint
+    (tensors, modules, plain attributes) changed, and dropped for the model as given when a
+    fresh copy differs too. A model with hooks of the user's runs as given.
 
     Args:
         model: The user's model (eval mode, frozen by the guard).
@@ -197,14 +263,11 @@ def inner_loop_model(model: nn.Module, x: Tensor, logits: Tensor) -> nn.Module:
     with _CACHE_LOCK:
         hit = _CACHE.get(model)
     if hit is not None and hit[0] == key:
-        return hit[1] if hit[1] is not None else model
-    fast: nn.Module | None
-    try:
-        fast, folded = folded_copy(model, x)
-        if folded == 0 or not _agrees(fast, x, logits):
-            fast = None
-    except Exception:  # noqa: BLE001 - any failure means: run the model as given
-        fast = None
+        if hit[1] is None:
+            return model
+        if _agrees(hit[1], x, logits):
+            return hit[1]
+    fast = _checked_copy(model, x, logits)
     with _CACHE_LOCK:
         _CACHE[model] = (key, fast)
     return fast if fast is not None else model
