@@ -1,4 +1,10 @@
-"""Headless tests of OptiCAMWidget: handlers are driven directly, runs are blocking or waited."""
+"""Headless tests of OptiCAMWidget, driven through its public API and controls.
+
+Runs are blocking or waited. Test hooks used (all public): ``widget.images`` (per-image
+predictions), ``opticam_widgets.jobs.running_jobs()`` (background jobs),
+``opticam_widgets.widget.display.get_shell`` (replaced to fake IPython),
+``SaliencyCanvas.saliency`` (the map drawn).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +20,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from opticam_widgets.render import COLORMAPS, to_png_bytes
+from opticam_widgets.jobs import Worker, running_jobs
+from opticam_widgets.render import COLORMAPS
 from opticam_widgets.widget import OptiCAMWidget, SaliencyCanvas
-from opticam_widgets.widget.app import EARLY_STOP_PATIENCE, EARLY_STOP_TOL
 from opticam_widgets.widget.canvas import display_size
-from opticam_widgets.widget.worker import Worker
+from opticam_widgets.widget.runner import EARLY_STOP_PATIENCE, EARLY_STOP_TOL
 
 SMALL = {"size": (32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 
@@ -98,6 +104,11 @@ def worker_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("opticam-widget")]
 
 
+def optimizing() -> bool:
+    """Whether an Opti-CAM job of any widget is running or queued."""
+    return any(job.name == "opticam" for job in running_jobs())
+
+
 # ---------------------------------------------------------------------------- construction
 
 
@@ -120,7 +131,7 @@ def test_controls_ranges_and_defaults(make_widget):
     assert c.image_select.layout.display == "none"  # one image: no selector
     assert c.stop_button.disabled and not widget.running
     # top-k: 4 classes (fewer than top_k=5), labels "class i" with probabilities, sorted
-    probs = widget._images[0].probs
+    probs = widget.images[0].probs
     assert [v for _, v in c.class_select.options] == list(np.argsort(-probs))
     label, value = c.class_select.options[0]
     assert label.startswith(f"class {value} — ") and label.endswith("%")
@@ -188,7 +199,8 @@ def test_bad_arguments():
 def test_blocking_run_updates_result_progress_and_canvas(make_widget):
     widget = make_widget(iterations=8)
     sent: list[tuple[int, tuple]] = []
-    for i, layer in enumerate(widget.canvas.canvas._canvases):
+    for i in range(2):
+        layer = widget.canvas.canvas[i]
         original = layer.put_image_data
 
         def spy(data, x=0, y=0, _i=i, _orig=original):
@@ -239,14 +251,15 @@ def test_iteration_zero_map_is_drawn_first(make_widget):
     original = widget.canvas.set_saliency
 
     def spy(saliency):
-        entry = widget._entry
-        seen.append((entry.live, entry.result.iterations) if entry is not None else None)
+        result = widget.result
+        seen.append((result.iterations, widget.metrics is None) if result is not None else None)
         return original(saliency)
 
     widget.canvas.set_saliency = spy
     widget.run(blocking=True)
-    assert seen[0] == (True, 0)  # the channel-mean map, from the step-0 callback
-    assert seen[-1] == (False, widget.result.iterations)
+    assert seen[0] == (0, True)  # the channel-mean map, from the step-0 callback (live)
+    assert seen[-1] == (widget.result.iterations, False)  # the final map, with its metrics
+    assert widget.result.iterations == 5
 
 
 def test_class_selection_runs_and_cache_comes_back(make_widget):
@@ -262,7 +275,7 @@ def test_class_selection_runs_and_cache_comes_back(make_widget):
 
     widget.controls.class_select.value = top[0]  # cached: instant, no optimisation
     assert widget.result is first and len(spy.calls) == 2
-    assert not worker_threads() or not widget._worker.busy
+    assert not optimizing() and not widget.running
 
     widget.run(blocking=True)  # Run on a cached key shows the cache too
     assert len(spy.calls) == 2
@@ -277,7 +290,7 @@ def test_sliders_do_not_start_runs_but_show_cache(make_widget):
     widget.controls.iterations.value = 5
     widget.controls.lr.value = 0.5
     widget.controls.convention.value = "destructive"
-    assert len(spy.calls) == 1 and not widget._worker.busy
+    assert len(spy.calls) == 1 and not optimizing()
     assert "press <b>Run</b>" in widget.controls.status.value
     destructive = widget.run(blocking=True)
     assert destructive.convention == "destructive" and len(spy.calls) == 2
@@ -313,7 +326,7 @@ def test_display_changes_never_call_the_explainer(make_widget):
     c.colormap.value = "viridis"
     for view in ("saliency", "masked", "original", "overlay"):
         c.view.value = view
-    assert spy.calls == [] and not widget._worker.busy
+    assert spy.calls == [] and not optimizing()
     assert widget.canvas.draw_count > drawn
     assert widget.canvas.opacity == 0.8 and widget.canvas.cmap == "viridis"
 
@@ -414,8 +427,7 @@ def test_close_joins_the_worker_and_closes_widgets():
     widget.controls.iterations.value = 500
     widget.run()
     widget.close()
-    assert not worker_threads()
-    assert not widget._worker.threads()
+    assert not worker_threads() and not running_jobs()
     assert set(_instances) - before == set()  # every widget, layout and style model closed
     assert widget.widget.comm is None and widget.canvas.canvas.comm is None
     widget.close()  # twice is fine
@@ -452,7 +464,7 @@ def test_several_images_have_their_own_predictions_and_results(make_widget):
     widget.wait(timeout=120)
     assert widget.image_index == 1 and widget.saliency.shape == (20, 30)
     assert widget.canvas.size == display_size(20, 30, 448)
-    state0, state1 = widget._images
+    state0, state1 = widget.images
     assert c.class_select.value == state1.target
     assert [v for _, v in c.class_select.options] == state1.top
     assert not np.allclose(state0.probs, state1.probs)
@@ -524,10 +536,10 @@ class FakeShell:
 def test_show_in_ipython_displays_once_then_updates_the_png(monkeypatch):
     import IPython.display
 
-    from opticam_widgets.widget import app
+    from opticam_widgets.widget import display
 
     shell = FakeShell()
-    monkeypatch.setattr(app, "_shell", lambda: shell)
+    monkeypatch.setattr(display, "get_shell", lambda: shell)
     shown, updated = [], []
     monkeypatch.setattr(IPython.display, "display",
                         lambda obj, **kw: shown.append((obj, kw)))
@@ -543,8 +555,9 @@ def test_show_in_ipython_displays_once_then_updates_the_png(monkeypatch):
         assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == \
             widget.widget.model_id
         preview_png = data["image/png"]  # already shows the iteration-0 map
-        plain_png = base64.b64encode(to_png_bytes(widget.canvas._image)).decode()
-        assert preview_png != plain_png
+        widget.controls.view.value = "original"  # the image alone, without any map
+        assert widget._repr_mimebundle_()[0]["image/png"] != preview_png
+        widget.controls.view.value = "overlay"
         widget._ipython_display_()  # the cell's value, same execution: not shown again
         assert len(shown) == 1
         widget.wait(timeout=120)
@@ -570,7 +583,7 @@ def test_compare_with_channel_mean_baseline(make_widget):
     assert panel.box.layout.display == ""
     assert "channel-mean" in panel.caption.value and "AD " in panel.caption.value
     assert widget.cam.layer_name in panel.caption.value
-    assert panel.canvas._saliency is not None and spy.calls == []
+    assert panel.canvas.saliency is not None and spy.calls == []
     widget.controls.compare.value = None
     assert panel.box.layout.display == "none"
 
@@ -608,7 +621,7 @@ def test_saliency_canvas_layers_and_client_ready():
         jet_end = list(matplotlib.colormaps["jet"](1.0, bytes=True)[:3])
         assert top.shape == (32, 64, 3) and top[0, 0].tolist() == jet_end
         count = view.draw_count
-        view.canvas._canvases[-1]._handle_frontend_event(None, {"event": "client_ready"}, [])
+        view.canvas[1]._handle_frontend_event(None, {"event": "client_ready"}, [])
         assert view.draw_count == count + 2  # a new browser view gets both layers again
     finally:
         view.close()

@@ -9,12 +9,12 @@ JPEG but RGBA as PNG, and the heatmap needs its alpha channel anyway.
 The heatmap is smooth (a 7 × 7 map, bilinearly upsampled), so it is sent at half the drawing's
 resolution and scaled up by the canvas (``put_image_data`` follows the canvas transform): a
 quarter of the pixels to PNG-encode in the kernel and to send, on every refresh during a run.
-:meth:`SaliencyCanvas.to_array` still composites at full resolution.
+:meth:`SaliencyCanvas.to_array` composites the view at full resolution with
+:func:`~opticam_widgets.widget.export.render_view`, the one compositor of the package's views.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
@@ -23,12 +23,13 @@ from ipywidgets import Layout
 from traitlets import Bool, Enum, Float, HasTraits, Int, Unicode, observe
 
 from ..render import as_uint8_image, colorize, mask_image, resize_map
+from .common import DRAW_LOCK, close_widgets
+from .export import render_view
 
 __all__ = ["SaliencyCanvas", "display_size"]
 
-#: ipycanvas batches draw commands in one process-wide manager (``hold_canvas``); the worker
-#: thread and the kernel thread both draw, so every batch is taken under this lock.
-_DRAW_LOCK = threading.RLock()
+#: Layers of the canvas: 0 the image (or the masked input), 1 the heatmap.
+LAYERS = 2
 
 
 def display_size(height: int, width: int, max_size: int) -> tuple[int, int]:
@@ -82,12 +83,12 @@ class SaliencyCanvas(HasTraits):
         if int(max_size) < 16:
             raise ValueError(f"`max_size` must be at least 16 pixels, got {max_size}")
         self.max_size = int(max_size)
-        self.canvas = MultiCanvas(2, width=self.max_size, height=self.max_size,
+        self.canvas = MultiCanvas(LAYERS, width=self.max_size, height=self.max_size,
                                   layout=self._layout(self.max_size, self.max_size))
         self._image: np.ndarray | None = None  # display-size uint8 (h, w, 3)
         self._saliency: np.ndarray | None = None  # display-size float32 (h, w)
         self._saliency_sent: np.ndarray | None = None  # the map at the heat layer's resolution
-        self._colored: dict[tuple[str, bool], np.ndarray] = {}  # (cmap, sent) -> uint8 RGBA
+        self._colored: dict[str, np.ndarray] = {}  # cmap -> uint8 RGBA of the sent map
         self.canvas.on_client_ready(self.redraw)
 
     @staticmethod
@@ -100,6 +101,11 @@ class SaliencyCanvas(HasTraits):
     def size(self) -> tuple[int, int]:
         """Drawing size ``(height, width)`` in pixels."""
         return int(self.canvas.height), int(self.canvas.width)
+
+    @property
+    def saliency(self) -> np.ndarray | None:
+        """The map drawn, float32 (h, w) in [0, 1] at the drawing's size, or ``None``."""
+        return self._saliency
 
     def set_image(self, image: Any) -> None:
         """Show a new image (any size; scaled to fit) and drop the current map.
@@ -115,7 +121,7 @@ class SaliencyCanvas(HasTraits):
         if (h, w) != img.shape[:2]:
             resample = Image.LANCZOS if h < img.shape[0] else Image.BILINEAR
             img = np.asarray(Image.fromarray(img).resize((w, h), resample))
-        with _DRAW_LOCK:
+        with DRAW_LOCK:
             self._image = np.ascontiguousarray(img)
             self._saliency = self._saliency_sent = None
             self._colored = {}
@@ -126,7 +132,7 @@ class SaliencyCanvas(HasTraits):
 
     def set_saliency(self, saliency: Any | None) -> None:
         """Show a map (any size, resized to the drawing) or clear it with ``None``."""
-        with _DRAW_LOCK:
+        with DRAW_LOCK:
             if saliency is None or self._image is None:
                 self._saliency = self._saliency_sent = None
             else:
@@ -134,13 +140,6 @@ class SaliencyCanvas(HasTraits):
                 self._saliency_sent = np.clip(resize_map(saliency, self._sent_size()), 0.0, 1.0)
             self._colored = {}
             self._draw(image=self.view == "masked", heat=True)
-
-    def clear(self) -> None:
-        """Forget the image and map and blank both layers."""
-        with _DRAW_LOCK:
-            self._image = self._saliency = self._saliency_sent = None
-            self._colored = {}
-            self.redraw()
 
     # ------------------------------------------------------------------ drawing
     def redraw(self, *_: Any) -> None:
@@ -162,11 +161,12 @@ class SaliencyCanvas(HasTraits):
         h, w = self.size
         return (h + 1) // 2, (w + 1) // 2
 
-    def _colorized(self, sent: bool) -> np.ndarray:
-        rgba = self._colored.get((self.cmap, sent))
+    def _colorized(self) -> np.ndarray:
+        """The heatmap colorized at the resolution it is sent at (cached per colormap)."""
+        rgba = self._colored.get(self.cmap)
         if rgba is None:
-            rgba = colorize(self._saliency_sent if sent else self._saliency, self.cmap)
-            self._colored[(self.cmap, sent)] = rgba
+            rgba = colorize(self._saliency_sent, self.cmap)
+            self._colored[self.cmap] = rgba
         return rgba
 
     def _image_layer(self) -> np.ndarray | None:
@@ -176,11 +176,11 @@ class SaliencyCanvas(HasTraits):
             return _rgba(mask_image(self._image, self._saliency, inverse=self.inverse))
         return _rgba(self._image)
 
-    def _heat_layer(self, sent: bool = False) -> np.ndarray | None:
-        """The heatmap RGBA at the drawing's resolution, or (``sent``) at the wire's."""
+    def _heat_layer(self) -> np.ndarray | None:
+        """The heatmap RGBA at the resolution it is sent at."""
         if self._saliency is None or self.view in ("masked", "original"):
             return None
-        rgba = self._colorized(sent).copy()
+        rgba = self._colorized().copy()
         alpha = 1.0 if self.view == "saliency" else float(self.opacity)
         rgba[..., 3] = round(alpha * 255)
         return rgba
@@ -200,9 +200,9 @@ class SaliencyCanvas(HasTraits):
             self.set_trait("draw_count", self.draw_count + 1)
 
     def _draw(self, *, image: bool, heat: bool) -> None:
-        with _DRAW_LOCK:
+        with DRAW_LOCK:
             image_data = self._image_layer() if image else None
-            heat_data = self._heat_layer(sent=True) if heat else None
+            heat_data = self._heat_layer() if heat else None
             with hold_canvas():
                 if image:
                     self._put(0, image_data)
@@ -212,20 +212,13 @@ class SaliencyCanvas(HasTraits):
     # ------------------------------------------------------------------ export
     def to_array(self) -> np.ndarray | None:
         """What the canvas shows, composited, as uint8 (h, w, 3); ``None`` before an image."""
-        with _DRAW_LOCK:
-            base = self._image_layer()
-            if base is None:
+        with DRAW_LOCK:
+            if self._image is None:
                 return None
-            out = base[..., :3].astype(np.float32)
-            heat = self._heat_layer()
-            if heat is not None:
-                a = heat[..., 3:].astype(np.float32) / 255.0
-                out = (1.0 - a) * out + a * heat[..., :3].astype(np.float32)
-            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+            return render_view(self._image, self._saliency, view=self.view,
+                               opacity=float(self.opacity), cmap=self.cmap, inverse=self.inverse)
 
     def close(self) -> None:
         """Close the canvas widgets."""
-        from .controls import close_widgets
-
         self.canvas.on_client_ready(self.redraw, remove=True)
-        close_widgets(*self.canvas._canvases, self.canvas)
+        close_widgets(*(self.canvas[i] for i in range(LAYERS)), self.canvas)

@@ -10,18 +10,24 @@ They cannot be cancelled by the library, so :func:`interruptible` makes the mode
 from __future__ import annotations
 
 import contextlib
-import html
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as w
 import numpy as np
 from torch import Tensor, nn
 
+from ..explainer import OptiCAM
+from ..jobs import Worker
 from .canvas import SaliencyCanvas
+from .common import close_widgets
+from .messages import caption_html, note_html
+from .state import Session
 
-__all__ = ["Cancelled", "ComparePanel", "compute_baseline", "interruptible"]
+__all__ = ["BaselineKey", "Cancelled", "ComparePanel", "Comparison", "compute_baseline",
+           "interruptible"]
 
 
 class Cancelled(Exception):
@@ -103,23 +109,6 @@ def compute_baseline(method: str, model: nn.Module, pixels: Tensor, target: int,
     return saliency[0].numpy(), metrics
 
 
-def metrics_html(metrics: dict | None) -> str:
-    """One line "AD x% · AG y%" (escaped HTML), or why the metrics are missing.
-
-    Example:
-        >>> metrics_html({"AD": 12.5, "AG": 3.0}).endswith("AD 12.5% · AG 3.0%</span>")
-        True
-    """
-    if not metrics:
-        return ""
-    if "error" in metrics:
-        return ("<span style='color:#a60'>metrics unavailable: "
-                f"{html.escape(str(metrics['error']))}</span>")
-    return ("<span title='Average Drop (lower is better) and Average Gain (higher is better) "
-            f"of the class probability on x⊙S'>AD {metrics['AD']:.1f}% · "
-            f"AG {metrics['AG']:.1f}%</span>")
-
-
 class ComparePanel:
     """Caption + canvas showing a baseline map; hidden while no baseline is chosen.
 
@@ -139,8 +128,6 @@ class ComparePanel:
         self.caption = w.HTML("")
         #: The panel (hidden while the "compare with" choice is None).
         self.box = w.VBox([self.caption, self.canvas.canvas], layout=w.Layout(display="none"))
-        #: (image index, class, method) -> (map, metrics).
-        self.cache: dict[tuple, tuple[np.ndarray, dict]] = {}
 
     def set_visible(self, visible: bool) -> None:
         """Show or hide the panel."""
@@ -150,17 +137,100 @@ class ComparePanel:
                     metrics: dict | None) -> None:
         """Draw a baseline map with its caption."""
         self.canvas.set_saliency(saliency)
-        self.caption.value = (f"<b>{html.escape(method)}</b> · same layer "
-                              f"<code>{html.escape(layer)}</code><br>{metrics_html(metrics)}")
+        self.caption.value = caption_html(method, layer, metrics)
 
     def show_message(self, message: str, *, color: str = "#555") -> None:
         """Clear the map and show a plain-text message (escaped here)."""
         self.canvas.set_saliency(None)
-        self.caption.value = f"<span style='color:{color}'>{html.escape(message)}</span>"
+        self.caption.value = note_html(message, color)
 
     def close(self) -> None:
         """Close the panel's widgets."""
-        from .controls import close_widgets
-
         self.canvas.close()
         close_widgets(self.caption, self.box)
+
+
+@dataclass(frozen=True)
+class BaselineKey:
+    """What a baseline map depends on."""
+
+    #: Index of the image.
+    image: int
+    #: Class index.
+    target: int
+    #: Baseline method name.
+    method: str
+
+
+class Comparison:
+    """Which baseline the panel shows, the baselines computed so far, and computing them.
+
+    Baselines are computed in a job of the widget's worker, queued behind the current one: a
+    comparison never cancels a running optimisation, while a new run or Stop cancels it.
+
+    Args:
+        panel: Where the baseline is drawn.
+        cam: The widget's engine (model, preprocessing and target layer).
+        worker: The widget's worker (one job at a time uses the model).
+        session: The widget's images and selection.
+        on_error: Called with the exception of a failed baseline.
+    """
+
+    def __init__(self, panel: ComparePanel, cam: OptiCAM, worker: Worker, session: Session,
+                 on_error: Callable[[BaseException], None]) -> None:
+        self.panel = panel
+        self.cam = cam
+        self.worker = worker
+        self.session = session
+        self.on_error = on_error
+        #: Method chosen in the "compare with" control, or ``None``.
+        self.method: str | None = None
+        #: Baselines computed so far: key -> (map, metrics).
+        self.cache: dict[BaselineKey, tuple[np.ndarray, dict]] = {}
+
+    def wanted(self) -> BaselineKey | None:
+        """The baseline to show now, or ``None`` (no method chosen, or no image)."""
+        if self.method is None or not self.session.images:
+            return None
+        return BaselineKey(self.session.index, self.session.image.target, self.method)
+
+    def refresh(self, cancel: threading.Event | None = None) -> None:
+        """Show the wanted baseline, computing it when needed.
+
+        With ``cancel`` (called from a worker job) it is computed in this thread; otherwise a
+        job is queued behind the current one.
+        """
+        key = self.wanted()
+        self.panel.set_visible(key is not None)
+        if key is None:
+            return
+        if key in self.cache:
+            self.panel.show_result(key.method, self.cam.layer_name, *self.cache[key])
+            return
+        self.panel.show_message(f"computing {key.method}…")
+        if cancel is not None:
+            self._compute(key, cancel)
+        else:
+            self.worker.submit(lambda job_cancel: self._compute(key, job_cancel), "baseline",
+                               cancel_previous=False)
+
+    def _compute(self, key: BaselineKey, cancel: threading.Event) -> None:
+        panel, method = self.panel, key.method
+        try:
+            self.cache[key] = compute_baseline(
+                method, self.cam.model, self.session.images[key.image].pixels, key.target,
+                layer=self.cam.layer_name, preprocess=self.cam.preprocess, cancel=cancel)
+        except Cancelled:
+            if key == self.wanted():
+                panel.show_message(f"{method}: cancelled (choose it again to compute it)")
+            return
+        except ImportError as exc:
+            panel.show_message(f"{method} needs torchcam: pip install "
+                               f"'opticam-widgets[baselines]' ({exc})", color="#a60")
+            return
+        except Exception as exc:  # shown in the panel and kept in the widget's `error`
+            self.on_error(exc)
+            panel.show_message(f"{method} failed: {type(exc).__name__}: {exc}", color="#c00")
+            return
+        if key == self.wanted():
+            panel.show_result(method, self.cam.layer_name, *self.cache[key])

@@ -32,7 +32,6 @@ __all__ = [
     "action_buttons",
     "build_controls",
     "class_controls",
-    "close_widgets",
     "compare_control",
     "display_controls",
     "export_controls",
@@ -285,24 +284,3 @@ def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget) -> w.V
         w.HBox([c.view, c.opacity, c.colormap], layout=row),
         w.HBox([c.compare, c.save_path, c.save_button], layout=row),
     ])
-
-
-def close_widgets(*widgets: w.Widget) -> None:
-    """Close widgets, the boxes' children, and each one's layout and style models.
-
-    ``Widget.close()`` alone leaves the ``Layout`` and ``Style`` models (widgets too) open in
-    the kernel. Safe on widgets that are already closed.
-
-    Example:
-        >>> box = w.VBox([w.Button()])
-        >>> close_widgets(box)
-        >>> box.comm is None and box.children[0].layout.comm is None
-        True
-    """
-    for widget in widgets:
-        close_widgets(*getattr(widget, "children", ()))
-        for part in ("layout", "style"):
-            sub = getattr(widget, part, None)
-            if isinstance(sub, w.Widget):
-                sub.close()
-        widget.close()

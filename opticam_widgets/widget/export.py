@@ -8,7 +8,7 @@ import numpy as np
 
 from ..render import colorize, mask_image, overlay
 
-__all__ = ["render_view", "summary_figure"]
+__all__ = ["png_name", "render_view", "summary_figure"]
 
 
 def render_view(rgb: np.ndarray, saliency: np.ndarray | None, *, view: str = "overlay",
@@ -37,6 +37,17 @@ def render_view(rgb: np.ndarray, saliency: np.ndarray | None, *, view: str = "ov
     if view == "masked":
         return mask_image(rgb, saliency, inverse=inverse)
     return overlay(rgb, saliency, alpha=opacity, cmap=cmap)
+
+
+def png_name(image_index: int, label: str | None) -> str:
+    """Default file name of a saved overlay: ``opticam_<image number>_<class name>.png``.
+
+    Example:
+        >>> png_name(0, "tabby, tabby cat")
+        'opticam_1_tabby__tabby_cat.png'
+    """
+    safe = "".join(ch if ch.isalnum() else "_" for ch in label or "").strip("_") or "map"
+    return f"opticam_{image_index + 1}_{safe}.png"
 
 
 def summary_figure(rgb: np.ndarray, result: Any, *, title: str, cmap: str = "jet",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from ipycanvas import Canvas, hold_canvas
 
-from .canvas import _DRAW_LOCK
+from .common import DRAW_LOCK
 
 __all__ = ["ScorePlot"]
 
@@ -49,7 +49,7 @@ class ScorePlot(Canvas):
         """Blank the plot."""
         self._last = None
         self.points = np.zeros((0, 2))
-        with _DRAW_LOCK, hold_canvas():
+        with DRAW_LOCK, hold_canvas():
             self.clear()
 
     def plot(self, scores: Any, max_iter: int | None = None, *, score_name: str = "logit",
@@ -78,7 +78,7 @@ class ScorePlot(Canvas):
         else:
             lo, hi = 0.0, 1.0
             self.points = np.zeros((0, 2))
-        with _DRAW_LOCK, hold_canvas():
+        with DRAW_LOCK, hold_canvas():
             self.clear()
             self.stroke_style = "#999"
             self.line_width = 1

@@ -1,0 +1,113 @@
+"""Builds the widget's parts and connects them (the composition root of the widget).
+
+Every part gets what it uses and nothing more; :class:`Parts` holds them for the front class
+(:class:`~opticam_widgets.widget.app.OptiCAMWidget`), which only forwards its public API to
+them. The data flow is one way: controls → :class:`~.selection.Selection` →
+:class:`~.runner.Runner` (engine) → :class:`~.state.Session` → :class:`~.view.ResultView`
+(canvas and controls).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as w
+from traitlets import dlink
+
+from ..baselines import BASELINES
+from ..explainer import OptiCAM
+from ..jobs import Worker
+from .canvas import SaliencyCanvas
+from .common import close_widgets
+from .compare import ComparePanel, Comparison
+from .controls import Controls, build_controls, layout
+from .display import Display
+from .messages import GREETING
+from .runner import Runner
+from .selection import Selection
+from .state import Session
+from .view import ResultView
+
+__all__ = ["Parts", "assemble"]
+
+
+@dataclass
+class Parts:
+    """Everything a widget is made of."""
+
+    #: Every control, by name.
+    controls: Controls
+    #: The main canvas.
+    canvas: SaliencyCanvas
+    #: The "compare with" panel.
+    compare: ComparePanel
+    #: The root box (what is displayed).
+    root: w.VBox
+    #: Images, selection, cache, result shown.
+    session: Session
+    #: Draws results and messages.
+    view: ResultView
+    #: Runs the engine.
+    runner: Runner
+    #: The baselines' logic.
+    comparison: Comparison
+    #: What the controls select.
+    selection: Selection
+    #: The IPython output.
+    display: Display
+
+    def close(self) -> None:
+        """Cancel and join the jobs, then close every widget."""
+        self.runner.close()
+        self.display.close()
+        self.canvas.close()
+        self.compare.close()
+        close_widgets(*self.controls.widgets(), self.root)
+
+
+def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
+             on_save: Callable[[Any], None], bundle: Callable[[], tuple[dict, dict]],
+             text: Callable[[], str]) -> Parts:
+    """Build and connect the parts of a widget.
+
+    Args:
+        owner: The widget: the parts use its traits ``running``, ``error``, ``explain_count``
+            and ``early_stop``; the Run and Stop buttons call its ``run()`` and ``stop()``.
+        cam: The engine.
+        max_size: Longest side of the main canvas.
+        notes: Grey notes under every status message.
+        on_save: The Save PNG button's handler.
+        bundle: Returns the widget's mimebundle (for the IPython output).
+        text: Returns the widget's ``repr``.
+    """
+    controls = build_controls(tuple(BASELINES))
+    canvas = SaliencyCanvas(max_size)
+    compare = ComparePanel(max(16, round(max_size * 0.6)))
+    session = Session()
+    view = ResultView(controls, canvas, notes)
+    worker = Worker("opticam-widget")
+    comparison = Comparison(compare, cam, worker, session,
+                            lambda exc: owner.set_trait("error", exc))
+    display = Display(bundle, text)
+
+    def finished(cancel: threading.Event) -> None:  # a finished run was drawn
+        comparison.refresh(cancel=cancel)
+        display.update()  # the output's saved picture
+
+    runner = Runner(cam, session, view, worker, owner, on_finished=finished)
+    selection = Selection(controls, session, view, runner, comparison,
+                          lambda: bool(owner.early_stop))
+    for target in (canvas, compare.canvas):
+        dlink((controls.opacity, "value"), (target, "opacity"))
+        dlink((controls.colormap, "value"), (target, "cmap"))
+        dlink((controls.view, "value"), (target, "view"))
+    controls.run_button.on_click(lambda _b: owner.run())
+    controls.stop_button.on_click(lambda _b: owner.stop())
+    controls.save_button.on_click(on_save)
+    view.status(GREETING)
+    return Parts(controls=controls, canvas=canvas, compare=compare,
+                 root=layout(controls, canvas.canvas, compare.box), session=session, view=view,
+                 runner=runner, comparison=comparison, selection=selection, display=display)

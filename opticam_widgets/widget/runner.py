@@ -1,0 +1,268 @@
+"""Runs the engine for the widget: the one writer of run state.
+
+:class:`Runner` starts an optimisation (in the widget's worker thread, or blocking in the
+caller's), cancels it, throttles the redraws during a run (:class:`Throttle`), computes the
+faithfulness metrics of the result and keeps it in the session's cache. It alone sets the
+widget's ``running``, ``error`` and ``explain_count`` traits and decides whether a run may still
+draw: only the latest run, while its image and class are on screen.
+
+Example:
+    >>> t = Throttle(0.25, cost_factor=2.0)
+    >>> t.due(0.0), t.mark(0.0, 0.2), t.due(0.3), t.due(0.6)
+    (True, None, False, True)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+from traitlets import HasTraits
+
+from ..explainer import OptiCAM, OptiCAMResult
+from ..jobs import Worker
+from .messages import interrupted_html
+from .state import Entry, RunKey, Session
+from .view import ResultView
+
+__all__ = [
+    "EARLY_STOP_PATIENCE",
+    "EARLY_STOP_TOL",
+    "MAP_REFRESH_S",
+    "STATUS_REFRESH_S",
+    "Runner",
+    "Throttle",
+]
+
+#: Early stopping used by the widget (the engine's default is off): stop when the best score
+#: gained at most ``tol × |best|`` over the last ``patience`` iterations.
+EARLY_STOP_TOL = 1e-3
+EARLY_STOP_PATIENCE = 10
+#: Seconds between two redraws of the map and score plot during a run (4 per second). When a
+#: redraw itself is slow (a loaded machine, a huge image) the interval grows to twice its cost,
+#: so that drawing never takes more than a third of the run's time.
+MAP_REFRESH_S = 0.25
+#: Seconds between two updates of the progress bar and status line during a run.
+STATUS_REFRESH_S = 0.1
+
+
+class Throttle:
+    """Says when to refresh: every ``interval`` seconds, or ``cost_factor`` × the last cost.
+
+    Args:
+        interval: Smallest time between two refreshes.
+        cost_factor: The interval grows to this multiple of the last refresh's duration.
+    """
+
+    def __init__(self, interval: float, cost_factor: float = 0.0) -> None:
+        self.interval = interval
+        self.cost_factor = cost_factor
+        self._last = -math.inf
+        self._cost = 0.0
+
+    def due(self, now: float) -> bool:
+        """Whether a refresh is due at time ``now`` (seconds, monotonic)."""
+        return now - self._last >= max(self.interval, self.cost_factor * self._cost)
+
+    def mark(self, start: float, end: float | None = None) -> None:
+        """A refresh ran from ``start`` to ``end`` (default: took no time)."""
+        end = start if end is None else end
+        self._last = end
+        self._cost = end - start
+
+
+class Runner:
+    """Starts, cancels and reports the widget's optimisations.
+
+    Args:
+        cam: The engine.
+        session: Images, selection and cache.
+        view: Where progress and results are drawn.
+        worker: Runs one job at a time (shared with the comparison).
+        owner: The widget, whose ``running``, ``error`` and ``explain_count`` traits it sets.
+        on_finished: Called (in the run's thread, with its cancel event) after a finished run
+            was drawn: refresh the comparison, update the saved picture.
+    """
+
+    def __init__(self, cam: OptiCAM, session: Session, view: ResultView, worker: Worker,
+                 owner: HasTraits,
+                 on_finished: Callable[[threading.Event], None] | None = None) -> None:
+        self.cam = cam
+        self.session = session
+        self.view = view
+        self.worker = worker
+        self.owner = owner
+        self.on_finished = on_finished
+        self.closed = False
+        self._serial = 0  # number of the latest run; older ones may not draw
+        self._running_key: RunKey | None = None
+
+    # ------------------------------------------------------------------ control
+    def start(self, key: RunKey, *, blocking: bool = False,
+              force: bool = False) -> OptiCAMResult | None:
+        """Optimize ``key``; a background run of the same key already going is left to run.
+
+        Args:
+            key: What to optimize.
+            blocking: Run in this thread, return the result and raise its errors.
+            force: Start again even when the same key is being optimized.
+
+        Returns:
+            The result when ``blocking``, else ``None``.
+        """
+        if not blocking and not force and self._running_key == key and self.worker.busy:
+            return None  # already optimizing exactly this
+        self._serial += 1
+        serial = self._serial
+
+        def job(cancel: threading.Event) -> None:
+            self._optimize(key, serial, cancel)
+
+        if not blocking:
+            iter0 = self.session.images[key.image].iter0
+            if iter0 is not None:  # first map on screen before the worker even starts
+                self.view.preview(iter0, key.convention)
+            self.worker.submit(self._reporting(job), "opticam")
+            return None
+        try:
+            self.worker.run_here(job, "opticam")
+        except KeyboardInterrupt:
+            self.view.status(interrupted_html(self.view.label(key.target)))
+            raise
+        except BaseException as exc:
+            self.report(exc)
+            raise
+        shown = self.session.shown
+        return shown.result if shown is not None else None
+
+    def supersede(self) -> None:
+        """Another result goes on screen: runs going on are cancelled and may no longer draw."""
+        self._serial += 1
+        self.worker.cancel()
+
+    def cancel(self) -> None:
+        """Ask the running jobs to stop (within one iteration)."""
+        self.worker.cancel()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the jobs to end; ``True`` when none is left.
+
+        A ``KeyboardInterrupt`` while waiting cancels the jobs, waits for them, and re-raises.
+        """
+        try:
+            return self.worker.join(timeout)
+        except KeyboardInterrupt:
+            self.worker.cancel()
+            self.worker.join()
+            raise
+
+    def close(self) -> None:
+        """Cancel and join every job; nothing draws afterwards."""
+        self.closed = True
+        self.worker.cancel()
+        self.worker.join()
+
+    def predict(self, pixels: Tensor) -> np.ndarray:
+        """Class probabilities (C,) of one image, float64 (in this thread)."""
+        return self.cam.predict(pixels)[0].double().numpy()
+
+    def preview(self, key: RunKey) -> None:
+        """Compute and draw the iteration-0 (channel-mean) map of ``key`` in this thread."""
+        state = self.session.images[key.image]
+        stop = threading.Event()
+        stop.set()  # the engine stops right after scoring iteration 0
+        result = self.cam.explain(state.pixels, key.target, max_iter=1, cancel=stop, tol=None)
+        state.iter0 = result.saliency[0].numpy()
+        self._show(Entry(key, result), live=True)
+
+    # ------------------------------------------------------------------ the job
+    def report(self, exc: BaseException) -> None:
+        """Keep ``exc`` in the widget's ``error`` and show it in the status line."""
+        self.owner.set_trait("error", exc)
+        self.view.error(exc)
+
+    def _reporting(self, job: Callable[[threading.Event], None]) -> Callable[..., None]:
+        def wrapped(cancel: threading.Event) -> None:
+            try:
+                job(cancel)
+            except BaseException as exc:  # shown in the widget and kept in `error`
+                self.report(exc)
+
+        return wrapped
+
+    def _current(self, serial: int, key: RunKey) -> bool:
+        """Whether a run may draw: it is the latest run and its image and class are shown."""
+        return not self.closed and serial == self._serial and self.session.shows(key)
+
+    def _show(self, entry: Entry, *, live: bool = False, max_iter: int | None = None) -> None:
+        self.session.shown = entry
+        self.view.show(entry, live=live, max_iter=max_iter)
+
+    def _set_running(self, running: bool, key: RunKey | None = None) -> None:
+        self._running_key = key
+        self.view.running(running, key.iterations if key is not None else None)
+        self.owner.set_trait("running", running)
+
+    def _optimize(self, key: RunKey, serial: int, cancel: threading.Event) -> None:
+        state = self.session.images[key.image]
+        self.owner.set_trait("error", None)
+        self.owner.set_trait("explain_count", self.owner.explain_count + 1)
+        self._set_running(True, key)
+        try:
+            result = self.cam.explain(
+                state.pixels, key.target, max_iter=key.iterations, lr=key.lr,
+                convention=key.convention, callback=self._callback(key, serial, cancel),
+                cancel=cancel, tol=EARLY_STOP_TOL if key.early_stop else None,
+                patience=EARLY_STOP_PATIENCE)
+        finally:
+            self._set_running(False)
+        shown = self._current(serial, key) and (not cancel.is_set() or result.cancelled)
+        metrics = self._metrics(result) if shown or not result.cancelled else None
+        entry = Entry(key, result, metrics)
+        self.session.cache.add(entry)
+        if shown:
+            self._show(entry)
+            if not result.cancelled and self.on_finished is not None:
+                self.on_finished(cancel)
+
+    def _callback(self, key: RunKey, serial: int,
+                  cancel: threading.Event) -> Callable[[int, Any], None]:
+        """The engine's per-step callback: throttled map and status refreshes."""
+        maps, status = Throttle(MAP_REFRESH_S, cost_factor=2.0), Throttle(STATUS_REFRESH_S)
+        state = self.session.images[key.image]
+
+        def callback(step: int, progress: Any) -> None:
+            if cancel.is_set() or not self._current(serial, key):
+                return
+            now = time.monotonic()
+            if step == 0 or maps.due(now):
+                entry = Entry(key, progress.result())
+                if step == 0:
+                    state.iter0 = entry.result.saliency[0].numpy()
+                self._show(entry, live=True, max_iter=progress.max_iter)
+                maps.mark(now, time.monotonic())
+            if step == 0 or status.due(now):
+                status.mark(now)
+                self.view.step(key.target, progress)
+
+        return callback
+
+    def _metrics(self, result: OptiCAMResult) -> dict:
+        try:
+            from ..metrics import faithfulness
+
+            return faithfulness(self.cam.model, result.images, result.saliency,
+                                list(result.target), preprocess=self.cam.preprocess)
+        except Exception as exc:  # metrics are an extra: say why they are missing
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    @property
+    def running(self) -> bool:
+        """Whether an optimisation is going on."""
+        return self._running_key is not None
+
