@@ -96,21 +96,21 @@ def test_wheel_inspection_catches_a_missing_module(tmp_path):
     assert any(m.startswith("opticam_widgets/widget/") for m in members)
 
     complete = _fake_wheel(tmp_path / "complete.whl", members, version)
-    assert check.wheel_problems(complete, version, ROOT) == []
+    assert check.wheel_problems(complete, version, members) == []
 
     partial = _fake_wheel(tmp_path / "partial.whl", members - {"opticam_widgets/zoo.py"}, version)
-    assert check.wheel_problems(partial, version, ROOT) == ["missing opticam_widgets/zoo.py"]
+    assert check.wheel_problems(partial, version, members) == ["missing opticam_widgets/zoo.py"]
 
     untyped = _fake_wheel(tmp_path / "untyped.whl", members - {"opticam_widgets/py.typed"},
                           version)
-    assert check.wheel_problems(untyped, version, ROOT) == ["missing opticam_widgets/py.typed"]
+    assert check.wheel_problems(untyped, version, members) == ["missing opticam_widgets/py.typed"]
 
     mit = _fake_wheel(tmp_path / "mit.whl", members, version, license="MIT")
-    assert check.wheel_problems(mit, version, ROOT) == [
+    assert check.wheel_problems(mit, version, members) == [
         "METADATA License-Expression 'MIT' != 'Apache-2.0'"]
 
     stale = _fake_wheel(tmp_path / "stale.whl", members, version)
-    problems = check.wheel_problems(stale, version + ".post1", ROOT)
+    problems = check.wheel_problems(stale, version + ".post1", members)
     assert problems and all(p.startswith("missing opticam_widgets-") for p in problems)
 
 

@@ -3,8 +3,9 @@
 What a user gets from ``pip install opticam_widgets-*.whl`` is exercised here, so a file missing
 from the wheel fails CI, not a user:
 
-1. ``python -m build`` (sdist, then the wheel built from that sdist), offline and without
-   isolation, failing on any Python warning the build backend prints (e.g. setuptools'
+1. the checkout's files (tracked and untracked, not ignored) are copied to a scratch folder and
+   ``python -m build`` runs there (sdist, then the wheel built from that sdist), offline and
+   without isolation, failing on any Python warning the build backend prints (e.g. setuptools'
    deprecations);
 2. ``twine check --strict`` on both, plus a look inside: every module of the source package,
    ``py.typed``, the LICENSE, the SPDX license expression, the version and the ``opticam`` script;
@@ -53,10 +54,11 @@ import numpy as np
 import opticam_widgets
 from opticam_widgets import OptiCAM, OptiCAMWidget, load_default_model, sample_image
 
-venv, root = sys.argv[1], sys.argv[2]
+venv, roots = sys.argv[1], [os.path.realpath(r) for r in sys.argv[2:]]
 here = os.path.realpath(opticam_widgets.__file__)
 assert here.startswith(os.path.realpath(venv) + os.sep), f"imported from {here}, not {venv}"
-on_path = [p for p in sys.path if p and os.path.realpath(p).startswith(os.path.realpath(root))]
+on_path = [p for p in sys.path for r in roots
+           if p and (os.path.realpath(p) + os.sep).startswith(r + os.sep)]
 assert not on_path, f"source tree on sys.path: {on_path}"
 editable = [m for m in sys.modules if "__editable__" in m]
 assert not editable, f"editable finder of the source tree active: {editable}"
@@ -110,12 +112,16 @@ def expected_wheel_files(root: Path = ROOT) -> set[str]:
     return names | {f"{PACKAGE}/py.typed"}
 
 
-def wheel_problems(wheel: Path, version: str, root: Path = ROOT) -> list[str]:
-    """What is wrong with the built wheel (an empty list when nothing is)."""
+def wheel_problems(wheel: Path, version: str, expected: set[str]) -> list[str]:
+    """What is wrong with the built wheel (an empty list when nothing is).
+
+    ``expected`` is :func:`expected_wheel_files`, listed before the build (a module another
+    process adds to the tree during the build is then not a false "missing").
+    """
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         info = f"{PACKAGE}-{version}.dist-info"
-        problems = [f"missing {n}" for n in sorted(expected_wheel_files(root) - names)]
+        problems = [f"missing {n}" for n in sorted(expected - names)]
         for member in (f"{info}/METADATA", f"{info}/entry_points.txt",
                        f"{info}/licenses/LICENSE"):
             if member not in names:
@@ -145,6 +151,25 @@ def sdist_problems(sdist: Path, version: str) -> list[str]:
         names = set(tf.getnames())
     need = ["LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", f"{PACKAGE}/py.typed"]
     return [f"sdist lacks {n}" for n in need if f"{top}/{n}" not in names]
+
+
+def stage_source(root: Path, dest: Path) -> Path:
+    """Copy the checkout's files (tracked and untracked, not ignored) to ``dest``.
+
+    The build then sees what a fresh clone would hold: no stale ``*.egg-info/SOURCES.txt`` (which
+    setuptools merges into the sdist and which would hide a file the configuration no longer
+    ships), no ``build/``, and one consistent snapshot even while the tree is being edited.
+    """
+    listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], capture_output=True, check=False)
+    if listed.returncode != 0:
+        raise CheckError(f"`git ls-files` failed in {root}: {listed.stderr.decode().strip()}")
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        src = root / name
+        if src.is_file():  # a tracked file deleted in the working tree is skipped
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
 
 
 def build(tmp: Path, root: Path) -> tuple[Path, Path]:
@@ -186,13 +211,13 @@ def isolated_env(venv: Path) -> dict[str, str]:
     return env
 
 
-def exercise(venv: Path, tmp: Path, version: str, root: Path) -> dict[str, object]:
+def exercise(venv: Path, tmp: Path, version: str, roots: list[Path]) -> dict[str, object]:
     """Headless explain and the CLI in the fresh venv; check what they return and write."""
     import numpy as np
 
     env, scratch = isolated_env(venv), tmp / "scratch"
     scratch.mkdir()
-    out = run([str(venv / "bin" / "python"), "-c", PROBE, str(venv), str(root)], cwd=scratch,
+    out = run([str(venv / "bin" / "python"), "-c", PROBE, str(venv), *map(str, roots)], cwd=scratch,
               env=env, what="headless OptiCAM.explain in the fresh venv")
     probe = json.loads(out.strip().splitlines()[-1])
     cli = str(venv / "bin" / "opticam")
@@ -219,11 +244,12 @@ def exercise(venv: Path, tmp: Path, version: str, root: Path) -> dict[str, objec
 def check(tmp: Path, root: Path) -> None:
     """All stages, one line each."""
     t0 = time.perf_counter()
-    version = source_version(root)
-    sdist, wheel = build(tmp, root)
+    staged = stage_source(root, tmp / "src")
+    version, expected = source_version(staged), expected_wheel_files(staged)
+    sdist, wheel = build(tmp, staged)
     run([sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel)],
         what="twine check")
-    problems = wheel_problems(wheel, version, root) + sdist_problems(sdist, version)
+    problems = wheel_problems(wheel, version, expected) + sdist_problems(sdist, version)
     if problems:
         raise CheckError("the distributions are incomplete:\n  " + "\n  ".join(problems))
     t1 = time.perf_counter()
@@ -231,7 +257,7 @@ def check(tmp: Path, root: Path) -> None:
           f"({wheel.stat().st_size // 1024} KiB) in {t1 - t0:.1f} s")
     venv = fresh_venv(tmp, wheel)
     t2 = time.perf_counter()
-    probe = exercise(venv, tmp, version, root)
+    probe = exercise(venv, tmp, version, [root, staged])
     t3 = time.perf_counter()
     print(f"wheel-check: fresh venv {t2 - t1:.1f} s; headless explain {probe['shape']} and CLI "
           f"{', '.join(probe['cli'])} from the installed wheel in {t3 - t2:.1f} s "
