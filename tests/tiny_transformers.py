@@ -1,0 +1,151 @@
+"""Tiny models trained in seconds on synthetic shapes, for tests that need a model that sees.
+
+The data set is close to the one of ``notebooks/03_your_own_model.ipynb``: a red square, a green
+disk or a blue cross at a random place on a noisy dark background (colour and shape both tell the
+class, so that tiny models learn it in a few epochs), with the shape's box known, so that a saliency
+map can be scored with the pointing game. Three models are trained the same way on the same
+data: a small CNN (the reference), a tiny timm vision transformer (token layout, with a class
+token and register tokens) and a small channels-last network (NHWC features, as timm Swin or
+ConvNeXt's MLP blocks). Everything is seeded and kept in memory; nothing is cached on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+SIZE = 48
+CLASSES = ("square", "disk", "cross")
+Box = tuple[int, int, int, int]
+
+
+def _sample(rng: np.random.Generator, label: int) -> tuple[np.ndarray, Box]:
+    img = rng.uniform(0.0, 0.25, size=(SIZE, SIZE, 3)).astype(np.float32)
+    r = int(rng.integers(6, 10))
+    cy, cx = (int(v) for v in rng.integers(r, SIZE - r, size=2))
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    if label == 0:
+        mask = (abs(yy - cy) <= r) & (abs(xx - cx) <= r)
+    elif label == 1:
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    else:
+        mask = (((abs(yy - cy) <= r) & (abs(xx - cx) <= 2))
+                | ((abs(xx - cx) <= r) & (abs(yy - cy) <= 2)))
+    colour = rng.uniform(0.0, 0.3, size=3)
+    colour[label] = rng.uniform(0.7, 1.0)  # red squares, green disks, blue crosses
+    img[mask] = colour
+    return img, (cy - r, cy + r, cx - r, cx + r)
+
+
+def shapes(n: int, seed: int) -> tuple[Tensor, Tensor, list[Box]]:
+    """``n`` images (n, 3, SIZE, SIZE) in [0, 1], their labels and boxes (y0, y1, x0, x1)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(CLASSES), size=n)
+    pairs = [_sample(rng, int(c)) for c in labels]
+    x = torch.tensor(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).contiguous()
+    return x, torch.tensor(labels), [p[1] for p in pairs]
+
+
+def pointing_game(saliency: Tensor, boxes: list[Box], tolerance: int = 2) -> float:
+    """Fraction of maps whose maximum lies inside the object's box (± ``tolerance`` pixels)."""
+    hits = []
+    for s, (y0, y1, x0, x1) in zip(saliency, boxes):
+        y, x = np.unravel_index(int(s.argmax()), tuple(s.shape))
+        hits.append(y0 - tolerance <= y <= y1 + tolerance and x0 - tolerance <= x <= x1 + tolerance)
+    return float(np.mean(hits))
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """Top-1 accuracy of ``model`` (a tensor-returning classifier) on ``x``."""
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int, lr: float = 3e-3,
+          seed: int = 0) -> nn.Module:
+    """Adam on cross-entropy, batches of 64; returns the model in eval mode.
+
+    The global RNG is saved and restored, so that a test's own seeding is not disturbed.
+    """
+    state = torch.random.get_rng_state()
+    try:
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        model.train()
+        for _ in range(epochs):
+            for i in torch.randperm(len(x), generator=gen).split(64):
+                loss = nn.functional.cross_entropy(model(x[i]), y[i])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.random.set_rng_state(state)
+    return model.eval()
+
+
+def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        return build()
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def small_cnn(seed: int = 0) -> nn.Module:
+    """The CNN of notebook 03 (untrained)."""
+    return _seeded(lambda: nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, len(CLASSES)),
+    ), seed)
+
+
+def tiny_vit(seed: int = 0, reg_tokens: int = 0, patch_size: int = 8) -> nn.Module:
+    """A timm ``VisionTransformer`` on 48×48 inputs: class token (+ registers), 6×6 patches."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return _seeded(lambda: VisionTransformer(
+        img_size=SIZE, patch_size=patch_size, embed_dim=48, depth=3, num_heads=3, mlp_ratio=2.0,
+        num_classes=len(CLASSES), reg_tokens=reg_tokens,
+    ), seed)
+
+
+class ChannelsLastBlock(nn.Module):
+    """ConvNeXt-style block kept in (B, H, W, C): depthwise conv, LayerNorm, pointwise MLP."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 2 * dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(2 * dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.dw(x.permute(0, 3, 1, 2).contiguous()).permute(0, 2, 3, 1)
+        return x + self.fc2(self.act(self.fc1(self.norm(y))))
+
+
+class ChannelsLastNet(nn.Module):
+    """A patchify stem, then blocks whose outputs are channels-last (B, H, W, C)."""
+
+    def __init__(self, dim: int = 32) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 4, stride=4)
+        self.stages = nn.Sequential(ChannelsLastBlock(dim), ChannelsLastBlock(dim))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, len(CLASSES))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stages(self.stem(x).permute(0, 2, 3, 1))
+        return self.head(self.norm(x).mean(dim=(1, 2)))
+
+
+def channels_last_net(seed: int = 0) -> nn.Module:
+    """:class:`ChannelsLastNet` (untrained), 12×12×32 features on 48×48 inputs."""
+    return _seeded(ChannelsLastNet, seed)
