@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -292,9 +293,33 @@ def _open_image(source: Any, label: str, name: str) -> np.ndarray:
         raise ValueError(f"`{name}`: cannot read {label} as an image ({exc})") from None
 
 
+#: A URL or URI: a scheme of two letters or more (not a Windows drive), then ``:/``; or ``data:``.
+_URL = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]+:/|data:)")
+
+
+def _refuse_url(text: str, name: str) -> None:
+    """Raise a ValueError when ``text`` is a URL: the package never downloads anything."""
+    if not _URL.match(text):
+        return
+    if text[:5].lower() == "file:":
+        raise ValueError(f"`{name}` is a file: URL ({text[:80]!r}); pass the path itself, e.g. "
+                         "`urllib.parse.urlparse(url).path`")
+    if text[:5].lower() == "data:":
+        raise ValueError(
+            f"`{name}` is a data: URI ({text[:40]!r}...); URIs are not decoded. Decode it "
+            "first, e.g. `base64.b64decode(uri.split(',', 1)[1])`, and pass the bytes"
+        )
+    raise ValueError(
+        f"`{name}` is a URL ({text[:80]!r}); URLs are not fetched. Download the file first, "
+        "e.g. `urllib.request.urlretrieve(url, 'photo.jpg')`, and pass its path (or pass the "
+        "downloaded bytes)"
+    )
+
+
 def _from_path(path: str | os.PathLike, name: str) -> np.ndarray:
     p = Path(path).expanduser()
     if not p.exists():
+        _refuse_url(str(path), name)
         raise ImageFileNotFoundError(f"`{name}`: no such file {str(p)!r}")
     if not p.is_file():
         raise ValueError(f"`{name}`: {str(p)!r} is not a file")
@@ -461,6 +486,8 @@ def to_pixel_tensor(image: Any, *, name: str = "image") -> Tensor:
     elif isinstance(image, (bytes, bytearray, memoryview)):
         if len(image) == 0:
             raise ValueError(f"`{name}` is empty bytes; give the content of an image file")
+        if len(image) < 4096 and bytes(image[:5]).isascii():  # b"https://..." is no image
+            _refuse_url(bytes(image[:100]).decode("ascii", "replace"), name)
         t = _to_chw(_open_image(io.BytesIO(bytes(image)), "the given bytes", name))
     elif isinstance(image, Tensor):
         t = _from_tensor(image, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pathlib
 
 import numpy as np
 import pytest
@@ -115,6 +116,35 @@ def test_encoded_bytes_and_file_objects():
         to_pixel_tensor(b"")
     with pytest.raises(ValueError, match="`upload`: cannot read the given bytes"):
         to_pixel_tensor(b"\x89PNG garbage", name="upload")
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.com/cat.jpg", "http://example.com/a.png?x=1", "ftp://host/f.jpg",
+    "s3://bucket/key.jpg", "gs://bucket/key.png", "HTTPS://EXAMPLE.COM/CAT.JPG",
+    b"https://example.com/cat.jpg", pathlib.Path("https://example.com/cat.jpg"),
+])
+def test_urls_are_refused_with_the_fix(url):
+    with pytest.raises(ValueError, match=r"`photo` is a URL .*not fetched.*[Dd]ownload") as info:
+        to_pixel_tensor(url, name="photo")
+    assert not isinstance(info.value, FileNotFoundError)
+    with pytest.raises(ValueError, match="not fetched"):
+        as_pixel_batch([url, url])
+
+
+def test_data_and_file_uris_are_refused_with_the_fix(tmp_path):
+    with pytest.raises(ValueError, match=r"`image` is a data: URI.*b64decode"):
+        to_pixel_tensor("data:image/png;base64,iVBORw0KGgo=")
+    with pytest.raises(ValueError, match=r"`image` is a file: URL.*pass the path itself"):
+        to_pixel_tensor(f"file://{tmp_path}/cat.png")
+
+
+def test_paths_that_only_look_like_urls_are_files(tmp_path, monkeypatch):
+    with pytest.raises(ImageFileNotFoundError, match="no such file"):  # a drive letter
+        to_pixel_tensor("C:/photos/cat.png")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "http:").mkdir()  # an existing file whose path reads as a URL is read
+    (tmp_path / "http:" / "x.png").write_bytes(png_bytes(Image.fromarray(RGB)))
+    assert torch.equal(to_pixel_tensor("http:/x.png"), expected(RGB))
 
 
 # --------------------------------------------------------------------------- PIL modes
