@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "OptiCAM": "explainer",
-    "OptiCAMResult": "explainer",
-    "OptiCAMProgress": "explainer",
+    "OptiCAMResult": "result",
+    "OptiCAMProgress": "result",
     "ModelBundle": "bundle",
     "Preprocess": "images",
     "OptiCAMWidget": "widget",
@@ -26,6 +26,9 @@ _LAZY = {
     "imagenet_labels": "zoo",
     "sample_image": "zoo",
     "sample_images": "zoo",
+    "explain_dataset": "dataset",
+    "load_results": "dataset",
+    "DatasetResults": "dataset",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

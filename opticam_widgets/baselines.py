@@ -52,18 +52,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import defaults
 from .bundle import ModelBundle, unpack_model
+from .checks import check_int, model_device
+from .explainer import OptiCAM
 from .features import LayerSpec, capture, model_guard, resolve_layer
 from .images import Preprocess, as_pixel_batch
-from .targets import Target, check_int, resolve_targets
+from .maps import channel_mean_map, minmax_normalize, resize_maps
+from .targets import Target, resolve_targets
 
 __all__ = ["BASELINES", "baseline_map"]
 
-#: Methods accepted by :func:`baseline_map`.
-BASELINES: list[str] = ["channel-mean", "gradcam", "gradcam++", "scorecam"]
+#: Methods accepted by :func:`baseline_map` (:data:`opticam_widgets.defaults.BASELINES`, as
+#: the list this name has always been).
+BASELINES: list[str] = list(defaults.BASELINES)
 
 #: Spellings accepted for each method (lower case, without ``-``, ``_`` and spaces).
 _ALIASES = {
@@ -148,28 +152,16 @@ def _extractor(cls: type, wrapper: nn.Module, module: nn.Module, **kwargs: Any) 
 
 
 def _finish(cams: Tensor, size: tuple[int, int]) -> Tensor:
-    """Upsample (N, h, w) maps to ``size`` and min-max them per map (constant -> zeros)."""
-    cam = torch.nan_to_num(cams.detach().float(), nan=0.0).unsqueeze(1)
-    if tuple(cam.shape[-2:]) != tuple(size):
-        cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
-    flat = cam.flatten(1)
-    lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
-    span = flat.max(dim=1).values.view(-1, 1, 1, 1) - lo
-    ok = span > 1e-12
-    out = torch.where(ok, (cam - lo) / torch.where(ok, span, torch.ones_like(span)),
-                      torch.zeros_like(cam))
-    return out[:, 0].clamp_(0.0, 1.0).cpu()
+    """Upsample (N, h, w) maps to ``size``, min-maxed per map (constant -> zeros), on the CPU."""
+    cam = torch.nan_to_num(cams.detach().float(), nan=0.0)
+    out = resize_maps(minmax_normalize(cam, size, constant=0.0), size)
+    return out.clamp_(0.0, 1.0).cpu()
 
 
 def _layer(model: nn.Module, pre: Preprocess, target_layer: LayerSpec) -> tuple[str, nn.Module]:
     if target_layer is None:
-        from .explainer import OptiCAM
-
         target_layer = OptiCAM(model, preprocess=pre).layer_name
-    resolved = resolve_layer(model, target_layer)
-    if resolved is None:  # pragma: no cover - target_layer is not None here
-        raise ValueError("`target_layer` could not be resolved")
-    return resolved
+    return resolve_layer(model, target_layer)  # type: ignore[return-value]  # a layer: not None
 
 
 def baseline_map(
@@ -219,9 +211,7 @@ def baseline_map(
     methods = None if name == "channel-mean" else _torchcam(name)  # fail early when missing
     images = as_pixel_batch(image)
     size = tuple(images.shape[-2:])
-    first = next(iter(model.parameters()), None)
-    device = first.device if first is not None else torch.device("cpu")
-    x = pre.resize(images.to(device))
+    x = pre.resize(images.to(model_device(model)))
     layer_name, module = _layer(model, pre, target_layer)
 
     with model_guard(model):
@@ -229,13 +219,7 @@ def baseline_map(
         classes, index = resolve_targets(target, images.shape[0], logits.shape[1],
                                          logits.argmax(dim=1))
         if name == "channel-mean":
-            from .explainer import saliency_from_weights
-
-            k = feats.shape[1]
-            uniform = torch.full((classes.shape[0], k), 1.0 / k, device=feats.device)
-            with torch.no_grad():
-                maps = saliency_from_weights(uniform, feats[index.to(feats.device)], size)
-            return maps[:, 0].float().clamp_(0.0, 1.0).cpu()
+            return channel_mean_map(feats[index.to(feats.device)], size).cpu()
 
         wrapper = _PixelModel(model, pre)
         rows = x[index.to(x.device)]

@@ -21,9 +21,18 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from .defaults import (
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+    DEFAULT_LR,
+    DEFAULT_MAX_ITER,
+    DEFAULT_SCORE,
+    SCORES,
+)
 
 __all__ = ["main"]
 
@@ -44,45 +53,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _converter(kind: type, what: str, ok: Callable[[Any], bool]) -> Callable[[str], Any]:
+    """An argparse ``type=``: parse the text as ``kind``; "expected WHAT" unless ``ok(value)``.
+
+    Example:
+        >>> _converter(int, "an even number", lambda v: v % 2 == 0)("4")
+        4
+    """
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return convert
 
 
-def _class_index(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a class index (integer), got {text!r}"
-                                         ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a class index >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
+_positive_int = _converter(int, "a positive integer", lambda v: v >= 1)
+_positive_float = _converter(float, "a positive number", lambda v: math.isfinite(v) and v > 0)
+_unit_float = _converter(float, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
+_class_index = _converter(int, "a class index >= 0", lambda v: v >= 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,15 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="class index to explain (repeat for several); default: top-1")
     which.add_argument("--top", type=_positive_int, metavar="K",
                        help="explain the K most probable classes of each image")
-    ex.add_argument("--iters", type=_positive_int, default=None, metavar="N",
-                    help="optimization steps per map (default: the engine's, 100)")
-    ex.add_argument("--lr", type=_positive_float, default=None, metavar="X",
-                    help="Adam learning rate (default: the engine's, 0.2)")
-    ex.add_argument("--convention", choices=("constructive", "destructive"),
-                    default="constructive",
+    ex.add_argument("--iters", type=_positive_int, default=DEFAULT_MAX_ITER, metavar="N",
+                    help=f"optimization steps per map (default: {DEFAULT_MAX_ITER})")
+    ex.add_argument("--lr", type=_positive_float, default=DEFAULT_LR, metavar="X",
+                    help=f"Adam learning rate (default: {DEFAULT_LR})")
+    ex.add_argument("--convention", choices=CONVENTIONS, default=DEFAULT_CONVENTION,
                     help="keep the class score on x⊙S (constructive, default) or remove it "
                          "from x⊙(1−S) (destructive)")
-    ex.add_argument("--score", choices=("logit", "probability"), default="logit",
+    ex.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE,
                     help="score optimized: the raw logit (paper, default) or the softmax "
                          "probability")
     ex.add_argument("--out", type=Path, default=Path("opticam_out"), metavar="DIR",
@@ -205,8 +197,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if args.device is not None:
         bundle.model.to(args.device)
     cam = OptiCAM(bundle, convention=args.convention, score=args.score, device=args.device,
-                  **({} if args.iters is None else {"max_iter": args.iters}),
-                  **({} if args.lr is None else {"lr": args.lr}))
+                  max_iter=args.iters, lr=args.lr)
     steps = cam.max_iter
     labels = bundle.labels
 
@@ -248,7 +239,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             bar.update(base + steps * len(targets) - bar.n)  # early stop: fill the gap
 
             suffix = "_destructive" if args.convention == "destructive" else ""
-            image = result.images[0].permute(1, 2, 0).numpy()
+            image = result.pixels[0].permute(1, 2, 0).numpy()
             for row, cls in enumerate(result.target):
                 name = f"{stem}_{cls}_{_slug(_label(labels, cls))}{suffix}"
                 saliency = result.saliency[row].numpy().astype(np.float32)

@@ -6,37 +6,45 @@ the destructive convention, ``x ⊙ (1 − S)`` loses) the class score, where
 ``S = minmax(upsample(Σ_k softmax(u)_k A_k))``. Masking happens in pixel space, before the
 model's normalization, so the baseline is a black image. Only ``u`` is optimized; the model is
 frozen for the duration of the call and restored afterwards.
+
+The map maths live in :mod:`~opticam_widgets.maps`, the loop in
+:mod:`~opticam_widgets.optimize`, the result in :mod:`~opticam_widgets.result`.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .bundle import ModelBundle, unpack_model
+from .checks import check_choice, check_int, check_logits, check_positive, check_tol, model_device
+from .defaults import (
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+    DEFAULT_LR,
+    DEFAULT_MAX_ITER,
+    DEFAULT_PATIENCE,
+    DEFAULT_SCORE,
+    LR_SCHEDULES,
+    PRECISIONS,
+    SCORES,
+)
 from .fastmodel import inner_loop_model
-from .features import LayerSpec, capture, model_guard
+from .features import LayerSpec, capture, model_guard, resolve_layer
 from .images import as_pixel_batch
-from .targets import Target, check_int, resolve_targets
+from .maps import channel_mean_map, low_res_saliency, saliency_from_weights
+from .optimize import Masker, OptimizationRun, Problem, adam_factory, initial_logits
+from .result import OptiCAMProgress, OptiCAMResult
+from .targets import Target, resolve_targets
 
-__all__ = ["CONVENTIONS", "SCORES", "OptiCAM", "OptiCAMProgress", "OptiCAMResult"]
-
-#: Accepted values of ``convention``.
-CONVENTIONS = ("constructive", "destructive")
-#: Accepted names of ``score`` (a callable ``(logits, targets) -> (N,)`` is accepted too).
-SCORES = ("logit", "probability")
-PRECISIONS = ("fp32", "bf16")
-LR_SCHEDULES = (None, "cosine")
+__all__ = ["CONVENTIONS", "SCORES", "OptiCAM", "OptiCAMProgress", "OptiCAMResult",
+           "saliency_from_weights"]
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -52,82 +60,6 @@ def _score_probability(logits: Tensor, targets: Tensor) -> Tensor:
 _SCORE_FNS: dict[str, ScoreFn] = {"logit": _score_logit, "probability": _score_probability}
 
 
-@functools.lru_cache(maxsize=32)
-def _resize_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """(n_out, n_in) matrix of 1-D linear resizing, equal to ``F.interpolate`` (no corners)."""
-    eye = torch.eye(n_in, dtype=dtype, device=device)[None]
-    return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[0].T.contiguous()
-
-
-@functools.lru_cache(maxsize=32)
-def _extreme_rows(n_in: int, n_out: int) -> tuple[int, ...]:
-    """Rows of the resize matrix where any resized signal reaches its minimum and maximum.
-
-    Each output sample mixes two neighbouring inputs, ``(1 − t)·a + t·b``: linear in ``t``, so
-    over the samples that mix the same pair the extremes sit at the smallest and the largest
-    ``t``. Keeping those two rows per pair (≈ 2·n_in of n_out rows) keeps the signal's min and
-    max. In 2-D, bilinear resizing is separable, so the min and max of the full map are those of
-    the sub-grid of extreme rows × extreme columns.
-    """
-    r = _resize_matrix(n_in, n_out, torch.float64, torch.device("cpu"))
-    groups: dict[tuple[int, ...], list[tuple[float, int]]] = {}
-    for i in range(n_out):
-        cols = tuple(int(c) for c in torch.nonzero(r[i]).flatten())
-        groups.setdefault(cols, []).append((float(r[i, cols[-1]]), i))
-    ends = {min(g)[1] for g in groups.values()} | {max(g)[1] for g in groups.values()}
-    return tuple(sorted(ends))
-
-
-@functools.lru_cache(maxsize=32)
-def _resize_operators(h: int, w: int, height: int, width: int, dtype: torch.dtype,
-                      device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``Rh``, ``Rwᵀ`` and their extreme-row restrictions (see :func:`_extreme_rows`)."""
-    rh = _resize_matrix(h, height, dtype, device)
-    rw = _resize_matrix(w, width, dtype, device)
-    eh = rh[list(_extreme_rows(h, height))].contiguous()
-    ew = rw[list(_extreme_rows(w, width))].T.contiguous()
-    return rh, rw.T.contiguous(), eh, ew
-
-
-def saliency_from_weights(weights: Tensor, features: Tensor, size: tuple[int, int]) -> Tensor:
-    """Opti-CAM's map: ``minmax(upsample(Σ_k w_k A_k))`` per row, shape (N, 1, H, W).
-
-    The bilinear upsampling (``align_corners=False``, as ``F.interpolate``) is done as two
-    small matmuls ``Rh · cam · Rwᵀ``, and the min-max normalization is applied to the small map
-    before upsampling: the rows of ``Rh`` and ``Rw`` sum to one, so resizing commutes with the
-    affine normalization, and the full map's min and max are read from a ≈ 2h × 2w sub-grid
-    that provably holds them (:func:`_extreme_rows`). The same values as normalizing the
-    full-size map (to float rounding), with no reduction, subtraction or scaling over H × W
-    pixels, forward or backward. A constant map (max == min, e.g. all features zero) becomes
-    all ones, i.e. "keep the whole image", instead of a division by zero.
-
-    Example:
-        >>> import torch
-        >>> A = torch.zeros(1, 2, 2, 2); A[0, 0, 0, 0] = 1.0
-        >>> saliency_from_weights(torch.tensor([[0.5, 0.5]]), A, (2, 2))[0, 0]
-        tensor([[1., 0.],
-                [0., 0.]])
-    """
-    cam = torch.einsum("nk,nkhw->nhw", weights, features)
-    resize = tuple(cam.shape[-2:]) != tuple(size)
-    if resize:
-        rh, rwt, eh, ewt = _resize_operators(cam.shape[-2], cam.shape[-1], int(size[0]),
-                                             int(size[1]), cam.dtype, cam.device)
-        probe = (eh @ cam @ ewt).flatten(1)
-    else:
-        probe = cam.flatten(1)
-    lo = probe.min(dim=1).values.view(-1, 1, 1)
-    span = probe.max(dim=1).values.view(-1, 1, 1) - lo
-    ok = span > 1e-12
-    if bool(ok.all()):  # the usual case: no select (the loop syncs every step anyway)
-        cam = (cam - lo) * span.reciprocal()  # a multiply, not a divide
-    else:
-        cam = torch.where(ok, (cam - lo) * torch.where(ok, span, 1.0).reciprocal(), 1.0)
-    if resize:
-        cam = rh @ cam @ rwt
-    return cam.unsqueeze(1)
-
-
 def _prefers_channels_last(net: nn.Module) -> bool:
     """Whether the model's first 4-D weight is laid out ``channels_last``."""
     for p in net.parameters():
@@ -136,124 +68,60 @@ def _prefers_channels_last(net: nn.Module) -> bool:
     return False
 
 
-def _adam(u: Tensor, lr: float) -> torch.optim.Adam:
-    """Adam on the channel weights; the fused kernel when this PyTorch has it for the device."""
-    try:
-        return torch.optim.Adam([u], lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam([u], lr=lr)
+_UNSET: Any = object()
 
 
 @dataclass(frozen=True)
-class OptiCAMResult:
-    """The outcome of :meth:`OptiCAM.explain` for N (image, class) pairs; tensors on the CPU.
+class _Settings:
+    """The checked settings of one ``explain`` call."""
 
-    Example:
-        >>> result = cam.explain(image)  # doctest: +SKIP
-        >>> result.saliency.shape, result.final_score >= result.initial_score  # doctest: +SKIP
+    steps: int
+    lr: float
+    convention: str
+    tol: float | None
+    patience: int
 
-    Attributes:
-        saliency: (N, H, W) float32 maps in [0, 1] at the input image's resolution; high values
-            mark what matters for the class, in both conventions.
-        weights: (N, K) softmax channel weights of the returned map.
-        target: Class index of each row.
-        image_index: Index of the input image each row explains.
-        scores: (N, T + 1) score of the masked image at iterations 0..T (column 0: the
-            channel-mean map, uniform weights).
-        initial_score: (N,) score at iteration 0.
-        final_score: (N,) score of the returned map (the best iterate: highest for
-            constructive, lowest for destructive).
-        original_score: (N,) score of the unmasked image.
-        convention: ``"constructive"`` or ``"destructive"``.
-        score: ``"logit"``, ``"probability"`` or ``"custom"``.
-        layer: Name of the target layer.
-        iterations: Adam steps taken.
-        elapsed_s: Wall time of the call in seconds.
-        cancelled: True when stopped through ``cancel``; the map is the best so far.
-        images: (N, 3, H, W) the pixel images in [0, 1] each row explains.
-    """
 
-    saliency: Tensor
-    weights: Tensor
+@dataclass(frozen=True)
+class _Explained:
+    """What a run's results are built from besides the run itself (one row per pair)."""
+
+    pixels: Tensor
+    features: Tensor
     target: tuple[int, ...]
     image_index: tuple[int, ...]
-    scores: Tensor
-    initial_score: Tensor
-    final_score: Tensor
-    original_score: Tensor
+    original: Tensor
+    layer: str
     convention: str
     score: str
-    layer: str
-    iterations: int
-    elapsed_s: float
-    cancelled: bool
-    images: Tensor = field(repr=False)
-
-    def __len__(self) -> int:
-        return int(self.saliency.shape[0])
-
-    def numpy(self) -> np.ndarray:
-        """The maps as a float32 ndarray (N, H, W) in [0, 1]."""
-        return self.saliency.numpy().astype(np.float32, copy=False)
-
-    def masked_input(self, inverse: bool = False) -> Tensor:
-        """What the model saw: ``x ⊙ S`` (N, 3, H, W), or ``x ⊙ (1 − S)`` with ``inverse``."""
-        s = self.saliency[:, None]
-        return self.images * ((1.0 - s) if inverse else s)
-
-
-@dataclass(frozen=True)
-class OptiCAMProgress:
-    """State of a running optimization, handed to ``callback(step, progress)``.
-
-    Cheap to build every step; :meth:`result` computes the full-resolution map on demand.
-
-    Attributes:
-        step: Iterations done (0: the channel-mean map has just been scored).
-        max_iter: Iterations requested.
-        scores: (N, step + 1) score history.
-        current_score: (N,) score at this step.
-        best_score: (N,) best score so far.
-        elapsed_s: Seconds since the call started.
-    """
-
-    step: int
+    premises: int
     max_iter: int
-    scores: Tensor
-    current_score: Tensor
-    best_score: Tensor
-    elapsed_s: float
-    _make_result: Callable[[], OptiCAMResult] = field(repr=False)
+    start: float
 
-    def result(self) -> OptiCAMResult:
-        """The best map so far as an :class:`OptiCAMResult` (computes it now)."""
-        return self._make_result()
+    def result(self, run: OptimizationRun) -> OptiCAMResult:
+        """The best maps of ``run`` so far as an :class:`OptiCAMResult`."""
+        s = run.summary(self.premises)
+        weights = torch.softmax(s.u, dim=1)
+        size = (int(self.pixels.shape[-2]), int(self.pixels.shape[-1]))
+        with torch.no_grad():
+            low = low_res_saliency(weights, self.features, size)
+        return OptiCAMResult(
+            weights=weights.detach().float().cpu(), target=self.target,
+            image_index=self.image_index, scores=s.scores, initial_score=s.scores[:, 0].clone(),
+            final_score=s.best_score.float().cpu(),
+            original_score=self.original.detach().float().cpu(), convention=self.convention,
+            score=self.score, layer=self.layer, iterations=s.iterations,
+            elapsed_s=time.perf_counter() - self.start, cancelled=s.cancelled,
+            low_res=low.detach().float().cpu(), size=size, pixels=self.pixels,
+            iterations_per_row=s.iterations_per_row, stopped_early=s.stopped_early)
 
-
-def _check_lr(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-        raise TypeError(f"`lr` must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`lr` must be a positive finite number, got {value}")
-    return float(value)
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
-
-
-def _check_tol(tol: Any, patience: Any) -> tuple[float | None, int]:
-    patience = check_int("patience", patience, 1)
-    if tol is None:
-        return None, patience
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise ValueError(f"`tol` must be None or a number >= 0, got {tol!r}")
-    return float(tol), patience
-
-
-_UNSET: Any = object()
+    def progress(self, run: OptimizationRun, step: int) -> OptiCAMProgress:
+        """The state handed to the user's callback after ``step``."""
+        s = run.summary(self.premises)
+        return OptiCAMProgress(
+            step=step, max_iter=self.max_iter, scores=s.scores, current_score=s.scores[:, -1],
+            best_score=s.best_score.float().cpu(), elapsed_s=time.perf_counter() - self.start,
+            _make_result=lambda: self.result(run))
 
 
 class OptiCAM:
@@ -277,8 +145,9 @@ class OptiCAM:
             :func:`~opticam_widgets.images.coerce_preprocess`); default ImageNet mean/std at
             224×224.
         device: Device of the model; ``None`` uses the device of its parameters.
-        tol: Early stopping: stop when, over the last ``patience`` steps, the best score
-            gained at most ``tol × |best|`` (relative). ``None`` (default) runs all steps.
+        tol: Early stopping: each (image, class) row stops when, over its last ``patience``
+            steps, its best score gained at most ``tol × |best|`` (relative), and leaves the
+            batch while the others go on. ``None`` (default) runs all steps.
         patience: See ``tol``.
         precision: ``"fp32"`` or ``"bf16"`` (autocast + channels_last input; faster on CPUs
             with AVX-512 BF16 and on GPUs).
@@ -288,8 +157,8 @@ class OptiCAM:
         fold_batchnorm: Run the optimization loop on a cached copy of the model with its
             eval-mode BatchNorms folded into the preceding convolutions and its weights
             ``channels_last`` (:mod:`~opticam_widgets.fastmodel`): the same function to float
-            rounding, checked against the model's own logits, ≈ 1.2× faster per step on
-            ResNet-50 and Lite0 (CPU). ``False`` runs the model as given and keeps no copy in
+            rounding, checked against the model's own logits, and faster per step (see
+            ``benchmarks/results/``). ``False`` runs the model as given and keeps no copy in
             memory.
 
     Example:
@@ -305,16 +174,16 @@ class OptiCAM:
         self,
         model: nn.Module | ModelBundle,
         target_layer: LayerSpec = None,
-        max_iter: int = 100,
-        lr: float = 0.2,
+        max_iter: int = DEFAULT_MAX_ITER,
+        lr: float = DEFAULT_LR,
         nb_premises_at_startup: int = 1,
-        convention: str = "constructive",
-        score: str | ScoreFn = "logit",
+        convention: str = DEFAULT_CONVENTION,
+        score: str | ScoreFn = DEFAULT_SCORE,
         preprocess: Any = None,
         device: str | torch.device | None = None,
         *,
         tol: float | None = None,
-        patience: int = 10,
+        patience: int = DEFAULT_PATIENCE,
         precision: str = "fp32",
         lr_schedule: str | None = None,
         seed: int = 0,
@@ -324,16 +193,16 @@ class OptiCAM:
         self.model = model
         self.target_layer = target_layer
         self.max_iter = check_int("max_iter", max_iter, 1)
-        self.lr = _check_lr(lr)
+        self.lr = check_positive("lr", lr)
         self.nb_premises_at_startup = check_int("nb_premises_at_startup",
                                                  nb_premises_at_startup, 1)
-        self.convention = _check_choice("convention", convention, CONVENTIONS)
+        self.convention = check_choice("convention", convention, CONVENTIONS)
         if not callable(score):
-            _check_choice("score", score, SCORES)
+            check_choice("score", score, SCORES)
         self.score = score
-        self.tol, self.patience = _check_tol(tol, patience)
-        self.precision = _check_choice("precision", precision, PRECISIONS)
-        self.lr_schedule = _check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+        self.tol, self.patience = check_tol(tol, patience)
+        self.precision = check_choice("precision", precision, PRECISIONS)
+        self.lr_schedule = check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         self.seed = check_int("seed", seed, 0)
         if not isinstance(fold_batchnorm, bool):
             raise TypeError(f"`fold_batchnorm` must be True or False, got {fold_batchnorm!r}")
@@ -341,23 +210,21 @@ class OptiCAM:
         self.device = self._resolve_device(device)
         self._layer_name: str | None = None
         if target_layer is not None:
-            from .features import resolve_layer
-
             self._layer_name = resolve_layer(model, target_layer)[0]
 
     # ------------------------------------------------------------------ helpers
     def _resolve_device(self, device: Any) -> torch.device:
-        first = next(iter(self.model.parameters()), None)
-        model_device = first.device if first is not None else torch.device("cpu")
+        has_tensors = next(iter(self.model.parameters()), None) is not None
+        model_dev = model_device(self.model)
         if device is None:
-            return model_device
+            return model_dev
         try:
             dev = torch.device(device)
         except (TypeError, RuntimeError):
             raise ValueError(f"`device` {device!r} is not a valid torch device") from None
-        if first is not None and dev.type != model_device.type:
+        if has_tensors and dev.type != model_dev.type:
             raise ValueError(
-                f"`device` is {dev} but the model's parameters are on {model_device}; move the "
+                f"`device` is {dev} but the model's parameters are on {model_dev}; move the "
                 f"model first (`model.to({str(dev)!r})`) or leave `device=None`"
             )
         return dev
@@ -372,11 +239,8 @@ class OptiCAM:
                 self._layer_name = capture(self.model, self.preprocess.normalize(x), None)[0]
         return self._layer_name
 
-    def _score_fn(self) -> ScoreFn:
-        return self.score if callable(self.score) else _SCORE_FNS[self.score]
-
-    def _forward(self, x: Tensor) -> Tensor:
-        return self._model(self.model, self.preprocess.normalize(x))
+    def _layer_spec(self) -> LayerSpec:
+        return self.target_layer if self._layer_name is None else self._layer_name
 
     def _model(self, net: nn.Module, x: Tensor) -> Tensor:
         """``net`` on an already normalized batch, at the requested precision."""
@@ -385,6 +249,21 @@ class OptiCAM:
                 out = net(x.contiguous(memory_format=torch.channels_last))
             return out.float()
         return net(x)
+
+    def _settings(self, max_iter: Any, lr: Any, convention: Any, tol: Any, patience: Any,
+                  callback: Any, cancel: Any) -> _Settings:
+        """Check the per-call overrides of ``explain``."""
+        steps = self.max_iter if max_iter is None else check_int("max_iter", max_iter, 1)
+        rate = self.lr if lr is None else check_positive("lr", lr)
+        convention = self.convention if convention is None else check_choice(
+            "convention", convention, CONVENTIONS)
+        tol, patience = check_tol(self.tol if tol is _UNSET else tol,
+                                  self.patience if patience is None else patience)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
+        if cancel is not None and not hasattr(cancel, "is_set"):
+            raise TypeError(f"`cancel` must be a threading.Event, got {type(cancel).__name__}")
+        return _Settings(steps, rate, convention, tol, patience)
 
     # ------------------------------------------------------------------ public API
     def predict(self, image: Any) -> Tensor:
@@ -396,10 +275,38 @@ class OptiCAM:
         """
         x = self.preprocess.resize(as_pixel_batch(image).to(self.device))
         with model_guard(self.model), torch.no_grad():
-            from .features import _check_logits
-
-            logits = _check_logits(self._forward(x), x.shape[0])
+            logits = check_logits(self._model(self.model, self.preprocess.normalize(x)),
+                                  x.shape[0])
         return torch.softmax(logits.float(), dim=1).cpu()
+
+    def channel_mean(self, image: Any, size: tuple[int, int] | None = None) -> Tensor:
+        """Opti-CAM's iteration 0 (uniform channel weights) for each image, one forward pass.
+
+        The same map as column 0 of :meth:`explain` (it does not depend on the class), without
+        any optimization: a cheap preview.
+
+        Args:
+            image: One image or a batch, as for :meth:`explain`.
+            size: ``(H, W)`` of the maps; ``None``: the images' own size.
+
+        Returns:
+            (B, H, W) float32 CPU maps in [0, 1].
+
+        Example:
+            >>> cam.channel_mean(image, size=(112, 112)).shape  # doctest: +SKIP
+            torch.Size([1, 112, 112])
+        """
+        pixels = as_pixel_batch(image).to(self.device)
+        if size is None:
+            size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
+        elif (not isinstance(size, (tuple, list)) or len(size) != 2
+              or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)):
+            raise ValueError(f"`size` must be None or two positive ints (height, width); "
+                             f"got {size!r}")
+        x = self.preprocess.normalize(self.preprocess.resize(pixels))
+        with model_guard(self.model):
+            self._layer_name, feats, _ = capture(self.model, x, self._layer_spec())
+        return channel_mean_map(feats, (int(size[0]), int(size[1]))).cpu()
 
     def explain(
         self,
@@ -448,189 +355,46 @@ class OptiCAM:
             (torch.Size([2, 64, 64]), (1, 2))
         """
         start = time.perf_counter()
-        steps = self.max_iter if max_iter is None else check_int("max_iter", max_iter, 1)
-        rate = self.lr if lr is None else _check_lr(lr)
-        conv = self.convention if convention is None else _check_choice(
-            "convention", convention, CONVENTIONS)
-        tol_, patience_ = _check_tol(self.tol if tol is _UNSET else tol,
-                                     self.patience if patience is None else patience)
-        if callback is not None and not callable(callback):
-            raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
-        if cancel is not None and not hasattr(cancel, "is_set"):
-            raise TypeError(f"`cancel` must be a threading.Event, got {type(cancel).__name__}")
-
-        images = as_pixel_batch(image).to(self.device)
+        settings = self._settings(max_iter, lr, convention, tol, patience, callback, cancel)
+        pixels = as_pixel_batch(image)
+        images = pixels.to(self.device)
         x = self.preprocess.resize(images)
         with model_guard(self.model):
             xn = self.preprocess.normalize(x)
-            layer, feats, logits = capture(self.model, xn, self.target_layer
-                                           if self._layer_name is None else self._layer_name)
+            layer, feats, logits = capture(self.model, xn, self._layer_spec())
             self._layer_name = layer
             targets, index = resolve_targets(target, images.shape[0], logits.shape[1],
                                              logits.argmax(dim=1))
             targets, index = targets.to(self.device), index.to(self.device)
             net = (inner_loop_model(self.model, xn, logits) if self.fold_batchnorm
                    else self.model)
-            return self._optimize(net, images, x, feats, logits, targets, index, layer, steps,
-                                  rate, conv, tol_, patience_, callback, cancel, start)
+            score_fn = self.score if callable(self.score) else _SCORE_FNS[self.score]
+            explained = _Explained(
+                pixels=pixels.detach().float().cpu(), features=feats[index],
+                target=tuple(int(t) for t in targets.tolist()),
+                image_index=tuple(int(i) for i in index.tolist()),
+                original=score_fn(logits[index], targets), layer=layer,
+                convention=settings.convention,
+                score=self.score if isinstance(self.score, str) else "custom",
+                premises=self.nb_premises_at_startup, max_iter=settings.steps, start=start)
+            run = self._start(net, x[index], explained.features, targets, score_fn, settings)
+            on_step = None if callback is None else (
+                lambda step: callback(step, explained.progress(run, step)))
+            return explained.result(run.run(settings.steps, on_step, cancel))
 
-    def _optimize(
-        self,
-        net: nn.Module,
-        images: Tensor,
-        x: Tensor,
-        feats: Tensor,
-        logits: Tensor,
-        targets: Tensor,
-        index: Tensor,
-        layer: str,
-        steps: int,
-        rate: float,
-        conv: str,
-        tol: float | None,
-        patience: int,
-        callback: Callable[[int, OptiCAMProgress], Any] | None,
-        cancel: threading.Event | None,
-        start: float,
-    ) -> OptiCAMResult:
-        score_fn = self._score_fn()
-        n, p = targets.shape[0], self.nb_premises_at_startup
-        k = feats.shape[1]
-        size = tuple(x.shape[-2:])
-        sign = 1.0 if conv == "constructive" else -1.0  # maximize sign * score
-        original = score_fn(logits[index], targets)
-
-        # rows: (image/class pair i, trajectory j) -> i * p + j
-        x_rep = x[index].repeat_interleave(p, dim=0)
-        masked_input = self._masker(x_rep, conv, _prefers_channels_last(net))
-        a_rep = feats[index].repeat_interleave(p, dim=0)
-        t_rep = targets.repeat_interleave(p, dim=0)
-        u = torch.zeros(n * p, k, device=self.device)
-        if p > 1:
-            gen = torch.Generator(device="cpu").manual_seed(self.seed)
-            noise = torch.randn(n, p - 1, k, generator=gen).to(self.device)
-            u.view(n, p, k)[:, 1:] = noise
-        u.requires_grad_(True)
-        opt = _adam(u, rate)
-        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-                 if self.lr_schedule == "cosine" else None)
-
-        history: list[Tensor] = []
-        best = torch.full((n * p,), -math.inf, device=self.device)
-        best_u = u.detach().clone()
-        best_history: list[Tensor] = []  # best score of the last `patience` steps
-        cancelled = False
-        done = 0
-
-        def make_result() -> OptiCAMResult:
-            return self._build_result(images, feats, index, targets, best_u, best, history,
-                                      original, layer, conv, done, start, cancelled, p)
-
-        for step in range(steps + 1):
-            with torch.set_grad_enabled(step < steps):
-                s_map = saliency_from_weights(torch.softmax(u, dim=1), a_rep, size)
-                score = score_fn(self._model(net, masked_input(s_map)), t_rep)
-            value = score.detach().float() * sign
-            history.append(score.detach().float().cpu())
-            improved = value > best
-            best = torch.where(improved, value, best)
-            best_u = torch.where(improved[:, None], u.detach(), best_u)
-            done = step
-            if callback is not None:
-                cur = history[-1]
-                callback(step, OptiCAMProgress(
-                    step=step, max_iter=steps, scores=self._pick(torch.stack(history, 1), best, p),
-                    current_score=self._pick(cur[:, None], best, p)[:, 0],
-                    best_score=self._pick((best * sign).cpu()[:, None], best, p)[:, 0],
-                    elapsed_s=time.perf_counter() - start, _make_result=make_result))
-            if step == steps:
-                break
-            if cancel is not None and cancel.is_set():
-                cancelled = True
-                break
-            if tol is not None:
-                # plateau: over the last `patience` steps the best score of every row gained at
-                # most tol × |best| (a windowed rule: a slow steady climb keeps going)
-                best_history.append(best.clone())
-                if len(best_history) > patience:
-                    old = best_history.pop(0)
-                    if bool((best - old <= tol * best.abs().clamp(min=1e-6)).all()):
-                        break
-            opt.zero_grad(set_to_none=True)
-            (-sign * score.sum()).backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-        return make_result()
-
-    def _masker(self, x: Tensor, conv: str,
-                channels_last: bool = False) -> Callable[[Tensor], Tensor]:
-        """``S -> normalize(x ⊙ S)`` (or ``x ⊙ (1 − S)``), the masking of the inner loop.
-
-        For a mean/std normalization the affine map is folded into constants once, so each
-        step is a single fused multiply-add (``addcmul``) instead of mask, subtract, scale.
-        With ``channels_last`` the masked image comes out in the layout of the model's
-        weights, so its first convolution converts nothing, forward or backward.
-        """
-        pre = self.preprocess
-        if pre.transform is not None:
-            if conv == "constructive":
-                return lambda s: pre.normalize(x * s)
-            return lambda s: pre.normalize(x * (1.0 - s))
-        zero = pre.normalize(torch.zeros_like(x[:1, :, :1, :1]))  # normalize(0) = −mean/std
-        scaled = pre.normalize(x) - zero  # x / std
-        if channels_last:
-            scaled = scaled.contiguous(memory_format=torch.channels_last)
-        if conv == "constructive":
-            return lambda s: torch.addcmul(zero, scaled, s)  # (x ⊙ S − mean) / std
-        full = zero + scaled  # (x − mean) / std, in the layout of `scaled`
-        return lambda s: torch.addcmul(full, scaled, s, value=-1.0)  # (x ⊙ (1 − S) − mean) / std
-
-    @staticmethod
-    def _pick(rows: Tensor, best: Tensor, p: int) -> Tensor:
-        """Select, per (image, class) pair, the row of its best trajectory."""
-        if p == 1:
-            return rows
-        choice = best.view(-1, p).argmax(dim=1).cpu()
-        grouped = rows.view(-1, p, *rows.shape[1:])
-        return grouped[torch.arange(grouped.shape[0]), choice]
-
-    def _build_result(
-        self,
-        images: Tensor,
-        feats: Tensor,
-        index: Tensor,
-        targets: Tensor,
-        best_u: Tensor,
-        best: Tensor,
-        history: list[Tensor],
-        original: Tensor,
-        layer: str,
-        conv: str,
-        done: int,
-        start: float,
-        cancelled: bool,
-        p: int,
-    ) -> OptiCAMResult:
-        weights = self._pick(torch.softmax(best_u, dim=1), best, p)
-        scores = self._pick(torch.stack(history, dim=1), best, p)
-        sign = 1.0 if conv == "constructive" else -1.0
-        with torch.no_grad():
-            full = saliency_from_weights(weights, feats[index], tuple(images.shape[-2:]))
-        return OptiCAMResult(
-            saliency=full[:, 0].float().clamp_(0.0, 1.0).cpu(),
-            weights=weights.detach().float().cpu(),
-            target=tuple(int(t) for t in targets.tolist()),
-            image_index=tuple(int(i) for i in index.tolist()),
-            scores=scores,
-            initial_score=scores[:, 0].clone(),
-            final_score=(self._pick(best, best, p) * sign).float().cpu(),
-            original_score=original.detach().float().cpu(),
-            convention=conv,
-            score=self.score if isinstance(self.score, str) else "custom",
-            layer=layer,
-            iterations=done,
-            elapsed_s=time.perf_counter() - start,
-            cancelled=cancelled,
-            images=images[index].detach().float().cpu(),
-        )
+    def _start(self, net: nn.Module, x: Tensor, feats: Tensor, targets: Tensor,
+               score_fn: ScoreFn, settings: _Settings) -> OptimizationRun:
+        """A run over the pairs (image rows ``x``), each repeated for its trajectories."""
+        p = self.nb_premises_at_startup
+        problem = Problem(
+            model=lambda xn: self._model(net, xn),
+            features=feats.repeat_interleave(p, dim=0),
+            targets=targets.repeat_interleave(p, dim=0),
+            masker=Masker(self.preprocess, x.repeat_interleave(p, dim=0), settings.convention,
+                          _prefers_channels_last(net)),
+            score_fn=score_fn, size=(int(x.shape[-2]), int(x.shape[-1])),
+            sign=1.0 if settings.convention == "constructive" else -1.0)
+        init = initial_logits(targets.shape[0], p, feats.shape[1], self.seed, self.device)
+        return OptimizationRun.start(problem, init,
+                                     adam_factory(settings.lr, self.lr_schedule, settings.steps),
+                                     settings.tol, settings.patience)

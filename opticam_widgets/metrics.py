@@ -47,9 +47,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .bundle import ModelBundle, unpack_model
+from .checks import check_int, check_logits, model_device
 from .features import model_guard
 from .images import Preprocess, as_pixel_batch
-from .targets import Target, check_int, resolve_targets
+from .maps import resize_maps
+from .targets import Target, resolve_targets
 
 __all__ = [
     "BASELINE_IMAGES",
@@ -264,13 +266,6 @@ def _as_float_array(value: Any, name: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- model helpers
-def _device(model: nn.Module) -> torch.device:
-    first = next(iter(model.parameters()), None)
-    if first is None:
-        first = next(iter(model.buffers()), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Frozen, eval mode and no autograd for the block; the model is restored after."""
@@ -327,22 +322,8 @@ def _rows(n_images: int, n_maps: int) -> Tensor:
     )
 
 
-def _resize_maps(s: Tensor, size: tuple[int, int]) -> Tensor:
-    if tuple(s.shape[-2:]) == tuple(size):
-        return s
-    return F.interpolate(s.unsqueeze(1), size=size, mode="bilinear",
-                         align_corners=False)[:, 0]
-
-
 def _logits(model: nn.Module, x: Tensor) -> Tensor:
-    out = model(x)
-    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(
-            f"`model` must return class logits of shape (batch, classes); for a batch of "
-            f"{x.shape[0]} it returned {shape}. Wrap the model so that it returns one tensor."
-        )
-    return out.float()
+    return check_logits(model(x), x.shape[0]).float()
 
 
 def _probs(model: nn.Module, pre: Preprocess, x: Tensor, targets: Tensor | None,
@@ -351,7 +332,7 @@ def _probs(model: nn.Module, pre: Preprocess, x: Tensor, targets: Tensor | None,
 
     Returns ``(prob (N,), class (N,))`` on the CPU. Call inside :func:`_eval_mode`.
     """
-    device = _device(model)
+    device = model_device(model)
     probs, classes = [], []
     for start in range(0, x.shape[0], batch_size):
         chunk = pre.normalize(pre.resize(x[start:start + batch_size].to(device)))
@@ -369,7 +350,7 @@ def _probs(model: nn.Module, pre: Preprocess, x: Tensor, targets: Tensor | None,
 def _original(model: nn.Module, pre: Preprocess, images: Tensor, index: Tensor,
               targets: Targets, batch_size: int) -> tuple[Tensor, Tensor]:
     """Probability of the unmasked images (one per row) and the resolved targets (N,)."""
-    device = _device(model)
+    device = model_device(model)
     first = pre.normalize(pre.resize(images[:1].to(device)))
     classes = _logits(model, first).shape[1]
     if targets is None:
@@ -450,7 +431,7 @@ def masked_probabilities(
 def _masked(model: Any, images: Any, saliency: Any, targets: Targets, preprocess: Any,
             batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
     net, pre, x, s, index, bs = _prepare(model, images, saliency, preprocess, batch_size, True)
-    s = _resize_maps(s, tuple(x.shape[-2:]))
+    s = resize_maps(s, tuple(x.shape[-2:]))
     with _eval_mode(net):
         p, t = _original(net, pre, x, index, targets, bs)
         o = []
@@ -592,7 +573,7 @@ def _curve(kind: str, model: Any, images: Any, saliency: Any, targets: Targets,
     steps = check_int("steps", steps, 1)
     work = x if pre.size is None else pre.resize(x)  # pixels ranked at the model's resolution
     size = tuple(work.shape[-2:])
-    s = _resize_maps(s, size)
+    s = resize_maps(s, size)
     base = _baseline_image(baseline, work, index)
     n, npix = index.shape[0], size[0] * size[1]
     order = torch.argsort(s.flatten(1), dim=1, descending=True, stable=True)

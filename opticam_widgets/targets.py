@@ -1,6 +1,6 @@
-"""Argument checks shared by every entry point (explainer, metrics, CAMs).
+"""Class targets: one parser for every entry point (explainer, metrics, baselines).
 
-Class targets and integer counts get the same message wherever they are passed.
+A class request gets the same message wherever it is passed.
 """
 
 from __future__ import annotations
@@ -12,24 +12,36 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Target", "check_int", "resolve_targets"]
+__all__ = ["Target", "resolve_targets"]
 
 #: A class request: ``None`` (top-1), an int, a sequence of ints, or an integer tensor/array.
 Target = Union[None, int, Sequence[int], Tensor, np.ndarray]
 
 
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` as an int >= ``minimum``, or raise naming the argument.
-
-    Example:
-        >>> check_int("max_iter", 5, 1)
-        5
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
-    return int(value)
+def _as_values(target: Any, rows: int, name: str, what: str, several_for_one: bool) -> list[int]:
+    """The requested class indices as a list of ints (one per row, or several for one input)."""
+    if isinstance(target, (Tensor, np.ndarray)):
+        arr = target.detach().cpu().numpy() if isinstance(target, Tensor) else target
+        if arr.ndim > 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"`{name}` tensor/array must hold integer class indices (0-D or 1-D)")
+        target = arr.reshape(-1).tolist() if arr.ndim == 1 else int(arr)
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        return [int(target)] * rows
+    if not isinstance(target, Sequence) or isinstance(target, str):
+        raise TypeError(f"`{name}` must be None, an int, a list of ints or an integer tensor; "
+                        f"got {type(target).__name__}")
+    values = list(target)
+    if not values:
+        raise ValueError(f"`{name}` is an empty list; give one class index per "
+                         f"{what.rstrip('s')}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"`{name}` entries must be ints, got {type(v).__name__}")
+    if len(values) != rows and not (several_for_one and rows == 1):
+        extra = " (or several classes for a single image)" if several_for_one else ""
+        raise ValueError(f"`{name}` has {len(values)} entries for {rows} {what}; give one "
+                         f"class per {what.rstrip('s')}{extra}")
+    return [int(v) for v in values]
 
 
 def resolve_targets(
@@ -69,31 +81,10 @@ def resolve_targets(
         if top1 is None:
             raise ValueError(f"`{name}` is required here")
         return top1.long().cpu(), torch.arange(rows)
-    if isinstance(target, (Tensor, np.ndarray)):
-        arr = target.detach().cpu().numpy() if isinstance(target, Tensor) else target
-        if arr.ndim > 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"`{name}` tensor/array must hold integer class indices (0-D or 1-D)")
-        target = arr.reshape(-1).tolist() if arr.ndim == 1 else int(arr)
-    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        values = [int(target)] * rows
-    elif isinstance(target, Sequence) and not isinstance(target, str):
-        values = list(target)
-        if not values:
-            raise ValueError(f"`{name}` is an empty list; give one class index per "
-                             f"{what.rstrip('s')}")
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"`{name}` entries must be ints, got {type(v).__name__}")
-        if len(values) != rows and not (several_for_one and rows == 1):
-            extra = " (or several classes for a single image)" if several_for_one else ""
-            raise ValueError(f"`{name}` has {len(values)} entries for {rows} {what}; give one "
-                             f"class per {what.rstrip('s')}{extra}")
-    else:
-        raise TypeError(f"`{name}` must be None, an int, a list of ints or an integer tensor; "
-                        f"got {type(target).__name__}")
-    bad = [int(v) for v in values if not 0 <= int(v) < classes]
+    values = _as_values(target, rows, name, what, several_for_one)
+    bad = [v for v in values if not 0 <= v < classes]
     if bad:
         raise ValueError(f"`{name}` {bad[0]} is out of range: the model has {classes} classes "
                          f"(0..{classes - 1})")
     index = torch.zeros(len(values), dtype=torch.long) if rows == 1 else torch.arange(rows)
-    return torch.tensor([int(v) for v in values], dtype=torch.long), index
+    return torch.tensor(values, dtype=torch.long), index

@@ -1,0 +1,115 @@
+"""Argument checks and small helpers shared by every entry point (explainer, metrics, baselines).
+
+Each check returns the cleaned value or raises a ``TypeError`` (wrong kind of object) or a
+``ValueError`` (bad value) whose message names the argument in backticks and says what to pass,
+so the same mistake gets the same message wherever it is made.
+
+Example:
+    >>> check_int("max_iter", 5, 1)
+    5
+    >>> check_choice("convention", "destructive", ("constructive", "destructive"))
+    'destructive'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "check_choice",
+    "check_int",
+    "check_logits",
+    "check_positive",
+    "check_tol",
+    "model_device",
+]
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """Return ``value`` as an int >= ``minimum``, or raise naming the argument.
+
+    Example:
+        >>> check_int("max_iter", 5, 1)
+        5
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Return ``value`` as a positive finite float, or raise naming the argument.
+
+    Example:
+        >>> check_positive("lr", 0.2)
+        0.2
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive finite number, got {value}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """Return ``value`` if it is one of ``choices``, or raise naming the argument and them.
+
+    Example:
+        >>> check_choice("score", "logit", ("logit", "probability"))
+        'logit'
+    """
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_tol(tol: Any, patience: Any) -> tuple[float | None, int]:
+    """Validate the early-stopping pair ``(tol, patience)``; ``tol=None`` disables it.
+
+    Example:
+        >>> check_tol(1e-3, 10)
+        (0.001, 10)
+    """
+    patience = check_int("patience", patience, 1)
+    if tol is None:
+        return None, patience
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise ValueError(f"`tol` must be None or a number >= 0, got {tol!r}")
+    return float(tol), patience
+
+
+def check_logits(out: Any, batch: int) -> Tensor:
+    """Return the model's output if it is class logits (batch, classes), else raise.
+
+    Example:
+        >>> check_logits(torch.zeros(2, 10), 2).shape
+        torch.Size([2, 10])
+    """
+    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != batch:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"`model` must return class logits of shape (batch, classes); for a batch of {batch} "
+            f"it returned {shape}. Wrap the model so that it returns one logit tensor."
+        )
+    return out
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter (or buffer); the CPU for a model without tensors.
+
+    Example:
+        >>> model_device(nn.Linear(2, 2))
+        device(type='cpu')
+    """
+    first = next(iter(model.parameters()), None)
+    if first is None:
+        first = next(iter(model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")

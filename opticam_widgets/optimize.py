@@ -1,0 +1,324 @@
+"""Opti-CAM's optimisation loop as a small run-state object.
+
+A run optimises the channel logits ``u`` (R, K) of R rows at once (a row is one (image, class)
+pair, or one trajectory of it when several start points are tried). :class:`Problem` holds what
+is fixed (features, targets, the masking, the model), :class:`OptimizationRun` what changes
+(``u``, the best iterate of each row, the score history, which rows are still running).
+
+Each step scores ``x ⊙ S(u)`` for the running rows, records the scores (``NaN`` for rows that
+no longer run), keeps each row's best ``u``, and takes one optimiser step.
+
+Per-row early stopping: with ``tol`` set, a row stops when, over its last ``patience`` steps,
+its best score gained at most ``tol × |best|``; it leaves the batch (its map is frozen at its
+best and the model no longer runs on it), and the others go on. A row therefore gets the same
+result in a batch as alone (to float rounding of the batched model).
+
+Hooks for other schedules (e.g. :mod:`opticam_widgets.schedules`): the start point and the
+optimiser are arguments of :meth:`OptimizationRun.start`:
+
+* ``init_u``: the (R, K) start logits (:func:`initial_logits` gives the default: zeros, i.e.
+  uniform weights, plus seeded noise for extra trajectories);
+* ``make_optimizer(u) -> (optimizer, scheduler or None)``: called once with the leaf ``u``
+  (:func:`adam_factory` gives the default: Adam, fused where available, optional cosine decay).
+  The optimiser always sees the full ``u``; rows that stopped get zero gradients and their
+  best iterate is kept apart, so whatever the optimiser does to them afterwards is ignored.
+
+Example:
+    >>> import torch
+    >>> u = initial_logits(rows=2, premises=1, channels=3, seed=0, device=torch.device("cpu"))
+    >>> u.shape, float(u.abs().sum())
+    (torch.Size([2, 3]), 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .images import Preprocess
+from .maps import saliency_from_weights
+
+__all__ = ["Masker", "OptimizationRun", "OptimizerFactory", "Problem", "RunSummary",
+           "adam_factory", "initial_logits"]
+
+#: ``(logits, targets) -> (N,)`` scores to maximise (constructive) or minimise (destructive).
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+#: ``make_optimizer(u) -> (optimizer, scheduler or None)``, see the module docstring.
+OptimizerFactory = Callable[[Tensor], tuple[torch.optim.Optimizer, Any]]
+
+
+def adam_factory(lr: float, schedule: str | None = None, steps: int = 1) -> OptimizerFactory:
+    """The default optimiser: Adam at ``lr`` (fused kernel when available), cosine decay option.
+
+    Example:
+        >>> opt, sched = adam_factory(0.2)(torch.zeros(1, 3, requires_grad=True))
+        >>> opt.defaults["lr"], sched
+        (0.2, None)
+    """
+    def make(u: Tensor) -> tuple[torch.optim.Optimizer, Any]:
+        try:
+            opt = torch.optim.Adam([u], lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            opt = torch.optim.Adam([u], lr=lr)
+        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+                 if schedule == "cosine" else None)
+        return opt, sched
+
+    return make
+
+
+def initial_logits(rows: int, premises: int, channels: int, seed: int,
+                   device: torch.device) -> Tensor:
+    """Default start point (rows · premises, channels): zeros, seeded noise for extra premises.
+
+    Row ``i · premises + j`` is trajectory ``j`` of pair ``i``; trajectory 0 starts from uniform
+    weights (the channel-mean map), the others from ``randn`` drawn from a private generator.
+    """
+    u = torch.zeros(rows * premises, channels, device=device)
+    if premises > 1:
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        noise = torch.randn(rows, premises - 1, channels, generator=gen).to(device)
+        u.view(rows, premises, channels)[:, 1:] = noise
+    return u
+
+
+class Masker:
+    """``S -> normalize(x ⊙ S)`` (or ``x ⊙ (1 − S)``), the masking of the inner loop.
+
+    For a mean/std normalisation the affine map is folded into constants once, so each step is
+    a single fused multiply-add (``addcmul``) instead of mask, subtract, scale. With
+    ``channels_last`` the masked image comes out in the layout of the model's weights, so its
+    first convolution converts nothing, forward or backward.
+    """
+
+    def __init__(self, pre: Preprocess, x: Tensor, convention: str,
+                 channels_last: bool = False) -> None:
+        self.pre, self.x, self.constructive = pre, x, convention == "constructive"
+        if pre.transform is None:
+            self.zero = pre.normalize(torch.zeros_like(x[:1, :, :1, :1]))  # −mean/std
+            scaled = pre.normalize(x) - self.zero  # x / std
+            if channels_last:
+                scaled = scaled.contiguous(memory_format=torch.channels_last)
+            self.scaled = scaled
+            self.full = None if self.constructive else self.zero + scaled  # (x − mean) / std
+
+    def subset(self, rows: Tensor) -> Masker:
+        """The masker of some rows only."""
+        out = object.__new__(Masker)
+        out.__dict__.update(self.__dict__)
+        out.x = self.x[rows]
+        if self.pre.transform is None:
+            out.scaled = self.scaled[rows]
+            out.full = None if self.full is None else self.full[rows]
+        return out
+
+    def __call__(self, s: Tensor) -> Tensor:
+        """The model input (R, 3, H, W) for maps ``s`` (R, 1, H, W)."""
+        if self.pre.transform is not None:
+            return self.pre.normalize(self.x * (s if self.constructive else 1.0 - s))
+        if self.constructive:
+            return torch.addcmul(self.zero, self.scaled, s)  # (x ⊙ S − mean) / std
+        return torch.addcmul(self.full, self.scaled, s, value=-1.0)  # (x ⊙ (1 − S) − mean) / std
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a run explains, fixed for its duration (R rows).
+
+    Attributes:
+        model: ``normalized input -> logits``: the model (or its folded copy) at the call's
+            precision.
+        features: (R, K, h, w) ReLU'd feature maps.
+        targets: (R,) class of each row.
+        masker: The masking of each row's image.
+        score_fn: ``(logits, targets) -> (R,)``.
+        size: ``(H, W)`` the model sees.
+        sign: +1 to maximise the score (constructive), −1 to minimise it (destructive).
+    """
+
+    model: Callable[[Tensor], Tensor]
+    features: Tensor
+    targets: Tensor
+    masker: Masker
+    score_fn: ScoreFn
+    size: tuple[int, int]
+    sign: float
+
+    def subset(self, rows: Tensor) -> Problem:
+        """The problem restricted to some rows."""
+        return replace(self, features=self.features[rows], targets=self.targets[rows],
+                       masker=self.masker.subset(rows))
+
+    def score(self, u: Tensor) -> Tensor:
+        """Scores (R,) of the masked images for channel logits ``u`` (R, K)."""
+        s_map = saliency_from_weights(torch.softmax(u, dim=1), self.features, self.size)
+        return self.score_fn(self.model(self.masker(s_map)), self.targets)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The best iterate of each (image, class) pair, its best trajectory picked.
+
+    Attributes:
+        u: (N, K) best channel logits.
+        best_score: (N,) best score (in the score's own sign).
+        scores: (N, T + 1) score history (``NaN`` after a row stopped), on the CPU.
+        iterations_per_row: Steps taken by each pair.
+        stopped_early: Whether each pair stopped on its plateau.
+        iterations: Steps taken by the run (the maximum over rows).
+        cancelled: Whether the run was cancelled.
+    """
+
+    u: Tensor
+    best_score: Tensor
+    scores: Tensor
+    iterations_per_row: tuple[int, ...]
+    stopped_early: tuple[bool, ...]
+    iterations: int
+    cancelled: bool
+
+
+@dataclass
+class OptimizationRun:
+    """The changing state of one run; build it with :meth:`start`, drive it with :meth:`run`."""
+
+    problem: Problem
+    u: Tensor
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    tol: float | None
+    patience: int
+    best: Tensor
+    best_u: Tensor
+    history: list[Tensor] = field(default_factory=list)
+    window: list[Tensor] = field(default_factory=list)  # best of the last `patience` steps
+    active: Tensor | None = None  # running rows (None: all of them)
+    stopped_at: Tensor | None = None  # (R,) step where each row stopped early, −1 if not
+    step_count: int = 0
+    cancelled: bool = False
+    _sub: tuple[Tensor, Problem] | None = None
+
+    @classmethod
+    def start(cls, problem: Problem, init_u: Tensor, make_optimizer: OptimizerFactory,
+              tol: float | None = None, patience: int = 10) -> OptimizationRun:
+        """A run from the start logits ``init_u`` (R, K) with the optimiser ``make_optimizer``."""
+        u = init_u.detach().clone().requires_grad_(True)
+        optimizer, scheduler = make_optimizer(u)
+        rows = u.shape[0]
+        return cls(problem=problem, u=u, optimizer=optimizer, scheduler=scheduler, tol=tol,
+                   patience=patience, best=torch.full((rows,), -math.inf, device=u.device),
+                   best_u=u.detach().clone(),
+                   stopped_at=torch.full((rows,), -1, dtype=torch.long))
+
+    @property
+    def rows(self) -> int:
+        """Rows of the run (pairs × trajectories)."""
+        return int(self.u.shape[0])
+
+    def _current(self) -> tuple[Tensor, Problem]:
+        if self.active is None:
+            return self.u, self.problem
+        if self._sub is None or self._sub[0] is not self.active:
+            self._sub = (self.active, self.problem.subset(self.active))
+        return self.u[self.active], self._sub[1]
+
+    def evaluate(self, grad: bool) -> Tensor:
+        """Scores of the running rows at the current ``u`` (with autograd when ``grad``)."""
+        u, problem = self._current()
+        with torch.set_grad_enabled(grad):
+            return problem.score(u)
+
+    def record(self, score: Tensor) -> None:
+        """Add the running rows' scores to the history and keep each row's best iterate."""
+        value = score.detach().float()
+        if self.active is not None:
+            full = torch.full((self.rows,), math.nan, device=value.device)
+            value = full.index_copy_(0, self.active, value)
+        self.history.append(value.cpu())
+        value = value * self.problem.sign
+        improved = value > self.best  # NaN (a stopped row) never improves
+        self.best = torch.where(improved, value, self.best)
+        self.best_u = torch.where(improved[:, None], self.u.detach(), self.best_u)
+
+    def stop_plateaued(self) -> bool:
+        """Take rows whose best score stalled out of the batch; True when none is left."""
+        if self.tol is None:
+            return False
+        self.window.append(self.best.clone())
+        if len(self.window) <= self.patience:
+            return False
+        old = self.window.pop(0)
+        flat = (self.best - old <= self.tol * self.best.abs().clamp(min=1e-6)).cpu()
+        running = torch.ones(self.rows, dtype=torch.bool)
+        if self.active is not None:
+            running = torch.zeros(self.rows, dtype=torch.bool).index_fill_(
+                0, self.active.cpu(), True)
+        done = flat & running
+        if not bool(done.any()):
+            return False
+        self.stopped_at[done] = self.step_count
+        left = running & ~done
+        if not bool(left.any()):
+            return True
+        self.active = torch.nonzero(left).flatten().to(self.u.device)
+        return False
+
+    def step(self, score: Tensor) -> None:
+        """One optimiser step on the running rows' scores."""
+        self.optimizer.zero_grad(set_to_none=True)
+        (-self.problem.sign * score.sum()).backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step_count += 1
+
+    def run(self, steps: int, on_step: Callable[[int], Any] | None = None,
+            cancel: threading.Event | None = None) -> OptimizationRun:
+        """Score iteration 0, then take up to ``steps`` steps; ``on_step(step)`` after each score.
+
+        Stops early when every row has stopped (``tol``) or when ``cancel`` is set.
+        """
+        while True:
+            score = self.evaluate(grad=self.step_count < steps)
+            self.record(score)
+            if on_step is not None:
+                on_step(self.step_count)
+            if self.step_count == steps:
+                return self
+            if cancel is not None and cancel.is_set():
+                self.cancelled = True
+                return self
+            if self.stop_plateaued():
+                return self
+            self.step(score)
+
+    def summary(self, premises: int = 1) -> RunSummary:
+        """The best iterate per pair (the best of its ``premises`` trajectories)."""
+        pick = _picker(self.best, premises)
+        stopped = self.stopped_at.view(-1, premises)
+        done = torch.where(stopped >= 0, stopped, self.step_count).amax(dim=1)
+        return RunSummary(
+            u=pick(self.best_u), best_score=pick(self.best) * self.problem.sign,
+            scores=pick(torch.stack(self.history, dim=1)),
+            iterations_per_row=tuple(int(v) for v in done.tolist()),
+            stopped_early=tuple(bool(v) for v in (stopped >= 0).all(dim=1).tolist()),
+            iterations=self.step_count, cancelled=self.cancelled)
+
+
+def _picker(best: Tensor, premises: int) -> Callable[[Tensor], Tensor]:
+    """Select, per pair, the row of its best trajectory (rows ``i · premises + j``)."""
+    if premises == 1:
+        return lambda rows: rows
+    choice = best.view(-1, premises).argmax(dim=1).cpu()
+
+    def pick(rows: Tensor) -> Tensor:
+        grouped = rows.view(-1, premises, *rows.shape[1:])
+        return grouped[torch.arange(grouped.shape[0]), choice.to(rows.device)]
+
+    return pick
