@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from .checks import check_logits
+
 __all__ = ["LayerSpec", "capture", "layer_candidates", "model_guard", "resolve_layer"]
 
 #: A target layer: a module of the model, its dotted name, or ``None`` for auto-detection.
@@ -150,16 +152,6 @@ def resolve_layer(model: nn.Module, target_layer: LayerSpec) -> tuple[str, nn.Mo
     )
 
 
-def _check_logits(out: Any, batch: int) -> Tensor:
-    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != batch:
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(
-            f"`model` must return class logits of shape (batch, classes); for a batch of {batch} "
-            f"it returned {shape}. Wrap the model so that it returns one logit tensor."
-        )
-    return out
-
-
 def capture(
     model: nn.Module, x: Tensor, target_layer: LayerSpec = None
 ) -> tuple[str, Tensor, Tensor]:
@@ -216,7 +208,7 @@ def capture(
                     hook = make_hook(name, isinstance(m, _POOLING))
                     handles.append(m.register_forward_hook(hook))
         with torch.no_grad():
-            logits = _check_logits(model(x), x.shape[0])
+            logits = check_logits(model(x), x.shape[0])
     finally:
         _remove(handles)
     if "out" not in found:
