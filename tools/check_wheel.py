@@ -57,9 +57,11 @@ from opticam_widgets import OptiCAM, OptiCAMWidget, load_default_model, sample_i
 venv, roots = sys.argv[1], [os.path.realpath(r) for r in sys.argv[2:]]
 here = os.path.realpath(opticam_widgets.__file__)
 assert here.startswith(os.path.realpath(venv) + os.sep), f"imported from {here}, not {venv}"
-on_path = [p for p in sys.path for r in roots
-           if p and (os.path.realpath(p) + os.sep).startswith(r + os.sep)]
-assert not on_path, f"source tree on sys.path: {on_path}"
+site = os.path.dirname(os.path.dirname(here))
+entries = {os.path.realpath(p or ".") for p in sys.path}
+elsewhere = [p for p in entries if p in roots  # a checkout, or any other copy of the package
+             or (p != site and os.path.isdir(os.path.join(p, "opticam_widgets")))]
+assert not elsewhere, f"a source tree is on sys.path: {elsewhere}"
 editable = [m for m in sys.modules if "__editable__" in m]
 assert not editable, f"editable finder of the source tree active: {editable}"
 meta = importlib.metadata.version("opticam-widgets")
