@@ -31,16 +31,13 @@ from traitlets import Bool, HasTraits, Int
 
 from ..bundle import ModelBundle
 from ..explainer import OptiCAM, OptiCAMResult
-from ..render import overlay, to_png_bytes
 from .assembly import assemble
 from .canvas import SaliencyCanvas
 from .compare import ComparePanel
 from .controls import DEFAULT_ITERATIONS, DEFAULT_LR, Controls
 from .display import mimebundle
-from .export import png_name, summary_figure
-from .messages import saved_html
 from .runner import EARLY_STOP_PATIENCE, EARLY_STOP_TOL
-from .state import ImageState, named_pixels
+from .state import ImageState, check_labels, check_top_k, named_pixels
 
 __all__ = ["OptiCAMWidget"]
 
@@ -85,36 +82,21 @@ class OptiCAMWidget(HasTraits):
     #: Optimisations started by the widget so far (cached results and redraws don't count).
     explain_count = Int(0, read_only=True)
 
-    def __init__(
-        self,
-        model: nn.Module | ModelBundle,
-        *,
-        labels: Sequence[str] | None = None,
-        preprocess: Any = None,
-        target_layer: Any = None,
-        device: Any = None,
-        top_k: int = 5,
-        max_size: int = 448,
-    ) -> None:
+    def __init__(self, model: nn.Module | ModelBundle, *, labels: Sequence[str] | None = None,
+                 preprocess: Any = None, target_layer: Any = None, device: Any = None,
+                 top_k: int = 5, max_size: int = 448) -> None:
         super().__init__()
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"`top_k` must be a positive int, got {top_k!r}")
-        if labels is not None and (isinstance(labels, str) or not isinstance(labels, Sequence)):
-            raise TypeError(f"`labels` must be a sequence of class names, got "
-                            f"{type(labels).__name__}")
         bundle = model if isinstance(model, ModelBundle) else None
+        self._labels_arg = check_labels(labels, bundle.labels if bundle is not None else None)
+        self.top_k = check_top_k(top_k)
         self.cam = OptiCAM(model, target_layer=target_layer, preprocess=preprocess,
                            device=device, max_iter=DEFAULT_ITERATIONS, lr=DEFAULT_LR,
                            tol=EARLY_STOP_TOL, patience=EARLY_STOP_PATIENCE)
         self.name = bundle.name if bundle is not None else type(self.cam.model).__name__
-        self.top_k = top_k
-        self._labels_arg = list(labels) if labels is not None else (
-            list(bundle.labels) if bundle is not None and bundle.labels is not None else None)
-        self._build(max_size, notes=["preprocess not given: ImageNet mean/std, 224×224 input"]
-                    if bundle is None and preprocess is None else [])
-
-    def _build(self, max_size: int, notes: list[str]) -> None:
-        parts = self._parts = assemble(self, self.cam, max_size, notes, on_save=self._on_save,
+        notes = ["preprocess not given: ImageNet mean/std, 224×224 input"] if (
+            bundle is None and preprocess is None) else []
+        self._closed = False
+        self._parts = parts = assemble(self, self.cam, max_size, notes,
                                        bundle=self._repr_mimebundle_, text=self.__repr__)
         #: Every control, by name (tests and users may set their ``value``).
         self.controls: Controls = parts.controls
@@ -122,7 +104,6 @@ class OptiCAMWidget(HasTraits):
         self.canvas: SaliencyCanvas = parts.canvas
         #: The "compare with" panel.
         self.compare: ComparePanel = parts.compare
-        self._closed = False
 
     @classmethod
     def default(cls, **kwargs: Any) -> OptiCAMWidget:
@@ -182,12 +163,12 @@ class OptiCAMWidget(HasTraits):
         Example:
             >>> widget.select_class(281)  # doctest: +SKIP
         """
-        self._check_images()
+        self._check_open(images=True)
         self._parts.selection.select_class(target)
 
     def select_image(self, index: int) -> None:
         """Show image ``index`` (its cached result, or a new run for its selected class)."""
-        self._check_images()
+        self._check_open(images=True)
         self._parts.selection.select_image(index)
 
     # ------------------------------------------------------------------ running
@@ -214,7 +195,7 @@ class OptiCAMWidget(HasTraits):
         Example:
             >>> result = widget.run(blocking=True)  # doctest: +SKIP
         """
-        self._check_images()
+        self._check_open(images=True)
         return self._parts.selection.run(blocking=blocking, force=force)
 
     def stop(self) -> None:
@@ -224,8 +205,7 @@ class OptiCAMWidget(HasTraits):
     def wait(self, timeout: float | None = None) -> OptiCAMResult | None:
         """Wait for background work to end; re-raise the error of a failed run.
 
-        Ctrl-C while waiting stops the background work (within one iteration) and raises
-        ``KeyboardInterrupt``.
+        Ctrl-C stops the background work (within one iteration) and raises KeyboardInterrupt.
 
         Returns:
             The current result.
@@ -264,12 +244,7 @@ class OptiCAMWidget(HasTraits):
         Raises:
             RuntimeError: No map yet.
         """
-        sal = self.saliency
-        if sal is None:
-            raise RuntimeError("no saliency map yet: run the widget first (`widget.run()`)")
-        c = self.controls
-        return overlay(self._parts.session.image.rgb, sal, alpha=float(c.opacity.value),
-                       cmap=c.colormap.value)
+        return self._parts.exporter.overlay()
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Save the overlay as a PNG at the image's own resolution.
@@ -284,22 +259,7 @@ class OptiCAMWidget(HasTraits):
         Example:
             >>> widget.save("cat.png")  # doctest: +SKIP
         """
-        data = to_png_bytes(self.overlay_image())
-        if path is None or str(path) == "":
-            labels, target = self.labels, self.target
-            path = png_name(self.image_index, labels[target] if labels and target is not None
-                            else None)
-        out = Path(path)
-        out.write_bytes(data)
-        return out
-
-    def _on_save(self, _button: Any) -> None:
-        try:
-            out = self.save(self.controls.save_path.value.strip() or None)
-        except Exception as exc:  # shown in the status line and kept in `error`
-            self._parts.runner.report(exc)
-            return
-        self._parts.view.status(saved_html(out))
+        return self._parts.exporter.save(path)
 
     def figure(self) -> Any:
         """A matplotlib figure: image, saliency map, overlay and score over iterations.
@@ -313,23 +273,15 @@ class OptiCAMWidget(HasTraits):
         Example:
             >>> widget.figure().savefig("opticam.pdf")  # doctest: +SKIP
         """
-        result = self.result
-        if result is None:
-            raise RuntimeError("no saliency map yet: run the widget first (`widget.run()`)")
-        c = self.controls
-        t = result.target[0]
-        title = f"{self.labels[t]} ({t})" if self.labels else f"class {t}"
-        return summary_figure(self._parts.session.image.rgb, result, title=title,
-                              cmap=c.colormap.value, opacity=float(c.opacity.value))
+        return self._parts.exporter.figure()
 
     # ------------------------------------------------------------------ display
     def show(self, images: Any = None, *, run: bool = True) -> OptiCAMWidget:
         """Display the widget (and load ``images`` first); returns the widget.
 
-        With ``run`` the iteration-0 map (the channel-mean CAM, two forward passes) is computed
-        before displaying, so the output's static PNG already shows a map, and the
-        optimisation then starts in the background. When it finishes, the output is updated
-        once so that a notebook saved afterwards shows the optimized map. The widget is not
+        With ``run`` the iteration-0 map (channel-mean CAM) is drawn before displaying, so the
+        output's PNG already shows a map; the optimisation then runs in the background and the
+        output's PNG is updated once it finishes (for saved notebooks). The widget is not
         displayed a second time as the cell's value.
 
         Args:
@@ -367,37 +319,26 @@ class OptiCAMWidget(HasTraits):
         return mimebundle(None if self._closed else self._parts.root, repr(self), picture)
 
     def __repr__(self) -> str:
-        shown = ""
-        if self._parts.session.images and self.labels is not None and self.target is not None:
-            shown = f", class={self.labels[self.target]!r}"
-        return (f"OptiCAMWidget(model={self.name}, layer={self._layer()}, "
+        labels, target, result = self.labels, self.target, self.result
+        shown = f", class={labels[target]!r}" if labels and target is not None else ""
+        layer = result.layer if result is not None else "auto"
+        return (f"OptiCAMWidget(model={self.name}, layer={layer}, "
                 f"images={len(self._parts.session.images)}{shown})")
-
-    def _layer(self) -> str:
-        """The target layer's name once known (``"auto"`` before the first run)."""
-        result = self.result
-        return result.layer if result is not None else "auto"
 
     @property
     def widget(self) -> w.VBox:
         """The root ipywidgets box (to embed the widget in your own layout)."""
         return self._parts.root
 
-    # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Cancel and join the background jobs, then close every child widget.
-
-        Safe to call twice.
-        """
+        """Cancel and join the background jobs, then close every child widget (idempotent)."""
         if self._closed:
             return
         self._closed = True
         self._parts.close()
 
-    def _check_open(self) -> None:
+    def _check_open(self, *, images: bool = False) -> None:
         if self._closed:
             raise RuntimeError("this OptiCAMWidget is closed; create a new one")
-
-    def _check_images(self) -> None:
-        self._check_open()
-        self._parts.session.check_images()
+        if images:
+            self._parts.session.check_images()

@@ -25,7 +25,8 @@ from .common import close_widgets
 from .compare import ComparePanel, Comparison
 from .controls import Controls, build_controls, layout
 from .display import Display
-from .messages import GREETING
+from .export import Exporter
+from .messages import GREETING, saved_html
 from .runner import Runner
 from .selection import Selection
 from .state import Session
@@ -58,6 +59,8 @@ class Parts:
     selection: Selection
     #: The IPython output.
     display: Display
+    #: Files and figures.
+    exporter: Exporter
 
     def close(self) -> None:
         """Cancel and join the jobs, then close every widget."""
@@ -69,17 +72,16 @@ class Parts:
 
 
 def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
-             on_save: Callable[[Any], None], bundle: Callable[[], tuple[dict, dict]],
-             text: Callable[[], str]) -> Parts:
+             bundle: Callable[[], tuple[dict, dict]], text: Callable[[], str]) -> Parts:
     """Build and connect the parts of a widget.
 
     Args:
         owner: The widget: the parts use its traits ``running``, ``error``, ``explain_count``
-            and ``early_stop``; the Run and Stop buttons call its ``run()`` and ``stop()``.
+            and ``early_stop``; the Run, Stop and Save PNG buttons call its ``run()``,
+            ``stop()`` and ``save()``.
         cam: The engine.
         max_size: Longest side of the main canvas.
         notes: Grey notes under every status message.
-        on_save: The Save PNG button's handler.
         bundle: Returns the widget's mimebundle (for the IPython output).
         text: Returns the widget's ``repr``.
     """
@@ -106,8 +108,21 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
         dlink((controls.view, "value"), (target, "view"))
     controls.run_button.on_click(lambda _b: owner.run())
     controls.stop_button.on_click(lambda _b: owner.stop())
-    controls.save_button.on_click(on_save)
+    controls.save_button.on_click(lambda _b: save(owner, controls, runner, view))
     view.status(GREETING)
+    exporter = Exporter(session, lambda: (float(controls.opacity.value), controls.colormap.value),
+                        lambda: view.names.names if view.names is not None else None)
     return Parts(controls=controls, canvas=canvas, compare=compare,
                  root=layout(controls, canvas.canvas, compare.box), session=session, view=view,
-                 runner=runner, comparison=comparison, selection=selection, display=display)
+                 runner=runner, comparison=comparison, selection=selection, display=display,
+                 exporter=exporter)
+
+
+def save(owner: Any, controls: Controls, runner: Runner, view: ResultView) -> None:
+    """The Save PNG button: ``owner.save(path)``; errors go to the status line and ``error``."""
+    try:
+        out = owner.save(controls.save_path.value.strip() or None)
+    except Exception as exc:
+        runner.report(exc)
+        return
+    view.status(saved_html(out))

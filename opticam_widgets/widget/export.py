@@ -1,14 +1,27 @@
-"""Static pictures of a result: the canvas view as an array and a matplotlib summary figure."""
+"""Static pictures of a result: a canvas view as an array, PNG files, a matplotlib figure.
+
+:func:`render_view` is the one compositor of the canvas views (the canvas's
+:meth:`~opticam_widgets.widget.canvas.SaliencyCanvas.to_array` and the saved picture of a
+notebook output use it); :class:`Exporter` makes the widget's files and figures at the image's
+own resolution.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..render import colorize, mask_image, overlay
+from ..render import colorize, mask_image, overlay, to_png_bytes
+from .state import Session
 
-__all__ = ["png_name", "render_view", "summary_figure"]
+__all__ = ["Exporter", "png_name", "render_view", "summary_figure"]
+
+#: Raised (as RuntimeError) when a picture is asked for before any map.
+NO_MAP = "no saliency map yet: run the widget first (`widget.run()`)"
 
 
 def render_view(rgb: np.ndarray, saliency: np.ndarray | None, *, view: str = "overlay",
@@ -87,3 +100,51 @@ def summary_figure(rgb: np.ndarray, result: Any, *, title: str, cmap: str = "jet
                       f"{float(result.final_score[0]):.4g}")
     axes[3].grid(alpha=0.3)
     return fig
+
+
+class Exporter:
+    """The widget's pictures and files of the map shown, at the image's own resolution.
+
+    Args:
+        session: The widget's images and the entry shown.
+        style: Returns the current ``(opacity, colormap)``.
+        names: Returns the class names (or ``None`` before they are known).
+    """
+
+    def __init__(self, session: Session, style: Callable[[], tuple[float, str]],
+                 names: Callable[[], Sequence[str] | None]) -> None:
+        self.session = session
+        self.style = style
+        self.names = names
+
+    def _shown(self) -> Any:
+        entry = self.session.shown
+        if entry is None:
+            raise RuntimeError(NO_MAP)
+        return entry.result
+
+    def overlay(self) -> np.ndarray:
+        """The overlay, uint8 (H, W, 3), in the current opacity and colormap."""
+        opacity, cmap = self.style()
+        return overlay(self.session.image.rgb, self._shown().numpy()[0], alpha=opacity,
+                       cmap=cmap)
+
+    def save(self, path: str | os.PathLike | None) -> Path:
+        """Write :meth:`overlay` as a PNG; ``None`` or ``""``: :func:`png_name` of the class."""
+        data = to_png_bytes(self.overlay())
+        if path is None or str(path) == "":
+            names, target = self.names(), self.session.target
+            path = png_name(self.session.index,
+                            names[target] if names and target is not None else None)
+        out = Path(path)
+        out.write_bytes(data)
+        return out
+
+    def figure(self) -> Any:
+        """:func:`summary_figure` of the map shown."""
+        result = self._shown()
+        names, t = self.names(), result.target[0]
+        opacity, cmap = self.style()
+        return summary_figure(self.session.image.rgb, result,
+                              title=f"{names[t]} ({t})" if names else f"class {t}",
+                              cmap=cmap, opacity=opacity)

@@ -33,8 +33,8 @@ from ..explainer import OptiCAMResult
 from ..images import to_pixel_tensor
 from ..render import as_uint8_image
 
-__all__ = ["ClassNames", "Entry", "ImageState", "ResultCache", "RunKey", "Session", "image_name",
-           "named_pixels"]
+__all__ = ["ClassNames", "Entry", "ImageState", "ResultCache", "RunKey", "Session",
+           "check_labels", "check_top_k", "image_name", "named_pixels"]
 
 
 @dataclass(frozen=True)
@@ -296,3 +296,32 @@ def named_pixels(images: Any) -> list[tuple[str, Tensor]]:
         return [(image_name(im, i), to_pixel_tensor(im, name=f"images[{i}]"))
                 for i, im in enumerate(images)]
     return [(image_name(images, 0), to_pixel_tensor(images, name="image"))]
+
+
+def check_top_k(top_k: Any) -> int:
+    """``top_k`` checked: a positive int.
+
+    Raises:
+        ValueError: Anything else.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"`top_k` must be a positive int, got {top_k!r}")
+    return top_k
+
+
+def check_labels(labels: Any, default: Sequence[str] | None = None) -> list[str] | None:
+    """``labels`` checked (a sequence of names), else ``default`` (a bundle's), as a list.
+
+    Raises:
+        TypeError: ``labels`` is a string or not a sequence.
+
+    Example:
+        >>> check_labels(None, ("a", "b")), check_labels(["x"])
+        (['a', 'b'], ['x'])
+    """
+    if labels is None:
+        return list(default) if default is not None else None
+    if isinstance(labels, str) or not isinstance(labels, Sequence):
+        raise TypeError(f"`labels` must be a sequence of class names, got "
+                        f"{type(labels).__name__}")
+    return list(labels)
