@@ -21,7 +21,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -183,6 +183,56 @@ def _label(labels: Sequence[str] | None, index: int) -> str:
     return labels[index] if labels is not None and 0 <= index < len(labels) else f"class {index}"
 
 
+def _plans(cam: Any, images: list[tuple[str, Any]], args: argparse.Namespace,
+           model_name: str) -> list[tuple[str, Any, Any, list[int]]]:
+    """Predict every image first, so that a bad --target fails before any bar or file appears."""
+    plans = []
+    for stem, pixels in images:
+        probs = cam.predict(pixels)[0]
+        classes = probs.shape[0]
+        if args.target:
+            bad = [t for t in args.target if t >= classes]
+            if bad:
+                raise _UsageError(f"--target {bad[0]} is out of range: {model_name} has "
+                                  f"{classes} classes (0..{classes - 1})")
+            targets = list(args.target)
+        else:
+            targets = probs.topk(min(args.top or 1, classes)).indices.tolist()
+        plans.append((stem, pixels, probs, targets))
+    return plans
+
+
+def _top_classes(stem: str, pixels: Any, probs: Any, rows: int,
+                 labels: Sequence[str] | None) -> str:
+    shown = probs.topk(min(max(5, rows), probs.shape[0]))
+    lines = [f"{stem} ({pixels.shape[2]}×{pixels.shape[1]}): top classes"]
+    lines += [f"  {int(i):>4d}  {p:6.1%}  {_label(labels, int(i))}"
+              for p, i in zip(shown.values.tolist(), shown.indices.tolist())]
+    return "\n".join(lines)
+
+
+def _write_maps(result: Any, stem: str, args: argparse.Namespace,
+                labels: Sequence[str] | None) -> Iterator[str]:
+    """Write the .npy and .png of each row of ``result``; yield one report line per row."""
+    import numpy as np
+
+    from . import render
+
+    out: Path = args.out
+    suffix = "_destructive" if args.convention == "destructive" else ""
+    image = result.pixels[0].permute(1, 2, 0).numpy()
+    for row, cls in enumerate(result.target):
+        name = f"{stem}_{cls}_{_slug(_label(labels, cls))}{suffix}"
+        saliency = result.saliency[row].numpy().astype(np.float32)
+        np.save(out / f"{name}.npy", saliency)
+        png = render.to_png_bytes(render.overlay(image, saliency, alpha=args.alpha,
+                                                 cmap=args.cmap))
+        (out / f"{name}.png").write_bytes(png)
+        first, last = float(result.initial_score[row]), float(result.final_score[row])
+        yield (f"  -> {cls} {_label(labels, cls)}: {result.score} {first:.4g} -> {last:.4g} in "
+               f"{result.iterations_per_row[row]} steps; wrote {out / name}.png and .npy")
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -198,36 +248,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         bundle.model.to(args.device)
     cam = OptiCAM(bundle, convention=args.convention, score=args.score, device=args.device,
                   max_iter=args.iters, lr=args.lr)
+    plans = _plans(cam, images, args, bundle.name)
+    args.out.mkdir(parents=True, exist_ok=True)
     steps = cam.max_iter
-    labels = bundle.labels
-
-    # predict everything first: a bad --target fails before any bar or file appears
-    plans = []
-    for stem, pixels in images:
-        probs = cam.predict(pixels)[0]
-        classes = probs.shape[0]
-        if args.target:
-            bad = [t for t in args.target if t >= classes]
-            if bad:
-                raise _UsageError(f"--target {bad[0]} is out of range: {bundle.name} has "
-                                  f"{classes} classes (0..{classes - 1})")
-            targets = list(args.target)
-        else:
-            targets = probs.topk(min(args.top or 1, classes)).indices.tolist()
-        plans.append((stem, pixels, probs, targets))
-
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=sum(len(p[3]) for p in plans) * steps, unit="it", desc="Opti-CAM",
                disable=args.no_progress, dynamic_ncols=True, leave=False)
     try:
         for stem, pixels, probs, targets in plans:
-            shown = probs.topk(min(max(5, len(targets)), probs.shape[0]))
-            lines = [f"{stem} ({pixels.shape[2]}×{pixels.shape[1]}): top classes"]
-            lines += [f"  {int(i):>4d}  {p:6.1%}  {_label(labels, int(i))}"
-                      for p, i in zip(shown.values.tolist(), shown.indices.tolist())]
-            tqdm.write("\n".join(lines))
-
+            tqdm.write(_top_classes(stem, pixels, probs, len(targets), bundle.labels))
             base = bar.n
 
             def on_step(step: int, progress: Any, base: int = base, stem: str = stem,
@@ -237,20 +265,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
             result = cam.explain(pixels, targets, callback=on_step)
             bar.update(base + steps * len(targets) - bar.n)  # early stop: fill the gap
-
-            suffix = "_destructive" if args.convention == "destructive" else ""
-            image = result.pixels[0].permute(1, 2, 0).numpy()
-            for row, cls in enumerate(result.target):
-                name = f"{stem}_{cls}_{_slug(_label(labels, cls))}{suffix}"
-                saliency = result.saliency[row].numpy().astype(np.float32)
-                np.save(out / f"{name}.npy", saliency)
-                png = render.to_png_bytes(render.overlay(image, saliency, alpha=args.alpha,
-                                                         cmap=args.cmap))
-                (out / f"{name}.png").write_bytes(png)
-                first, last = float(result.initial_score[row]), float(result.final_score[row])
-                tqdm.write(f"  -> {cls} {_label(labels, cls)}: {result.score} {first:.4g} -> "
-                           f"{last:.4g} in {result.iterations} steps; wrote {out / name}.png "
-                           "and .npy")
+            for line in _write_maps(result, stem, args, bundle.labels):
+                tqdm.write(line)
     finally:
         bar.close()
     return 0

@@ -1,0 +1,152 @@
+"""Running a classifier on (masked) pixel images for the faithfulness metrics.
+
+Shared by :mod:`~opticam_widgets.metrics` (Average Drop / Increase / Gain) and
+:mod:`~opticam_widgets.curves` (insertion / deletion): checking the maps, pairing them with
+their images, and class probabilities in batches, with the model frozen in eval mode.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    >>> with eval_mode(net):
+    ...     p, c = class_probabilities(net, Preprocess(size=None), torch.rand(2, 3, 2, 2), None, 8)
+    >>> p.shape, c.shape
+    (torch.Size([2]), torch.Size([2]))
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .bundle import unpack_model
+from .checks import check_int, check_logits, model_device
+from .features import model_guard
+from .images import Preprocess, as_pixel_batch
+from .targets import Target, resolve_targets
+
+__all__ = ["RANGE_TOL", "class_probabilities", "eval_mode", "original_probabilities", "prepare"]
+
+#: Float round-off allowed outside [0, 1] before a probability or a map is refused.
+RANGE_TOL = 1e-4
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Frozen, eval mode and no autograd for the block; the model is restored after."""
+    with model_guard(model), torch.no_grad():
+        yield
+
+
+def _as_saliency(saliency: Any, *, check_range: bool) -> Tensor:
+    """Coerce saliency maps to a float32 CPU tensor (N, H, W)."""
+    if isinstance(saliency, np.ndarray):
+        if not (np.issubdtype(saliency.dtype, np.floating)
+                or np.issubdtype(saliency.dtype, np.integer)) or saliency.dtype == np.bool_:
+            raise TypeError(f"`saliency` array must be numeric, got dtype {saliency.dtype}")
+        saliency = torch.from_numpy(np.ascontiguousarray(saliency, dtype=np.float32))
+    elif hasattr(saliency, "saliency") and isinstance(saliency.saliency, Tensor):
+        saliency = saliency.saliency  # an OptiCAMResult
+    if not isinstance(saliency, Tensor):
+        raise TypeError(
+            f"`saliency` must be a tensor or ndarray of maps (H, W) or (N, H, W); got "
+            f"{type(saliency).__name__}"
+        )
+    s = saliency.detach().to("cpu", torch.float32)
+    if s.ndim == 4 and s.shape[1] == 1:
+        s = s[:, 0]
+    if s.ndim == 2:
+        s = s.unsqueeze(0)
+    if s.ndim != 3 or s.numel() == 0:
+        raise ValueError(
+            f"`saliency` must have shape (H, W), (N, H, W) or (N, 1, H, W); got "
+            f"{tuple(saliency.shape)}"
+        )
+    if not torch.isfinite(s).all():
+        raise ValueError("`saliency` contains NaN or infinite values")
+    if check_range:
+        lo, hi = float(s.min()), float(s.max())
+        if lo < -RANGE_TOL or hi > 1.0 + RANGE_TOL:
+            raise ValueError(
+                f"`saliency` values must lie in [0, 1] (the image is multiplied by it); got "
+                f"[{lo:.4g}, {hi:.4g}]. Min-max normalize each map first."
+            )
+        s = s.clamp(0.0, 1.0)
+    return s
+
+
+def _rows(n_images: int, n_maps: int) -> Tensor:
+    """Index of the image used by each saliency row."""
+    if n_maps == n_images:
+        return torch.arange(n_images)
+    if n_images == 1:
+        return torch.zeros(n_maps, dtype=torch.long)
+    raise ValueError(
+        f"`saliency` has {n_maps} maps for {n_images} images; give one map per image (or "
+        "several maps of a single image)"
+    )
+
+
+def _logits(model: nn.Module, x: Tensor) -> Tensor:
+    return check_logits(model(x), x.shape[0]).float()
+
+
+def class_probabilities(model: nn.Module, pre: Preprocess, x: Tensor, targets: Tensor | None,
+                        batch_size: int) -> tuple[Tensor, Tensor]:
+    """Softmax probabilities of ``targets`` (or top-1) for pixel batch ``x``, in chunks.
+
+    Returns ``(prob (N,), class (N,))`` on the CPU. Call inside :func:`eval_mode`.
+    """
+    device = model_device(model)
+    probs, classes = [], []
+    for start in range(0, x.shape[0], batch_size):
+        chunk = pre.normalize(pre.resize(x[start:start + batch_size].to(device)))
+        pr = torch.softmax(_logits(model, chunk), dim=1)
+        if targets is None:
+            val, cls = pr.max(dim=1)
+        else:
+            cls = targets[start:start + batch_size].to(pr.device)
+            val = pr.gather(1, cls[:, None])[:, 0]
+        probs.append(val.cpu())
+        classes.append(cls.cpu())
+    return torch.cat(probs), torch.cat(classes)
+
+
+def original_probabilities(model: nn.Module, pre: Preprocess, images: Tensor, index: Tensor,
+                           targets: Target, batch_size: int) -> tuple[Tensor, Tensor]:
+    """Probability of the unmasked images (one per row) and the resolved targets (N,)."""
+    device = model_device(model)
+    first = pre.normalize(pre.resize(images[:1].to(device)))
+    classes = _logits(model, first).shape[1]
+    if targets is None:
+        p_img, top1 = class_probabilities(model, pre, images, None, batch_size)
+        return p_img[index], top1[index]
+    t, _ = resolve_targets(targets, index.shape[0], classes, name="targets",
+                           what="saliency maps", several_for_one=False)
+    if images.shape[0] == index.shape[0]:
+        p, _ = class_probabilities(model, pre, images, t, batch_size)
+        return p, t
+    # one image, several classes: a single forward pass gives all of them
+    x = pre.normalize(pre.resize(images.to(device)))
+    pr = torch.softmax(_logits(model, x), dim=1)[0].cpu()
+    return pr[t], t
+
+
+def prepare(model: Any, images: Any, saliency: Any, preprocess: Any, batch_size: int,
+            check_range: bool) -> tuple[nn.Module, Preprocess, Tensor, Tensor, Tensor, int]:
+    """Check a metric's arguments: ``(model, preprocess, images, maps, image of each map, batch)``.
+
+    The maps are a float32 CPU tensor (N, H, W) (clamped to [0, 1] with ``check_range``, which
+    refuses values outside it).
+    """
+    net, pre = unpack_model(model, preprocess)
+    bs = check_int("batch_size", batch_size, 1)
+    x = as_pixel_batch(images, name="images")
+    s = _as_saliency(saliency, check_range=check_range)
+    index = _rows(x.shape[0], s.shape[0])
+    return net, pre, x, s, index, bs
