@@ -250,12 +250,51 @@ def _is_pil(image: Any) -> bool:
     return isinstance(image, Image.Image)
 
 
+def _from_wide_pil(img: Any, name: str) -> np.ndarray:
+    """One grey channel (H, W, 1) in [0, 1] from a 16-bit, 32-bit integer or float image."""
+    mode = img.mode
+    arr = np.asarray(img).astype(np.float32)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if mode == "F":
+        if lo < 0.0 or hi > 1.0:
+            hint = (" If it holds 8-bit values (0-255), convert it with image.convert('L')."
+                    if lo >= 0.0 and hi <= 255.0 else "")
+            raise ValueError(f"`{name}` is a float image (mode F) with values in [{lo:.3g}, "
+                             f"{hi:.3g}]; its values must lie in [0, 1].{hint}")
+        return arr[..., None]
+    if lo < 0 or hi > 65535:
+        raise ValueError(f"`{name}` is a 32-bit integer image (mode I) with values outside "
+                         "0-65535; convert it to 8 or 16 bits first")
+    if 0 < hi <= 255:
+        raise ValueError(
+            f"`{name}` is a {'16' if mode != 'I' else '32'}-bit image (mode {mode}) whose values "
+            "all lie in 0-255, which is ambiguous: read as 16-bit data (0-65535) it is black. "
+            "If it holds 8-bit values, convert it with image.convert('L'); if it is a very dark "
+            "16-bit image, pass np.asarray(image) / 65535 instead"
+        )
+    return arr[..., None] / 65535.0
+
+
+def _lab_to_rgb(img: Any, name: str) -> Any:
+    """An RGB image from a CIE L*a*b* one, with littlecms (D50, the ICC convention)."""
+    from PIL import ImageCms
+
+    try:
+        lab = ImageCms.createProfile("LAB")
+        srgb = ImageCms.createProfile("sRGB")
+        return ImageCms.applyTransform(img, ImageCms.buildTransform(lab, srgb, "LAB", "RGB"))
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:  # pragma: no cover - no lcms
+        raise ValueError(f"`{name}` is a LAB image and this Pillow cannot convert it ({exc}); "
+                         "convert it to RGB first (e.g. skimage.color.lab2rgb)") from None
+
+
 def _from_pil(img: Any, name: str) -> np.ndarray:
     """Return a float32 (H, W, 3) array in [0, 1] from a PIL image of any mode.
 
     EXIF orientation is applied. Transparent images are composited onto black (Opti-CAM's
     baseline). 16-bit and 32-bit integer images ("I;16", "I") are read as 16-bit data
-    (0-65535); float images ("F") must already hold values in [0, 1].
+    (0-65535; all values in 0-255 is ambiguous and refused); float images ("F") must already
+    hold values in [0, 1]; "LAB" is converted by littlecms; other modes by Pillow.
     """
     from PIL import ImageOps
 
@@ -264,21 +303,21 @@ def _from_pil(img: Any, name: str) -> np.ndarray:
     img = ImageOps.exif_transpose(img)
     mode = img.mode
     if mode in _SIXTEEN_BIT_MODES or mode == "F":
-        arr = np.asarray(img)
-        arr = arr.astype(np.float32) / (65535.0 if mode in _SIXTEEN_BIT_MODES else 1.0)
-        if mode == "I" and arr.size and (arr.min() < 0 or arr.max() > 1):
-            raise ValueError(f"`{name}` is a 32-bit integer image with values outside 0-65535; "
-                             "convert it to 8 or 16 bits first")
-        return np.repeat(arr[..., None], 3, axis=-1)
-    has_alpha = "A" in img.getbands() or mode in ("RGBa", "La") or "transparency" in img.info
-    if has_alpha:
-        if mode == "La":
-            img = img.convert("LA")
-        arr = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
-        return arr[..., :3] * arr[..., 3:]  # composite onto black, the Opti-CAM baseline
-    if mode != "RGB":
-        img = img.convert("RGB")
-    return np.asarray(img, dtype=np.float32) / 255.0
+        return np.repeat(_from_wide_pil(img, name), 3, axis=-1)
+    if mode == "LAB":
+        img, mode = _lab_to_rgb(img, name), "RGB"
+    if mode in ("RGBa", "La"):  # premultiplied alpha: the colour is composited onto black
+        arr = np.asarray(img, dtype=np.float32)[..., :-1] / 255.0
+        return np.repeat(arr, 3, axis=-1) if mode == "La" else arr
+    has_alpha = "A" in img.getbands() or "transparency" in img.info
+    try:
+        if has_alpha:
+            arr = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+            return arr[..., :3] * arr[..., 3:]  # composite onto black, the Opti-CAM baseline
+        return np.asarray(img if mode == "RGB" else img.convert("RGB"), dtype=np.float32) / 255.0
+    except ValueError as exc:  # "conversion from X to RGB not supported"
+        raise ValueError(f"`{name}`: PIL cannot convert mode {mode!r} to RGB ({exc}); convert "
+                         "it to RGB yourself and pass that") from None
 
 
 def _open_image(source: Any, label: str, name: str) -> np.ndarray:
@@ -365,8 +404,9 @@ def _from_array(arr: np.ndarray, name: str) -> Tensor:
         data = np.asarray(arr, dtype=np.float32)
     elif np.issubdtype(arr.dtype, np.integer):
         raise TypeError(
-            f"`{name}` integer array must be uint8 (0-255); got {arr.dtype}. "
-            "Convert it with `arr.astype(np.uint8)` or scale it to floats in [0, 1]."
+            f"`{name}` integer array must be uint8 (0-255); got {arr.dtype}. Pass 8-bit values "
+            "as `arr.astype(np.uint8)`, 16-bit data as `arr / 65535`, anything else scaled to "
+            "floats in [0, 1]."
         )
     else:
         raise TypeError(f"`{name}` array must be uint8 or float, got dtype {arr.dtype}")
@@ -408,7 +448,8 @@ def _from_tensor(image: Tensor, name: str) -> Tensor:
     t = image.detach()
     if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point()
                                                          or t.dtype == torch.uint8):
-        raise TypeError(f"`{name}` tensor must be float (or uint8), got {t.dtype}")
+        raise TypeError(f"`{name}` tensor must be float in [0, 1] (or uint8), got {t.dtype}; "
+                        "pass 8-bit values as `t.to(torch.uint8)`, 16-bit data as `t / 65535`")
     if t.numel() == 0:
         raise ValueError(f"`{name}` is empty (shape {tuple(t.shape)})")
     if t.ndim == 4 and t.shape[0] == 1:
