@@ -36,13 +36,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-__all__ = ["EXIT_TIMEOUT_S", "Job", "Worker", "cancel_all", "running_jobs", "tracked"]
+__all__ = ["EXIT_TIMEOUT_S", "Job", "Worker", "cancel_all", "exiting", "running_jobs", "tracked"]
 
 #: Seconds :func:`cancel_all` waits at interpreter exit for the cancelled jobs to end.
 EXIT_TIMEOUT_S = 60.0
 
 _registry_lock = threading.Lock()
 _registry: dict[int, Job] = {}  # id(job) -> job, for the jobs not done yet
+_exiting = threading.Event()  # set when the interpreter exits
 
 
 class Job:
@@ -260,7 +261,16 @@ class Worker:
             return [j.thread for j in self._jobs if j.owns_thread and j.thread.is_alive()]
 
 
+def exiting() -> bool:
+    """Whether the interpreter is exiting.
+
+    A cancelled job should then skip any extra work (drawing, metrics) and return at once.
+    """
+    return _exiting.is_set()
+
+
 def _at_exit() -> None:
+    _exiting.set()
     if not cancel_all(EXIT_TIMEOUT_S):
         left = ", ".join(job.name for job in running_jobs())
         print(f"opticam_widgets: background jobs still running at exit: {left}",

@@ -25,7 +25,7 @@ from torch import Tensor
 from traitlets import HasTraits
 
 from ..explainer import OptiCAM, OptiCAMResult
-from ..jobs import Worker
+from ..jobs import Worker, exiting
 from .messages import interrupted_html
 from .state import Entry, RunKey, Session
 from .view import ResultView
@@ -152,13 +152,15 @@ class Runner:
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the jobs to end; ``True`` when none is left.
 
-        A ``KeyboardInterrupt`` while waiting cancels the jobs, waits for them, and re-raises.
+        A ``KeyboardInterrupt`` while waiting cancels the jobs (they stop within one iteration,
+        drawing nothing more), waits for them, and re-raises.
         """
         try:
             return self.worker.join(timeout)
         except KeyboardInterrupt:
-            self.worker.cancel()
+            self.supersede()
             self.worker.join()
+            self.view.status(interrupted_html(self.view.label(self.session.target)))
             raise
 
     def close(self) -> None:
@@ -221,6 +223,8 @@ class Runner:
                 patience=EARLY_STOP_PATIENCE)
         finally:
             self._set_running(False)
+        if cancel.is_set() and exiting():
+            return  # the interpreter exits: no metrics, nothing to draw
         shown = self._current(serial, key) and (not cancel.is_set() or result.cancelled)
         metrics = self._metrics(result) if shown or not result.cancelled else None
         entry = Entry(key, result, metrics)
