@@ -38,9 +38,9 @@ from .defaults import (
 from .fastmodel import inner_loop_model
 from .features import LayerSpec, capture, model_guard, resolve_layer
 from .images import as_pixel_batch
-from .maps import channel_mean_map, low_res_saliency, saliency_from_weights
+from .maps import channel_mean_map, saliency_from_weights
 from .optimize import Masker, OptimizationRun, Problem, adam_factory, initial_logits
-from .result import OptiCAMProgress, OptiCAMResult
+from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
 from .targets import Target, resolve_targets
 
 __all__ = ["CONVENTIONS", "SCORES", "OptiCAM", "OptiCAMProgress", "OptiCAMResult",
@@ -80,48 +80,6 @@ class _Settings:
     convention: str
     tol: float | None
     patience: int
-
-
-@dataclass(frozen=True)
-class _Explained:
-    """What a run's results are built from besides the run itself (one row per pair)."""
-
-    pixels: Tensor
-    features: Tensor
-    target: tuple[int, ...]
-    image_index: tuple[int, ...]
-    original: Tensor
-    layer: str
-    convention: str
-    score: str
-    premises: int
-    max_iter: int
-    start: float
-
-    def result(self, run: OptimizationRun) -> OptiCAMResult:
-        """The best maps of ``run`` so far as an :class:`OptiCAMResult`."""
-        s = run.summary(self.premises)
-        weights = torch.softmax(s.u, dim=1)
-        size = (int(self.pixels.shape[-2]), int(self.pixels.shape[-1]))
-        with torch.no_grad():
-            low = low_res_saliency(weights, self.features, size)
-        return OptiCAMResult(
-            weights=weights.detach().float().cpu(), target=self.target,
-            image_index=self.image_index, scores=s.scores, initial_score=s.scores[:, 0].clone(),
-            final_score=s.best_score.float().cpu(),
-            original_score=self.original.detach().float().cpu(), convention=self.convention,
-            score=self.score, layer=self.layer, iterations=s.iterations,
-            elapsed_s=time.perf_counter() - self.start, cancelled=s.cancelled,
-            low_res=low.detach().float().cpu(), size=size, pixels=self.pixels,
-            iterations_per_row=s.iterations_per_row, stopped_early=s.stopped_early)
-
-    def progress(self, run: OptimizationRun, step: int) -> OptiCAMProgress:
-        """The state handed to the user's callback after ``step``."""
-        s = run.summary(self.premises)
-        return OptiCAMProgress(
-            step=step, max_iter=self.max_iter, scores=s.scores, current_score=s.scores[:, -1],
-            best_score=s.best_score.float().cpu(), elapsed_s=time.perf_counter() - self.start,
-            _make_result=lambda: self.result(run))
 
 
 class OptiCAM:
@@ -287,7 +245,10 @@ class OptiCAM:
 
         Args:
             image: One image or a batch, as for :meth:`explain`.
-            size: ``(H, W)`` of the maps; ``None``: the images' own size.
+            size: ``(H, W)`` of the maps (e.g. the size they are shown at; the maps are those
+                at the images' own size, seen at ``size``, as
+                :meth:`~opticam_widgets.result.OptiCAMResult.saliency_at` gives them);
+                ``None``: the images' own size.
 
         Returns:
             (B, H, W) float32 CPU maps in [0, 1].
@@ -297,16 +258,17 @@ class OptiCAM:
             torch.Size([1, 112, 112])
         """
         pixels = as_pixel_batch(image).to(self.device)
-        if size is None:
-            size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
-        elif (not isinstance(size, (tuple, list)) or len(size) != 2
-              or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)):
+        full = (int(pixels.shape[-2]), int(pixels.shape[-1]))
+        if size is not None and (
+                not isinstance(size, (tuple, list)) or len(size) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)):
             raise ValueError(f"`size` must be None or two positive ints (height, width); "
                              f"got {size!r}")
         x = self.preprocess.normalize(self.preprocess.resize(pixels))
         with model_guard(self.model):
             self._layer_name, feats, _ = capture(self.model, x, self._layer_spec())
-        return channel_mean_map(feats, (int(size[0]), int(size[1]))).cpu()
+        shown = full if size is None else (int(size[0]), int(size[1]))
+        return channel_mean_map(feats, shown, normalize_for=full).cpu()
 
     def explain(
         self,
@@ -369,7 +331,7 @@ class OptiCAM:
             net = (inner_loop_model(self.model, xn, logits) if self.fold_batchnorm
                    else self.model)
             score_fn = self.score if callable(self.score) else _SCORE_FNS[self.score]
-            explained = _Explained(
+            explained = ResultBuilder(
                 pixels=pixels.detach().float().cpu(), features=feats[index],
                 target=tuple(int(t) for t in targets.tolist()),
                 image_index=tuple(int(i) for i in index.tolist()),

@@ -151,13 +151,17 @@ def saliency_from_weights(weights: Tensor, features: Tensor, size: tuple[int, in
     return resize_maps(low_res_saliency(weights, features, size), size).unsqueeze(1)
 
 
-def channel_mean_map(features: Tensor, size: tuple[int, int]) -> Tensor:
+def channel_mean_map(features: Tensor, size: tuple[int, int],
+                     normalize_for: tuple[int, int] | None = None) -> Tensor:
     """Opti-CAM's iteration 0, uniform channel weights: ``minmax(upsample(mean_k A_k))``.
 
     Args:
         features: (N, K, h, w) ReLU'd feature maps (as :func:`~opticam_widgets.features.capture`
             returns them).
         size: ``(H, W)`` of the returned maps (e.g. the image's, or the size it is shown at).
+        normalize_for: Normalise as the map at this size (e.g. the image's own) and show it at
+            ``size``: the full-size map seen at ``size``, as
+            :meth:`~opticam_widgets.result.OptiCAMResult.saliency_at` does. ``None``: ``size``.
 
     Returns:
         (N, H, W) float32 maps in [0, 1] on the features' device (no autograd).
@@ -170,5 +174,5 @@ def channel_mean_map(features: Tensor, size: tuple[int, int]) -> Tensor:
     uniform = torch.full((features.shape[0], k), 1.0 / k, dtype=features.dtype,
                          device=features.device)
     with torch.no_grad():
-        maps = saliency_from_weights(uniform, features, size)
-    return maps[:, 0].float().clamp_(0.0, 1.0)
+        low = low_res_saliency(uniform, features, normalize_for or size)
+        return resize_maps(low, size).float().clamp_(0.0, 1.0)

@@ -10,6 +10,7 @@ one. The input images are kept once, as given (not one float copy per row).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .maps import resize_maps
+from .maps import low_res_saliency, resize_maps
+from .optimize import OptimizationRun
 
-__all__ = ["OptiCAMProgress", "OptiCAMResult"]
+__all__ = ["OptiCAMProgress", "OptiCAMResult", "ResultBuilder"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +156,49 @@ class OptiCAMProgress:
     def result(self) -> OptiCAMResult:
         """The best map so far as an :class:`OptiCAMResult`."""
         return self._make_result()
+
+
+@dataclass(frozen=True)
+class ResultBuilder:
+    """What a run's results are built from besides the run itself (one row per pair).
+
+    Used by :meth:`~opticam_widgets.explainer.OptiCAM.explain`: :meth:`result` and
+    :meth:`progress` turn the run's state into what the caller sees.
+    """
+
+    pixels: Tensor
+    features: Tensor
+    target: tuple[int, ...]
+    image_index: tuple[int, ...]
+    original: Tensor
+    layer: str
+    convention: str
+    score: str
+    premises: int
+    max_iter: int
+    start: float
+
+    def result(self, run: OptimizationRun) -> OptiCAMResult:
+        """The best maps of ``run`` so far as an :class:`OptiCAMResult`."""
+        s = run.summary(self.premises)
+        weights = torch.softmax(s.u, dim=1)
+        size = (int(self.pixels.shape[-2]), int(self.pixels.shape[-1]))
+        with torch.no_grad():
+            low = low_res_saliency(weights, self.features, size)
+        return OptiCAMResult(
+            weights=weights.detach().float().cpu(), target=self.target,
+            image_index=self.image_index, scores=s.scores, initial_score=s.scores[:, 0].clone(),
+            final_score=s.best_score.float().cpu(),
+            original_score=self.original.detach().float().cpu(), convention=self.convention,
+            score=self.score, layer=self.layer, iterations=s.iterations,
+            elapsed_s=time.perf_counter() - self.start, cancelled=s.cancelled,
+            low_res=low.detach().float().cpu(), size=size, pixels=self.pixels,
+            iterations_per_row=s.iterations_per_row, stopped_early=s.stopped_early)
+
+    def progress(self, run: OptimizationRun, step: int) -> OptiCAMProgress:
+        """The state handed to the user's callback after ``step``."""
+        s = run.summary(self.premises)
+        return OptiCAMProgress(
+            step=step, max_iter=self.max_iter, scores=s.scores, current_score=s.scores[:, -1],
+            best_score=s.best_score.float().cpu(), elapsed_s=time.perf_counter() - self.start,
+            _make_result=lambda: self.result(run))
