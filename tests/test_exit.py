@@ -181,6 +181,33 @@ def test_sigint_during_a_blocking_run():
     assert at_exit["alive"] == []
 
 
+def test_sigint_during_a_blocking_explain():
+    """The engine alone: Ctrl-C in ``OptiCAM.explain`` propagates and leaves the model as it was
+    (no hooks, modes, requires_grad, grads, weights; the folded copy is the engine's own)."""
+    code, out, err, result, at_exit = run_script(setup=(WATCH, CNN), body="""
+        from opticam_widgets import OptiCAM
+        START_AT, GATE = None, None
+        before = state(model)
+        steps = []
+        def callback(step, progress):
+            steps.append(step)
+            if step == 5:
+                print("RUNNING", flush=True)
+        cam = OptiCAM(model, preprocess={"size": None}, max_iter=500, tol=None)
+        try:
+            cam.explain(torch.rand(3, 128, 128), 1, callback=callback)
+        except KeyboardInterrupt:
+            print("RESULT", json.dumps({"same": state(model) == before, "state": state(model),
+                                        "steps": steps[-1], "grad": torch.is_grad_enabled()}),
+                  flush=True)
+            raise
+    """, interrupt=True)
+    assert_interrupted(code, err)
+    assert result["same"], result["state"]
+    assert result["state"]["hooks"] == 0 and result["grad"]
+    assert 5 <= result["steps"] < 500
+
+
 def test_sigint_during_wait_stops_the_background_run():
     code, out, err, result, at_exit = run_script(setup=(WATCH, CNN), body="""
         import signal, threading

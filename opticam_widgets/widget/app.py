@@ -11,6 +11,12 @@ selection, cache), :mod:`.selection` (what choosing a class, image or setting do
 :mod:`.runner` (runs), :mod:`.view` (drawing results), :mod:`.compare` (baselines),
 :mod:`.display` (IPython output) and :mod:`.export` (files and figures).
 
+Lifecycle: the widget's own controls keep it alive while they are open (a displayed widget
+keeps working when its Python name is dropped); :meth:`OptiCAMWidget.close` cancels and joins
+its jobs and closes every widget, after which nothing of the package holds it. Jobs still
+running when the interpreter exits (a script ending during a run, a kernel shut down) are
+cancelled and joined by :mod:`opticam_widgets.jobs`, so the process exits cleanly.
+
 Example:
     >>> from opticam_widgets import OptiCAMWidget, sample_image  # doctest: +SKIP
     >>> OptiCAMWidget.default().show(sample_image("chelsea"))  # doctest: +SKIP

@@ -8,7 +8,7 @@ draw: only the latest run, while its image and class are on screen.
 
 Example:
     >>> t = Throttle(0.25, cost_factor=2.0)
-    >>> t.due(0.0), t.mark(0.0, 0.2), t.due(0.3), t.due(0.6)
+    >>> t.due(0.0), t.mark(0.0, 0.2), t.due(0.5), t.due(0.7)
     (True, None, False, True)
 """
 
