@@ -1,4 +1,4 @@
-"""Image input: coercion to pixel tensors in [0, 1], validation, and the preprocessing spec.
+"""Image input: coercion to pixel tensors in [0, 1], and validation.
 
 Everything the explainer and the widget receive as an "image" passes through
 :func:`to_pixel_tensor` (one image) or :func:`as_pixel_batch` (one or several images), so every
@@ -12,7 +12,8 @@ Conventions:
   (3, 5, 3), is refused with a message rather than guessed.
 * torch tensors are channels-first: (3, H, W), (1, H, W), (H, W) or (1, 3, H, W).
 * Values are pixels in [0, 1] (uint8 data is divided by 255); the model's normalization is
-  applied later by :class:`Preprocess`, after Opti-CAM's masking.
+  applied later by :class:`~opticam_widgets.preprocess.Preprocess`, after Opti-CAM's masking
+  (re-exported here with :func:`~opticam_widgets.preprocess.coerce_preprocess`).
 """
 
 from __future__ import annotations
@@ -20,29 +21,17 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "ImageFileNotFoundError",
-    "ImageLike",
-    "Preprocess",
-    "as_pixel_batch",
-    "coerce_preprocess",
-    "to_pixel_tensor",
-]
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, coerce_preprocess
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageFileNotFoundError", "ImageLike", "Preprocess",
+           "as_pixel_batch", "coerce_preprocess", "to_pixel_tensor"]
 
 #: Anything accepted as one image.
 ImageLike = Union[str, os.PathLike, bytes, "PIL.Image.Image", np.ndarray, Tensor]  # noqa: F821
@@ -55,198 +44,14 @@ class ImageFileNotFoundError(FileNotFoundError, ValueError):
     """An image path that does not exist (both a ``FileNotFoundError`` and a ``ValueError``)."""
 
 
-@dataclass(frozen=True)
-class Preprocess:
-    """How a model wants its input: a size and a normalization, applied to pixels in [0, 1].
-
-    Opti-CAM masks the image in pixel space and only then applies this normalization, so the
-    masked-out region is black (the paper's baseline), whatever the model's mean and std.
-    Images are resized directly to :attr:`size` (bilinear, antialiased; the aspect ratio is not
-    kept and nothing is cropped), so the saliency map computed at that size maps back onto the
-    whole original image by a plain resize.
-
-    Example:
-        >>> import torch
-        >>> spec = Preprocess(size=(224, 224), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-        >>> spec.normalize(torch.ones(1, 3, 2, 2)).max().item()
-        1.0
-        >>> spec.resize(torch.rand(1, 3, 300, 451)).shape
-        torch.Size([1, 3, 224, 224])
-
-    Attributes:
-        size: ``(height, width)`` the model receives (an int ``n`` means ``(n, n)``), or
-            ``None`` to feed images at their own size.
-        mean: Per-channel mean subtracted after masking.
-        std: Per-channel standard deviation divided after masking.
-        transform: A callable used instead of ``mean``/``std`` when given; it receives a float
-            tensor (B, 3, H, W) in [0, 1] and must be differentiable.
-    """
-
-    size: tuple[int, int] | None = (224, 224)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    transform: Callable[[Tensor], Tensor] | None = None
-
-    def __post_init__(self) -> None:
-        if self.size is not None:
-            object.__setattr__(self, "size", _check_size(self.size))
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            try:
-                vals = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                raise TypeError(f"`{name}` must be 3 numbers, got {value!r}") from None
-            if len(vals) != 3 or not all(np.isfinite(vals)):
-                raise ValueError(f"`{name}` must be 3 finite numbers, got {value!r}")
-            object.__setattr__(self, name, vals)
-        if any(s <= 0 for s in self.std):
-            raise ValueError(f"`std` must be positive, got {self.std!r}")
-        if self.transform is not None and not callable(self.transform):
-            raise TypeError(f"`transform` must be callable, got {type(self.transform).__name__}")
-
-    def normalize(self, x: Tensor) -> Tensor:
-        """Normalize a pixel batch (B, 3, H, W) in [0, 1] for the model (differentiable).
-
-        Example:
-            >>> import torch
-            >>> Preprocess(mean=(0.5,) * 3, std=(0.25,) * 3).normalize(torch.ones(1, 3, 1, 1))
-            tensor([[[[2.]],
-            <BLANKLINE>
-                     [[2.]],
-            <BLANKLINE>
-                     [[2.]]]])
-        """
-        if self.transform is not None:
-            return self.transform(x)
-        mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        inv_std = torch.as_tensor([1.0 / s for s in self.std], dtype=x.dtype,
-                                  device=x.device).view(1, 3, 1, 1)
-        return (x - mean) * inv_std  # multiply, not divide: cheaper in Opti-CAM's inner loop
-
-    def resize(self, x: Tensor) -> Tensor:
-        """Resize a pixel batch (B, 3, H, W) to :attr:`size` (no-op when ``size`` is None).
-
-        Example:
-            >>> import torch
-            >>> Preprocess(size=(4, 6)).resize(torch.rand(2, 3, 9, 9)).shape
-            torch.Size([2, 3, 4, 6])
-        """
-        if self.size is None or tuple(x.shape[-2:]) == self.size:
-            return x
-        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=False,
-                             antialias=True).clamp_(0.0, 1.0)
-
-
-def _check_size(size: Any) -> tuple[int, int]:
-    """Validate a ``(height, width)`` (or a single int) and return it as a tuple of ints."""
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        size = (size, size)
-    ok = isinstance(size, (Sequence, np.ndarray)) and not isinstance(size, (str, bytes))
-    if ok:
-        items = list(size)
-        ok = len(items) == 2 and all(
-            isinstance(s, (int, float, np.integer, np.floating)) and not isinstance(s, bool)
-            and float(s).is_integer() and s >= 1 for s in items
-        )
-    if not ok:
-        raise ValueError(
-            f"`size` must be (height, width) with positive ints, an int, or None; got {size!r}"
-        )
-    return int(items[0]), int(items[1])
-
-
-_PREPROCESS_FIELDS = frozenset(f.name for f in fields(Preprocess))
-
-
-def _from_torchvision_transform(t: Any) -> Preprocess:
-    """A torchvision ``ImageClassification`` preset: its crop size becomes the input size."""
-    crop = t.crop_size
-    crop = list(crop) if isinstance(crop, (list, tuple)) else [crop]
-    size = (crop[0], crop[0]) if len(crop) == 1 else (crop[0], crop[1])
-    return Preprocess(size=size, mean=tuple(t.mean), std=tuple(t.std))
-
-
-def coerce_preprocess(preprocess: Any, *, name: str = "preprocess") -> Preprocess:
-    """Turn the accepted spellings of a preprocessing spec into a :class:`Preprocess`.
-
-    Args:
-        preprocess: One of
-
-            * ``None``: ImageNet mean/std at 224×224;
-            * a :class:`Preprocess`;
-            * a ``(mean, std)`` pair (224×224);
-            * a dict of :class:`Preprocess` fields (``size``, ``mean``, ``std``,
-              ``transform``), or a timm data config (``input_size``, ``mean``, ``std``);
-            * a torchvision classification preset such as ``ResNet50_Weights.DEFAULT
-              .transforms()`` (its crop size becomes the size; resize-then-crop is replaced
-              by a direct resize), or the weights enum itself;
-            * any other callable: a differentiable normalization (images then keep their size).
-        name: Argument name used in error messages.
-
-    Returns:
-        The spec.
-
-    Raises:
-        TypeError: For any other kind of object.
-        ValueError: For bad sizes or numbers.
-
-    Example:
-        >>> coerce_preprocess(((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))).mean
-        (0.5, 0.5, 0.5)
-        >>> coerce_preprocess({"input_size": (3, 256, 256), "mean": (0, 0, 0),
-        ...                    "std": (1, 1, 1)}).size
-        (256, 256)
-    """
-    if preprocess is None:
-        return Preprocess()
-    if isinstance(preprocess, Preprocess):
-        return preprocess
-    if isinstance(preprocess, Mapping):
-        spec = dict(preprocess)
-        if "input_size" in spec:  # a timm data config
-            input_size = spec["input_size"]
-            try:
-                size = tuple(input_size)[-2:]
-            except TypeError:
-                raise ValueError(
-                    f"`{name}['input_size']` must be (3, H, W), got {input_size!r}"
-                ) from None
-            return Preprocess(size=size, mean=spec.get("mean", IMAGENET_MEAN),
-                              std=spec.get("std", IMAGENET_STD))
-        unknown = sorted(map(str, set(spec) - _PREPROCESS_FIELDS))
-        if unknown:
-            raise TypeError(
-                f"`{name}` dict has unknown keys {unknown}; use {sorted(_PREPROCESS_FIELDS)}"
-            )
-        return Preprocess(**spec)
-    if isinstance(preprocess, (tuple, list)) and len(preprocess) == 2:
-        mean, std = preprocess
-        if not all(isinstance(v, (Sequence, np.ndarray, Tensor)) for v in (mean, std)):
-            raise TypeError(f"`{name}` pair must be (mean, std), each 3 numbers; got "
-                            f"{preprocess!r}")
-        return Preprocess(mean=tuple(mean), std=tuple(std))
-    if hasattr(preprocess, "transforms") and hasattr(preprocess, "meta"):  # torchvision weights
-        return _from_torchvision_transform(preprocess.transforms())
-    if all(hasattr(preprocess, a) for a in ("crop_size", "mean", "std")):  # torchvision preset
-        return _from_torchvision_transform(preprocess)
-    if callable(preprocess):
-        return Preprocess(size=None, transform=preprocess)
-    raise TypeError(
-        f"`{name}` must be None, a Preprocess, a (mean, std) pair, a dict, a torchvision "
-        f"transform or a callable; got {type(preprocess).__name__}"
-    )
-
-
 # --------------------------------------------------------------------------- PIL images
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def _is_pil(image: Any) -> bool:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        return False
+    from PIL import Image  # a dependency
+
     return isinstance(image, Image.Image)
 
 
