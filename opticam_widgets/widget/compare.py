@@ -20,7 +20,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from ..explainer import OptiCAM
-from ..jobs import Worker
+from ..jobs import Worker, exiting
 from .canvas import SaliencyCanvas
 from .common import close_widgets
 from .messages import caption_html, note_html
@@ -221,7 +221,7 @@ class Comparison:
                 method, self.cam.model, self.session.images[key.image].pixels, key.target,
                 layer=self.cam.layer_name, preprocess=self.cam.preprocess, cancel=cancel)
         except Cancelled:
-            if key == self.wanted():
+            if key == self.wanted() and not exiting():
                 panel.show_message(f"{method}: cancelled (choose it again to compute it)")
             return
         except ImportError as exc:

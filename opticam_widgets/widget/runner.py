@@ -193,7 +193,8 @@ class Runner:
             try:
                 job(cancel)
             except BaseException as exc:  # shown in the widget and kept in `error`
-                self.report(exc)
+                if not exiting():  # at exit the front end may be gone: nobody to tell
+                    self.report(exc)
 
         return wrapped
 
