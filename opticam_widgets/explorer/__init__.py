@@ -1,0 +1,13 @@
+"""Browse a dataset's Opti-CAM maps in Jupyter: :class:`OptiCAMExplorer`.
+
+Example:
+    >>> from opticam_widgets.explorer import OptiCAMExplorer  # doctest: +SKIP
+    >>> OptiCAMExplorer("results/", model="default").show()  # doctest: +SKIP
+
+Needs the dataset extra (``pip install opticam-widgets[dataset]``: pyarrow and pandas).
+"""
+
+from .app import OptiCAMExplorer
+from .query import Query, browse_table, select, selection_summary
+
+__all__ = ["OptiCAMExplorer", "Query", "browse_table", "select", "selection_summary"]

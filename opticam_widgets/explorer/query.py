@@ -1,0 +1,269 @@
+"""What the explorer shows: filter, sort and page a results table (pure pandas, no widgets).
+
+:func:`browse_table` turns :attr:`DatasetResults.table
+<opticam_widgets.dataset.results.DatasetResults.table>` into the light frame the explorer
+filters (the explained rows only, with display names and the score gain); a :class:`Query`
+says which rows to keep and in which order; :func:`select` applies it; :func:`page_of` cuts
+one page; :func:`selection_summary` gives the paper's AD / AI / AG of any selection with the
+public functions of :mod:`opticam_widgets.metrics`.
+
+Example:
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"id": ["a", "b"], "predicted_prob": [0.9, 0.2],
+    ...                       "correct": [True, False]})
+    >>> select(table, Query(correctness="wrong"))["id"].tolist()
+    ['b']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..metrics import average_drop, average_gain, average_increase
+
+__all__ = [
+    "CORRECTNESS",
+    "FAITHFULNESS",
+    "NO_LABEL",
+    "SORT_KEYS",
+    "Query",
+    "browse_table",
+    "class_names",
+    "is_unknown",
+    "is_wrong",
+    "matching",
+    "page_count",
+    "page_of",
+    "select",
+    "selection_summary",
+]
+
+#: Values of :attr:`Query.correctness`.
+CORRECTNESS = ("all", "correct", "wrong", "no label")
+#: Faithfulness columns a range can filter on: the row's Average Drop or Average Gain term (%).
+FAITHFULNESS = ("drop", "gain")
+#: Sort keys: (label, column).
+SORT_KEYS = (("source order", "position"), ("confidence", "predicted_prob"),
+             ("drop", "drop"), ("gain", "gain"), ("score gain", "score_gain"),
+             ("true class", "true_class"), ("predicted class", "predicted_class"))
+#: The true class of images without a label.
+NO_LABEL = "(no label)"
+
+_COLUMNS = ("position", "id", "path", "rank", "true_name", "true_label", "predicted",
+            "predicted_name", "predicted_prob", "correct", "target", "target_name", "prob",
+            "masked_prob", "drop", "increase", "gain", "initial_score", "final_score",
+            "iterations")
+
+
+def _names(names: Any, index: Any) -> Any:
+    """Class names, with ``class N`` where the model has no label names."""
+    named = names.astype(object)
+    fallback = "class " + index.astype("Int64").astype(str)
+    return named.where(named.notna(), fallback)
+
+
+def browse_table(table: Any) -> Any:
+    """The explained rows of a results table, with what the explorer filters and sorts on.
+
+    Adds ``true_class`` (the true name, :data:`NO_LABEL` without one), ``predicted_class``
+    and ``target_class`` (names, ``class N`` without label names) and ``score_gain`` (final
+    minus iteration-0 score: what the optimisation gained). Rows of images that failed
+    (``error`` set) are left out; the index labels stay those of ``table`` (rows of
+    :class:`~opticam_widgets.dataset.results.DatasetResults`).
+
+    Example:
+        >>> import pandas as pd
+        >>> t = pd.DataFrame({c: [None] for c in _COLUMNS} | {"error": [None]})
+        >>> list(browse_table(t).columns)[-4:]
+        ['true_class', 'predicted_class', 'target_class', 'score_gain']
+    """
+    missing = [c for c in (*_COLUMNS, "error") if c not in table.columns]
+    if missing:
+        raise ValueError(f"`results` table lacks the columns {missing}: not explain_dataset "
+                         "results")
+    ok = table.loc[table["error"].isna(), list(_COLUMNS)].copy()
+    true_name = ok["true_name"].astype(object)
+    ok["true_class"] = true_name.where(true_name.notna(), NO_LABEL)
+    ok["predicted_class"] = _names(ok["predicted_name"], ok["predicted"])
+    ok["target_class"] = _names(ok["target_name"], ok["target"])
+    ok["score_gain"] = (ok["final_score"].astype(float) - ok["initial_score"].astype(float))
+    return ok
+
+
+def class_names(column: Any, search: str = "") -> list[str]:
+    """The distinct names of a class column that contain ``search`` (case-insensitive), sorted.
+
+    Example:
+        >>> import pandas as pd
+        >>> class_names(pd.Series(["tabby", "tiger cat", "tabby"]), "TA")
+        ['tabby']
+    """
+    return matching(sorted({str(v) for v in column.dropna().unique()}, key=str.lower), search)
+
+
+def matching(names: Sequence[str], search: str) -> list[str]:
+    """The names that contain ``search`` (case-insensitive), in their order; all when empty.
+
+    Example:
+        >>> matching(["tabby", "tiger cat"], " cat")
+        ['tiger cat']
+    """
+    needle = search.strip().lower()
+    return [n for n in names if needle in n.lower()] if needle else list(names)
+
+
+@dataclass(frozen=True)
+class Query:
+    """Which rows the explorer shows, and in which order.
+
+    Attributes:
+        true_classes: Keep these true classes (names of ``true_class``); empty: all.
+        predicted_classes: Keep these predicted classes (names of ``predicted_class``).
+        correctness: One of :data:`CORRECTNESS`.
+        confidence: ``(low, high)`` range of the predicted class's probability (inclusive).
+        faithfulness: The column of the faithfulness range, one of :data:`FAITHFULNESS`.
+        faithfulness_range: ``(low, high)`` range of that column, in % (inclusive).
+        sort: A column of :data:`SORT_KEYS`.
+        descending: Sort from high to low.
+    """
+
+    true_classes: tuple[str, ...] = ()
+    predicted_classes: tuple[str, ...] = ()
+    correctness: str = "all"
+    confidence: tuple[float, float] = (0.0, 1.0)
+    faithfulness: str = "drop"
+    faithfulness_range: tuple[float, float] = (0.0, 100.0)
+    sort: str = "position"
+    descending: bool = False
+
+    def __post_init__(self) -> None:
+        if self.correctness not in CORRECTNESS:
+            raise ValueError(f"`correctness` must be one of {CORRECTNESS}, got "
+                             f"{self.correctness!r}")
+        if self.faithfulness not in FAITHFULNESS:
+            raise ValueError(f"`faithfulness` must be one of {FAITHFULNESS}, got "
+                             f"{self.faithfulness!r}")
+        if self.sort not in dict(SORT_KEYS).values():
+            raise ValueError(f"`sort` must be one of {[c for _, c in SORT_KEYS]}, got "
+                             f"{self.sort!r}")
+        for name in ("confidence", "faithfulness_range"):
+            low, high = getattr(self, name)
+            if not low <= high:
+                raise ValueError(f"`{name}` must be (low, high) with low <= high, got "
+                                 f"{(low, high)}")
+
+
+def _in_range(values: Any, bounds: tuple[float, float], full: tuple[float, float]) -> Any:
+    """Rows whose value lies in ``bounds``; rows without a value pass only the full range."""
+    v = values.astype(float)
+    inside = (v >= bounds[0] - 1e-9) & (v <= bounds[1] + 1e-9)
+    missing = v.isna() & (tuple(bounds) == tuple(full))
+    return inside.fillna(False) | missing
+
+
+def select(table: Any, query: Query) -> Any:
+    """The rows of a :func:`browse_table` frame that ``query`` keeps, in its order.
+
+    Sorting is stable (ties keep the source order); rows without a value sort last.
+    """
+    keep = np.ones(len(table), dtype=bool)
+    if query.true_classes and "true_class" in table:
+        keep &= table["true_class"].isin(query.true_classes).to_numpy()
+    if query.predicted_classes and "predicted_class" in table:
+        keep &= table["predicted_class"].isin(query.predicted_classes).to_numpy()
+    if query.correctness != "all":
+        correct = table["correct"].astype("boolean")
+        wanted = {"correct": correct.fillna(False), "wrong": (~correct).fillna(False),
+                  "no label": correct.isna()}[query.correctness]
+        keep &= wanted.to_numpy(dtype=bool)
+    if tuple(query.confidence) != (0.0, 1.0):
+        keep &= _in_range(table["predicted_prob"], query.confidence, (0.0, 1.0)).to_numpy()
+    if tuple(query.faithfulness_range) != (0.0, 100.0):
+        keep &= _in_range(table[query.faithfulness], query.faithfulness_range,
+                          (0.0, 100.0)).to_numpy()
+    chosen = table[keep]
+    key = chosen[query.sort]
+    if key.dtype == object:
+        key = key.astype(str).str.lower()
+    order = key.sort_values(ascending=not query.descending, kind="stable",
+                            na_position="last").index
+    return chosen.loc[order]
+
+
+def is_wrong(correct: Any) -> bool:
+    """Whether a row's ``correct`` value says the prediction is wrong (unknown: not wrong).
+
+    Example:
+        >>> is_wrong(False), is_wrong(True), is_wrong(None)
+        (True, False, False)
+    """
+    return not is_unknown(correct) and not bool(correct)
+
+
+def is_unknown(correct: Any) -> bool:
+    """Whether a row's ``correct`` value is missing (no true label).
+
+    Example:
+        >>> import pandas as pd
+        >>> is_unknown(pd.NA), is_unknown(None), is_unknown(False)
+        (True, True, False)
+    """
+    import pandas as pd
+
+    return correct is None or bool(pd.isna(correct))
+
+
+def page_count(rows: int, page_size: int) -> int:
+    """Pages needed for ``rows`` rows (at least 1: an empty selection has one empty page).
+
+    Example:
+        >>> page_count(0, 24), page_count(24, 24), page_count(25, 24)
+        (1, 1, 2)
+    """
+    return max(1, -(-rows // page_size))
+
+
+def page_of(selection: Any, page: int, page_size: int) -> Any:
+    """Page ``page`` (0-based) of a selection: at most ``page_size`` rows.
+
+    Raises:
+        ValueError: ``page`` is outside ``0 .. page_count - 1``.
+    """
+    pages = page_count(len(selection), page_size)
+    if not 0 <= page < pages:
+        raise ValueError(f"`page` must be in 0..{pages - 1}, got {page!r}")
+    return selection.iloc[page * page_size:(page + 1) * page_size]
+
+
+def selection_summary(selection: Any) -> dict[str, Any]:
+    """Count, images, accuracy and the paper's AD / AI / AG (%) of a selection.
+
+    AD / AI / AG are :func:`~opticam_widgets.metrics.average_drop`,
+    :func:`~opticam_widgets.metrics.average_increase` and
+    :func:`~opticam_widgets.metrics.average_gain` of the rows with faithfulness terms (``None``
+    when no row has them, e.g. ``metrics=False``); accuracy over the rows with a true label.
+
+    Example:
+        >>> import pandas as pd
+        >>> s = selection_summary(pd.DataFrame({"id": ["a", "b"], "prob": [0.8, 0.5],
+        ...     "masked_prob": [0.4, 0.6], "correct": [True, None]}))
+        >>> s["rows"], s["AD"], s["AI"], s["accuracy"]
+        (2, 25.0, 50.0, 100.0)
+    """
+    measured = selection[selection["masked_prob"].notna() & selection["prob"].notna()]
+    p = measured["prob"].to_numpy(dtype=float)
+    o = measured["masked_prob"].to_numpy(dtype=float)
+    labelled = selection["correct"].dropna()
+    return {
+        "rows": int(len(selection)),
+        "images": int(selection["id"].nunique()),
+        "measured": int(len(measured)),
+        "AD": average_drop(p, o) if len(p) else None,
+        "AI": average_increase(p, o) if len(p) else None,
+        "AG": average_gain(p, o) if len(p) else None,
+        "accuracy": 100.0 * float(labelled.astype(float).mean()) if len(labelled) else None,
+    }

@@ -1,0 +1,106 @@
+"""The summary of the explorer's selection: a line of numbers and a small matplotlib plot.
+
+The numbers come from :func:`~.query.selection_summary` (the paper's AD / AI / AG through
+:mod:`opticam_widgets.metrics`); the plot is the distribution of the selection's drop or gain
+term (what the faithfulness filter looks at), or the mean drop per predicted class. It is a
+PNG with its own white background, so it reads the same in light and dark themes.
+
+Example:
+    >>> summary_html({"rows": 3, "images": 3, "measured": 3, "AD": 12.0, "AI": 33.3,
+    ...               "AG": 5.0, "accuracy": None}, errors=1).count("AD")
+    1
+"""
+
+from __future__ import annotations
+
+import io
+from html import escape
+from typing import Any
+
+import ipywidgets as w
+
+from .grid import FONT
+
+__all__ = ["PLOTS", "SummaryView", "plot_png", "summary_html"]
+
+#: What the summary plot shows.
+PLOTS = ("distribution", "per class")
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}%"
+
+
+def summary_html(stats: dict[str, Any], errors: int = 0) -> str:
+    """The summary line: count, accuracy, AD (lower is better), AI and AG (higher is better).
+
+    Args:
+        stats: What :func:`~.query.selection_summary` returns.
+        errors: Images of the store that could not be explained (not browsable).
+    """
+    parts = [f"<b>{stats['rows']}</b> rows ({stats['images']} images)"]
+    if stats["accuracy"] is not None:
+        parts.append(f"accuracy {_pct(stats['accuracy'])}")
+    parts.append(f"AD {_pct(stats['AD'])} ↓ · AI {_pct(stats['AI'])} ↑ · "
+                 f"AG {_pct(stats['AG'])} ↑")
+    if stats["rows"] and stats["measured"] < stats["rows"]:
+        parts.append(f"{stats['rows'] - stats['measured']} rows without faithfulness terms")
+    if errors:
+        parts.append(f"{errors} images of the store failed (see results.errors)")
+    return (f"<div style='color:{FONT};line-height:1.5'>Selection: "
+            f"{escape(' · ', quote=False).join(parts)}</div>")
+
+
+def plot_png(selection: Any, column: str = "drop", kind: str = "distribution") -> bytes:
+    """A small PNG: the histogram of ``column`` over the selection, or its mean per class.
+
+    Args:
+        selection: Rows of a :func:`~.query.browse_table` frame.
+        column: ``"drop"`` or ``"gain"`` (the row's AD or AG term, %).
+        kind: One of :data:`PLOTS`.
+    """
+    from matplotlib.figure import Figure
+
+    if kind not in PLOTS:
+        raise ValueError(f"`kind` must be one of {PLOTS}, got {kind!r}")
+    fig = Figure(figsize=(3.6, 1.9), dpi=100, layout="constrained", facecolor="white")
+    ax = fig.add_subplot()
+    values = selection[column].astype(float).dropna()
+    colour = "#c44e52" if column == "drop" else "#4c72b0"
+    if values.empty:
+        ax.text(0.5, 0.5, "no rows", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    elif kind == "distribution":
+        ax.hist(values, bins=20, range=(0, 100), color=colour)
+        ax.set(xlabel=f"{column} (%) per row", ylabel="rows")
+    else:
+        means = selection.assign(v=selection[column].astype(float)).groupby(
+            "predicted_class")["v"].mean().dropna().sort_values(ascending=False).head(8)
+        ax.barh([str(n)[:16] for n in means.index[::-1]], means.to_numpy()[::-1], color=colour)
+        ax.set(xlabel=f"mean {column} (%)", xlim=(0, 100))
+    for item in (ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(), *ax.get_yticklabels()):
+        item.set_fontsize(7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+class SummaryView:
+    """The summary line and plot (with the choice of plot)."""
+
+    def __init__(self) -> None:
+        self.text = w.HTML(layout=w.Layout(flex="1 1 260px", min_width="200px"))
+        self.kind = w.ToggleButtons(options=list(PLOTS), value="distribution",
+                                    style={"button_width": "90px"})
+        self.plot = w.Image(format="png", layout=w.Layout(width="100%", max_width="360px",
+                                                          height="auto"))
+        self.box = w.Box([self.text, w.VBox([self.kind, self.plot],
+                                            layout=w.Layout(flex="0 1 360px", min_width="0"))],
+                         layout=w.Layout(display="flex", flex_flow="row wrap",
+                                         align_items="flex-start", grid_gap="8px",
+                                         width="100%"))
+
+    def update(self, stats: dict[str, Any], selection: Any, column: str, errors: int) -> None:
+        """Show the numbers and plot of a selection."""
+        self.text.value = summary_html(stats, errors)
+        self.plot.value = plot_png(selection, column, self.kind.value)
