@@ -29,6 +29,7 @@ _LAZY = {
     "explain_dataset": "dataset",
     "load_results": "dataset",
     "DatasetResults": "dataset",
+    "OptiCAMExplorer": "explorer",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
