@@ -2,9 +2,10 @@
 
 :class:`BatchExplainer` is what both engines run on each batch (the local engine in-process,
 the Ray engine once per actor), so they produce the same rows from the same batch. It uses the
-public engine API only: ``features.capture`` (one forward: logits and the target layer's maps),
-``OptiCAM.explain`` on the batch (one optimization, every row at once), the map maths of
-:mod:`~opticam_widgets.maps` and the faithfulness functions of :mod:`~opticam_widgets.metrics`.
+public engine API only: ``OptiCAM.predict`` (one forward: the classes to explain),
+``OptiCAM.explain`` on the batch (one optimization, every row at once, each row stopping on its
+own plateau; its feature-resolution map ``low_res``) and the faithfulness functions of
+:mod:`~opticam_widgets.metrics`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from torch import Tensor
 
 from ..bundle import ModelBundle, unpack_model
 from ..explainer import OptiCAM
-from ..features import capture, model_guard
-from ..maps import low_res_saliency
 from ..metrics import (
     average_drop,
     average_gain,
@@ -120,9 +119,7 @@ class BatchExplainer:
         if not batch.good:
             return rows
         x = batch.pixels.to(self.cam.device)  # type: ignore[union-attr]
-        with model_guard(self.net):
-            _, feats, logits = capture(self.net, self.pre.normalize(x), self.layer)
-        probs = torch.softmax(logits.float(), dim=1).cpu()
+        probs = self.cam.predict(x)
         index, targets, ranks = [], [], []
         for i, record in enumerate(batch.good):
             classes = _classes_for(self.target, probs[i], record)
@@ -134,21 +131,19 @@ class BatchExplainer:
             ranks += list(range(len(classes)))
         if not index:
             return rows
-        done = self._explain(batch.good, x, feats, probs, index, targets, ranks, cancel)
+        done = self._explain(batch.good, x, probs, index, targets, ranks, cancel)
         return None if done is None else rows + done
 
-    def _explain(self, records: Sequence[Decoded], x: Tensor, feats: Tensor, probs: Tensor,
+    def _explain(self, records: Sequence[Decoded], x: Tensor, probs: Tensor,
                  index: list[int], targets: list[int], ranks: list[int],
                  cancel: threading.Event | None) -> list[dict[str, Any]] | None:
         idx = torch.tensor(index, device=x.device)
         result = self.cam.explain(x[idx], target=targets, cancel=cancel)
         if result.cancelled:
             return None
-        size = tuple(x.shape[-2:])
-        low = low_res_saliency(result.weights.to(feats.device), feats[idx], size).float().cpu()
+        low = result.low_res.float()
         terms = self._faithfulness(x[idx], result.saliency, targets)
-        iters = _row_iterations(result, len(targets))
-        max_iter = self.cam.max_iter
+        iters, early = result.iterations_per_row, result.stopped_early
         rows = []
         for r, (i, cls) in enumerate(zip(index, targets)):
             rec, pred = records[i], int(probs[i].argmax())
@@ -165,7 +160,7 @@ class BatchExplainer:
                 "original_score": float(result.original_score[r]),
                 "initial_score": float(result.initial_score[r]),
                 "final_score": float(result.final_score[r]),
-                "iterations": iters[r], "stopped_early": iters[r] < max_iter,
+                "iterations": int(iters[r]), "stopped_early": bool(early[r]),
                 "map_height": int(low.shape[1]), "map_width": int(low.shape[2]),
                 "map": low[r].flatten().tolist(),
                 "photo_height": rec.photo_size[0], "photo_width": rec.photo_size[1],  # type: ignore[index]
@@ -193,10 +188,3 @@ class BatchExplainer:
             out["deletion_auc"] = deletion(self.net, x, saliency, targets, **kw).auc.tolist()
         return out
 
-
-def _row_iterations(result: Any, rows: int) -> list[int]:
-    """Steps run per row: the engine's per-row count when it has one, else the batch's."""
-    per_row = getattr(result, "row_iterations", None)
-    if per_row is not None:
-        return [int(v) for v in per_row]
-    return [int(result.iterations)] * rows

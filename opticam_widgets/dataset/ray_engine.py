@@ -157,8 +157,11 @@ def run_ray(model: Any, explainer: BatchExplainer, source: Source, store: Store,
 
         gpus = ray.cluster_resources().get("GPU", 0) >= 1
         n = actors or (int(ray.cluster_resources().get("GPU", 0)) if gpus else 1)
+        # on one machine, actors use this process's torch thread count: the same float
+        # rounding as the local engine (Ray would give each actor one thread)
+        one_node = len([n for n in ray.nodes() if n.get("Alive")]) == 1
         args = {"model": model, "target": target, "metrics": metrics, "cam_kwargs": cam_kwargs,
-                "threads": torch.get_num_threads() if started else None}
+                "threads": torch.get_num_threads() if one_node else None}
         return _drive(ray, explainer, source, store, skip, batch_size, shard_size, progress,
                       args, n, gpus, AnyEvent(cancel), callback)
     finally:

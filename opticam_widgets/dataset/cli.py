@@ -1,0 +1,103 @@
+"""The ``opticam explain-dataset`` and ``opticam report`` subcommands.
+
+Usage::
+
+    opticam explain-dataset SOURCE --out DIR [--batch-size N] [--iters N] [--lr X]
+                            [--target top1|true|N|topK] [--engine local|ray]
+                            [--resume | --no-resume] [--metrics paper|full|none]
+                            [--model SPEC] [--no-progress]
+    opticam report DIR [--out REPORT_DIR]
+
+``add_subcommands(subparsers)`` registers both on the ``opticam`` parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_subcommands", "parse_target"]
+
+
+def parse_target(text: str) -> Any:
+    """``top1`` -> None, ``true`` -> "true", ``top3`` -> ("top", 3), ``281`` -> 281.
+
+    Example:
+        >>> parse_target("top3"), parse_target("281"), parse_target("top1")
+        (('top', 3), 281, None)
+    """
+    text = text.strip().lower()
+    if text in ("top1", "top-1", "predicted"):
+        return None
+    if text == "true":
+        return "true"
+    if text.startswith("top") and text[3:].isdigit() and int(text[3:]) >= 1:
+        return ("top", int(text[3:]))
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected top1, true, topK or a class index, got {text!r}")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _cmd_explain_dataset(args: argparse.Namespace) -> int:
+    from .api import explain_dataset
+
+    metrics = {"paper": True, "full": "full", "none": False}[args.metrics]
+    results = explain_dataset(args.model, args.source, args.out, target=args.target,
+                              batch_size=args.batch_size, max_iter=args.iters, lr=args.lr,
+                              engine=args.engine, metrics=metrics, resume=args.resume,
+                              progress=not args.no_progress)
+    print(results)
+    if metrics:
+        summary = results.summary(by=None)
+        print(" ".join(f"{k} {summary.loc['all', k]:.1f}" for k in ("AD", "AI", "AG")))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.dir, args.out)}")
+    return 0
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Register ``explain-dataset`` and ``report`` on an ``add_subparsers()`` object."""
+    ex = subparsers.add_parser(
+        "explain-dataset", help="explain every image of a folder into a Parquet store",
+        description="Explain a folder of images (recursive; class subfolders give true labels) "
+                    "with Opti-CAM; one Parquet row per (image, class) under --out.")
+    ex.add_argument("source", metavar="SOURCE", help="folder of images (or one image file)")
+    ex.add_argument("--out", type=Path, required=True, metavar="DIR", help="results folder")
+    ex.add_argument("--batch-size", type=_positive, default=16, metavar="N",
+                    help="images per optimization (default 16)")
+    ex.add_argument("--iters", type=_positive, default=100, metavar="N",
+                    help="optimization steps per map (default 100)")
+    ex.add_argument("--lr", type=float, default=0.2, metavar="X", help="learning rate (0.2)")
+    ex.add_argument("--target", type=parse_target, default=None, metavar="T",
+                    help="top1 (default), true (the folder's label), topK, or a class index")
+    ex.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="local (default) or ray (Ray Data; RAY_ADDRESS for a cluster)")
+    ex.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                    help="skip images already in --out (default) / start over")
+    ex.add_argument("--metrics", choices=("paper", "full", "none"), default="paper",
+                    help="paper: AD/AI/AG terms (default); full: + insertion/deletion AUC")
+    ex.add_argument("--model", default="default", metavar="SPEC",
+                    help="'default' (embedded EfficientNet-Lite0) or 'torchvision:NAME'")
+    ex.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ex.set_defaults(func=_cmd_explain_dataset)
+
+    rep = subparsers.add_parser(
+        "report", help="write a Markdown report and PNG figures of a results folder",
+        description="Write report.md (the paper's AD/AI/AG table, worst and best cases, "
+                    "skipped images) and overview.png for an explain-dataset folder.")
+    rep.add_argument("dir", type=Path, metavar="DIR", help="results folder")
+    rep.add_argument("--out", type=Path, default=None, metavar="REPORT_DIR",
+                     help="report folder (default DIR/_report)")
+    rep.set_defaults(func=_cmd_report)

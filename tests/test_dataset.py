@@ -1,0 +1,257 @@
+"""explain_dataset: the local engine, the Parquet store, resume, rebuilt maps, bad sources.
+
+One run of the default model over a folder of 24 images (the 8 sample photos, crops and flips,
+plus one unreadable file) is shared by the tests of this module; the Ray engine's test is in
+test_dataset_ray.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from opticam_widgets import OptiCAM, explain_dataset, load_default_model, load_results
+from opticam_widgets.dataset import SCHEMA
+from opticam_widgets.images import Preprocess, to_pixel_tensor
+from opticam_widgets.metrics import average_drop, average_gain, average_increase
+from opticam_widgets.zoo import sample_images
+
+ITERS = 3
+SETTINGS = {"max_iter": ITERS, "batch_size": 8, "num_workers": 0, "progress": False}
+#: ImageNet class folders for the photos the default model recognises; the rest go to "misc".
+FOLDERS = {"chelsea": "Egyptian_cat", "coffee": "espresso", "camera": "tripod"}
+
+
+def make_folder(root: Path) -> Path:
+    """24 images: the 8 sample photos, a centre crop and a mirror of each; one broken file."""
+    for name, img in sample_images().items():
+        folder = root / FOLDERS.get(name, "misc")
+        folder.mkdir(parents=True, exist_ok=True)
+        w, h = img.size
+        img.save(folder / f"{name}.png")
+        img.crop((w // 5, h // 5, w - w // 5, h - h // 5)).save(folder / f"{name}_crop.png")
+        img.transpose(0).save(folder / f"{name}_flip.jpg")  # FLIP_LEFT_RIGHT
+    (root / "misc" / "broken.png").write_bytes(b"this is not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_default_model()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="module")
+def local_run(bundle, folder, tmp_path_factory):
+    net = bundle.model
+    before = ({k: v.clone() for k, v in net.state_dict().items()}, net.training,
+              [p.requires_grad for p in net.parameters()])
+    out = tmp_path_factory.mktemp("store") / "results"
+    results = explain_dataset(bundle, folder, out, **SETTINGS)
+    after = (net.state_dict(), net.training, [p.requires_grad for p in net.parameters()])
+    assert all(torch.equal(v, after[0][k]) for k, v in before[0].items())
+    assert before[1:] == after[1:]
+    return results
+
+
+def test_table_rows_labels_and_errors(local_run, folder):
+    t = local_run.table
+    assert len(t) == 25 and t["id"].is_unique
+    assert list(t["position"]) == list(range(25))
+    bad = t[t["error"].notna()]
+    assert list(bad["id"]) == ["misc/broken.png"] and "cannot read" in bad["error"].iloc[0]
+    assert bad["target"].isna().all()
+    ok = t[t["error"].isna()]
+    assert len(ok) == 24
+    cat = ok[ok["id"] == "Egyptian_cat/chelsea.png"].iloc[0]
+    assert (cat["true_label"], cat["true_name"]) == (285, "Egyptian cat")
+    assert cat["correct"] == (cat["predicted"] == 285)
+    misc = ok[ok["id"].str.startswith("misc/")]
+    assert misc["true_label"].isna().all() and misc["correct"].isna().all()
+    assert (misc["true_name"] == "misc").all()
+    assert (ok["target"] == ok["predicted"]).all() and (ok["rank"] == 0).all()
+    assert (ok["iterations"] == ITERS).all() and not ok["stopped_early"].any()
+    assert ((ok["map_height"] == 7) & (ok["map_width"] == 7)).all()
+    photo = to_pixel_tensor(folder / "misc" / "coins_crop.png")
+    row = ok[ok["id"] == "misc/coins_crop.png"].iloc[0]
+    assert (row["photo_height"], row["photo_width"]) == tuple(photo.shape[1:])
+    assert (ok["final_score"] >= ok["initial_score"] - 1e-5).all()
+    assert ok["prob"].between(0, 1).all() and ok["masked_prob"].between(0, 1).all()
+
+
+def test_faithfulness_terms_and_summary(local_run):
+    t = local_run.table
+    ok = t[t["error"].isna()]
+    p, o = ok["prob"].to_numpy(), ok["masked_prob"].to_numpy()
+    for col, fn in (("drop", average_drop), ("increase", average_increase),
+                    ("gain", average_gain)):
+        assert ok[col].to_numpy() == pytest.approx([fn([a], [b]) for a, b in zip(p, o)],
+                                                   abs=1e-3)
+    summary = local_run.summary()
+    assert summary.loc["all", "rows"] == 24
+    assert summary.loc["all", "AD"] == pytest.approx(average_drop(p, o), abs=1e-3)
+    assert summary.loc["all", "AG"] == pytest.approx(average_gain(p, o), abs=1e-3)
+    per_class = summary.drop(index="all")
+    assert per_class["rows"].sum() == 24
+    assert set(per_class.index) == set(ok["target_name"])
+
+
+def test_store_is_plain_parquet(local_run):
+    out = local_run.out
+    shards = sorted(out.glob("part-*.parquet"))
+    assert shards and not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    assert pq.read_schema(shards[0]).remove_metadata().equals(SCHEMA)
+    frame = pd.read_parquet(out)  # pandas, without this package
+    assert len(frame) == 25 and len(frame["weights"].dropna().iloc[0]) == 1280
+    duckdb = pytest.importorskip("duckdb")
+    n = duckdb.sql(f"select count(*) from '{out}/*.parquet' where error is null").fetchall()[0][0]
+    assert n == 24
+    polars = pytest.importorskip("polars")
+    assert polars.read_parquet(f"{out}/*.parquet").height == 25
+
+
+def test_rebuilt_maps_equal_explain_on_the_same_batch(local_run, bundle, folder):
+    # rows of one batch: the first 8 images (position 0..7, none broken), resized as the
+    # engine resizes, explained together with the same settings
+    t = local_run.table.iloc[:8]
+    assert t["error"].isna().all()
+    pre: Preprocess = bundle.preprocess
+    x = torch.stack([pre.resize(to_pixel_tensor(p)[None])[0] for p in t["path"]])
+    cam = OptiCAM(bundle, max_iter=ITERS, tol=1e-3, patience=10)
+    res = cam.explain(x, target=[int(v) for v in t["target"]])
+    for i in range(8):
+        rebuilt = local_run.saliency(i, size=(224, 224))
+        assert np.abs(rebuilt - res.saliency[i].numpy()).max() < 1e-5
+        assert local_run.weights(i) == pytest.approx(res.weights[i].numpy(), abs=1e-6)
+
+
+def test_rebuilt_maps_equal_explain_on_the_photo(bundle, folder, tmp_path):
+    # batch_size=1: each map is explain's map on the original photo, rebuilt at its size
+    paths = [folder / "misc" / "coins.png", folder / "espresso" / "coffee_crop.png"]
+    results = explain_dataset(bundle, paths, tmp_path / "r", **{**SETTINGS, "batch_size": 1})
+    cam = OptiCAM(bundle, max_iter=ITERS, tol=1e-3, patience=10)
+    for i, path in enumerate(paths):
+        ref = cam.explain(to_pixel_tensor(path), target=int(results.table.loc[i, "target"]))
+        rebuilt = results.saliency(i)
+        assert rebuilt.shape == tuple(ref.saliency.shape[1:])
+        assert np.abs(rebuilt - ref.saliency[0].numpy()).max() < 1e-5
+
+
+def test_resume_after_cancel_and_interrupt_loses_and_duplicates_nothing(bundle, folder,
+                                                                         tmp_path):
+    paths = sorted(str(p) for p in folder.rglob("*.png"))[:12]
+    kw = {**SETTINGS, "batch_size": 4, "shard_size": 4}
+    stop = threading.Event()
+
+    def cancel_after_first(done, total):
+        if done >= 4:
+            stop.set()
+
+    out = tmp_path / "r"
+    explain_dataset(bundle, paths, out, cancel=stop, callback=cancel_after_first, **kw)
+    assert len(list(out.glob("part-*.parquet"))) == 1
+    assert len(load_results(out).table) == 4
+
+    def interrupt_after_one_batch(done, total):
+        assert total == 8  # the 4 stored images are skipped
+        if done >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        explain_dataset(bundle, paths, out, callback=interrupt_after_one_batch, **kw)
+    assert len(load_results(out).table) == 8  # the complete batch before Ctrl-C was kept
+    results = explain_dataset(bundle, paths, out, **kw)
+    t = results.table
+    assert list(t["id"]) == paths and t["id"].is_unique
+    full = explain_dataset(bundle, paths, tmp_path / "full", **kw).table
+    pd.testing.assert_frame_equal(t.drop(columns=["map"]), full.drop(columns=["map"]))
+    assert all(np.array_equal(a, b) for a, b in zip(t["map"], full["map"]))
+
+
+def test_bad_sources_and_settings(bundle, folder, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    with pytest.raises(ValueError, match="`source`.*no image files"):
+        explain_dataset(bundle, empty, tmp_path / "o1", **SETTINGS)
+    with pytest.raises(ValueError, match="`source`.*does not exist"):
+        explain_dataset(bundle, tmp_path / "missing", tmp_path / "o1", **SETTINGS)
+    with pytest.raises(ValueError, match="`source` is empty"):
+        explain_dataset(bundle, [], tmp_path / "o1", **SETTINGS)
+    with pytest.raises(TypeError, match="`source`"):
+        explain_dataset(bundle, 3, tmp_path / "o1", **SETTINGS)
+    with pytest.raises(ValueError, match="`target`"):
+        explain_dataset(bundle, folder, tmp_path / "o1", target="best", **SETTINGS)
+    with pytest.raises(ValueError, match="`engine`"):
+        explain_dataset(bundle, folder, tmp_path / "o1", engine="spark", **SETTINGS)
+    with pytest.raises(TypeError, match="`batch_size`"):
+        explain_dataset(bundle, folder, tmp_path / "o1", **{**SETTINGS, "batch_size": 2.0})
+
+
+def test_true_target_missing_labels_and_in_memory_images(bundle, folder, tmp_path):
+    # a torch-style dataset of (image, label) with one missing label; target="true"
+    images = [sample_images()["chelsea"], sample_images()["coffee"]]
+    data = [(images[0], "Egyptian cat"), (images[1], None)]
+    res = explain_dataset(bundle, data, tmp_path / "a", target="true", **SETTINGS)
+    t = res.table
+    assert t.loc[0, "target"] == 285 and t.loc[0, "true_label"] == 285
+    assert pd.isna(t.loc[1, "target"]) and "no true label" in t.loc[1, "error"]
+    assert t["path"].isna().all() and res.thumbnail(0).shape[2] == 3
+    with pytest.raises(ValueError, match="`row` 1 has no map"):
+        res.saliency(1)
+    # top-2: two rows per image, ranks 0 and 1, the model's two most probable classes
+    res2 = explain_dataset(bundle, images[:1], tmp_path / "b", target=("top", 2), **SETTINGS)
+    t2 = res2.table
+    assert list(t2["rank"]) == [0, 1] and t2.loc[0, "target"] == t2.loc[0, "predicted"]
+    assert t2.loc[0, "prob"] >= t2.loc[1, "prob"]
+    # resuming with other settings is refused; resume=False starts over
+    with pytest.raises(ValueError, match="`out`.*other settings.*target"):
+        explain_dataset(bundle, images[:1], tmp_path / "b", target=None, **SETTINGS)
+    res3 = explain_dataset(bundle, images[:1], tmp_path / "b", resume=False, **SETTINGS)
+    assert len(res3.table) == 1
+    # each row's own early stop is stored (a tolerance every step meets: stop at patience)
+    res4 = explain_dataset(bundle, images, tmp_path / "c", tol=10.0, patience=1, **SETTINGS)
+    assert res4.table["stopped_early"].all() and (res4.table["iterations"] < ITERS).all()
+    with pytest.raises(ValueError, match="`out`.*no explain_dataset results"):
+        load_results(tmp_path)
+
+
+def test_figure_and_report(local_run, tmp_path):
+    from opticam_widgets.dataset.cli import parse_target
+    from opticam_widgets.dataset.report import write_report
+
+    fig = local_run.figure(n=3)
+    assert len(fig.axes) == 2 + 2 * 3
+    path = write_report(local_run, tmp_path / "rep", n=3)
+    text = path.read_text()
+    assert "| all | 24 | 24 |" in text and "misc/broken.png" in text
+    assert (tmp_path / "rep" / "overview.png").stat().st_size > 10_000
+    assert parse_target("top3") == ("top", 3) and parse_target("true") == "true"
+
+
+def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, bundle, folder,
+                                                             tmp_path):
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        res = explain_dataset(bundle, folder, tmp_path / "ray", engine="ray", **SETTINGS)
+        assert ray.is_initialized()  # a Ray the caller started is left running
+        assert ray.data.read_parquet(str(res.out)).count() == 25  # Ray reads the store
+    finally:
+        ray.shutdown()
+    a, b = local_run.table, res.table
+    pd.testing.assert_frame_equal(a.drop(columns=["map"]), b.drop(columns=["map"]),
+                                  check_exact=False, rtol=1e-5, atol=1e-6)
+    for i in a.index[a["error"].isna()]:
+        assert np.abs(local_run.saliency(i) - res.saliency(i)).max() < 1e-5
+        assert np.abs(local_run.weights(i) - res.weights(i)).max() < 1e-6
