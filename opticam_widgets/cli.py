@@ -23,7 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from .defaults import (
     CONVENTIONS,
@@ -183,8 +183,17 @@ def _label(labels: Sequence[str] | None, index: int) -> str:
     return labels[index] if labels is not None and 0 <= index < len(labels) else f"class {index}"
 
 
+class _Plan(NamedTuple):
+    """One image to explain: its file stem, pixels, class probabilities and classes."""
+
+    stem: str
+    pixels: Any
+    probs: Any
+    targets: list[int]
+
+
 def _plans(cam: Any, images: list[tuple[str, Any]], args: argparse.Namespace,
-           model_name: str) -> list[tuple[str, Any, Any, list[int]]]:
+           model_name: str) -> list[_Plan]:
     """Predict every image first, so that a bad --target fails before any bar or file appears."""
     plans = []
     for stem, pixels in images:
@@ -198,7 +207,7 @@ def _plans(cam: Any, images: list[tuple[str, Any]], args: argparse.Namespace,
             targets = list(args.target)
         else:
             targets = probs.topk(min(args.top or 1, classes)).indices.tolist()
-        plans.append((stem, pixels, probs, targets))
+        plans.append(_Plan(stem, pixels, probs, targets))
     return plans
 
 
@@ -251,7 +260,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     plans = _plans(cam, images, args, bundle.name)
     args.out.mkdir(parents=True, exist_ok=True)
     steps = cam.max_iter
-    bar = tqdm(total=sum(len(p[3]) for p in plans) * steps, unit="it", desc="Opti-CAM",
+    bar = tqdm(total=sum(len(p.targets) for p in plans) * steps, unit="it", desc="Opti-CAM",
                disable=args.no_progress, dynamic_ncols=True, leave=False)
     try:
         for stem, pixels, probs, targets in plans:
