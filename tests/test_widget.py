@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import time
 
 import ipywidgets as w
 import matplotlib
@@ -72,6 +73,19 @@ class ExplainSpy:
         return self._inner(*args, **kwargs)
 
 
+def wait_until(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def browser_ready(*canvases) -> None:
+    """What a browser does when it creates a canvas model: the ``client_ready`` event."""
+    for canvas in canvases:
+        canvas._handle_frontend_event(None, {"event": "client_ready"}, [])
+
+
 @pytest.fixture
 def make_widget():
     made: list[OptiCAMWidget] = []
@@ -79,6 +93,8 @@ def make_widget():
     def make(model=None, images=None, iterations=6, **kwargs):
         kwargs.setdefault("preprocess", SMALL)
         widget = OptiCAMWidget(model if model is not None else tiny_cnn(), **kwargs)
+        browser_ready(widget.canvas.canvas[0], widget.canvas.canvas[1],
+                      widget.controls.score_plot)  # as on a page
         made.append(widget)
         widget.set_images(images if images is not None else image(), run=False)
         widget.controls.iterations.value = iterations
@@ -138,10 +154,12 @@ def test_controls_ranges_and_defaults(make_widget):
     assert c.class_select.value == int(np.argmax(probs))
     assert widget.labels == [f"class {i}" for i in range(4)]
     assert len(c.class_search.options) == 4
-    # the canvas has a fixed pixel size at the image's aspect ratio
+    # the drawing has a fixed pixel size at the image's aspect ratio; on screen it is that
+    # wide at most, and scales down (the height following) in a narrower output
     assert widget.canvas.size == display_size(37, 53, 448) == (313, 448)
     assert widget.canvas.canvas.layout.width == "448px"
-    assert widget.canvas.canvas.layout.height == "313px"
+    assert widget.canvas.canvas.layout.max_width == "100%"
+    assert widget.canvas.canvas.layout.height == "auto"
     assert widget.result is None and widget.saliency is None
 
 
@@ -533,13 +551,14 @@ class FakeShell:
     execution_count = 7
 
 
-def test_show_in_ipython_displays_once_then_updates_the_png(monkeypatch):
+def test_show_in_ipython_displays_the_view_and_a_picture_that_follows_it(monkeypatch):
     import IPython.display
 
     from opticam_widgets.widget import display
 
     shell = FakeShell()
     monkeypatch.setattr(display, "get_shell", lambda: shell)
+    monkeypatch.setattr(display, "PICTURE_DELAY_S", 0.05)
     shown, updated = [], []
     monkeypatch.setattr(IPython.display, "display",
                         lambda obj, **kw: shown.append((obj, kw)))
@@ -549,23 +568,36 @@ def test_show_in_ipython_displays_once_then_updates_the_png(monkeypatch):
     try:
         widget.controls.iterations.value = 3
         widget.show(image())
-        assert len(shown) == 1
-        data, kw = shown[0]
-        assert kw["raw"] and kw["display_id"].startswith("opticam-widget-")
-        assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == \
+        # two outputs: the live view, then the picture under its display id
+        assert len(shown) == 2
+        (live, live_kw), (picture, kw) = shown
+        assert live_kw["raw"] and "display_id" not in live_kw
+        assert set(live) == {"application/vnd.jupyter.widget-view+json", "text/plain"}
+        assert live["application/vnd.jupyter.widget-view+json"]["model_id"] == \
             widget.widget.model_id
-        preview_png = data["image/png"]  # already shows the iteration-0 map
-        widget.controls.view.value = "original"  # the image alone, without any map
-        assert widget._repr_mimebundle_()[0]["image/png"] != preview_png
-        widget.controls.view.value = "overlay"
+        name = kw["display_id"]
+        assert kw["raw"] and name.startswith("opticam-picture-")
+        assert set(picture) == {"image/png", "text/html", "text/plain"}
+        assert f"class='opticam-picture {name}'" in picture["text/html"]
+        assert picture["image/png"] in picture["text/html"]
+        # the live widget carries the stylesheet that hides its picture while it is live
+        styles = [x.value for x in all_widgets(widget.widget) if isinstance(x, w.HTML)
+                  and x.value.startswith("<style>")]
+        assert len(styles) == 1 and f".{name} {{ display: none" in styles[0]
+        assert "opticam-widget" in widget.widget._dom_classes
+        preview_png = picture["image/png"]  # already shows the iteration-0 map
         widget._ipython_display_()  # the cell's value, same execution: not shown again
-        assert len(shown) == 1
+        assert len(shown) == 2
         widget.wait(timeout=120)
-        assert len(updated) == 1 and updated[0][1]["display_id"] == kw["display_id"]
-        assert updated[0][0]["image/png"] != preview_png  # the optimized map
+        wait_until(lambda: updated and updated[-1][0]["image/png"] != preview_png, 5)
+        assert all(u[1]["display_id"] == name for u in updated)
+        final = updated[-1][0]["image/png"]  # the optimized map
+        widget.controls.view.value = "original"  # a view change: the picture follows
+        wait_until(lambda: updated[-1][0]["image/png"] != final, 5)
+        assert updated[-1][0]["image/png"] == widget._repr_mimebundle_()[0]["image/png"]
         shell.execution_count = 8
         widget._ipython_display_()  # a later cell showing `widget`
-        assert len(shown) == 2
+        assert len(shown) == 4
     finally:
         widget.close()
 
@@ -610,6 +642,14 @@ def test_saliency_canvas_layers_and_client_ready():
     view = SaliencyCanvas(max_size=64)
     try:
         view.set_image(np.zeros((30, 60, 3), np.uint8))
+        view.set_saliency(np.ones((30, 60)))
+        # nothing is sent before a browser holds the layers (Voilà connects mid-run: commands
+        # for a layer its page does not have yet would stop every later drawing there)
+        assert view.draw_count == 0 and view.revision == 2
+        browser_ready(view.canvas[1])
+        assert view.draw_count == 1  # that layer only
+        browser_ready(view.canvas[0])
+        assert view.draw_count == 2
         assert view.size == (32, 64)
         before = view.draw_count
         view.set_saliency(np.ones((30, 60)))
@@ -621,7 +661,7 @@ def test_saliency_canvas_layers_and_client_ready():
         jet_end = list(matplotlib.colormaps["jet"](1.0, bytes=True)[:3])
         assert top.shape == (32, 64, 3) and top[0, 0].tolist() == jet_end
         count = view.draw_count
-        view.canvas[1]._handle_frontend_event(None, {"event": "client_ready"}, [])
+        browser_ready(view.canvas[0], view.canvas[1])
         assert view.draw_count == count + 2  # a new browser view gets both layers again
     finally:
         view.close()

@@ -286,9 +286,10 @@ class OptiCAMWidget(HasTraits):
         """Display the widget (and load ``images`` first); returns the widget.
 
         With ``run`` the iteration-0 map (channel-mean CAM) is drawn before displaying, so the
-        output's PNG already shows a map; the optimisation then runs in the background and the
-        output's PNG is updated once it finishes (for saved notebooks). The widget is not
-        displayed a second time as the cell's value.
+        output's saved picture already shows a map; the optimisation then runs in the
+        background. The picture follows the screen (see :mod:`~opticam_widgets.widget.display`),
+        so a notebook saved at any time shows what was on screen. The widget is not displayed
+        a second time as the cell's value.
 
         Args:
             images: One image or a list of images (see :meth:`set_images`); ``None`` keeps
@@ -304,7 +305,7 @@ class OptiCAMWidget(HasTraits):
         if start:
             self._parts.runner.preview(self._parts.selection.key())
         self._parts.display.publish()
-        self._parts.display.shown(update_after_run=start)
+        self._parts.display.shown()
         if start:
             self.run()
         return self

@@ -23,7 +23,7 @@ from ..jobs import Worker
 from .canvas import SaliencyCanvas
 from .common import close_widgets
 from .compare import ComparePanel, Comparison
-from .controls import Controls, build_controls, layout
+from .controls import WIDGET_CSS, Controls, build_controls, layout
 from .display import Display
 from .export import Exporter
 from .messages import GREETING, saved_html
@@ -93,7 +93,8 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
     worker = Worker("opticam-widget")
     comparison = Comparison(compare, cam, worker, session,
                             lambda exc: owner.set_trait("error", exc))
-    display = Display(bundle, text)
+    display = Display(bundle, text, busy=lambda: bool(owner.running), css=WIDGET_CSS)
+    canvas.observe(display.schedule, "revision")  # the saved picture follows the screen
 
     def finished(cancel: threading.Event) -> None:  # a finished run was drawn
         comparison.refresh(cancel=cancel)
@@ -112,8 +113,11 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
     view.status(GREETING)
     exporter = Exporter(session, lambda: (float(controls.opacity.value), controls.colormap.value),
                         lambda: view.names.names if view.names is not None else None)
+    root = layout(controls, canvas.canvas, compare.box)
+    root.add_class("opticam-widget")
+    root.children = (*root.children, display.style)
     return Parts(controls=controls, canvas=canvas, compare=compare,
-                 root=layout(controls, canvas.canvas, compare.box), session=session, view=view,
+                 root=root, session=session, view=view,
                  runner=runner, comparison=comparison, selection=selection, display=display,
                  exporter=exporter)
 

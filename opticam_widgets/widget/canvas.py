@@ -11,6 +11,13 @@ resolution and scaled up by the canvas (``put_image_data`` follows the canvas tr
 quarter of the pixels to PNG-encode in the kernel and to send, on every refresh during a run.
 :meth:`SaliencyCanvas.to_array` composites the view at full resolution with
 :func:`~opticam_widgets.widget.export.render_view`, the one compositor of the package's views.
+
+Nothing is sent to a layer before a browser has created it (its ``client_ready`` event): draw
+commands that reach a page before the page holds the layer's model make ipycanvas drop every
+later command of that page (Voilà connects to a kernel whose run is already drawing). The
+arrays are kept meanwhile, and each layer is drawn when a browser announces it. On screen the
+drawing scales down with the width it is given (CSS ``max-width: 100%``, height following the
+aspect ratio); the drawing itself keeps its pixel size.
 """
 
 from __future__ import annotations
@@ -77,6 +84,8 @@ class SaliencyCanvas(HasTraits):
     inverse = Bool(False)
     #: Number of ``put_image_data`` calls sent so far (for tests and diagnostics).
     draw_count = Int(0, read_only=True)
+    #: Bumped whenever what the canvas shows changes (sent to a browser or not).
+    revision = Int(0, read_only=True)
 
     def __init__(self, max_size: int = 448, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -89,12 +98,24 @@ class SaliencyCanvas(HasTraits):
         self._saliency: np.ndarray | None = None  # display-size float32 (h, w)
         self._saliency_sent: np.ndarray | None = None  # the map at the heat layer's resolution
         self._colored: dict[str, np.ndarray] = {}  # cmap -> uint8 RGBA of the sent map
-        self.canvas.on_client_ready(self.redraw)
+        self._ready: set[int] = set()  # layers a browser has created (may be drawn)
+        self._on_ready = [self._ready_callback(i) for i in range(LAYERS)]
+        for i, callback in enumerate(self._on_ready):
+            self.canvas[i].on_client_ready(callback)
 
     @staticmethod
     def _layout(width: int, height: int) -> Layout:
-        # An explicit pixel size: without it, the canvas stretches to the cell's width.
-        return Layout(width=f"{width}px", height=f"{height}px", flex="0 0 auto")
+        # The drawing's pixel width at most (without it the canvas stretches to the cell's
+        # width), scaled down to the width available, the height following the aspect ratio.
+        del height
+        return Layout(width=f"{width}px", max_width="100%", height="auto", flex="0 1 auto")
+
+    def _ready_callback(self, layer: int) -> Any:
+        def ready(*_: Any) -> None:  # a browser created this layer: draw it there
+            with DRAW_LOCK:
+                self._ready.add(layer)
+                self._draw(image=layer == 0, heat=layer == 1)
+        return ready
 
     # ------------------------------------------------------------------ content
     @property
@@ -127,7 +148,7 @@ class SaliencyCanvas(HasTraits):
             self._colored = {}
             if self.size != (h, w):
                 self.canvas.width, self.canvas.height = w, h
-                self.canvas.layout.width, self.canvas.layout.height = f"{w}px", f"{h}px"
+                self.canvas.layout.width = f"{w}px"
             self.redraw()
 
     def set_saliency(self, saliency: Any | None) -> None:
@@ -201,6 +222,10 @@ class SaliencyCanvas(HasTraits):
 
     def _draw(self, *, image: bool, heat: bool) -> None:
         with DRAW_LOCK:
+            self.set_trait("revision", self.revision + 1)
+            image, heat = image and 0 in self._ready, heat and 1 in self._ready
+            if not (image or heat):
+                return
             image_data = self._image_layer() if image else None
             heat_data = self._heat_layer() if heat else None
             with hold_canvas():
@@ -220,5 +245,6 @@ class SaliencyCanvas(HasTraits):
 
     def close(self) -> None:
         """Close the canvas widgets."""
-        self.canvas.on_client_ready(self.redraw, remove=True)
+        for i, callback in enumerate(self._on_ready):
+            self.canvas[i].on_client_ready(callback, remove=True)
         close_widgets(*(self.canvas[i] for i in range(LAYERS)), self.canvas)

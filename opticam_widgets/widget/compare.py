@@ -139,10 +139,10 @@ class ComparePanel:
         self.canvas.set_saliency(saliency)
         self.caption.value = caption_html(method, layer, metrics)
 
-    def show_message(self, message: str, *, color: str = "#555") -> None:
-        """Clear the map and show a plain-text message (escaped here)."""
+    def show_message(self, message: str, *, tone: str = "muted") -> None:
+        """Clear the map and show a plain-text message (escaped here) in a message tone."""
         self.canvas.set_saliency(None)
-        self.caption.value = note_html(message, color)
+        self.caption.value = note_html(message, tone)
 
     def close(self) -> None:
         """Close the panel's widgets."""
@@ -226,11 +226,11 @@ class Comparison:
             return
         except ImportError as exc:
             panel.show_message(f"{method} needs torchcam: pip install "
-                               f"'opticam-widgets[baselines]' ({exc})", color="#a60")
+                               f"'opticam-widgets[baselines]' ({exc})", tone="warning")
             return
         except Exception as exc:  # shown in the panel and kept in the widget's `error`
             self.on_error(exc)
-            panel.show_message(f"{method} failed: {type(exc).__name__}: {exc}", color="#c00")
+            panel.show_message(f"{method} failed: {type(exc).__name__}: {exc}", tone="error")
             return
         if key == self.wanted():
             panel.show_result(method, self.cam.layer_name, *self.cache[key])

@@ -24,6 +24,7 @@ from .plot import ScorePlot
 
 __all__ = [
     "BASELINE_NAMES",
+    "WIDGET_CSS",
     "CONVENTIONS",
     "DEFAULT_ITERATIONS",
     "DEFAULT_LR",
@@ -53,6 +54,19 @@ BASELINE_NAMES = ("channel-mean", "gradcam", "gradcam++", "scorecam")
 
 _WIDE = {"description_width": "initial"}
 
+#: Layout rules of the live widget (its stylesheet, see :mod:`.display`), scoped to its root
+#: (CSS class ``opticam-widget``): every part fits the width it is given (rows wrap, fixed
+#: widths become maximum widths, the canvases scale down), and labels are never cut.
+WIDGET_CSS = """
+.opticam-widget, .opticam-widget .jupyter-widgets { max-width: 100%; min-width: 0; }
+.opticam-widget canvas { max-width: 100%; height: auto; }
+.opticam-widget .widget-toggle-buttons, .opticam-widget .widget-toggle-buttons > div {
+  display: flex; flex-wrap: wrap; row-gap: 2px; min-width: 0; }
+.opticam-widget .widget-toggle-button { width: auto; min-width: 6em; flex: 0 0 auto; }
+.opticam-widget .widget-html-content { white-space: normal; overflow-wrap: anywhere;
+  line-height: 1.45; }
+"""
+
 
 def optimization_controls(
     iterations: int = DEFAULT_ITERATIONS, lr: float = DEFAULT_LR,
@@ -78,7 +92,7 @@ def optimization_controls(
     conv = w.ToggleButtons(options=list(CONVENTIONS), value=convention,
                            tooltips=["keep the class score with x⊙S (maximize)",
                                      "destroy the class score with x⊙(1−S) (minimize)"],
-                           style={"button_width": "112px"})
+                           style={"button_width": "auto"})
     return iters, rate, conv
 
 
@@ -126,7 +140,7 @@ def display_controls(
                            tooltips=["heatmap over the image", "heatmap only",
                                      "the image times the map: what the model saw",
                                      "the image alone"],
-                           style={"button_width": "108px"})
+                           style={"button_width": "auto"})
     alpha = w.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="Opacity",
                           readout_format=".2f", style=_WIDE, layout=w.Layout(width="260px"))
     options = list(COLORMAPS) if cmap in COLORMAPS else [cmap, *COLORMAPS]

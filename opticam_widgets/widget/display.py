@@ -1,10 +1,13 @@
-"""How the widget appears in IPython: its mimebundle and the saved picture of the output.
+"""How the widget appears in IPython: the live view, and a saved picture of what it shows.
 
-The widget is displayed with a PNG of its canvas next to the live view, so that a saved or
-exported notebook shows a picture where the live widget cannot render. :class:`Display` keeps
-the display id of the output, displays the widget once per cell (``widget.show(img)`` as a
-cell's last line is not displayed a second time as the cell's value) and refreshes the output's
-PNG once the run started by ``show`` has finished.
+:class:`Display` shows the widget as two outputs: the live view, then a picture of the canvas
+(an ``<img>`` as ``text/html``, and ``image/png``). While the widget is live, its stylesheet (an
+HTML widget inside the widget) hides the picture; wherever the live view cannot render (kernel
+shut down or restarted, untrusted notebook, nbconvert, nbviewer, GitHub) the stylesheet is not
+there and the picture shows. The picture follows the screen: it is refreshed through its
+display id (``update_display``) when a run ends and a moment after any other change of the
+canvas (view, opacity, colormap, class, image), never during a run. A widget is displayed once
+per cell (``widget.show(img)`` as a cell's last line is not displayed again as its value).
 
 :func:`get_shell` is the one place that looks for IPython; tests replace it (``monkeypatch``) to
 drive the display without a kernel.
@@ -18,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -25,12 +29,16 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
+from ..jobs import exiting
 from ..render import to_png_bytes
+from .messages import esc
 
-__all__ = ["Display", "get_shell", "mimebundle"]
+__all__ = ["Display", "get_shell", "mimebundle", "picture_bundle", "stylesheet"]
 
 #: The widget-view MIME type of ipywidgets.
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: Seconds between the last change of the canvas and the refresh of the saved picture.
+PICTURE_DELAY_S = 0.4
 
 
 def get_shell() -> Any:
@@ -60,49 +68,110 @@ def mimebundle(root: w.Widget | None, text: str,
     return data, metadata
 
 
+def picture_bundle(data: dict[str, Any], metadata: dict[str, Any],
+                   name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The picture output of a widget bundle: its PNG as an ``<img>`` of CSS class ``name``.
+
+    Example:
+        >>> png = mimebundle(None, "w", np.zeros((2, 3, 3), np.uint8))
+        >>> data, _ = picture_bundle(*png, "opticam-picture-1")
+        >>> sorted(data), "opticam-picture-1" in data["text/html"]
+        (['image/png', 'text/html', 'text/plain'], True)
+    """
+    out: dict[str, Any] = {"text/plain": data.get("text/plain", "")}
+    png = data.get("image/png")
+    if png is None:
+        return out, {}
+    size = metadata.get("image/png", {})
+    out["text/html"] = (
+        f"<img class='opticam-picture {name}' src='data:image/png;base64,{png}' "
+        f"width='{size.get('width', '')}' height='{size.get('height', '')}' "
+        f"style='max-width:100%;height:auto' alt='{esc(out['text/plain'])}'>")
+    out["image/png"] = png
+    return out, {"image/png": size}
+
+
+def stylesheet(picture: str, css: str = "") -> str:
+    """The live widget's ``<style>``: ``css``, and the rule that hides the picture ``picture``.
+
+    Example:
+        >>> "display: none" in stylesheet("opticam-picture-1")
+        True
+    """
+    return (f"<style>{css}\n.{picture} {{ display: none !important; }}\n"
+            f".jp-OutputArea-child:has(.{picture}) {{ display: none !important; }}</style>")
+
+
 class Display:
-    """The IPython output of one widget.
+    """The IPython outputs of one widget: the live view and its saved picture.
 
     Args:
-        bundle: Returns the widget's current ``(data, metadata)``.
+        bundle: Returns the widget's current ``(data, metadata)`` (see :func:`mimebundle`).
         text: Returns the widget's ``repr`` (printed in plain Python).
+        busy: Whether a run is going (the picture waits for its end).
+        css: Extra CSS of the live widget (its layout rules).
     """
 
-    def __init__(self, bundle: Callable[[], tuple[dict, dict]], text: Callable[[], str]) -> None:
+    def __init__(self, bundle: Callable[[], tuple[dict, dict]], text: Callable[[], str],
+                 busy: Callable[[], bool] = lambda: False, css: str = "") -> None:
         self._bundle = bundle
         self._text = text
-        #: The output's display id, once displayed.
+        self._busy = busy
+        self._css = css
+        #: The picture output's display id, once displayed.
         self.display_id: str | None = None
+        #: The widget's stylesheet (put it inside the displayed widget).
+        self.style = w.HTML(value=f"<style>{css}</style>", layout=w.Layout(display="none"))
         self._skip_in: int | None = None  # execution count whose cell value is not displayed
-        self._update_pending = False
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
         self._closed = False
 
     def publish(self) -> None:
-        """Display the widget's mimebundle under its display id (plain Python: print it)."""
+        """Display the live view, then the picture under its display id (plain Python: print)."""
         if get_shell() is None:
             print(self._text())
             return
         from IPython.display import display
 
         if self.display_id is None:
-            self.display_id = f"opticam-widget-{uuid.uuid4().hex}"
+            self.display_id = f"opticam-picture-{uuid.uuid4().hex}"
+            self.style.value = stylesheet(self.display_id, self._css)
         data, metadata = self._bundle()
-        display(data, raw=True, metadata=metadata, display_id=self.display_id)
+        live = {k: v for k, v in data.items() if k in (WIDGET_VIEW, "text/plain")}
+        display(live, raw=True)
+        picture, picture_metadata = picture_bundle(data, metadata, self.display_id)
+        display(picture, raw=True, metadata=picture_metadata, display_id=self.display_id)
 
-    def shown(self, *, update_after_run: bool) -> None:
-        """``show`` has displayed the widget: skip this cell's value, maybe update later."""
+    def shown(self) -> None:
+        """``show`` has displayed the widget: this cell's value is not displayed again."""
         shell = get_shell()
         self._skip_in = shell.execution_count if shell is not None else None
-        self._update_pending = update_after_run and self.display_id is not None
+
+    def schedule(self, *_: Any) -> None:
+        """Refresh the picture a moment after the last of a burst of changes."""
+        if self.display_id is None or self._closed:
+            return
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(PICTURE_DELAY_S, self._scheduled)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _scheduled(self) -> None:
+        with self._lock:
+            self._timer = None
+        if not self._busy() and not exiting():  # a run refreshes the picture when it ends
+            self.update()
 
     def update(self) -> None:
-        """Refresh the output's PNG once, after the run started by ``show`` finished."""
-        if not self._update_pending or self.display_id is None or self._closed:
+        """Refresh the picture now (what the canvas shows)."""
+        if self.display_id is None or self._closed:
             return
-        self._update_pending = False
         from IPython.display import update_display
 
-        data, metadata = self._bundle()
+        data, metadata = picture_bundle(*self._bundle(), self.display_id)
         update_display(data, raw=True, metadata=metadata, display_id=self.display_id)
 
     def ipython_display(self) -> None:
@@ -114,5 +183,9 @@ class Display:
         self.publish()
 
     def close(self) -> None:
-        """No more updates."""
+        """No more updates: the picture stays as it was last refreshed."""
         self._closed = True
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
