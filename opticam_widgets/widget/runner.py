@@ -54,25 +54,29 @@ STATUS_REFRESH_S = 0.1
 class Throttle:
     """Says when to refresh: every ``interval`` seconds, or ``cost_factor`` × the last cost.
 
+    The interval counts from the start of the last refresh (4 per second means 4 per second,
+    whatever a refresh costs up to the interval); the cost rule counts from its end.
+
     Args:
-        interval: Smallest time between two refreshes.
-        cost_factor: The interval grows to this multiple of the last refresh's duration.
+        interval: Smallest time between the starts of two refreshes.
+        cost_factor: The wait after a refresh ends is at least this multiple of its duration.
     """
 
     def __init__(self, interval: float, cost_factor: float = 0.0) -> None:
         self.interval = interval
         self.cost_factor = cost_factor
-        self._last = -math.inf
+        self._start = self._end = -math.inf
         self._cost = 0.0
 
     def due(self, now: float) -> bool:
         """Whether a refresh is due at time ``now`` (seconds, monotonic)."""
-        return now - self._last >= max(self.interval, self.cost_factor * self._cost)
+        return (now - self._start >= self.interval
+                and now - self._end >= self.cost_factor * self._cost)
 
     def mark(self, start: float, end: float | None = None) -> None:
         """A refresh ran from ``start`` to ``end`` (default: took no time)."""
         end = start if end is None else end
-        self._last = end
+        self._start, self._end = start, end
         self._cost = end - start
 
 
