@@ -27,6 +27,7 @@ __all__ = [
     "detect_layout",
     "grid_fits",
     "layout_hints",
+    "spatial_size",
     "to_spatial",
     "token_grid",
 ]
@@ -215,6 +216,22 @@ def detect_layout(out: Tensor, size: tuple[int, int], hints: LayoutHints = Layou
     if nhwc:
         return "nhwc"
     return "nchw" if nchw or _loose_nchw(b, c, size) else None
+
+
+def spatial_size(out: Tensor, layout: str, size: tuple[int, int],
+                 hints: LayoutHints = LayoutHints()) -> tuple[int, int] | None:
+    """The (h, w) of ``out`` read in ``layout``, or ``None`` when tokens form no grid.
+
+    Example:
+        >>> import torch
+        >>> spatial_size(torch.zeros(1, 197, 8), "tokens", (224, 224))
+        (14, 14)
+    """
+    if layout == "tokens":
+        grid = token_grid(out.shape[1], size, hints)
+        return None if grid is None else (grid[1], grid[2])
+    dims = out.shape[1:3] if layout == "nhwc" else out.shape[2:4]
+    return int(dims[0]), int(dims[1])
 
 
 def _describe(out: object) -> str:

@@ -105,45 +105,52 @@ def small_cnn(seed: int = 0) -> nn.Module:
     ), seed)
 
 
-def tiny_vit(seed: int = 0, reg_tokens: int = 0, patch_size: int = 8) -> nn.Module:
-    """A timm ``VisionTransformer`` on 48×48 inputs: class token (+ registers), 6×6 patches."""
+def tiny_vit(seed: int = 0, reg_tokens: int = 2, global_pool: str = "avg") -> nn.Module:
+    """A timm ``VisionTransformer`` on 48×48 inputs: 6×6 patches after a class token and
+    ``reg_tokens`` registers (three leading tokens to drop by default).
+
+    ``global_pool="avg"`` (the default) classifies from the mean patch token; ``"token"`` from
+    the class token.
+    """
     from timm.models.vision_transformer import VisionTransformer
 
     return _seeded(lambda: VisionTransformer(
-        img_size=SIZE, patch_size=patch_size, embed_dim=48, depth=3, num_heads=3, mlp_ratio=2.0,
-        num_classes=len(CLASSES), reg_tokens=reg_tokens,
+        img_size=SIZE, patch_size=8, embed_dim=48, depth=3, num_heads=3, mlp_ratio=2.0,
+        num_classes=len(CLASSES), reg_tokens=reg_tokens, global_pool=global_pool,
     ), seed)
 
 
 class ChannelsLastBlock(nn.Module):
-    """ConvNeXt-style block kept in (B, H, W, C): depthwise conv, LayerNorm, pointwise MLP."""
+    """A pre-norm residual MLP on (B, H, W, C), as in ConvNeXt blocks: LayerNorm, Linear, ReLU,
+    Linear over the channels (the last dim)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.dw = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
         self.norm = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, 2 * dim)
-        self.act = nn.GELU()
+        self.act = nn.ReLU()
         self.fc2 = nn.Linear(2 * dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.dw(x.permute(0, 3, 1, 2).contiguous()).permute(0, 2, 3, 1)
-        return x + self.fc2(self.act(self.fc1(self.norm(y))))
+        return x + self.fc2(self.act(self.fc1(self.norm(x))))
 
 
 class ChannelsLastNet(nn.Module):
-    """A patchify stem, then blocks whose outputs are channels-last (B, H, W, C)."""
+    """A convolutional stem (to 12×12), then stages whose outputs are channels-last (B, H, W, C),
+    averaged over H and W by the head."""
 
     def __init__(self, dim: int = 32) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(3, dim, 4, stride=4)
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, dim, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
         self.stages = nn.Sequential(ChannelsLastBlock(dim), ChannelsLastBlock(dim))
-        self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, len(CLASSES))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stages(self.stem(x).permute(0, 2, 3, 1))
-        return self.head(self.norm(x).mean(dim=(1, 2)))
+        return self.head(x.mean(dim=(1, 2)))
 
 
 def channels_last_net(seed: int = 0) -> nn.Module:
