@@ -192,20 +192,20 @@ def folded_copy(model: nn.Module, x: Tensor) -> tuple[nn.Module, int]:
     return net.to(memory_format=torch.channels_last), folded
 
 
-def _tolerance(x: Tensor) -> float:
+def _tolerance(x: Tensor, logits: Tensor) -> float:
     """Relative tolerance of the logits check: a few times the folding's float rounding.
 
     Folding moves float32 logits by about 5e-7 of their scale on CPU (Lite0, ResNet-50);
     TF32 convolutions on CUDA and half precision round far more, on both sides of the check.
+    The coarser of the input's and the given logits' precision decides.
     """
-    if x.dtype == torch.float64:
-        return 1e-9
-    if x.dtype in (torch.float16, torch.bfloat16):
+    dtypes = {x.dtype, logits.dtype}
+    if dtypes & {torch.float16, torch.bfloat16}:
         return 2e-2
     if x.device.type == "cuda" and (torch.backends.cudnn.allow_tf32
                                     or torch.backends.cuda.matmul.allow_tf32):
         return 2e-3
-    return 2e-5
+    return 1e-9 if dtypes == {torch.float64} else 2e-5
 
 
 def _agrees(fast: nn.Module, x: Tensor, logits: Tensor) -> bool:
@@ -218,7 +218,7 @@ def _agrees(fast: nn.Module, x: Tensor, logits: Tensor) -> bool:
     if not (bool(torch.isfinite(out).all()) and bool(torch.isfinite(ref).all())):
         return False
     scale = float(ref.abs().max()) + 1.0
-    return float((out - ref).abs().max()) <= _tolerance(x) * scale
+    return float((out - ref).abs().max()) <= _tolerance(x, logits) * scale
 
 
 def _checked_copy(model: nn.Module, x: Tensor, logits: Tensor) -> nn.Module | None:
