@@ -5,8 +5,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
+APP_PORT ?= 8866
 
-.PHONY: lab test install lint unit notebooks browser bench bench-faithfulness chromium clean binder-check wheel-check
+.PHONY: lab app test install lint unit notebooks browser bench bench-faithfulness chromium clean binder-check wheel-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,14 @@ lab: $(STAMP)
 	@echo "Opening notebooks/01_quickstart.ipynb in JupyterLab on 127.0.0.1:$(PORT) (URL with token below)"
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) \
 		--ServerApp.root_dir=. notebooks/01_quickstart.ipynb
+
+# the dashboard as an app (Voilà): no code on screen, the map refines live. Voilà skips the
+# two Lab-only extensions of the environment (they need JupyterLab's document registry).
+app: $(STAMP)
+	@echo "Opening notebooks/dashboard.ipynb as an app (Voilà) on http://127.0.0.1:$(APP_PORT)"
+	$(VENV)/bin/voila notebooks/dashboard.ipynb --Voila.ip=127.0.0.1 --port=$(APP_PORT) \
+		--VoilaConfiguration.extension_denylist=@jupyter-notebook/lab-extension \
+		--VoilaConfiguration.extension_denylist=@voila-dashboards/jupyterlab-preview
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check opticam_widgets tests benchmarks tools

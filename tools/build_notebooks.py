@@ -426,7 +426,10 @@ Start it as an app with `make app` (Voilà), or run it as a notebook.
 from opticam_widgets import OptiCAMWidget, sample_image
 
 photos = [sample_image(name) for name in ("chelsea", "coffee", "astronaut", "rocket")]
-widget = OptiCAMWidget.default().show(photos)  # no wait(): the map refines on screen
+widget = OptiCAMWidget.default().show(photos, run=False)
+# Explain when a page shows the widget (Voilà's page connects after this cell has run), so the
+# map refines on screen; nothing here blocks (no widget.wait()), the page appears at once.
+widget.canvas.canvas.on_client_ready(lambda *_: widget.run())
 """),
 ]
 

@@ -1,7 +1,15 @@
-"""A real JupyterLab server on loopback and a real Chromium driven by Playwright."""
+"""A real Jupyter server on loopback and a real Chromium driven by Playwright.
+
+One server process serves the three front ends that are tested (it is started once per
+session): JupyterLab 4 (``/lab``), Notebook 7 (``/notebooks``) and Voilà (``/voila/render``,
+Voilà's server extension, the same renderer ``make app`` starts standalone). Its data, config,
+runtime and user-settings directories are temporary, so nothing of the user's Jupyter setup is
+read or changed; it listens on 127.0.0.1 only, without a token, and pages may only talk to it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,6 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("OPTICAM_CHROMIUM", "/usr/bin/chromium")
+#: Lab-only extensions that Voilà cannot host (they need JupyterLab's document registry)
+VOILA_SKIP = ("@jupyter-notebook/lab-extension", "@voila-dashboards/jupyterlab-preview")
 
 
 def _free_port() -> int:
@@ -32,11 +42,24 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab_server(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[str]:
-    """Start JupyterLab on a free 127.0.0.1 port, rooted in a temp copy of notebooks/."""
+def notebook_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's root: a temporary copy of notebooks/ (tests may add their own copies)."""
     root = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "notebooks", root / "notebooks",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    return root / "notebooks"
+
+
+def fresh_copy(notebook_dir: Path, name: str, as_name: str) -> str:
+    """Copy a committed notebook under another name in the server's root; the new name."""
+    shutil.copyfile(ROOT / "notebooks" / name, notebook_dir / as_name)
+    return as_name
+
+
+@pytest.fixture(scope="session")
+def lab_server(notebook_dir: Path, artifacts: Path) -> Iterator[str]:
+    """Start JupyterLab on a free 127.0.0.1 port, rooted in a temp copy of notebooks/."""
+    root = notebook_dir.parent
     settings = root / ".settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
@@ -46,6 +69,9 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Ite
     env = dict(os.environ,
                JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
                JUPYTER_CONFIG_DIR=str(root / ".config"),
+               JUPYTER_DATA_DIR=str(root / ".data"),
+               JUPYTERLAB_SETTINGS_DIR=str(root / ".settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(root / ".workspaces"),
                IPYTHONDIR=str(root / ".ipython"),
                OPTICAM_QUIET="1")
     cmd = [
@@ -59,6 +85,9 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Ite
         "--LabApp.news_url=",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabServerApp.extension_manager=readonly",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
+        *(f"--VoilaConfiguration.extension_denylist={name}" for name in VOILA_SKIP),
+        "--VoilaConfiguration.show_tracebacks=True",
     ]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
@@ -106,10 +135,9 @@ def browser() -> Iterator[object]:
             b.close()
 
 
-@pytest.fixture()
-def page(browser, lab_server: str, artifacts: Path, request: pytest.FixtureRequest):
-    """A fresh page that may only talk to the loopback server; console errors are recorded."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def new_page(browser, base: str, width: int = 1400, height: int = 1000):
+    """A page in a fresh context that may only talk to ``base``; console errors are recorded."""
+    context = browser.new_context(viewport={"width": width, "height": height})
     pg = context.new_page()
     pg.console_messages = []  # type: ignore[attr-defined]
     pg.on("console", lambda m: pg.console_messages.append((m.type, m.text)))
@@ -117,18 +145,45 @@ def page(browser, lab_server: str, artifacts: Path, request: pytest.FixtureReque
 
     def only_loopback(route):
         url = route.request.url
-        if url.startswith(lab_server) or url.startswith("data:") or url.startswith("blob:"):
+        if url.startswith(base) or url.startswith("data:") or url.startswith("blob:"):
             return route.continue_()
         return route.abort()
 
     pg.route("**/*", only_loopback)
+    return pg
+
+
+def save_failure(pg, artifacts: Path, name: str) -> None:
+    """Screenshot and console log of a page whose test failed, under test-artifacts/."""
+    try:
+        pg.screenshot(path=str(artifacts / f"failure-{name}.png"))
+    except Exception:  # noqa: BLE001 - the page may be gone; the log is still worth keeping
+        pass
+    (artifacts / f"console-{name}.txt").write_text(
+        "\n".join(f"{t}: {x}" for t, x in pg.console_messages))
+
+
+def shutdown_kernels(base: str) -> None:
+    """Shut down every kernel of the server (a test's kernel must not keep the CPUs busy)."""
+    with urllib.request.urlopen(f"{base}/api/kernels", timeout=10) as r:  # loopback only
+        kernels = json.load(r)
+    for k in kernels:
+        req = urllib.request.Request(f"{base}/api/kernels/{k['id']}", method="DELETE")
+        try:
+            urllib.request.urlopen(req, timeout=30).close()
+        except OSError:
+            pass
+
+
+@pytest.fixture()
+def page(browser, lab_server: str, artifacts: Path, request: pytest.FixtureRequest):
+    """A fresh page that may only talk to the loopback server; console errors are recorded."""
+    pg = new_page(browser, lab_server)
     yield pg
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
-        pg.screenshot(path=str(artifacts / f"failure-{request.node.name}.png"))
-        (artifacts / f"console-{request.node.name}.txt").write_text(
-            "\n".join(f"{t}: {x}" for t, x in pg.console_messages))
-    context.close()
+        save_failure(pg, artifacts, request.node.name)
+    pg.context.close()
 
 
 @pytest.hookimpl(hookwrapper=True)

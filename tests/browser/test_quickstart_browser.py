@@ -6,90 +6,23 @@ render, heatmap pixels, class change + Run, opacity, Stop, and a kernel that sti
 
 from __future__ import annotations
 
-import io
 import re
 import time
 
 import numpy as np
 import pytest
-from matplotlib import colormaps
-from PIL import Image
+from pagetools import App, colormap_fraction, shot, wait_for, widget_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
-
-WIDGET_PACKAGES = ("jupyter-widgets", "ipycanvas", "jupyterlab-manager", "widgetsnbextension")
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.25, describe=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if isinstance(value, np.ndarray) or value:
-            return value
-        time.sleep(interval)
-    seen = f"; last seen: {describe()!r}" if describe is not None else ""
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
-
-
-def shot(locator) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB"), dtype=float)
-
-
-def colormap_fraction(pixels: np.ndarray, cmap: str = "jet", tol: float = 40.0) -> float:
-    """Fraction of pixels within ``tol`` (RGB distance, 0-255) of some colour of ``cmap``."""
-    lut = colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255.0
-    flat = pixels.reshape(-1, 3)[::7]
-    dist = np.sqrt(((flat[:, None, :] - lut[None, :, :]) ** 2).sum(-1)).min(1)
-    return float((dist < tol).mean())
-
-
-class Lab:
-    """Small helpers over the JupyterLab page."""
-
-    def __init__(self, page, base: str) -> None:
-        self.page = page
-        self.base = base
-
-    def open(self, path: str) -> None:
-        self.page.goto(f"{self.base}/lab/tree/{path}")
-        self.page.wait_for_function("() => window.jupyterapp !== undefined", timeout=90_000)
-        self.page.wait_for_selector(".jp-Notebook", timeout=90_000)
-        # the kernel must be connected and idle before running
-        self.page.wait_for_function(
-            """() => {
-                const w = window.jupyterapp.shell.currentWidget;
-                const k = w && w.sessionContext && w.sessionContext.session &&
-                          w.sessionContext.session.kernel;
-                return k && k.status === 'idle';
-            }""",
-            timeout=120_000,
-        )
-
-    def command(self, name: str) -> None:
-        self.page.evaluate(f"() => window.jupyterapp.commands.execute('{name}')")
-
-    def add_cell_and_run(self, source: str) -> None:
-        self.page.evaluate(
-            """async (src) => {
-                const app = window.jupyterapp;
-                const panel = app.shell.currentWidget;
-                const nb = panel.content;
-                nb.activeCellIndex = nb.widgets.length - 1;
-                await app.commands.execute('notebook:insert-cell-below');
-                nb.activeCell.model.sharedModel.setSource(src);
-                await app.commands.execute('notebook:run-cell');
-            }""",
-            source,
-        )
 
 
 @pytest.fixture()
 def lab(page, lab_server):
-    return Lab(page, lab_server)
+    return App(page, lab_server)
 
 
 def test_quickstart_widget_in_jupyterlab(lab, page, artifacts):
-    lab.open("01_quickstart.ipynb")
+    lab.open("lab/tree/01_quickstart.ipynb")
     lab.command("notebook:run-all-cells")
 
     # --- the notebook ran: the blocking cells printed their checked facts
@@ -148,7 +81,7 @@ def test_quickstart_widget_in_jupyterlab(lab, page, artifacts):
 
     # --- opacity moves the canvas without a new run
     status_before = status.inner_text()
-    runs_before = _kernel_value(lab, page, "widget.explain_count")
+    runs_before = lab.kernel_value("widget.explain_count")
     handle = root.locator(".widget-slider", has_text="Opacity").locator(".noUi-handle")
     handle.focus()
     page.keyboard.press("End")  # opacity 1.0
@@ -156,7 +89,7 @@ def test_quickstart_widget_in_jupyterlab(lab, page, artifacts):
     assert np.abs(opaque - after).mean() > 1.0
     time.sleep(0.5)
     assert status.inner_text() == status_before
-    assert _kernel_value(lab, page, "widget.explain_count") == runs_before
+    assert lab.kernel_value("widget.explain_count") == runs_before
 
     # --- Stop during a long run stops it; the kernel still answers a new cell
     lab.add_cell_and_run("widget.controls.iterations.value = 500\n"
@@ -173,10 +106,7 @@ def test_quickstart_widget_in_jupyterlab(lab, page, artifacts):
     page.screenshot(path=str(artifacts / "after-stop.png"))
 
     # --- no console errors from the widget packages
-    errors = [text for kind, text in page.console_messages
-              if kind in ("error", "pageerror")
-              and any(p in text.lower() for p in WIDGET_PACKAGES)]
-    assert not errors, errors
+    assert not widget_errors(page), widget_errors(page)
 
 
 def _main_canvas(root):
@@ -210,18 +140,3 @@ def _bar_full(bar) -> bool:
     style = bar.get_attribute("style") or ""
     m = re.search(r"width:\s*([\d.]+)%", style)
     return bool(m) and float(m.group(1)) >= 99.9
-
-
-def _kernel_value(lab, page, expr: str) -> str:
-    """Evaluate ``expr`` in the notebook's kernel through a silent execute request."""
-    return page.evaluate(
-        """async (code) => {
-            const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-            const f = k.requestExecute({code: '', silent: true,
-                                        user_expressions: {v: code}});
-            const reply = await f.done;
-            const v = reply.content.user_expressions.v;
-            return v.status === 'ok' ? v.data['text/plain'] : 'error: ' + v.evalue;
-        }""",
-        expr,
-    )

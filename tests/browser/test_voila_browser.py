@@ -1,0 +1,116 @@
+"""The dashboard in Voilà, in a real Chromium: on screen soon after the kernel starts, refining
+live, then class change, Stop, and a kernel that still answers (the widget runs again).
+
+The time from opening the page to the first map is *measured* and written to
+``test-artifacts/voila.json``; the test asserts what a user would see without a clock: the map
+is on screen while the first run is still going, and changes as it refines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+from conftest import fresh_copy, new_page, save_failure, shutdown_kernels
+from pagetools import (
+    WIDGET_FAILURES,
+    Widget,
+    clipped_texts,
+    colormap_fraction,
+    install_probe,
+    probe_changes,
+    shot,
+    wait_for,
+    widget_errors,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+PAINTED_JS = """c => { const w = c.width, h = c.height; if (!w || !h) return false;
+    const d = c.getContext('2d').getImageData(0, 0, w, h).data;
+    for (let i = 3; i < d.length; i += 4 * 97) if (d[i] > 0) return true;
+    return false; }"""
+
+
+def test_voila_dashboard_refines_live_and_stays_interactive(browser, lab_server, notebook_dir,
+                                                           artifacts, request):
+    name = fresh_copy(notebook_dir, "dashboard.ipynb", "voila-dashboard.ipynb")
+    page = new_page(browser, lab_server)
+    try:
+        _walk_through(page, f"{lab_server}/voila/render/{name}", artifacts)
+    except BaseException:
+        save_failure(page, artifacts, request.node.name)
+        raise
+    finally:
+        page.context.close()
+        shutdown_kernels(lab_server)
+
+
+def _walk_through(page, url: str, artifacts) -> None:
+    t0 = time.monotonic()
+    page.goto(url, wait_until="commit")
+    widget = Widget.find(page, timeout=180)
+    stage = widget.main_canvas()
+    wait_for(lambda: stage.evaluate(PAINTED_JS), 60, "the first map on the canvas",
+             interval=0.05)
+    shown_s = time.monotonic() - t0
+    install_probe(stage)
+
+    # --- it refines live: the map is on screen while the first run still goes, and changes
+    live_statuses = []
+    while not widget.run_finished():
+        text = widget.status_text()
+        if re.search(r"iteration \d+/", text):
+            live_statuses.append(text)
+        assert time.monotonic() - t0 < 180, "the first run did not finish"
+        time.sleep(0.1)
+    time.sleep(0.3)
+    changes = probe_changes(page)
+    (artifacts / "voila.json").write_text(json.dumps(
+        {"page_open_to_first_map_s": round(shown_s, 2), "live_status_lines": len(live_statuses),
+         "map_changes_during_first_run": len(changes)}, indent=1))
+    page.screenshot(path=str(artifacts / "voila.png"))
+    assert live_statuses, "the page showed no run in progress: the run ended before the map"
+    assert len(changes) >= 2, f"the map changed {len(changes)} times during the first run"
+    body = page.inner_text("body")
+    assert not any(bad in body for bad in WIDGET_FAILURES)
+    assert clipped_texts(widget.root) == []
+
+    # --- heatmap pixels: the map alone is made of colormap colours
+    overlay = shot(stage)
+    widget.click_toggle("saliency")
+    saliency = wait_for(lambda: widget.canvas_changed(stage, overlay), 20, "the saliency view")
+    assert colormap_fraction(saliency) > 0.9
+    widget.click_toggle("overlay")
+    overlay = wait_for(lambda: widget.canvas_changed(stage, saliency), 20, "the overlay view")
+
+    # --- another class + Run: a new map
+    widget.class_select.select_option(index=1)
+    widget.button("Run").click()
+    wait_for(lambda: "unmasked" in widget.status_text() and widget.run_finished()
+             and widget.class_select.input_value() == widget.class_select.input_value(), 120,
+             "the run for the second class", describe=widget.status_text)
+    after = wait_for(lambda: widget.canvas_changed(stage, overlay), 30, "a new map")
+    assert np.abs(after - overlay).mean() > 1.0
+
+    # --- Stop a long run; the kernel still answers: the next Run finishes
+    iterations = widget.slider_handle("Iterations")
+    iterations.focus()
+    page.keyboard.press("End")
+    time.sleep(0.3)
+    widget.class_select.select_option(index=2)
+    widget.button("Run").click()
+    wait_for(lambda: re.search(r"iteration [1-9]\d*/\d{3,}", widget.status_text()), 60,
+             "the long run to start", describe=widget.status_text)
+    widget.button("Stop").click()
+    wait_for(lambda: "stopped at iteration" in widget.status_text(), 20, "Stop to take effect",
+             describe=widget.status_text)
+    iterations.focus()
+    page.keyboard.press("Home")
+    time.sleep(0.3)
+    widget.button("Run").click()
+    widget.wait_finished(120, "a run after Stop (the kernel answers)")
+    assert not widget_errors(page), widget_errors(page)
