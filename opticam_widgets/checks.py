@@ -28,6 +28,8 @@ __all__ = [
     "check_positive",
     "check_tol",
     "model_device",
+    "model_dtype",
+    "plain_tensor",
 ]
 
 
@@ -87,7 +89,10 @@ def check_tol(tol: Any, patience: Any) -> tuple[float | None, int]:
 
 
 def check_logits(out: Any, batch: int) -> Tensor:
-    """Return the model's output if it is class logits (batch, classes), else raise.
+    """Return the model's output if it is finite floating-point class logits (batch, classes).
+
+    Raises:
+        ValueError: another shape or type, integer values, NaN or infinite values.
 
     Example:
         >>> check_logits(torch.zeros(2, 10), 2).shape
@@ -99,7 +104,35 @@ def check_logits(out: Any, batch: int) -> Tensor:
             f"`model` must return class logits of shape (batch, classes); for a batch of {batch} "
             f"it returned {shape}. Wrap the model so that it returns one logit tensor."
         )
+    if not out.is_floating_point():
+        raise ValueError(f"`model` must return floating-point logits; it returned {out.dtype}. "
+                         "Return the raw scores before any argmax or rounding.")
+    if not bool(torch.isfinite(out.detach()).all()):
+        raise ValueError("`model` returned NaN or infinite logits for this input; check the "
+                         "model's weights and its preprocessing (Opti-CAM needs finite scores)")
     return out
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """Floating dtype of the model's first floating parameter (or buffer); float32 without one.
+
+    Example:
+        >>> model_dtype(nn.Linear(2, 2).double())
+        torch.float64
+    """
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def plain_tensor(x: Tensor) -> Tensor:
+    """``x``, or a normal copy of it when it was made under ``torch.inference_mode()``.
+
+    Inference tensors cannot take part in autograd, which Opti-CAM and the gradient CAMs need.
+    Call outside inference mode (``with torch.inference_mode(False):``).
+    """
+    return x.clone() if x.is_inference() else x
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -44,7 +44,7 @@ from torch import Tensor
 from .images import Preprocess
 from .maps import saliency_from_weights
 
-__all__ = ["Masker", "OptimizationRun", "OptimizerFactory", "Problem", "RunSummary",
+__all__ = ["Batch", "Masker", "OptimizationRun", "OptimizerFactory", "Problem", "RunSummary",
            "adam_factory", "initial_logits"]
 
 #: ``(logits, targets) -> (N,)`` scores to maximise (constructive) or minimise (destructive).
@@ -109,7 +109,7 @@ class Masker:
             self.full = None if self.constructive else self.zero + scaled  # (x − mean) / std
 
     def subset(self, rows: Tensor) -> Masker:
-        """The masker of some rows only."""
+        """The masker of some images (one per row, repeats allowed)."""
         out = object.__new__(Masker)
         out.__dict__.update(self.__dict__)
         out.x = self.x[rows]
@@ -129,17 +129,22 @@ class Masker:
 
 @dataclass(frozen=True)
 class Problem:
-    """What a run explains, fixed for its duration (R rows).
+    """What a run explains, fixed for its duration: R rows over B images.
+
+    Image-level data (features, masking constants) is kept once per image and gathered for a
+    batch of rows only when that batch runs, so memory grows with the rows of one batch, not
+    with all R rows.
 
     Attributes:
         model: ``normalized input -> logits``: the model (or its folded copy) at the call's
-            precision.
-        features: (R, K, h, w) ReLU'd feature maps.
+            precision and dtype.
+        features: (B, K, h, w) ReLU'd feature maps of the images.
         targets: (R,) class of each row.
-        masker: The masking of each row's image.
+        masker: The masking of the B images.
         score_fn: ``(logits, targets) -> (R,)``.
         size: ``(H, W)`` the model sees.
         sign: +1 to maximise the score (constructive), −1 to minimise it (destructive).
+        image_of_row: (R,) image of each row; ``None``: row ``i`` is image ``i``.
     """
 
     model: Callable[[Tensor], Tensor]
@@ -149,16 +154,52 @@ class Problem:
     score_fn: ScoreFn
     size: tuple[int, int]
     sign: float
+    image_of_row: Tensor | None = None
 
-    def subset(self, rows: Tensor) -> Problem:
-        """The problem restricted to some rows."""
-        return replace(self, features=self.features[rows], targets=self.targets[rows],
-                       masker=self.masker.subset(rows))
+    def batch(self, rows: Tensor | None) -> Batch:
+        """The data of some rows (``None``: all rows), gathered for one forward pass."""
+        if rows is None:
+            rows = torch.arange(self.targets.shape[0], device=self.targets.device)
+        images = rows if self.image_of_row is None else self.image_of_row[rows]
+        return Batch(self, self.features[images], self.targets[rows], self.masker.subset(images))
 
-    def score(self, u: Tensor) -> Tensor:
-        """Scores (R,) of the masked images for channel logits ``u`` (R, K)."""
-        s_map = saliency_from_weights(torch.softmax(u, dim=1), self.features, self.size)
-        return self.score_fn(self.model(self.masker(s_map)), self.targets)
+
+@dataclass(frozen=True)
+class Batch:
+    """Some rows of a :class:`Problem`, ready to be scored."""
+
+    problem: Problem
+    features: Tensor
+    targets: Tensor
+    masker: Masker
+
+    def score(self, u: Tensor, grad: bool, step: int) -> Tensor:
+        """Scores (n,) of the masked images for channel logits ``u`` (n, K), checked."""
+        p = self.problem
+        with torch.set_grad_enabled(grad):
+            s_map = saliency_from_weights(torch.softmax(u, dim=1), self.features, p.size)
+            logits = p.model(self.masker(s_map))
+            score = p.score_fn(logits, self.targets)
+        return _checked_score(score, logits, u.shape[0], grad, step)
+
+
+def _checked_score(score: Any, logits: Tensor, rows: int, grad: bool, step: int) -> Tensor:
+    """``score`` if it is a finite, differentiable (n,) tensor; else a clear error."""
+    if not isinstance(score, Tensor):
+        raise TypeError(f"`score` must return a tensor of shape (N,), got {type(score).__name__}")
+    if tuple(score.shape) != (rows,) or not score.is_floating_point():
+        raise ValueError(f"`score` must return one float per row, shape ({rows},); got shape "
+                         f"{tuple(score.shape)} of {score.dtype}")
+    if grad and score.grad_fn is None:
+        raise ValueError("`score` returned a value with no gradient (no grad_fn): Opti-CAM "
+                         "differentiates it; build it from the logits with differentiable torch "
+                         "ops (no argmax, .item(), .detach() or numpy)")
+    if not bool(torch.isfinite(score.detach()).all()):
+        who = ("`model` returned NaN or infinite logits" if not bool(
+            torch.isfinite(logits.detach()).all()) else "`score` returned NaN or infinite values")
+        raise ValueError(f"{who} for a masked image at step {step}; Opti-CAM needs finite "
+                         "scores (check the model's dtype and weights, or the score function)")
+    return score
 
 
 @dataclass(frozen=True)
@@ -186,7 +227,12 @@ class RunSummary:
 
 @dataclass
 class OptimizationRun:
-    """The changing state of one run; build it with :meth:`start`, drive it with :meth:`run`."""
+    """The changing state of one run; build it with :meth:`start`, drive it with :meth:`run`.
+
+    The running rows go through the model ``max_batch`` at a time, each batch's backward right
+    after its forward (gradients accumulate in ``u.grad``; a row's gradient only depends on its
+    own batch), so memory is bounded by one batch whatever the number of rows.
+    """
 
     problem: Problem
     u: Tensor
@@ -196,23 +242,29 @@ class OptimizationRun:
     patience: int
     best: Tensor
     best_u: Tensor
+    max_batch: int
     history: list[Tensor] = field(default_factory=list)
     window: list[Tensor] = field(default_factory=list)  # best of the last `patience` steps
     active: Tensor | None = None  # running rows (None: all of them)
     stopped_at: Tensor | None = None  # (R,) step where each row stopped early, −1 if not
     step_count: int = 0
     cancelled: bool = False
-    _sub: tuple[Tensor, Problem] | None = None
+    cached: tuple[Tensor | None, Batch] | None = None  # the batch of a one-batch run
 
     @classmethod
     def start(cls, problem: Problem, init_u: Tensor, make_optimizer: OptimizerFactory,
-              tol: float | None = None, patience: int = 10) -> OptimizationRun:
-        """A run from the start logits ``init_u`` (R, K) with the optimiser ``make_optimizer``."""
+              tol: float | None = None, patience: int = 10,
+              max_batch: int = 1 << 30) -> OptimizationRun:
+        """A run from the start logits ``init_u`` (R, K) with the optimiser ``make_optimizer``.
+
+        ``max_batch`` bounds the rows per forward/backward pass (and so the memory).
+        """
         u = init_u.detach().clone().requires_grad_(True)
         optimizer, scheduler = make_optimizer(u)
         rows = u.shape[0]
         return cls(problem=problem, u=u, optimizer=optimizer, scheduler=scheduler, tol=tol,
-                   patience=patience, best=torch.full((rows,), -math.inf, device=u.device),
+                   patience=patience, max_batch=max_batch,
+                   best=torch.full((rows,), -math.inf, dtype=u.dtype, device=u.device),
                    best_u=u.detach().clone(),
                    stopped_at=torch.full((rows,), -1, dtype=torch.long))
 
@@ -221,24 +273,34 @@ class OptimizationRun:
         """Rows of the run (pairs × trajectories)."""
         return int(self.u.shape[0])
 
-    def _current(self) -> tuple[Tensor, Problem]:
-        if self.active is None:
-            return self.u, self.problem
-        if self._sub is None or self._sub[0] is not self.active:
-            self._sub = (self.active, self.problem.subset(self.active))
-        return self.u[self.active], self._sub[1]
+    def _batches(self) -> list[tuple[Tensor | None, Batch]]:
+        """The running rows in batches of ``max_batch`` (``None`` rows: all of them)."""
+        count = self.rows if self.active is None else int(self.active.shape[0])
+        if count <= self.max_batch:
+            if self.cached is None or self.cached[0] is not self.active:
+                self.cached = (self.active, self.problem.batch(self.active))
+            return [self.cached]
+        rows = (torch.arange(self.rows, device=self.u.device) if self.active is None
+                else self.active)
+        return [(part, self.problem.batch(part)) for part in rows.split(self.max_batch)]
 
     def evaluate(self, grad: bool) -> Tensor:
-        """Scores of the running rows at the current ``u`` (with autograd when ``grad``)."""
-        u, problem = self._current()
-        with torch.set_grad_enabled(grad):
-            return problem.score(u)
+        """Scores of the running rows at the current ``u``; with ``grad``, their gradients too."""
+        if grad:
+            self.optimizer.zero_grad(set_to_none=True)
+        scores = []
+        for rows, batch in self._batches():
+            score = batch.score(self.u if rows is None else self.u[rows], grad, self.step_count)
+            if grad:
+                (-self.problem.sign * score.sum()).backward()
+            scores.append(score.detach())
+        return scores[0] if len(scores) == 1 else torch.cat(scores)
 
     def record(self, score: Tensor) -> None:
         """Add the running rows' scores to the history and keep each row's best iterate."""
-        value = score.detach().float()
+        value = score.float()
         if self.active is not None:
-            full = torch.full((self.rows,), math.nan, device=value.device)
+            full = torch.full((self.rows,), math.nan, dtype=value.dtype, device=value.device)
             value = full.index_copy_(0, self.active, value)
         self.history.append(value.cpu())
         value = value * self.problem.sign
@@ -269,10 +331,8 @@ class OptimizationRun:
         self.active = torch.nonzero(left).flatten().to(self.u.device)
         return False
 
-    def step(self, score: Tensor) -> None:
-        """One optimiser step on the running rows' scores."""
-        self.optimizer.zero_grad(set_to_none=True)
-        (-self.problem.sign * score.sum()).backward()
+    def step(self) -> None:
+        """One optimiser step (the gradients come from :meth:`evaluate`)."""
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -285,8 +345,7 @@ class OptimizationRun:
         Stops early when every row has stopped (``tol``) or when ``cancel`` is set.
         """
         while True:
-            score = self.evaluate(grad=self.step_count < steps)
-            self.record(score)
+            self.record(self.evaluate(grad=self.step_count < steps))
             if on_step is not None:
                 on_step(self.step_count)
             if self.step_count == steps:
@@ -296,7 +355,7 @@ class OptimizationRun:
                 return self
             if self.stop_plateaued():
                 return self
-            self.step(score)
+            self.step()
 
     def summary(self, premises: int = 1) -> RunSummary:
         """The best iterate per pair (the best of its ``premises`` trajectories)."""
