@@ -9,6 +9,7 @@ values, as a user's clicks would.
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
@@ -299,7 +300,9 @@ def test_opened_folder_and_saved_picture(results):
         data, meta = ex._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in data
         assert "OptiCAMExplorer(" in data["text/plain"]
-        assert meta["image/png"]["width"] == 6 * 164 + 4
+        assert meta["image/jpeg"]["width"] == 6 * (112 + 4) + 4
+        picture = Image.open(io.BytesIO(base64.b64decode(data["image/jpeg"])))
+        assert picture.size == (6 * 116 + 4, 112 + 22 + 4 + 4)  # the page: 6 tiles, 1 line
         assert repr(ex).startswith(f"OptiCAMExplorer({str(results.out)!r}: 12 of 12 rows")
     finally:
         ex.close()
@@ -331,3 +334,12 @@ def test_thumbnails_are_read_from_the_right_shard(results, tmp_path):
         assert np.array_equal(decode_jpeg(got[row]), results.thumbnail(row))
     bad = int(split.table.index[split.table["error"].notna()][0])
     assert reader.read([bad]) == {bad: None}
+
+
+def test_show_without_ipython_prints_and_returns_the_explorer(results, capsys):
+    ex = OptiCAMExplorer(results, page_size=4)
+    try:
+        assert ex.show() is ex and ex.widget is ex.root
+        assert capsys.readouterr().out.startswith("OptiCAMExplorer(")
+    finally:
+        ex.close()

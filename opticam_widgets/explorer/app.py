@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ import ipywidgets as w
 import numpy as np
 
 from ..checks import check_int
-from ..widget.display import Display, mimebundle
+from ..widget.common import close_widgets
 from .controls import FilterControls, Pager
 from .detail import DetailView, check_model
 from .export import sheet_array, tile_caption, write_contact_sheet, write_csv
@@ -40,6 +42,21 @@ from .summary import SummaryView
 from .thumbs import Thumbnails, decode_jpeg
 
 __all__ = ["OptiCAMExplorer"]
+
+
+def _shell() -> Any:
+    """The running IPython shell, or ``None`` (plain Python, tests)."""
+    from IPython import get_ipython
+
+    return get_ipython()
+
+
+def _jpeg(picture: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
 
 
 def _as_results(results: Any) -> Any:
@@ -101,7 +118,7 @@ class OptiCAMExplorer:
                             self.grid.box, self.detail.box, self._export_box],
                            layout=w.Layout(width="100%", grid_gap="6px"))
         self.root.add_class("opticam-explorer")
-        self._display = Display(self._repr_mimebundle_, self.__repr__)
+        self._skip_in: int | None = None  # execution count whose cell value is not displayed
         self.selection = self.table
         self.page = 0
         self._closed = False
@@ -253,21 +270,43 @@ class OptiCAMExplorer:
         Example:
             >>> explorer = OptiCAMExplorer("results/").show()  # doctest: +SKIP
         """
-        self._display.publish()
-        self._display.shown(update_after_run=False)
+        shell = _shell()
+        self._publish(shell)
+        self._skip_in = shell.execution_count if shell is not None else None
         return self
 
+    def _publish(self, shell: Any) -> None:
+        if shell is None:  # plain Python
+            print(repr(self))
+            return
+        from IPython.display import display
+
+        data, metadata = self._repr_mimebundle_()
+        display(data, raw=True, metadata=metadata)
+
     def _ipython_display_(self) -> None:
-        self._display.ipython_display()
+        """Display for ``display(explorer)`` and a cell's value (not twice in one cell)."""
+        shell = _shell()
+        if shell is not None and self._skip_in == shell.execution_count:
+            self._skip_in = None  # `explorer.show()` as a cell's last line
+            return
+        self._publish(shell)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
                           **kwargs: Any) -> tuple[dict, dict]:
         """The live view, plus a PNG of the current page (for saved notebooks) and text."""
         rows = page_of(self.selection, self.page, self.page_size)
         tiles = self.thumbs.get([int(i) for i in rows.index])
-        picture = sheet_array([(tiles[int(k)], tile_caption(r), is_wrong(r["correct"]))
-                               for k, r in rows.iterrows()]) if len(rows) else None
-        return mimebundle(None if self._closed else self.root, repr(self), picture)
+        data: dict[str, Any] = {} if self._closed else dict(self.root._repr_mimebundle_() or {})
+        data["text/plain"] = repr(self)
+        metadata: dict[str, Any] = {}
+        if len(rows):  # a JPEG: a page of photos is ~10x smaller than as PNG
+            picture = sheet_array([(tiles[int(k)], tile_caption(r), is_wrong(r["correct"]))
+                                   for k, r in rows.iterrows()], columns=8, cell=112)
+            data["image/jpeg"] = base64.b64encode(_jpeg(picture)).decode("ascii")
+            metadata["image/jpeg"] = {"width": int(picture.shape[1]),
+                                      "height": int(picture.shape[0])}
+        return data, metadata
 
     def __repr__(self) -> str:
         return (f"OptiCAMExplorer({str(self.results.out)!r}: {len(self.selection)} of "
@@ -282,6 +321,4 @@ class OptiCAMExplorer:
         self.detail.close()
         self.grid.close()
         self.controls.close()
-        from ..widget.common import close_widgets
-
         close_widgets(self.root)

@@ -82,7 +82,7 @@ class FilterControls:
                                            "Predicted class")
         self.correctness = w.ToggleButtons(options=list(CORRECTNESS), value="all",
                                            description="Prediction", style=_WIDE)
-        self.correctness.style.button_width = "68px"
+        self.correctness.style.button_width = "78px"
         self.confidence = w.FloatRangeSlider(
             value=(0.0, 1.0), min=0.0, max=1.0, step=0.01, description="Confidence",
             continuous_update=False, readout_format=".2f", style=_WIDE,

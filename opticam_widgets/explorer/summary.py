@@ -24,7 +24,7 @@ from .grid import FONT
 __all__ = ["PLOTS", "SummaryView", "plot_png", "summary_html"]
 
 #: What the summary plot shows.
-PLOTS = ("distribution", "per class")
+PLOTS = ("histogram", "per class")
 
 
 def _pct(value: float | None) -> str:
@@ -51,7 +51,7 @@ def summary_html(stats: dict[str, Any], errors: int = 0) -> str:
             f"{escape(' · ', quote=False).join(parts)}</div>")
 
 
-def plot_png(selection: Any, column: str = "drop", kind: str = "distribution") -> bytes:
+def plot_png(selection: Any, column: str = "drop", kind: str = "histogram") -> bytes:
     """A small PNG: the histogram of ``column`` over the selection, or its mean per class.
 
     Args:
@@ -70,7 +70,7 @@ def plot_png(selection: Any, column: str = "drop", kind: str = "distribution") -
     if values.empty:
         ax.text(0.5, 0.5, "no rows", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-    elif kind == "distribution":
+    elif kind == "histogram":
         ax.hist(values, bins=20, range=(0, 100), color=colour)
         ax.set(xlabel=f"{column} (%) per row", ylabel="rows")
     else:
@@ -90,8 +90,8 @@ class SummaryView:
 
     def __init__(self) -> None:
         self.text = w.HTML(layout=w.Layout(flex="1 1 260px", min_width="200px"))
-        self.kind = w.ToggleButtons(options=list(PLOTS), value="distribution",
-                                    style={"button_width": "90px"})
+        self.kind = w.ToggleButtons(options=list(PLOTS), value="histogram",
+                                    style={"button_width": "84px"})
         self.plot = w.Image(format="png", layout=w.Layout(width="100%", max_width="360px",
                                                           height="auto"))
         self.box = w.Box([self.text, w.VBox([self.kind, self.plot],

@@ -1,0 +1,139 @@
+"""OptiCAMExplorer in a real JupyterLab, in a real Chromium: filter, click, live heatmap pixels.
+
+The kernel builds a 32-image store (the 8 sample photos, crops and flips, in ImageFolder class
+folders of which some are deliberately wrong) with explain_dataset at 3 iterations, and shows
+an explorer with the default model. The test filters to wrong predictions with the explorer's
+own toggle, checks the grid shows exactly those (marked ✗), clicks a thumbnail, and reads the
+embedded live widget's canvas: a map drawn in colormap colours. It saves docs/explorer.png.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import new_page, save_failure, shutdown_kernels
+from pagetools import App, Widget, colormap_fraction, shot, wait_for, widget_errors
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+NOTEBOOK = "explorer_browser_test.ipynb"
+
+BUILD = """
+import tempfile
+from pathlib import Path
+from PIL import Image
+from opticam_widgets import OptiCAMExplorer, explain_dataset, load_default_model
+from opticam_widgets.zoo import sample_images
+
+# class folders: some right for the model, some deliberately wrong (coins are no tabby)
+FOLDERS = {"chelsea": "tabby", "coffee": "espresso", "camera": "tripod", "astronaut": "espresso",
+           "rocket": "missile", "motorcycle": "moped", "coins": "tabby", "clock": "wall_clock"}
+root = Path(tempfile.mkdtemp(prefix="opticam-explorer-"))
+for name, img in sample_images().items():
+    folder = root / "photos" / FOLDERS[name]
+    folder.mkdir(parents=True, exist_ok=True)
+    w, h = img.size
+    crop = img.crop((w // 5, h // 5, w - w // 5, h - h // 5))
+    flip = Image.Transpose.FLIP_LEFT_RIGHT
+    img.save(folder / f"{name}.png")
+    crop.save(folder / f"{name}_crop.png")
+    img.transpose(flip).save(folder / f"{name}_flip.jpg")
+    crop.transpose(flip).save(folder / f"{name}_crop_flip.jpg")
+bundle = load_default_model()
+results = explain_dataset(bundle, root / "photos", root / "store", max_iter=3, batch_size=8,
+                          num_workers=0, progress=False)
+wrong = int((results.table["correct"] == False).sum())
+print("store ready", len(results.table), "rows,", wrong, "wrong")
+"""
+
+SHOW = """
+explorer = OptiCAMExplorer(results, model=bundle, page_size=24).show()
+"""
+
+
+def _notebook() -> dict:
+    cells = [{"cell_type": "code", "metadata": {}, "source": src.strip(), "outputs": [],
+              "execution_count": None} for src in (BUILD, SHOW)]
+    return {"type": "notebook", "format": "json", "content": {
+        "cells": cells, "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                                                     "display_name": "Python 3 (ipykernel)"}},
+        "nbformat": 4, "nbformat_minor": 5}}
+
+
+def _put_notebook(base: str) -> None:
+    req = urllib.request.Request(f"{base}/api/contents/{NOTEBOOK}", method="PUT",
+                                 data=json.dumps(_notebook()).encode(),
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=30).close()  # loopback only
+
+
+@pytest.fixture()
+def lab(browser, lab_server, artifacts, request):
+    _put_notebook(lab_server)
+    page = new_page(browser, lab_server, width=1280, height=1000)
+    app = App(page, lab_server)
+    yield app
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        save_failure(page, artifacts, request.node.name)
+    page.context.close()
+    shutdown_kernels(lab_server)
+
+
+def _visible_tiles(root):
+    tiles = root.locator(".opticam-explorer-tile")
+    return [tiles.nth(i) for i in range(tiles.count()) if tiles.nth(i).is_visible()]
+
+
+def test_explorer_filters_wrong_and_opens_a_live_widget(lab, artifacts):
+    page = lab.page
+    lab.open(f"lab/tree/{NOTEBOOK}")
+    lab.command("notebook:run-all-cells")
+    page.wait_for_selector("text=store ready", timeout=420_000)
+    wrong = int(re.search(r"(\d+) wrong", page.inner_text("body")).group(1))
+    assert 0 < wrong < 32
+    root = page.locator(".opticam-explorer").first
+    root.wait_for(timeout=120_000)
+    wait_for(lambda: len(_visible_tiles(root)) == 24, 60, "the first page of 24 tiles")
+    first = shot(_visible_tiles(root)[0].locator("canvas"))
+    assert first.std() > 10.0  # a drawn thumbnail, not a blank canvas
+
+    # --- filter to wrong predictions with the explorer's own toggle
+    root.locator(".widget-toggle-buttons button", has_text=re.compile("^wrong$")).click()
+    wait_for(lambda: len(_visible_tiles(root)) == wrong, 60, f"{wrong} tiles of wrong rows",
+             describe=lambda: len(_visible_tiles(root)))
+    captions = [t.inner_text() for t in _visible_tiles(root)]
+    assert all("✗" in c for c in captions), captions
+    assert lab.kernel_value("len(explorer.selection)") == str(wrong)
+
+    # --- click a thumbnail: the live widget opens and draws the row's map
+    _visible_tiles(root)[0].locator("canvas").click()
+    widget = Widget.find(page, timeout=120)  # the embedded OptiCAMWidget
+    widget.wait_finished(180, "the live run of the clicked row")
+    row = lab.kernel_value("explorer.detail.row")
+    assert row == lab.kernel_value("int(explorer.selection.index[0])")
+    stage = widget.main_canvas()
+    overlay = shot(stage)
+    widget.click_toggle("saliency")
+    saliency = wait_for(lambda: widget.canvas_changed(stage, overlay), 30, "the saliency view")
+    assert colormap_fraction(saliency) > 0.9  # the heatmap pixels are the colormap's
+    widget.click_toggle("original")
+    original = wait_for(lambda: widget.canvas_changed(stage, saliency), 30, "the photo view")
+    assert colormap_fraction(original) < 0.6
+    assert np.abs(overlay - original).mean() > 8.0
+    widget.click_toggle("overlay")
+    wait_for(lambda: widget.canvas_changed(stage, original), 30, "the overlay view")
+
+    body = page.inner_text("body")
+    assert not any(bad in body for bad in ("Error displaying widget", "model not found"))
+    assert not widget_errors(page)
+    DOCS.mkdir(exist_ok=True)
+    root.scroll_into_view_if_needed()
+    root.screenshot(path=str(DOCS / "explorer.png"))
+    page.screenshot(path=str(artifacts / "explorer-page.png"))
