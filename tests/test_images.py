@@ -616,3 +616,22 @@ def test_coerce_preprocess_errors():
         coerce_preprocess(3)
     with pytest.raises(ValueError, match="input_size"):
         coerce_preprocess({"input_size": 3})
+
+
+def test_wide_arrays_and_tensors_follow_the_same_rules_as_pil():
+    """16-bit data is refused with the fix, and the fix gives the same pixels as mode I;16."""
+    wide = np.array([[0, 65535, 300], [40000, 20000, 12345]], np.uint16)
+    with pytest.raises(TypeError, match=r"`image` integer array must be uint8.*`arr / 65535`"):
+        to_pixel_tensor(wide)
+    fixed = to_pixel_tensor(wide / 65535)
+    assert torch.allclose(fixed, to_pixel_tensor(Image.fromarray(wide)), atol=1e-7)
+    with pytest.raises(TypeError, match=r"`image` tensor must be float in \[0, 1\].*`t / 65535`"):
+        to_pixel_tensor(torch.from_numpy(wide.astype(np.int32)))
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        t = to_pixel_tensor(fixed.to(dtype))
+        assert t.dtype == torch.float32 and torch.allclose(t, fixed, atol=4e-3)
+    for bad in (fixed * 255, fixed - 0.5):
+        with pytest.raises(ValueError, match=r"`image` values must lie in \[0, 1\]"):
+            to_pixel_tensor(bad)
+        with pytest.raises(ValueError, match=r"`image` values must lie in \[0, 1\]"):
+            to_pixel_tensor(bad.permute(1, 2, 0).numpy())
