@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     samples = sub.add_parser("samples", help="list the bundled sample photos",
                              description="List the sample photos usable as IMG = sample:NAME.")
     samples.set_defaults(func=_cmd_samples)
+
+    from .dataset.cli import add_subcommands
+
+    add_subcommands(sub)  # explain-dataset, report
     return parser
 
 

@@ -146,6 +146,11 @@ def explain_dataset(
         raise ValueError(f"`engine` must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
     if metrics not in METRICS or isinstance(metrics, int) and not isinstance(metrics, bool):
         raise ValueError(f"`metrics` must be True, False, 'paper' or 'full'; got {metrics!r}")
+    metrics = "full" if metrics == "full" else bool(metrics)
+    if engine == "ray":
+        from .ray_engine import import_ray
+
+        import_ray()  # a missing extra fails before anything is written
     batch_size = check_int("batch_size", batch_size, 1)
     shard_size = check_int("shard_size", shard_size, 1)
     workers = (1 if (os.cpu_count() or 1) > 2 else 0) if num_workers is None \
@@ -170,5 +175,6 @@ def explain_dataset(
 
         run_ray(model, explainer, src, store, skip=skip, batch_size=batch_size,
                 shard_size=shard_size, progress=progress, actors=ray_actors,
-                target=target, metrics=metrics, cam_kwargs=cam_kwargs)
+                target=target, metrics=metrics, cam_kwargs=cam_kwargs, cancel=cancel,
+                callback=callback)
     return load_results(out)
