@@ -27,6 +27,7 @@ __all__ = [
     "check_logits",
     "check_positive",
     "check_tol",
+    "logits_of",
     "model_device",
     "model_dtype",
     "plain_tensor",
@@ -88,8 +89,34 @@ def check_tol(tol: Any, patience: Any) -> tuple[float | None, int]:
     return float(tol), patience
 
 
+def logits_of(out: Any) -> Any:
+    """The logits in a model's output, before :func:`check_logits` checks them.
+
+    Accepted, in this order: a tensor (the logits themselves); an object with a tensor
+    ``.logits`` (a Hugging Face ``ModelOutput``); a dict with a tensor ``"logits"``; a tuple or
+    list whose first item is a tensor (as ``return_dict=False`` models return). Anything else
+    is returned unchanged (and refused by :func:`check_logits`).
+
+    Example:
+        >>> logits_of({"logits": torch.zeros(1, 3), "aux": None}).shape
+        torch.Size([1, 3])
+    """
+    if isinstance(out, Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(out, dict) and isinstance(out.get("logits"), Tensor):
+        return out["logits"]
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    return out
+
+
 def check_logits(out: Any, batch: int) -> Tensor:
-    """Return the model's output if it is finite floating-point class logits (batch, classes).
+    """Return the finite floating-point class logits (batch, classes) in a model's output.
+
+    The output may hold them in any form :func:`logits_of` accepts.
 
     Raises:
         ValueError: another shape or type, integer values, NaN or infinite values.
@@ -98,11 +125,14 @@ def check_logits(out: Any, batch: int) -> Tensor:
         >>> check_logits(torch.zeros(2, 10), 2).shape
         torch.Size([2, 10])
     """
+    out = logits_of(out)
     if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != batch:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(
-            f"`model` must return class logits of shape (batch, classes); for a batch of {batch} "
-            f"it returned {shape}. Wrap the model so that it returns one logit tensor."
+            f"`model` must return class logits of shape (batch, classes) (a tensor, a "
+            f"ModelOutput with `.logits`, a dict with 'logits' or a tuple starting with them); "
+            f"for a batch of {batch} it returned {shape}. Wrap the model so that it returns "
+            f"one logit tensor."
         )
     if not out.is_floating_point():
         raise ValueError(f"`model` must return floating-point logits; it returned {out.dtype}. "

@@ -18,8 +18,23 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from .checks import check_logits
+from .layouts import (
+    Reshape,
+    check_reshape,
+    detect_layout,
+    layout_hints,
+    spatial_size,
+    to_spatial,
+)
+from .preflight import channel_check, check_capturable
 
-__all__ = ["LayerSpec", "capture", "layer_candidates", "model_guard", "resolve_layer"]
+__all__ = [
+    "LayerSpec",
+    "capture",
+    "layer_candidates",
+    "model_guard",
+    "resolve_layer",
+]
 
 #: A target layer: a module of the model, its dotted name, or ``None`` for auto-detection.
 LayerSpec = Union[nn.Module, str, None]
@@ -152,80 +167,208 @@ def resolve_layer(model: nn.Module, target_layer: LayerSpec) -> tuple[str, nn.Mo
     )
 
 
-def capture(
-    model: nn.Module, x: Tensor, target_layer: LayerSpec = None
-) -> tuple[str, Tensor, Tensor]:
-    """Run one forward pass; return the target layer's name, its ReLU'd output and the logits.
+def _first_tensor(out: Any) -> Tensor | None:
+    """A module's output tensor: the output itself, or the first item of a tuple/list."""
+    if isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    return out if isinstance(out, Tensor) else None
+
+
+def _is_attention(m: nn.Module) -> bool:
+    name = type(m).__name__.lower()
+    return "attention" in name or name.endswith("attn")
+
+
+def _is_norm(m: nn.Module) -> bool:
+    return isinstance(m, (nn.LayerNorm, nn.GroupNorm)) or "norm" in type(m).__name__.lower()
+
+
+class _Picker:
+    """Forward hooks that keep a copy of the target layer's output (or find the layer).
+
+    With a named layer, its output is cloned when the hook fires: later in-place operations
+    (``+=``, ``ReLU(inplace=True)``) cannot change the copy. Auto-detection keeps (a clone of)
+    the last spatial map (:func:`~opticam_widgets.layouts.detect_layout`) with more than one
+    cell, from the outermost module returning it; it skips pooling outputs, modules inside
+    attention, and, for token and channels-last maps, normalization layers (a ViT's final
+    norm), so it lands on the last block's output.
+    """
+
+    def __init__(self, model: nn.Module, x: Tensor, reshape: Reshape) -> None:
+        self.size = (int(x.shape[-2]), int(x.shape[-1]))
+        self.batch = int(x.shape[0])
+        self.hints = layout_hints(model)
+        self.reshape = reshape
+        self.name: str | None = None
+        self.module: nn.Module | None = None
+        self.out: Tensor | None = None  # the hooked tensor (kept alive: ids stay unique)
+        self.copy: Tensor | None = None
+        self.tiny: tuple[str, tuple[int, int]] | None = None  # the last 1×1 map
+        self.pooled: dict[int, Tensor] = {}
+
+    def keep(self, name: str, module: nn.Module) -> Any:
+        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+            t = _first_tensor(out)
+            self.name, self.module, self.out = name, module, t
+            self.copy = t.detach().clone() if t is not None else None
+            if t is None:
+                self.out = out
+
+        return hook
+
+    def _layout(self, t: Tensor, module: nn.Module) -> str | None:
+        if isinstance(self.reshape, str):
+            want = 3 if self.reshape == "tokens" else 4
+            return self.reshape if t.ndim == want else None
+        layout = detect_layout(t, self.size, self.hints, module)
+        return None if layout != "nchw" and _is_norm(module) else layout
+
+    def find(self, name: str, module: nn.Module, pooling: bool) -> Any:
+        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+            t = _first_tensor(out)
+            if t is None:
+                return
+            if pooling or id(t) in self.pooled:
+                self.pooled[id(t)] = t
+                return
+            if t.shape[0] != self.batch or not t.is_floating_point():
+                return
+            layout = self._layout(t, module)
+            if layout is None:
+                return
+            hw = spatial_size(t, layout, self.size, self.hints)
+            if hw is None:
+                return
+            h, w = hw
+            if h * w <= 1:
+                self.tiny = (name, (h, w))
+                return
+            if t is self.out and not (self.name or "").startswith(name + "."):
+                return  # the same tensor passed on by a later, unrelated module (Identity)
+            self.name, self.module, self.out = name, module, t
+            self.copy = t.detach().clone()
+
+        return hook
+
+    def register(self, model: nn.Module, x: Tensor, resolved: tuple[str, nn.Module] | None,
+                 handles: list[RemovableHandle]) -> None:
+        """Add the hooks to ``handles`` (the caller removes them, whatever happens)."""
+        check = channel_check(x)
+        for m in model.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                handles.append(m.register_forward_pre_hook(check))
+        if resolved is not None:
+            handles.append(resolved[1].register_forward_hook(self.keep(*resolved)))
+            return
+        skip = [n + "." for n, m in model.named_modules() if n and _is_attention(m)]
+        for name, m in model.named_modules():
+            if name and not any((name + ".").startswith(s) for s in skip):
+                hook = self.find(name, m, isinstance(m, _POOLING))
+                handles.append(m.register_forward_hook(hook))
+
+
+def _too_small(model: nn.Module, x: Tensor, layer: str, hw: tuple[int, int],
+               reshape: Reshape) -> ValueError:
+    """The error for a 1×1 map, naming an earlier layer that is spatial on this input."""
+    size = f"{x.shape[-2]}×{x.shape[-1]}"
+    try:
+        other, feats, _ = capture(model, x, None, None if callable(reshape) else reshape)
+        hint = (f"use an earlier layer such as `target_layer={other!r}` "
+                f"({feats.shape[-2]}×{feats.shape[-1]} here) or larger images")
+    except ValueError:
+        hint = "no layer of the model is larger than 1×1 here: use larger images"
+    return ValueError(
+        f"`target_layer` {layer!r} gives a {hw[0]}×{hw[1]} feature map on a {size} input: its "
+        f"saliency map would be constant (all ones); {hint}")
+
+
+def _maps(model: nn.Module, x: Tensor, picker: _Picker,
+          resolved: tuple[str, nn.Module] | None, reshape: Reshape) -> Tensor:
+    """The picked layer's copy as (B, C, h, w), or the error that says why there is none."""
+    size = f"{x.shape[-2]}×{x.shape[-1]}"
+    if picker.copy is None:
+        if resolved is not None and picker.name is None:
+            raise ValueError(
+                f"`target_layer` {resolved[0]!r} was not called during the forward pass; choose "
+                f"one of: {', '.join(layer_candidates(model))}")
+        if resolved is not None:
+            raise ValueError(
+                f"`target_layer` {resolved[0]!r} outputs {type(picker.out).__name__}, not a "
+                f"tensor; choose one of: {', '.join(layer_candidates(model))}")
+        if picker.tiny is not None:
+            raise ValueError(
+                f"`model` has no feature map larger than 1×1 on a {size} input (the last one, "
+                f"{picker.tiny[0]!r}, is 1×1): use larger images (see `preprocess`)")
+        raise ValueError(
+            f"`model` ({type(model).__name__}) has no spatial feature map on a {size} input: no "
+            f"module outputs (B, C, h, w), (B, h, w, C) or patch tokens (B, N, C); pass "
+            f"`target_layer` (and `reshape=` for an unusual layout)")
+    name, out = str(picker.name), picker.copy
+    if out.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"`target_layer` {name!r} outputs {out.shape[0]} rows for a batch of {x.shape[0]} "
+            f"(attention windows?); choose the output of a whole block or stage")
+    maps = to_spatial(out, reshape, picker.size, picker.hints, name, picker.module)
+    if maps.shape[-2] * maps.shape[-1] <= 1:
+        raise _too_small(model, x, name, (int(maps.shape[-2]), int(maps.shape[-1])), reshape)
+    return maps
+
+
+def capture(model: nn.Module, x: Tensor, target_layer: LayerSpec = None,
+            reshape: Reshape = None) -> tuple[str, Tensor, Tensor]:
+    """Run one forward pass; return the target layer's name, its ReLU'd maps and the logits.
+
+    The layer's own output is kept (a copy taken in the hook, so later in-place operations of
+    the model cannot change it) and converted to (B, C, h, w): patch tokens (B, N, C) lose
+    their class, distillation and register tokens and become an h × w grid; channels-last
+    (B, h, w, C) outputs are permuted (:mod:`~opticam_widgets.layouts`).
 
     With ``target_layer=None`` the layer is detected in the same pass: the outermost module
-    producing the last 4-D spatial map (h·w > 1) before global pooling, e.g. ``layer4`` for a
-    torchvision ResNet, the last ReLU of ``features`` for VGG, ``bn2`` for timm EfficientNet.
-    All hooks are removed before this function returns or raises.
+    producing the last spatial map (more than one cell) before global pooling, never a tensor
+    inside attention, and for transformers the last block's output rather than the final norm:
+    ``layer4`` for a torchvision ResNet, ``bn2`` for timm EfficientNet, ``blocks`` for a timm
+    ViT or DeiT, ``layers`` for timm Swin, ``stages`` for timm ConvNeXt. All hooks are removed
+    before this function returns or raises.
+
+    The model's output may be logits (B, classes), a Hugging Face ``ModelOutput`` with
+    ``.logits``, a dict with ``"logits"``, or a tuple whose first item is the logits
+    (:func:`~opticam_widgets.checks.check_logits`).
 
     Args:
         model: The model (call inside :func:`model_guard`).
         x: Normalized input batch (B, 3, H, W).
         target_layer: A module, a dotted name, or ``None``.
+        reshape: ``None`` (detect the layout), ``"nchw"``, ``"nhwc"``, ``"tokens"``, or a
+            callable ``layer output -> (B, C, h, w)`` (needs ``target_layer``).
 
     Returns:
-        ``(layer_name, A, logits)`` with ``A = relu(features)`` of shape (B, K, h, w).
+        ``(layer_name, A, logits)`` with ``A = relu(maps)`` of shape (B, K, h, w).
 
     Raises:
-        ValueError: the layer gives no 4-D output, the model has no spatial feature map, or the
-            model's output is not (B, classes) logits.
+        TypeError: ``model.forward`` needs several inputs; a bad ``reshape``.
+        ValueError: no spatial feature map (the message says what to pass), a 1×1 map (it
+            names an earlier layer), a greyscale model, meta or sparse weights, or outputs
+            that are not logits.
+
+    Example:
+        >>> from torchvision.models import resnet18
+        >>> name, A, logits = capture(resnet18().eval(), torch.zeros(1, 3, 64, 64))
+        >>> name, tuple(A.shape), tuple(logits.shape)
+        ('layer4', (1, 512, 2, 2), (1, 1000))
     """
+    reshape = check_reshape(reshape)
     resolved = resolve_layer(model, target_layer)
+    if callable(reshape) and resolved is None:
+        raise ValueError("a callable `reshape` needs a `target_layer` (the layer whose output it "
+                         "reshapes); or pass a layout name: 'nchw', 'nhwc' or 'tokens'")
+    check_capturable(model, x)
+    picker = _Picker(model, x, reshape)
     handles: list[RemovableHandle] = []
-    found: dict[str, Any] = {}
     try:
-        if resolved is not None:
-            name, module = resolved
-
-            def keep(_m: nn.Module, _i: Any, out: Any) -> None:
-                found["name"], found["out"] = name, out
-
-            handles.append(module.register_forward_hook(keep))
-        else:
-            # Outputs of pooling modules, and of containers returning that same tensor, are
-            # not spatial maps. The tensors are kept alive until the pass ends so that their
-            # ids cannot be reused by later tensors.
-            pooled: dict[int, Tensor] = {}
-
-            def make_hook(name: str, pooling: bool) -> Any:
-                def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-                    if not isinstance(out, Tensor):
-                        return
-                    if pooling or id(out) in pooled:
-                        pooled[id(out)] = out
-                        return
-                    if out.ndim == 4 and out.shape[-1] * out.shape[-2] > 1:
-                        found["name"], found["out"] = name, out
-
-                return hook
-
-            for name, m in model.named_modules():
-                if name:
-                    hook = make_hook(name, isinstance(m, _POOLING))
-                    handles.append(m.register_forward_hook(hook))
+        picker.register(model, x, resolved, handles)
         with torch.no_grad():
             logits = check_logits(model(x), x.shape[0])
     finally:
         _remove(handles)
-    if "out" not in found:
-        if resolved is not None:
-            raise ValueError(
-                f"`target_layer` {resolved[0]!r} was not called during the forward pass; choose "
-                f"one of: {', '.join(layer_candidates(model))}"
-            )
-        raise ValueError(
-            "`model` has no convolutional feature map (no module outputs a 4-D tensor with "
-            "spatial size > 1): Opti-CAM needs a CNN; pass `target_layer` if it has one"
-        )
-    out = found["out"]
-    if not isinstance(out, Tensor) or out.ndim != 4:
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(
-            f"`target_layer` {found['name']!r} must output a 4-D feature map (B, K, h, w); it "
-            f"gives {shape}. Choose one of: {', '.join(layer_candidates(model))}"
-        )
-    return found["name"], torch.relu(out.detach()).float(), logits.detach().float()
+    maps = _maps(model, x, picker, resolved, reshape)
+    return str(picker.name), torch.relu(maps).float().contiguous(), logits.detach().float()

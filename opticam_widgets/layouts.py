@@ -273,13 +273,13 @@ def to_spatial(out: Tensor, reshape: Reshape, size: tuple[int, int],
            f"choose another `target_layer`")
     if layout is None:
         raise ValueError(
-            f"the output {_describe(out)} of {layer!r} is not a spatial feature map for a "
+            f"`target_layer` {layer!r} outputs {_describe(out)}, not a spatial feature map for a "
             f"{size[0]}×{size[1]} input (neither (B, C, h, w), (B, h, w, C) nor patch tokens "
             f"(B, N, C)); {fix}")
     want = 3 if layout == "tokens" else 4
     if out.ndim != want:
-        raise ValueError(f"`reshape` is {layout!r} but {layer!r} outputs {_describe(out)}, not "
-                         f"a {want}-D tensor; {fix}")
+        raise ValueError(f"`reshape` is {layout!r} but `target_layer` {layer!r} outputs "
+                         f"{_describe(out)}, not a {want}-D tensor; {fix}")
     if layout == "nchw":
         return out
     if layout == "nhwc":
@@ -287,9 +287,9 @@ def to_spatial(out: Tensor, reshape: Reshape, size: tuple[int, int],
     grid = token_grid(out.shape[1], size, hints)
     if grid is None:
         raise ValueError(
-            f"the {out.shape[1]} tokens of {layer!r} do not form a patch grid for a "
-            f"{size[0]}×{size[1]} input (after up to {GUESS_PREFIX} class/register tokens, or "
-            f"as many as the model's `num_prefix_tokens` or patch size imply); "
-            f"pass a callable `reshape=`")
+            f"the {out.shape[1]} tokens of `target_layer` {layer!r} do not form a patch grid "
+            f"for a {size[0]}×{size[1]} input (after up to {GUESS_PREFIX} class/register "
+            f"tokens, or as many as the model's `num_prefix_tokens` or patch size imply); pass "
+            f"a callable `reshape=`")
     p, h, w = grid
     return out[:, p:].reshape(out.shape[0], h, w, out.shape[2]).permute(0, 3, 1, 2)

@@ -124,7 +124,7 @@ def test_to_spatial_channels_last_and_callable():
 def test_to_spatial_refuses_with_the_fix():
     with pytest.raises(ValueError, match=r"'blocks.0.attn'.*not a spatial.*`reshape=`"):
         to_spatial(torch.zeros(1, 3, 197, 64), None, (224, 224), layer="blocks.0.attn")
-    with pytest.raises(ValueError, match=r"`reshape` is 'tokens' but 'x' outputs"):
+    with pytest.raises(ValueError, match=r"`reshape` is 'tokens' but `target_layer` 'x' outputs"):
         to_spatial(torch.zeros(1, 8, 7, 7), "tokens", (224, 224), layer="x")
     with pytest.raises(ValueError, match="do not form a patch grid"):
         to_spatial(torch.zeros(1, 15, 8), "tokens", (224, 224))

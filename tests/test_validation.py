@@ -126,19 +126,29 @@ def test_model_output_not_logits():
         def forward(self, x):
             return self.net(x), None
 
-    with pytest.raises(ValueError, match="logits"):
-        OptiCAM(Tupled(), preprocess=IDENTITY).explain(X)
+    # a tuple whose first item is the logits is accepted (as a ModelOutput's `.logits`)
+    tupled = Tupled().eval()
+    r = OptiCAM(tupled, preprocess=IDENTITY, max_iter=3).explain(X)
+    same = OptiCAM(tupled.net, preprocess=IDENTITY, max_iter=3).explain(X)
+    assert torch.allclose(r.saliency, same.saliency) and r.target == same.target
+
+    class Pair(nn.Module):
+        def forward(self, x):
+            return None, x.mean(dim=(2, 3))
+
+    with pytest.raises(ValueError, match=r"class logits of shape \(batch, classes\)"):
+        OptiCAM(Pair(), preprocess=IDENTITY).explain(X)
 
 
 def test_model_without_conv_feature_map():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
-    with pytest.raises(ValueError, match="no convolutional feature map"):
+    with pytest.raises(ValueError, match="no spatial feature map"):
         OptiCAM(mlp, preprocess=IDENTITY).explain(X)
 
 
 def test_layer_without_4d_output():
     model = small_cnn()
-    with pytest.raises(ValueError, match="4-D feature map"):
+    with pytest.raises(ValueError, match=r"`target_layer` '6' outputs \(1, 16\), not a spatial"):
         OptiCAM(model, target_layer="6", preprocess=Preprocess(size=None)).explain(X)
 
 
