@@ -255,3 +255,22 @@ def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, bundle, 
     for i in a.index[a["error"].isna()]:
         assert np.abs(local_run.saliency(i) - res.saliency(i)).max() < 1e-5
         assert np.abs(local_run.weights(i) - res.weights(i)).max() < 1e-6
+
+
+def test_cli_explain_dataset_and_report(folder, tmp_path, capsys):
+    from opticam_widgets.cli import main
+
+    src = tmp_path / "src" / "espresso"
+    src.mkdir(parents=True)
+    for name in ("coffee.png", "coffee_crop.png"):
+        (src / name).write_bytes((folder / "espresso" / name).read_bytes())
+    out = tmp_path / "out"
+    assert main(["explain-dataset", str(src.parent), "--out", str(out), "--iters", "2",
+                 "--batch-size", "2", "--no-progress"]) == 0
+    assert "2 rows, 2 images, 0 errors" in capsys.readouterr().out
+    assert load_results(out).table["true_name"].tolist() == ["espresso", "espresso"]
+    assert main(["report", str(out)]) == 0
+    assert (out / "_report" / "report.md").is_file()
+    assert len(pd.read_parquet(out)) == 2  # the report folder does not disturb readers
+    assert main(["explain-dataset", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "`source`" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..bundle import ModelBundle, unpack_model
 from ..checks import check_int
+from ..defaults import DEFAULT_LR, DEFAULT_MAX_ITER, DEFAULT_PATIENCE, WIDGET_TOL
 from .compute import METRICS, BatchExplainer, check_target
 from .local import run_local
 from .results import DatasetResults, load_results
@@ -72,10 +73,10 @@ def explain_dataset(
     *,
     target: Any = None,
     batch_size: int = 16,
-    max_iter: int = 100,
-    lr: float = 0.2,
-    tol: float | None = 1e-3,
-    patience: int = 10,
+    max_iter: int = DEFAULT_MAX_ITER,
+    lr: float = DEFAULT_LR,
+    tol: float | None = WIDGET_TOL,
+    patience: int = DEFAULT_PATIENCE,
     engine: str = "local",
     metrics: bool | str = True,
     resume: bool = True,
@@ -110,8 +111,9 @@ def explain_dataset(
         batch_size: Images per optimization (models without a fixed input size: 1).
         max_iter: Adam steps per map (the paper's 100).
         lr: Adam learning rate.
-        tol: Early stopping of each row on its plateau (see ``OptiCAM``); ``None`` runs every
-            row for ``max_iter`` steps (the paper's protocol).
+        tol: Early stopping of each row on its plateau (see ``OptiCAM``; the widget's
+            setting by default); ``None`` runs every row for ``max_iter`` steps (the paper's
+            protocol).
         patience: Window of the early-stopping rule.
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install
             opticam-widgets[ray]``; uses ``RAY_ADDRESS`` or a running ``ray.init``).
