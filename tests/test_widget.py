@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from opticam_widgets.defaults import WIDGET_PATIENCE, WIDGET_TOL
 from opticam_widgets.jobs import Worker, running_jobs
 from opticam_widgets.render import COLORMAPS
 from opticam_widgets.widget import OptiCAMWidget, SaliencyCanvas
 from opticam_widgets.widget.canvas import display_size
-from opticam_widgets.widget.runner import EARLY_STOP_PATIENCE, EARLY_STOP_TOL
 
 SMALL = {"size": (32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 
@@ -246,8 +246,8 @@ def test_blocking_run_updates_result_progress_and_canvas(make_widget):
     assert len(heat) >= 2 and all(s == (157, 224, 4) for s in heat)
     assert widget.canvas.to_array().shape == (313, 448, 3)
     # early stopping is on in the widget
-    assert spy_explain.calls[0]["tol"] == EARLY_STOP_TOL
-    assert spy_explain.calls[0]["patience"] == EARLY_STOP_PATIENCE
+    assert spy_explain.calls[0]["tol"] == WIDGET_TOL
+    assert spy_explain.calls[0]["patience"] == WIDGET_PATIENCE
     assert spy_explain.calls[0]["max_iter"] == 8
     assert widget.explain_count == 1
 
@@ -260,7 +260,7 @@ def test_early_stop_can_be_switched_off(make_widget):
     assert spy.calls[-1]["tol"] is None
     widget.early_stop = True  # another cache key: runs again
     widget.run(blocking=True)
-    assert spy.calls[-1]["tol"] == EARLY_STOP_TOL and len(spy.calls) == 2
+    assert spy.calls[-1]["tol"] == WIDGET_TOL and len(spy.calls) == 2
 
 
 def test_iteration_zero_map_is_drawn_first(make_widget):

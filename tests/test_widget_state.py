@@ -184,8 +184,8 @@ def test_messages_escape_every_dynamic_part(results):
     assert "<script>" not in label_html([evil], 0) and "&lt;script&gt;" in label_html([evil], 0)
     assert label_html(None, 0) == "" and label_html(["a"], None) == ""
     assert "<script>" not in error_html(ValueError(evil))
-    assert "<script>" not in note_html(evil, color="red' onmouseover='x")
-    assert "onmouseover='" not in note_html("m", color="red' onmouseover='x")
+    for tone in ("muted", "warning", "error"):
+        assert "&lt;script&gt;" in note_html(evil, tone) and "<script>" not in note_html(evil, tone)
     assert "<script>" not in caption_html(evil, evil, {"error": evil})
     assert "<script>" not in status_html("ok", [evil])
     assert "<script>" not in settings_html(5, 0.2, evil)

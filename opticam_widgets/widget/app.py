@@ -36,13 +36,14 @@ from traitlets import Any as AnyTrait
 from traitlets import Bool, HasTraits, Int
 
 from ..bundle import ModelBundle
-from ..explainer import OptiCAM, OptiCAMResult
+from ..defaults import DEFAULT_LR, DEFAULT_MAX_ITER, WIDGET_PATIENCE, WIDGET_TOL
+from ..explainer import OptiCAM
+from ..result import OptiCAMResult
 from .assembly import assemble
 from .canvas import SaliencyCanvas
 from .compare import ComparePanel
-from .controls import DEFAULT_ITERATIONS, DEFAULT_LR, Controls
+from .controls import Controls
 from .display import mimebundle
-from .runner import EARLY_STOP_PATIENCE, EARLY_STOP_TOL
 from .state import ImageState, check_labels, check_top_k, named_pixels
 
 __all__ = ["OptiCAMWidget"]
@@ -96,8 +97,8 @@ class OptiCAMWidget(HasTraits):
         self._labels_arg = check_labels(labels, bundle.labels if bundle is not None else None)
         self.top_k = check_top_k(top_k)
         self.cam = OptiCAM(model, target_layer=target_layer, preprocess=preprocess,
-                           device=device, max_iter=DEFAULT_ITERATIONS, lr=DEFAULT_LR,
-                           tol=EARLY_STOP_TOL, patience=EARLY_STOP_PATIENCE)
+                           device=device, max_iter=DEFAULT_MAX_ITER, lr=DEFAULT_LR,
+                           tol=WIDGET_TOL, patience=WIDGET_PATIENCE)
         self.name = bundle.name if bundle is not None else type(self.cam.model).__name__
         notes = ["preprocess not given: ImageNet mean/std, 224×224 input"] if (
             bundle is None and preprocess is None) else []
@@ -285,11 +286,10 @@ class OptiCAMWidget(HasTraits):
     def show(self, images: Any = None, *, run: bool = True) -> OptiCAMWidget:
         """Display the widget (and load ``images`` first); returns the widget.
 
-        With ``run`` the iteration-0 map (channel-mean CAM) is drawn before displaying, so the
-        output's saved picture already shows a map; the optimisation then runs in the
-        background. The picture follows the screen (see :mod:`~opticam_widgets.widget.display`),
-        so a notebook saved at any time shows what was on screen. The widget is not displayed
-        a second time as the cell's value.
+        With ``run`` the iteration-0 map (channel-mean CAM, one forward pass) is drawn before
+        displaying, then the optimisation runs in the background. The output's saved picture
+        follows the screen (see :mod:`~opticam_widgets.widget.display`). The widget is not
+        displayed a second time as the cell's value.
 
         Args:
             images: One image or a list of images (see :meth:`set_images`); ``None`` keeps
@@ -326,10 +326,9 @@ class OptiCAMWidget(HasTraits):
         return mimebundle(None if self._closed else self._parts.root, repr(self), picture)
 
     def __repr__(self) -> str:
-        labels, target, result = self.labels, self.target, self.result
+        labels, target = self.labels, self.target
         shown = f", class={labels[target]!r}" if labels and target is not None else ""
-        layer = result.layer if result is not None else "auto"
-        return (f"OptiCAMWidget(model={self.name}, layer={layer}, "
+        return (f"OptiCAMWidget(model={self.name}, layer={self._parts.session.layer or 'auto'}, "
                 f"images={len(self._parts.session.images)}{shown})")
 
     @property

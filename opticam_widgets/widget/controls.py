@@ -19,15 +19,12 @@ from dataclasses import dataclass, fields
 
 import ipywidgets as w
 
+from ..defaults import BASELINES, CONVENTIONS, DEFAULT_CONVENTION, DEFAULT_LR, DEFAULT_MAX_ITER
 from ..render import COLORMAPS
 from .plot import ScorePlot
 
 __all__ = [
-    "BASELINE_NAMES",
     "WIDGET_CSS",
-    "CONVENTIONS",
-    "DEFAULT_ITERATIONS",
-    "DEFAULT_LR",
     "VIEWS",
     "Controls",
     "action_buttons",
@@ -42,15 +39,9 @@ __all__ = [
     "progress_controls",
 ]
 
-DEFAULT_ITERATIONS = 100
-DEFAULT_LR = 0.2
-#: Opti-CAM conventions (see :class:`~opticam_widgets.explainer.OptiCAM`).
-CONVENTIONS = ("constructive", "destructive")
 #: (label, value) of the canvas views.
 VIEWS = (("overlay", "overlay"), ("saliency", "saliency"), ("masked input", "masked"),
          ("original", "original"))
-#: Baseline method names offered when :mod:`opticam_widgets.baselines` cannot be imported.
-BASELINE_NAMES = ("channel-mean", "gradcam", "gradcam++", "scorecam")
 
 _WIDE = {"description_width": "initial"}
 
@@ -69,8 +60,8 @@ WIDGET_CSS = """
 
 
 def optimization_controls(
-    iterations: int = DEFAULT_ITERATIONS, lr: float = DEFAULT_LR,
-    convention: str = "constructive",
+    iterations: int = DEFAULT_MAX_ITER, lr: float = DEFAULT_LR,
+    convention: str = DEFAULT_CONVENTION,
 ) -> tuple[w.IntSlider, w.FloatLogSlider, w.ToggleButtons]:
     """Iterations (1–500), learning rate (1e-3–1, log scale) and convention.
 
@@ -174,7 +165,7 @@ def progress_controls() -> tuple[w.IntProgress, w.HTML, ScorePlot, w.HTML]:
         >>> bar.min, bar.value
         (0, 0)
     """
-    bar = w.IntProgress(value=0, min=0, max=DEFAULT_ITERATIONS,
+    bar = w.IntProgress(value=0, min=0, max=DEFAULT_MAX_ITER,
                         layout=w.Layout(width="240px"))
     status = w.HTML(value="", layout=w.Layout(min_height="1.6em"))
     plot = ScorePlot(240, 120)
@@ -182,7 +173,7 @@ def progress_controls() -> tuple[w.IntProgress, w.HTML, ScorePlot, w.HTML]:
     return bar, status, plot, metrics
 
 
-def compare_control(methods: tuple[str, ...] = BASELINE_NAMES) -> w.Dropdown:
+def compare_control(methods: tuple[str, ...] = BASELINES) -> w.Dropdown:
     """"Compare with" dropdown: ``None`` or a baseline CAM method.
 
     Example:
@@ -256,7 +247,7 @@ class Controls:
         return [getattr(self, f.name) for f in fields(self)]
 
 
-def build_controls(baselines: tuple[str, ...] = BASELINE_NAMES) -> Controls:
+def build_controls(baselines: tuple[str, ...] = BASELINES) -> Controls:
     """Build every control with its default value.
 
     Example:

@@ -24,25 +24,21 @@ import numpy as np
 from torch import Tensor
 from traitlets import HasTraits
 
-from ..explainer import OptiCAM, OptiCAMResult
+from ..defaults import WIDGET_PATIENCE, WIDGET_TOL
+from ..explainer import OptiCAM
 from ..jobs import Worker, exiting
+from ..result import OptiCAMResult
 from .messages import interrupted_html
 from .state import Entry, RunKey, Session
 from .view import ResultView
 
 __all__ = [
-    "EARLY_STOP_PATIENCE",
-    "EARLY_STOP_TOL",
     "MAP_REFRESH_S",
     "STATUS_REFRESH_S",
     "Runner",
     "Throttle",
 ]
 
-#: Early stopping used by the widget (the engine's default is off): stop when the best score
-#: gained at most ``tol × |best|`` over the last ``patience`` iterations.
-EARLY_STOP_TOL = 1e-3
-EARLY_STOP_PATIENCE = 10
 #: Seconds between two redraws of the map and score plot during a run (4 per second). When a
 #: redraw itself is slow (a loaded machine, a huge image) the interval grows to twice its cost,
 #: so that drawing never takes more than a third of the run's time.
@@ -178,13 +174,15 @@ class Runner:
         return self.cam.predict(pixels)[0].double().numpy()
 
     def preview(self, key: RunKey) -> None:
-        """Compute and draw the iteration-0 (channel-mean) map of ``key`` in this thread."""
+        """Compute and draw the iteration-0 (channel-mean) map of ``key`` in this thread.
+
+        One forward pass (:meth:`~opticam_widgets.explainer.OptiCAM.channel_mean`), the map
+        computed at the size the canvas shows it.
+        """
         state = self.session.images[key.image]
-        stop = threading.Event()
-        stop.set()  # the engine stops right after scoring iteration 0
-        result = self.cam.explain(state.pixels, key.target, max_iter=1, cancel=stop, tol=None)
-        state.iter0 = result.saliency[0].numpy()
-        self._show(Entry(key, result), live=True)
+        state.iter0 = self.cam.channel_mean(state.pixels, size=self.view.canvas.size)[0].numpy()
+        self.session.layer = self.cam.layer_name  # resolved by channel_mean, in this thread
+        self.view.preview(state.iter0, key.convention)
 
     # ------------------------------------------------------------------ the job
     def report(self, exc: BaseException) -> None:
@@ -224,12 +222,13 @@ class Runner:
             result = self.cam.explain(
                 state.pixels, key.target, max_iter=key.iterations, lr=key.lr,
                 convention=key.convention, callback=self._callback(key, serial, cancel),
-                cancel=cancel, tol=EARLY_STOP_TOL if key.early_stop else None,
-                patience=EARLY_STOP_PATIENCE)
+                cancel=cancel, tol=WIDGET_TOL if key.early_stop else None,
+                patience=WIDGET_PATIENCE)
         finally:
             self._set_running(False)
         if cancel.is_set() and exiting():
             return  # the interpreter exits: no metrics, nothing to draw
+        self.session.layer = result.layer
         shown = self._current(serial, key) and (not cancel.is_set() or result.cancelled)
         metrics = self._metrics(result) if shown or not result.cancelled else None
         entry = Entry(key, result, metrics)
@@ -252,7 +251,7 @@ class Runner:
             if step == 0 or maps.due(now):
                 entry = Entry(key, progress.result())
                 if step == 0:
-                    state.iter0 = entry.result.saliency[0].numpy()
+                    state.iter0 = self.view.displayed(entry.result)
                 self._show(entry, live=True, max_iter=progress.max_iter)
                 maps.mark(now, time.monotonic())
             if step == 0 or status.due(now):

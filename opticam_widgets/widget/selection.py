@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from torch import Tensor
 
-from ..explainer import OptiCAMResult
+from ..result import OptiCAMResult
 from .compare import Comparison
 from .controls import Controls
 from .messages import prompt_html, settings_html

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from ..explainer import OptiCAMResult
 from ..images import to_pixel_tensor
 from ..render import as_uint8_image
+from ..result import OptiCAMResult
 
 __all__ = ["ClassNames", "Entry", "ImageState", "ResultCache", "RunKey", "Session",
            "check_labels", "check_top_k", "image_name", "named_pixels"]
@@ -168,6 +168,8 @@ class Session:
         self.cache = ResultCache()
         #: The entry on screen (live during a run), or ``None``.
         self.shown: Entry | None = None
+        #: Name of the target layer, once the engine has resolved it.
+        self.layer: str | None = None
 
     def load(self, images: Sequence[ImageState]) -> None:
         """Replace the images; the first is shown, the cache and the screen are cleared."""

@@ -92,10 +92,14 @@ class ResultView:
         self.controls.progress.value = progress.step
         self.status(step_html(self.label(target), progress))
 
+    def displayed(self, result: Any) -> np.ndarray:
+        """A result's first map at the canvas's size, float32 (h, w) (what the canvas draws)."""
+        return result.saliency_at(self.canvas.size)[0].numpy()
+
     def show(self, entry: Entry, *, live: bool = False, max_iter: int | None = None) -> None:
         """Draw an entry: map and score plot, and (unless ``live``) metrics and status."""
         result, c = entry.result, self.controls
-        self.preview(result.saliency[0].numpy(), result.convention)
+        self.preview(self.displayed(result), result.convention)
         c.score_plot.plot(result.scores[0].numpy(), max_iter or entry.key.iterations,
                           score_name=result.score, convention=result.convention)
         if live:
