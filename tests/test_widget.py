@@ -538,11 +538,17 @@ def test_show_without_ipython_prints_and_runs(capsys):
     widget = OptiCAMWidget(tiny_cnn(), preprocess=SMALL)
     try:
         widget.controls.iterations.value = 3
+        explain, previews = ExplainSpy(widget), []
+        channel_mean = widget.cam.channel_mean
+        widget.cam.channel_mean = lambda *a, **k: previews.append(k) or channel_mean(*a, **k)
         assert widget.show(image()) is widget
-        assert "OptiCAMWidget(" in capsys.readouterr().out
+        # the iteration-0 preview: one channel-mean map at the canvas's size, no explain call
+        assert previews == [{"size": widget.canvas.size}]
+        out = capsys.readouterr().out
+        assert out.startswith(f"OptiCAMWidget(model=Sequential, layer={widget.cam.layer_name},")
         widget.wait(timeout=120)
         assert widget.result is not None and widget.result.iterations == 3
-        assert widget.explain_count == 1
+        assert widget.explain_count == 1 and len(explain.calls) == 1
     finally:
         widget.close()
 
