@@ -1,0 +1,235 @@
+"""Q-dataset — ``explain_dataset``: throughput, per-row stopping, Ray overhead, flat memory.
+
+* images/s of the local engine at batch 1, 8 and 16 on the default model (EfficientNet-Lite0)
+  and ResNet-50 (random weights), and the ratio of its wall time to the model's own batched
+  forward+backward × the iterations run (``tol=None``: every row runs ``max_iter``; the ratio
+  includes decoding, the prediction pass, the AD/AI/AG passes and the Parquet writes);
+* the gain of per-row early stopping (``tol=1e-3, patience=10``) over running every step, and
+  the iterations a batch-level rule (a batch waits for its slowest row) would have run;
+* the Ray engine's overhead over the local engine on the same 64 images (a local Ray instance
+  started by the call, and one already running);
+* the process's peak resident memory for 64 vs 512 images (flat: bounded by the batch and the
+  shard, not the dataset).
+
+Photos: the 8 sample photos, cropped and mirrored into N distinct JPEG files (written to a
+temporary folder). Run alone: ``python benchmarks/bench_dataset.py`` (writes
+``benchmarks/results/dataset.md``); ``OPTICAM_BENCH_QUICK=1`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import common as C
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results" / "dataset.md"
+
+
+def write_photos(folder: Path, n: int) -> Path:
+    """``n`` distinct photos (crops / mirrors of the sample photos) as JPEG files."""
+    from opticam_widgets.zoo import sample_images
+
+    photos = list(sample_images().values())
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = photos[i % len(photos)]
+        w, h = img.size
+        k = (i // len(photos)) % 7
+        img = img.crop((k * w // 40, k * h // 50, w - k * w // 60, h - k * h // 45))
+        if (i // len(photos)) % 2:
+            img = img.transpose(0)
+        img.save(folder / f"img{i:04d}.jpg", quality=90)
+    return folder
+
+
+class PeakRSS:
+    """Peak resident memory of this process while the block runs (sampled every 10 ms)."""
+
+    def __enter__(self) -> PeakRSS:
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss())
+            time.sleep(0.01)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+
+def _rss() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_engine(model: Any, folder: Path, out: Path, **kw: Any) -> tuple[float, Any]:
+    """Wall time of one ``explain_dataset`` run from scratch, and its results."""
+    from opticam_widgets import explain_dataset
+
+    kw = {"num_workers": 0, "progress": False, "resume": False, **kw}
+    start = time.perf_counter()
+    results = explain_dataset(model, folder, out, **kw)
+    return time.perf_counter() - start, results
+
+
+def reference_step(model: torch.nn.Module, batch: int, repeats: int) -> float:
+    """Median time of the model's own frozen forward+backward at ``batch``."""
+    flags = [p.requires_grad for p in model.parameters()]
+    try:
+        x = torch.rand(batch, 3, C.SIZE, C.SIZE)
+        step = C.frozen_forward_backward(model, x, 1, (0.485, 0.456, 0.406),
+                                         (0.229, 0.224, 0.225))
+        return C.median(C.interleaved({"ref": step}, repeats=repeats, warmup=1)["ref"])
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+
+
+def throughput_rows(name: str, model: Any, net: torch.nn.Module, folder: Path, tmp: Path,
+                    n: int, iters: int) -> list[tuple]:
+    """Rows of the throughput table: one per batch size."""
+    rows = []
+    for batch in (1, 8, 16):
+        before = reference_step(net, batch, 3)
+        elapsed, results = run_engine(model, folder, tmp / f"{name}-{batch}", batch_size=batch,
+                                      max_iter=iters, tol=None)
+        ref = C.median([before, reference_step(net, batch, 3)])
+        steps = -(-n // batch) * iters  # batches × iterations (tol=None: all run)
+        ratio = elapsed / (steps * ref)
+        rows.append((name, batch, f"{n / elapsed:.2f}", f"{1e3 * ref:.0f}",
+                     C.fmt_ratio(ratio), C.verdict(ratio <= 1.15)))
+        assert int(results.table["iterations"].max()) == iters
+    return rows
+
+
+def stopping_rows(model: Any, folder: Path, tmp: Path, iters: int) -> list[tuple]:
+    """Per-row early stopping vs every step, and what a batch-level rule would run."""
+    t_all, _ = run_engine(model, folder, tmp / "all", batch_size=16, max_iter=iters, tol=None)
+    t_stop, res = run_engine(model, folder, tmp / "stop", batch_size=16, max_iter=iters,
+                             tol=1e-3, patience=10)
+    t = res.table
+    batches = t.groupby(t.index // 16)["iterations"]
+    per_row = float(t["iterations"].mean())
+    batch_level = float((batches.max() * batches.size()).sum() / len(t))
+    drop = float((res.table["final_score"]).mean())
+    return [("every step (tol=None)", iters, f"{len(t) / t_all:.2f}", "1.00×", ""),
+            ("per-row stop (tol=1e-3, patience=10)", f"{per_row:.1f} (batch-level rule: "
+             f"{batch_level:.1f})", f"{len(t) / t_stop:.2f}", C.fmt_ratio(t_all / t_stop),
+             f"mean final score {drop:.3f}")]
+
+
+def ray_rows(model: Any, folder: Path, tmp: Path, n: int, iters: int) -> list[tuple]:
+    """Local vs Ray on the same images: Ray started by the call, and already running."""
+    try:
+        import ray
+    except ImportError:
+        return [("ray", "not installed", "", "")]
+    kw = {"batch_size": 16, "max_iter": iters, "tol": None}
+    t_local, _ = run_engine(model, folder, tmp / "local", **kw)
+    t_ray, _ = run_engine(model, folder, tmp / "ray", engine="ray", **kw)
+    ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
+             log_to_driver=False)
+    try:
+        t_warm, _ = run_engine(model, folder, tmp / "ray2", engine="ray", **kw)
+    finally:
+        ray.shutdown()
+    return [("local", f"{t_local:.1f}", f"{n / t_local:.2f}", "1.00×"),
+            ("ray, starts its local instance", f"{t_ray:.1f}", f"{n / t_ray:.2f}",
+             C.fmt_ratio(t_ray / t_local)),
+            ("ray, instance already running", f"{t_warm:.1f}", f"{n / t_warm:.2f}",
+             C.fmt_ratio(t_warm / t_local))]
+
+
+def memory_rows(model: Any, tmp: Path, sizes: tuple[int, int]) -> list[tuple]:
+    """Peak RSS of runs over ``sizes`` images (1 iteration: memory, not time)."""
+    rows = []
+    for n in sizes:
+        folder = write_photos(tmp / f"mem{n}", n)
+        with PeakRSS() as peak:
+            elapsed, _ = run_engine(model, folder, tmp / f"mem-out{n}", batch_size=16,
+                                    max_iter=1, tol=None, shard_size=128)
+        rows.append((n, f"{peak.peak / 2**20:.0f}", f"{elapsed:.0f}"))
+    return rows
+
+
+def _log(text: str) -> None:
+    print(f"[bench_dataset] {text}", file=sys.stderr, flush=True)
+
+
+def run() -> C.Section:
+    """The dataset section of the benchmark report."""
+    C.setup()
+    quick = C.QUICK
+    n, iters = 16, (1 if quick else 20)
+    stop_iters, n64, ray_iters = (20, 16, 1) if quick else (100, 64, 5)
+    sizes = (16, 64) if quick else (64, 512)
+    bundle = C.default_bundle()
+    resnet = C.resnet50()
+    tmp = Path(tempfile.mkdtemp(prefix="opticam-bench-dataset-"))
+    try:
+        folder = write_photos(tmp / "photos", n)
+        rows = throughput_rows("EfficientNet-Lite0", bundle, bundle.model, folder, tmp, n, iters)
+        _log(C.table(["model", "batch", "images/s", "ref", "ratio", "ok"], rows))
+        rows += throughput_rows("ResNet-50", resnet, resnet, folder, tmp, n, iters)
+        _log(C.table(["model", "batch", "images/s", "ref", "ratio", "ok"], rows[3:]))
+        stop = stopping_rows(bundle, folder, tmp, stop_iters)
+        _log(C.table(["run", "iterations", "images/s", "speed-up", "quality"], stop))
+        rays = ray_rows(bundle, write_photos(tmp / "photos64", n64), tmp, n64, ray_iters)
+        _log(C.table(["engine", "wall", "images/s", "vs local"], rays))
+        mem = memory_rows(bundle, tmp, sizes)
+        _log(C.table(["images", "peak RSS", "wall"], mem))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return C.Section(
+        title="Dataset engine (explain_dataset)",
+        tables=[
+            f"Local engine, {n} photos, {iters} iterations, `tol=None`, `num_workers=0`:\n\n"
+            + C.table(["model", "batch", "images/s", "model fwd+bwd at batch (ms)",
+                       "wall ÷ (fwd+bwd × iterations)", "≤ 1.15"], rows),
+            f"Per-row early stopping, default model, {n} photos, batch 16, max_iter "
+            f"{stop_iters}:\n\n"
+            + C.table(["run", "iterations per row", "images/s", "speed-up", "quality"], stop),
+            f"Ray engine vs local, default model, {n64} photos, batch 16, {ray_iters} "
+            "iterations:\n\n"
+            + C.table(["engine", "wall (s)", "images/s", "vs local"], rays),
+            "Peak resident memory of this process, default model, batch 16, 1 iteration, "
+            "shards of 128 rows:\n\n" + C.table(["images", "peak RSS (MiB)", "wall (s)"], mem),
+        ],
+        notes=[
+            "The ratio's denominator is the model's own frozen forward+backward (torchvision / "
+            "the embedded model as given, no BatchNorm folding) at the same batch size; the "
+            "engine optimizes on its folded copy, and also runs one prediction pass, the AD/AI/"
+            "AG passes (2 forwards per row), JPEG thumbnails and the Parquet writes per batch: "
+            "a fixed cost per image that weighs more at few iterations than at the paper's 100.",
+            "Per-row stopping: each row leaves the batch on its own plateau; 'batch-level rule' "
+            "is the mean iterations per row had every batch run until its slowest row stopped.",
+            "No GPU was available: images/s on a GPU (ResNet-50 at batch 32) is unmeasured.",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    section = C.run_section(run)
+    text = "# opticam-widgets — dataset engine benchmark\n\n" + C.machine_table() + "\n\n" \
+        + section.markdown()
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
