@@ -2,9 +2,9 @@
 
 Each function returns plain ipywidgets (no custom JavaScript) with the documented ranges and
 defaults; :func:`build_controls` gathers them in a :class:`Controls` record and
-:func:`layout` arranges them around the canvas. Nothing here knows about the explainer: the
-app (:mod:`opticam_widgets.widget.app`) wires the handlers, so tests can set any control's
-``value`` and drive the app exactly as a user would.
+:func:`layout` arranges them around the canvas. Nothing here knows about the explainer:
+:mod:`~opticam_widgets.widget.selection` and :mod:`~opticam_widgets.widget.assembly` wire the
+handlers, so tests can set any control's ``value`` and drive the widget exactly as a user would.
 
 Why sliders don't start a run: an optimisation costs seconds, and a slider with
 ``continuous_update=True`` fires on every tick of a drag. Iterations and learning rate
