@@ -77,6 +77,12 @@ class Preprocess:
             raise ValueError(f"`std` must be positive, got {self.std!r}")
         if self.transform is not None and not callable(self.transform):
             raise TypeError(f"`transform` must be callable, got {type(self.transform).__name__}")
+        if self.transform is not None and _is_transform(self.transform) \
+                and type(self.transform).__name__ != "Normalize":
+            raise ValueError(
+                "`transform` is a torchvision/timm pipeline, which would run on masked tensors "
+                "in the loop; pass it as `preprocess` itself (read into size, mean and std)"
+            )
 
     def normalize(self, x: Tensor) -> Tensor:
         """Normalize a pixel batch (B, 3, H, W) in [0, 1] for the model (differentiable).

@@ -142,3 +142,13 @@ def test_torchvision_presets_still_convert():
     for spec in (ResNet50_Weights.DEFAULT, ResNet50_Weights.DEFAULT.transforms()):
         p = coerce_preprocess(spec)
         assert p.size == (224, 224) and p.mean == M and p.std == S
+
+
+def test_a_pipeline_inside_preprocess_transform_is_refused_with_the_fix():
+    pipeline = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(M, S)])
+    with pytest.raises(ValueError, match=r"`transform` is a torchvision/timm pipeline.*"
+                                         r"pass it as `preprocess` itself"):
+        Preprocess(size=(224, 224), transform=pipeline)
+    norm = Preprocess(size=None, transform=T.Normalize(M, S))  # a normalization is fine
+    x = torch.rand(1, 3, 8, 8)
+    torch.testing.assert_close(norm.normalize(x), coerce_preprocess(T.Normalize(M, S)).normalize(x))
