@@ -129,10 +129,9 @@ def write_contact_sheet(selection: Any, thumbs: Any, path: str | os.PathLike, *,
     tiles = []
     for start in range(0, len(rows), chunk):
         part = rows.iloc[start:start + chunk]
-        jpegs = thumbs.reader.read(list(part.index))
+        drawn = thumbs.tiles(thumbs.reader.read(list(part.index)))
         for label, row in part.iterrows():
-            tiles.append((thumbs.tile(label, jpegs[label]), tile_caption(row),
-                          is_wrong(row["correct"])))
+            tiles.append((drawn[label], tile_caption(row), is_wrong(row["correct"])))
     out = Path(path)
     out.write_bytes(to_png_bytes(sheet_array(tiles, columns=columns)))
     return out

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from ..dataset.store import Store
 from ..render import overlay
 
-__all__ = ["ThumbnailReader", "Thumbnails", "decode_jpeg"]
+__all__ = ["ThumbnailReader", "Thumbnails", "decode_jpeg", "rebuild_maps"]
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -35,6 +35,26 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def rebuild_maps(low_res: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """Full-size maps (N, H, W) from stored feature-resolution maps of one shape, in one batch.
+
+    :func:`~opticam_widgets.dataset.results.rebuild_saliency` for many rows: the engine's
+    :func:`~opticam_widgets.maps.saliency_from_weights` with unit weights, per row.
+
+    Example:
+        >>> rebuild_maps([np.eye(2, dtype=np.float32)] * 3, (4, 4)).shape
+        (3, 4, 4)
+    """
+    import torch
+
+    from ..maps import saliency_from_weights
+
+    cam = torch.from_numpy(np.stack([np.asarray(m, dtype=np.float32) for m in low_res]))
+    full = saliency_from_weights(torch.ones(len(low_res), 1), cam[:, None],
+                                 (int(size[0]), int(size[1])))
+    return full[:, 0].clamp_(0.0, 1.0).numpy()
 
 
 class ThumbnailReader:
@@ -113,17 +133,29 @@ class Thumbnails:
 
     def tile(self, row: int, jpeg: bytes | None) -> np.ndarray:
         """The tile of one row from its thumbnail bytes (grey when there is none)."""
-        if jpeg is None:
-            return np.full((120, 160, 3), 128, np.uint8)
-        thumb = decode_jpeg(jpeg)
-        saliency = self.results.saliency(row, thumb.shape[:2])
-        return overlay(thumb, saliency, alpha=self.alpha, cmap=self.cmap)
+        return self.tiles({row: jpeg})[row]
+
+    def tiles(self, jpegs: dict[int, bytes | None]) -> dict[int, np.ndarray]:
+        """Tiles of rows from their thumbnail bytes (grey for ``None``).
+
+        The maps of same-size thumbnails are rebuilt in one batch (one engine call, not one
+        per row).
+        """
+        thumbs = {row: decode_jpeg(data) for row, data in jpegs.items() if data is not None}
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for row, thumb in thumbs.items():
+            by_size.setdefault(thumb.shape[:2], []).append(row)
+        out = {row: np.full((120, 160, 3), 128, np.uint8) for row in jpegs if row not in thumbs}
+        for size, rows in by_size.items():
+            maps = rebuild_maps([self.results.low_res(r) for r in rows], size)
+            for row, saliency in zip(rows, maps):
+                out[row] = overlay(thumbs[row], saliency, alpha=self.alpha, cmap=self.cmap)
+        return out
 
     def get(self, rows: Sequence[int]) -> dict[int, np.ndarray]:
         """Tiles of ``rows`` (cached ones reused; the others read in one pass)."""
         missing = [r for r in rows if r not in self._cache]
-        for row, jpeg in self.reader.read(missing).items():
-            self._cache[row] = self.tile(row, jpeg)
+        self._cache.update(self.tiles(self.reader.read(missing)))
         out = {}
         for r in rows:
             self._cache.move_to_end(r)
