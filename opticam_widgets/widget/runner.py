@@ -132,7 +132,7 @@ class Runner:
         try:
             self.worker.run_here(job, "opticam")
         except KeyboardInterrupt:
-            self.view.status(interrupted_html(self.view.label(key.target)))
+            self._interrupted()
             raise
         except BaseException as exc:
             self.report(exc)
@@ -160,7 +160,7 @@ class Runner:
         except KeyboardInterrupt:
             self.supersede()
             self.worker.join()
-            self.view.status(interrupted_html(self.view.label(self.session.target)))
+            self._interrupted()
             raise
 
     def close(self) -> None:
@@ -183,6 +183,10 @@ class Runner:
         state.iter0 = self.cam.channel_mean(state.pixels, size=self.view.canvas.size)[0].numpy()
         self.session.layer = self.cam.layer_name  # resolved by channel_mean, in this thread
         self.view.preview(state.iter0, key.convention)
+
+    def _interrupted(self) -> None:
+        """Ctrl-C stopped the run: say so (it is not an error of the run)."""
+        self.view.status(interrupted_html(self.view.label(self.session.target)))
 
     # ------------------------------------------------------------------ the job
     def report(self, exc: BaseException) -> None:
