@@ -72,15 +72,21 @@ def picture_bundle(data: dict[str, Any], metadata: dict[str, Any],
                    name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The picture output of a widget bundle: its PNG as an ``<img>`` of CSS class ``name``.
 
+    Without a PNG (no image yet) the picture is the widget's text, in an element of that class
+    too (hidden while the widget is live, like the picture).
+
     Example:
         >>> png = mimebundle(None, "w", np.zeros((2, 3, 3), np.uint8))
         >>> data, _ = picture_bundle(*png, "opticam-picture-1")
         >>> sorted(data), "opticam-picture-1" in data["text/html"]
         (['image/png', 'text/html', 'text/plain'], True)
+        >>> picture_bundle({"text/plain": "w"}, {}, "opticam-picture-1")[0]["text/html"]
+        "<pre class='opticam-picture opticam-picture-1'>w</pre>"
     """
     out: dict[str, Any] = {"text/plain": data.get("text/plain", "")}
     png = data.get("image/png")
     if png is None:
+        out["text/html"] = f"<pre class='opticam-picture {name}'>{esc(out['text/plain'])}</pre>"
         return out, {}
     size = metadata.get("image/png", {})
     out["text/html"] = (
