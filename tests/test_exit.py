@@ -277,6 +277,36 @@ def test_close_cancels_joins_and_lets_the_widget_be_collected():
     assert ref() is None  # nothing of the package keeps a closed widget alive
 
 
+def test_cancel_all_stops_tracked_threads_and_worker_jobs():
+    """The registry the atexit handler uses: every kind of job is cancelled and waited for."""
+    import threading
+
+    from opticam_widgets.jobs import Worker, cancel_all, running_jobs, tracked
+
+    started, steps = threading.Barrier(3), []
+
+    def own_thread() -> None:  # a dataset engine's worker, say
+        with tracked("own") as job:
+            started.wait(30)
+            while not job.cancel.wait(0.01):
+                steps.append(1)
+
+    def worker_job(cancel: threading.Event) -> None:
+        started.wait(30)
+        cancel.wait(60)
+
+    thread = threading.Thread(target=own_thread, daemon=True)
+    thread.start()
+    worker = Worker("test-worker")
+    worker.submit(worker_job, "job")
+    started.wait(30)
+    assert sorted(job.name for job in running_jobs()) == ["job", "own"]
+    assert cancel_all(timeout=30)
+    assert running_jobs() == [] and not worker.threads()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
 # ---------------------------------------------------------------------------- kernel
 
 

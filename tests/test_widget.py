@@ -626,6 +626,20 @@ def test_compare_with_channel_mean_baseline(make_widget):
     assert panel.box.layout.display == "none"
 
 
+def test_comparison_follows_new_images_not_its_cache(make_widget):
+    """New images reuse the indices 0, 1, ...: the baselines of the old ones must not show."""
+    widget = make_widget(images=image(seed=1))
+    widget.controls.compare.value = "channel-mean"
+    widget.wait(timeout=120)
+    old = widget.compare.canvas.saliency.copy()
+    widget.set_images(image(seed=2), run=False)
+    widget.wait(timeout=120)
+    new = widget.compare.canvas.saliency
+    assert widget.target is not None and new is not None and new.shape == old.shape
+    assert not np.allclose(new, old)  # computed again for the new image
+    assert "channel-mean" in widget.compare.caption.value
+
+
 def test_compare_degrades_without_torchcam(make_widget, monkeypatch):
     import opticam_widgets.baselines as baselines
 
