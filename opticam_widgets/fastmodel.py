@@ -14,7 +14,8 @@ are compared with the model's own (which the caller computed anyway), to a toler
 times the folding's float rounding; on any difference it is rebuilt, and if the rebuilt copy
 still differs the model runs as given. A cheap fingerprint (tensor storage, in-place versions,
 dtypes, submodules and their plain attributes such as ``eps``, ``stride`` or a temperature)
-triggers the rebuild without waiting for the check. A convolution whose output feeds more than
+and one position-weighted sum per tensor (which sees writes through ``.data``) trigger the
+rebuild without waiting for the check. A convolution whose output feeds more than
 its BatchNorm fails the check; a BatchNorm subclass with an unknown forward, or a module called
 twice, is not folded; a model with hooks of the user's, a compiled (``torch.compile``,
 TorchScript) model, or one that cannot be copied, runs as given.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import threading
 import types
 import weakref
@@ -35,9 +37,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 __all__ = ["folded_copy", "inner_loop_model"]
 
-_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module | None]] = (
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Tensor, nn.Module | None]] = (
     weakref.WeakKeyDictionary()
 )
+_RAMPS: dict[torch.device, Tensor] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -88,8 +91,8 @@ def _fingerprint(model: nn.Module) -> tuple:
     """What the stand-in depends on, as far as it is cheap to see.
 
     Tensors (storage, in-place version, shape, dtype, device), submodules (identity, type)
-    and their plain attributes. In-place changes through ``.data`` bump no version and are
-    invisible here: the logits check of every call catches those.
+    and their plain attributes. In-place changes through ``.data`` bump no version:
+    :func:`_content` and the logits check of every call catch those.
     """
     tensors = tuple(
         (t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device)
@@ -97,6 +100,34 @@ def _fingerprint(model: nn.Module) -> tuple:
     )
     modules = tuple((id(m), type(m), _plain_attributes(m)) for m in model.modules())
     return tensors, modules
+
+
+def _ramp(n: int, device: torch.device) -> Tensor:
+    """Position weights 1, 1 + 1/97, ..., cycling: a moved value changes a weighted sum."""
+    ramp = _RAMPS.get(device)
+    if ramp is None or ramp.numel() < n:
+        ramp = 1.0 + torch.arange(max(n, 1 << 16), device=device, dtype=torch.float32) % 97 / 97
+        _RAMPS[device] = ramp
+    return ramp[:n]
+
+
+def _content(model: nn.Module) -> Tensor:
+    """One position-weighted sum per floating tensor (one read of the weights, one sync).
+
+    Sees what the fingerprint cannot: values written through ``.data``.
+    """
+    try:
+        with torch.no_grad():
+            sums = [torch.dot(t.detach().reshape(-1).float(), _ramp(t.numel(), t.device))
+                    for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+        return torch.stack(sums).double().cpu() if sums else torch.zeros(0, dtype=torch.float64)
+    except (RuntimeError, NotImplementedError):  # meta or sparse tensors: never equal
+        return torch.full((1,), math.nan, dtype=torch.float64)
+
+
+def _same_content(a: Tensor, b: Tensor) -> bool:
+    """Equal to float rounding (a reduction may not be bitwise reproducible across calls)."""
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-6, atol=1e-12))
 
 
 def _bn_replacement(bn: nn.BatchNorm2d) -> nn.Module | None:
@@ -238,8 +269,9 @@ def inner_loop_model(model: nn.Module, x: Tensor, logits: Tensor) -> nn.Module:
     Call inside :func:`~opticam_widgets.features.model_guard`. The copy is cached per model.
     On every call a cached copy is checked against ``logits`` (one forward of the copy on
     ``x``, no backward); it is rebuilt when it differs or when the model's fingerprint
-    (tensors, modules, plain attributes) changed, and dropped for the model as given when a
-    fresh copy differs too. A model with hooks of the user's runs as given.
+    (tensors, modules, plain attributes) or the weighted sums of its tensors changed, and
+    dropped for the model as given when a fresh copy differs too. A model with hooks of the
+    user's runs as given.
 
     Args:
         model: The user's model (eval mode, frozen by the guard).
@@ -259,15 +291,15 @@ def inner_loop_model(model: nn.Module, x: Tensor, logits: Tensor) -> nn.Module:
     """
     if _has_hooks(model) or _is_compiled(model):
         return model
-    key = _fingerprint(model)
+    key, content = _fingerprint(model), _content(model)
     with _CACHE_LOCK:
         hit = _CACHE.get(model)
-    if hit is not None and hit[0] == key:
-        if hit[1] is None:
+    if hit is not None and hit[0] == key and _same_content(hit[1], content):
+        if hit[2] is None:
             return model
-        if _agrees(hit[1], x, logits):
-            return hit[1]
+        if _agrees(hit[2], x, logits):
+            return hit[2]
     fast = _checked_copy(model, x, logits)
     with _CACHE_LOCK:
-        _CACHE[model] = (key, fast)
+        _CACHE[model] = (key, content, fast)
     return fast if fast is not None else model

@@ -183,3 +183,32 @@ def test_default_model_after_in_place_changes():
     check_explain(model, image, pre)
     model.bn1.eps = 0.3
     check_explain(model, image, pre)
+
+
+def test_a_data_write_invisible_on_this_input_still_rebuilds_the_copy():
+    """A channel that is dead (ReLU) on this image, changed through ``.data``: the logits on the
+    image do not move, but masked images may revive the channel, so the copy must follow."""
+    model = bn_net()
+    x = x_in()
+    model[4].bias.data[0] = -100.0  # channel 0 of the second block: dead on every input
+    with model_guard(model), torch.no_grad():
+        first = inner_loop_model(model, x, model(x))
+        before = model(x)
+        model[4].bias.data[0] = -50.0  # still dead here: no version bump, same logits
+        torch.testing.assert_close(model(x), before, rtol=0, atol=0)
+        second = inner_loop_model(model, x, model(x))
+        assert second is not first
+        revived = x + 0.0
+        model[4].bias.data[0] = 5.0  # alive now: the new copy must compute it
+        third = inner_loop_model(model, revived, model(revived))
+        torch.testing.assert_close(third(revived), model(revived), rtol=1e-5, atol=1e-6)
+
+
+def test_content_check_is_stable_when_nothing_changes():
+    model = bn_net()
+    x = x_in()
+    with model_guard(model), torch.no_grad():
+        first = inner_loop_model(model, x, model(x))
+        for seed in range(3):  # other inputs, same model: the copy is reused
+            y = x_in(seed + 1)
+            assert inner_loop_model(model, y, model(y)) is first
