@@ -406,6 +406,59 @@ net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=5
 print("timm efficientnet-lite0 layer:", OptiCAM(net).layer_name)
 """),
     md("""
+## Vision transformers, Swin, ConvNeXt and Hugging Face models
+
+Opti-CAM needs spatial feature maps (B, C, h, w). A vision transformer gives tokens (B, N, C):
+a class token (DeiT adds a distillation token, some models register tokens), then the patch
+grid. Swin gives channels-last maps (B, h, w, C). The target layer is detected the same way as
+for a CNN, and its output is turned into maps: the leading tokens are dropped and the patches
+laid out on their grid (read from the model's patch size and `num_prefix_tokens`, or from the
+input's shape), channels-last maps are permuted. The detected layer is the **last block's
+output** (`blocks` for a timm ViT), never a tensor inside attention nor the final norm.
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+for arch, kwargs in [("vit_tiny_patch16_224", {}), ("deit_tiny_distilled_patch16_224", {}),
+                     ("swin_tiny_patch4_window7_224", {}), ("convnext_atto", {})]:
+    torch.manual_seed(0)
+    net = timm.create_model(arch, pretrained=False, num_classes=5, **kwargs).eval()
+    result = OptiCAM(net, max_iter=3).explain(image, target=0)
+    print(f"{arch}: layer {result.layer!r}, {result.weights.shape[1]} channels,",
+          "map", tuple(result.saliency.shape))
+"""),
+    md("""
+Hugging Face `transformers` image classifiers return a `ModelOutput`; Opti-CAM reads its
+`.logits` (a dict with `"logits"`, or a tuple whose first item is the logits, works too). Here a
+tiny ViT built from a config, with random weights (no download):
+"""),
+    code("""
+try:
+    from transformers import ViTConfig, ViTForImageClassification
+except ImportError:
+    print("transformers is not installed: pip install transformers")
+else:
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=64, patch_size=8, hidden_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=128, num_labels=5)
+    hf = ViTForImageClassification(config).eval()
+    result = OptiCAM(hf, preprocess=Preprocess(size=(64, 64), mean=(0.5,) * 3, std=(0.5,) * 3),
+                     max_iter=3).explain(image, target=0)
+    print("layer:", result.layer, "| map:", tuple(result.saliency.shape))
+"""),
+    md("""
+For an unusual model, name the layer and its layout: `OptiCAM(model, target_layer="blocks.5",
+reshape="tokens")` (or `"nhwc"`, `"nchw"`), or give a callable that turns the layer's output
+into (B, C, h, w): `reshape=lambda t: t[:, 1:].reshape(len(t), 14, 14, -1).permute(0, 3, 1, 2)`.
+A model with no spatial layer at all is refused with a message that says so.
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(0)
+vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5).eval()
+cam = OptiCAM(vit, target_layer="blocks.5", reshape="tokens", max_iter=3)
+print("explicit layer:", cam.explain(image, target=0).layer)
+"""),
+    md("""
 In the widget: `OptiCAMWidget(model, labels=[...], preprocess=Preprocess(...),
 target_layer="layer3")`, or `OptiCAMWidget(from_torchvision("resnet50"))` with a bundle.
 """),
@@ -433,12 +486,153 @@ widget.canvas.canvas.on_client_ready(lambda *_: widget.run())
 """),
 ]
 
+DATASET = [
+    md("""
+# Explain a whole dataset: `explain_dataset`, the Parquet store, the paper's table
+
+`OptiCAM.explain` explains a batch in memory. `explain_dataset` explains a **folder** (or a list
+of paths, a torch `Dataset`, any iterable of images): a `DataLoader` decodes and resizes the
+photos, each batch is one optimization in which every image stops on its own plateau, and the
+rows go to **Parquet shards** on disk as they complete. Interrupt it and run it again: it
+resumes where it stopped. `engine="ray"` runs the same thing on Ray Data (a laptop, a multi-GPU
+node or a cluster) and writes the same files.
+
+Here: the sample photos, cropped and mirrored into 24 images, in an ImageFolder layout (class
+subfolders give the true labels, matched to the model's ImageNet names).
+"""),
+    code("""
+import tempfile
+from pathlib import Path
+
+from opticam_widgets import explain_dataset, load_default_model, sample_images
+
+bundle = load_default_model()
+root = Path(tempfile.mkdtemp(prefix="opticam-dataset-"))
+folders = {"chelsea": "Egyptian_cat", "coffee": "espresso", "camera": "tripod"}
+for name, img in sample_images().items():
+    folder = root / "photos" / folders.get(name, "other")
+    folder.mkdir(parents=True, exist_ok=True)
+    w, h = img.size
+    img.save(folder / f"{name}.jpg")
+    img.crop((w // 5, h // 5, w - w // 5, h - h // 5)).save(folder / f"{name}_crop.jpg")
+    img.transpose(0).save(folder / f"{name}_mirror.jpg")
+print(len(list((root / "photos").rglob("*.jpg"))), "images")
+"""),
+    md("""
+## Run
+
+`max_iter=30` keeps this notebook quick (the paper uses 100); `tol` lets each image stop on its
+plateau. The progress bar shows images/s and the time left.
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+results = explain_dataset(bundle, root / "photos", root / "results", max_iter=30,
+                          batch_size=8, progress=False)
+t = results.table
+print(len(t), "rows,", t["id"].nunique(), "images,", len(results.errors), "errors")
+print("class folders:", sorted(t["true_name"].unique()))
+print("matched to the model's labels:", sorted(t["true_name"][t["true_label"].notna()].unique()))
+"""),
+    md("""
+## The table
+
+One row per (image, class): the true label, the prediction, the class explained, the score of
+the masked image at iteration 0 and at the end, the iterations each row ran, the probability
+of the class on the image (`prob`, *p*) and on the image masked by its map (`masked_prob`, *o*),
+and this image's terms of the paper's metrics: `drop` (Average Drop), `increase` and `gain`.
+The store also keeps the channel weights, the map at the features' resolution and the photo's
+size, so that `results.saliency(row)` rebuilds the full-resolution map exactly.
+"""),
+    code("""
+cols = ["id", "true_name", "predicted_name", "correct", "prob", "masked_prob", "drop", "gain",
+        "iterations"]
+t[cols].round(3).head(10)
+"""),
+    md("""
+## The paper's table
+
+AD ↓, AI ↑ and AG ↑ (%) over the whole set and per explained class, computed with the
+functions of `opticam_widgets.metrics` on the stored probabilities.
+"""),
+    code("""
+results.summary().round(1)
+"""),
+    md("""
+## Worst and best cases
+
+Worst: the images whose masked probability dropped most; best: the largest gains. The
+histograms show the distribution of the drop and of the score gained by the optimization.
+"""),
+    code("""
+import matplotlib.pyplot as plt  # Jupyter's inline backend draws the figure below
+
+results.figure(n=4)
+"""),
+    md("""
+## A map at full resolution
+
+The store holds each map at the features' resolution (7 × 7 here); bilinear upsampling commutes
+with Opti-CAM's min-max normalisation, so the map at the photo's size is rebuilt exactly: it is
+the map `OptiCAM.explain` gives for that photo (for the same batch; batching changes only float
+rounding).
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+worst = t["drop"].idxmax()
+saliency = results.saliency(worst)
+print("map at the photo's size:", saliency.shape == results.image(worst).shape[:2],
+      "range", round(float(saliency.min()), 3), round(float(saliency.max()), 3))
+fig, ax = plt.subplots(figsize=(5, 4))
+ax.imshow(results.overlay(worst, full=True))
+ax.set_title(f"{t.loc[worst, 'id']}: {t.loc[worst, 'target_name']}")
+ax.set_axis_off()
+"""),
+    md("""
+## Without this package
+
+The store is plain Parquet: pandas, DuckDB, Polars or Ray read it directly.
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+import pandas as pd
+
+frame = pd.read_parquet(root / "results")
+print(len(frame), "rows;", "columns include", [c for c in ("weights", "map") if c in frame])
+"""),
+    code("""
+import duckdb  # in the test extra; `pip install duckdb`
+
+duckdb.sql(f\"\"\"select target_name, count(*) as n, round(avg(drop), 1) as mean_drop
+              from '{root / "results"}/*.parquet' where error is null
+              group by target_name order by n desc, target_name limit 5\"\"\").df()
+"""),
+    md("""
+## Resume, the command line, Ray
+
+Running the same call again skips what is stored (`resume=True`, the default):
+"""),
+    code("""
+# NBVAL_CHECK_OUTPUT
+again = explain_dataset(bundle, root / "photos", root / "results", max_iter=30, batch_size=8,
+                        progress=False)
+print(len(again.table), "rows, no duplicates:", again.table["id"].is_unique)
+"""),
+    md("""
+From a shell: `opticam explain-dataset photos/ --out results/ --batch-size 16 --iters 100`
+then `opticam report results/` (a Markdown table and PNG figures). `engine="ray"` (or
+`--engine ray`; `pip install opticam-widgets[ray]`) runs the batches in a Ray Data actor pool:
+one model per actor, one GPU per actor where there are GPUs, on a local instance or the cluster
+of `RAY_ADDRESS`.
+"""),
+]
+
 NOTEBOOKS = {
     "01_quickstart": QUICKSTART,
     "02_headless_api": HEADLESS,
     "03_your_own_model": OWN_MODEL,
     "04_torchvision_models": TORCHVISION,
     "dashboard": DASHBOARD,
+    "05_dataset": DATASET,
 }
 
 
