@@ -3,11 +3,10 @@
 :class:`ThumbnailReader` finds where each row of a results folder lives (shard, row group,
 offset: from the light ``position`` and ``rank`` columns) and reads the JPEG thumbnails of the
 rows asked for, one row group at a time: memory follows the page and the store's row-group
-size, never the dataset. :class:`Thumbnails` overlays each row's map (rebuilt at the
-thumbnail's size by :meth:`DatasetResults.saliency
-<opticam_widgets.dataset.results.DatasetResults.saliency>`, drawn by
-:func:`opticam_widgets.render.overlay`) and keeps the tiles in a small LRU cache bounded by a
-few pages.
+size, never the dataset. :class:`Thumbnails` overlays each row's stored map
+(:meth:`DatasetResults.low_res <opticam_widgets.dataset.results.DatasetResults.low_res>`,
+resized and drawn by :func:`opticam_widgets.render.overlay`) and keeps the tiles in a small LRU
+cache bounded by a few pages.
 
 Example:
     >>> tiles = Thumbnails(load_results("results/"), capacity=48)  # doctest: +SKIP
@@ -27,7 +26,7 @@ import pyarrow.parquet as pq
 from ..dataset.store import Store
 from ..render import overlay
 
-__all__ = ["ThumbnailReader", "Thumbnails", "decode_jpeg", "rebuild_maps"]
+__all__ = ["ThumbnailReader", "Thumbnails", "decode_jpeg"]
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -35,26 +34,6 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def rebuild_maps(low_res: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
-    """Full-size maps (N, H, W) from stored feature-resolution maps of one shape, in one batch.
-
-    :func:`~opticam_widgets.dataset.results.rebuild_saliency` for many rows: the engine's
-    :func:`~opticam_widgets.maps.saliency_from_weights` with unit weights, per row.
-
-    Example:
-        >>> rebuild_maps([np.eye(2, dtype=np.float32)] * 3, (4, 4)).shape
-        (3, 4, 4)
-    """
-    import torch
-
-    from ..maps import saliency_from_weights
-
-    cam = torch.from_numpy(np.stack([np.asarray(m, dtype=np.float32) for m in low_res]))
-    full = saliency_from_weights(torch.ones(len(low_res), 1), cam[:, None],
-                                 (int(size[0]), int(size[1])))
-    return full[:, 0].clamp_(0.0, 1.0).numpy()
 
 
 class ThumbnailReader:
@@ -138,18 +117,18 @@ class Thumbnails:
     def tiles(self, jpegs: dict[int, bytes | None]) -> dict[int, np.ndarray]:
         """Tiles of rows from their thumbnail bytes (grey for ``None``).
 
-        The maps of same-size thumbnails are rebuilt in one batch (one engine call, not one
-        per row).
+        The stored feature-resolution map is drawn as it is (resized by
+        :func:`~opticam_widgets.render.overlay`, no engine call): it is normalised to span
+        [0, 1] at the photo's size, so at the thumbnail's size it spans [0, 1] to within the
+        resampling of its extremes (under 1% of the range). The detail view shows the exact map.
         """
-        thumbs = {row: decode_jpeg(data) for row, data in jpegs.items() if data is not None}
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for row, thumb in thumbs.items():
-            by_size.setdefault(thumb.shape[:2], []).append(row)
-        out = {row: np.full((120, 160, 3), 128, np.uint8) for row in jpegs if row not in thumbs}
-        for size, rows in by_size.items():
-            maps = rebuild_maps([self.results.low_res(r) for r in rows], size)
-            for row, saliency in zip(rows, maps):
-                out[row] = overlay(thumbs[row], saliency, alpha=self.alpha, cmap=self.cmap)
+        out = {}
+        for row, data in jpegs.items():
+            if data is None:
+                out[row] = np.full((120, 160, 3), 128, np.uint8)
+                continue
+            out[row] = overlay(decode_jpeg(data), self.results.low_res(row), alpha=self.alpha,
+                               cmap=self.cmap)
         return out
 
     def get(self, rows: Sequence[int]) -> dict[int, np.ndarray]:
