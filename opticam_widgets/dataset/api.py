@@ -66,6 +66,24 @@ def _prepare_store(store: Store, settings: dict[str, Any], resume: bool) -> set[
     return store.stored_ids()
 
 
+def _check_run(engine: Any, metrics: Any, batch_size: Any, shard_size: Any,
+               num_workers: Any) -> tuple[Any, int, int, int]:
+    """Validate the run's options; ``(metrics, batch_size, shard_size, num_workers)``."""
+    if engine not in ENGINES:
+        raise ValueError(f"`engine` must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
+    if metrics not in METRICS or isinstance(metrics, int) and not isinstance(metrics, bool):
+        raise ValueError(f"`metrics` must be True, False, 'paper' or 'full'; got {metrics!r}")
+    if engine == "ray":
+        from .ray_engine import import_ray
+
+        import_ray()  # a missing extra fails before anything is written
+    workers = (1 if (os.cpu_count() or 1) > 2 else 0) if num_workers is None \
+        else check_int("num_workers", num_workers, 0)
+    return ("full" if metrics == "full" else bool(metrics),
+            check_int("batch_size", batch_size, 1), check_int("shard_size", shard_size, 1),
+            workers)
+
+
 def explain_dataset(
     model_or_bundle: Any,
     source: Any,
@@ -144,19 +162,8 @@ def explain_dataset(
         >>> results = explain_dataset(load_default_model(), "photos/", "results/")  # doctest: +SKIP
         >>> results.summary()  # doctest: +SKIP
     """
-    if engine not in ENGINES:
-        raise ValueError(f"`engine` must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
-    if metrics not in METRICS or isinstance(metrics, int) and not isinstance(metrics, bool):
-        raise ValueError(f"`metrics` must be True, False, 'paper' or 'full'; got {metrics!r}")
-    metrics = "full" if metrics == "full" else bool(metrics)
-    if engine == "ray":
-        from .ray_engine import import_ray
-
-        import_ray()  # a missing extra fails before anything is written
-    batch_size = check_int("batch_size", batch_size, 1)
-    shard_size = check_int("shard_size", shard_size, 1)
-    workers = (1 if (os.cpu_count() or 1) > 2 else 0) if num_workers is None \
-        else check_int("num_workers", num_workers, 0)
+    metrics, batch_size, shard_size, workers = _check_run(engine, metrics, batch_size,
+                                                          shard_size, num_workers)
     model = _resolve_model(model_or_bundle)
     store = Store(out)
     cam_kwargs = {"max_iter": max_iter, "lr": lr, "tol": tol, "patience": patience,

@@ -65,7 +65,7 @@ def match_label(name: Any, labels: Sequence[str] | None) -> tuple[int | None, st
         >>> match_label("tiger_cat", ["tabby", "tiger cat"])
         (1, 'tiger cat')
         >>> match_label("7", None)
-        (7, None)
+        (7, '7')
         >>> match_label("zebra", ["tabby"])
         (None, 'zebra')
     """
