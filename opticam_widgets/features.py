@@ -189,7 +189,8 @@ class _Picker:
     With a named layer, its output is cloned when the hook fires: later in-place operations
     (``+=``, ``ReLU(inplace=True)``) cannot change the copy. Auto-detection keeps (a clone of)
     the last spatial map (:func:`~opticam_widgets.layouts.detect_layout`) with more than one
-    cell, from the outermost module returning it; it skips pooling outputs, modules inside
+    cell, from the last module returning it (the outermost container, or an in-place
+    activation after a convolution; not an ``Identity``); it skips pooling outputs, modules inside
     attention, and, for token and channels-last maps, normalization layers (a ViT's final
     norm), so it lands on the last block's output.
     """
@@ -243,8 +244,8 @@ class _Picker:
             if h * w <= 1:
                 self.tiny = (name, (h, w))
                 return
-            if t is self.out and not (self.name or "").startswith(name + "."):
-                return  # the same tensor passed on by a later, unrelated module (Identity)
+            if t is self.out and isinstance(module, nn.Identity):
+                return  # the same tensor passed on unchanged: keep the module that made it
             self.name, self.module, self.out = name, module, t
             self.copy = t.detach().clone()
 

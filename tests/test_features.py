@@ -153,3 +153,23 @@ def test_errors_leave_no_hook_and_the_same_mode():
         with pytest.raises(ValueError), model_guard(model):
             capture(model, torch.rand(1, 3, 32, 32), layer)
     assert model.training and hook_count(model) == 0
+
+
+def test_dict_and_tuple_outputs_give_their_logits():
+    class DictOut(nn.Module):
+        def __init__(self, tupled: bool) -> None:
+            super().__init__()
+            self.tupled = tupled
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                self.conv = nn.Conv2d(3, 4, 3, padding=1)
+                self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: Tensor) -> object:
+            logits = self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+            return (logits, {"aux": 1}) if self.tupled else {"logits": logits, "aux": None}
+
+    x = torch.rand(1, 3, 16, 16)
+    results = [OptiCAM(DictOut(t).eval(), preprocess=IDENTITY, max_iter=3).explain(x)
+               for t in (False, True)]
+    assert results[0].layer == "conv" and torch.equal(results[0].saliency, results[1].saliency)

@@ -135,7 +135,7 @@ def test_vit_attention_internals_are_never_picked_but_can_be_named_with_reshape(
     x = torch.randn(1, 3, 224, 224)
     with model_guard(model):
         assert capture(model, x)[0] == "blocks"
-        with pytest.raises(ValueError, match=r"'blocks.0.attn.k_norm' is not a spatial"):
+        with pytest.raises(ValueError, match=r"'blocks.0.attn.k_norm' outputs \(1, 3, 197, 64\)"):
             capture(model, x, "blocks.0.attn.k_norm")  # timm's q/k norms are Identity here
         name, feats, _ = capture(model, x, "blocks.0.norm1", reshape="tokens")
     assert name == "blocks.0.norm1" and feats.shape == (1, 192, 14, 14)
@@ -165,3 +165,57 @@ def test_callable_reshape():
         with pytest.raises(ValueError, match=r"`reshape` must return feature maps"):
             capture(model, x, "blocks.0", reshape=lambda t: t)
     assert torch.equal(by_name, by_callable)
+
+
+# ----------------------------------------------------------------- Hugging Face transformers
+def hf_model(kind: str) -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        if kind == "vit":
+            config = transformers.ViTConfig(
+                image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                num_attention_heads=2, intermediate_size=64, num_labels=3)
+            return transformers.ViTForImageClassification(config).eval()
+        config = transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=16,
+                                         depths=[1, 1], num_heads=[2, 2], window_size=4,
+                                         num_labels=3)
+        return transformers.SwinForImageClassification(config).eval()
+
+
+@pytest.mark.parametrize(("kind", "block"), [("vit", "ViTLayer"), ("swin", "SwinStage")])
+def test_hugging_face_classifiers(kind, block):
+    """A ``ModelOutput``'s ``.logits`` are read; the last layer's hidden states become maps."""
+    model = hf_model(kind)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x, output_hidden_states=True)
+    hooks = hook_count(model)  # transformers adds its own hooks for `output_hidden_states`
+    with model_guard(model):
+        name, feats, logits = capture(model, x)
+    assert type(dict(model.named_modules())[name]).__name__ == block
+    if kind == "vit":  # class token dropped, 4 × 4 patches
+        expected = out.hidden_states[-1][:, 1:].reshape(2, 4, 4, 32).permute(0, 3, 1, 2)
+    else:
+        expected = out.reshaped_hidden_states[-1]
+    torch.testing.assert_close(feats, torch.relu(expected))
+    torch.testing.assert_close(logits, out.logits)
+    result = OptiCAM(model, preprocess=Preprocess(size=(32, 32)), max_iter=3).explain(x[0])
+    assert result.layer == name and result.saliency.shape == (1, 32, 32)
+    assert result.final_score[0] >= result.initial_score[0]
+    assert hook_count(model) == hooks
+
+
+def test_explainer_reshape_argument():
+    model = timm_model("vit_tiny_patch16_224", depth=2)
+    cam = OptiCAM(model, target_layer="blocks.0", reshape="tokens", max_iter=2)
+    result = cam.explain(torch.rand(3, 224, 224))
+    assert result.layer == "blocks.0" and result.weights.shape == (1, 192)
+    cam = OptiCAM(model, target_layer="blocks.0", max_iter=2,
+                  reshape=lambda t: t[:, 1:].reshape(len(t), 14, 14, -1).permute(0, 3, 1, 2))
+    assert cam.explain(torch.rand(3, 224, 224)).weights.shape == (1, 192)
+    with pytest.raises(ValueError, match="`reshape` must be one of"):
+        OptiCAM(model, reshape="hwc")
+    with pytest.raises(ValueError, match="a callable `reshape` needs a `target_layer`"):
+        OptiCAM(model, reshape=lambda t: t).explain(torch.rand(3, 224, 224))
+    assert hook_count(model) == 0
