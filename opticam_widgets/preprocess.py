@@ -257,7 +257,7 @@ def coerce_preprocess(preprocess: Any, *, name: str = "preprocess") -> Preproces
 #: Steps that only change how pixels are stored: the value scale they leave (None: unchanged).
 _PIXEL_STEPS = {"ToTensor": 1.0, "MaybeToTensor": 1.0, "PILToTensor": 255.0,
                 "MaybePILToTensor": 255.0, "ToImage": 255.0, "ToImageTensor": 255.0,
-                "ToPureTensor": None, "ConvertImageDtype": None, "ToDtype": None}
+                "ToPureTensor": None, "ConvertImageDtype": None, "ToDtype": None, "ToNumpy": 255.0}
 _CROPS = ("CenterCrop", "CenterCropOrPad")
 _RANDOM = ("ColorJitter", "AutoAugment", "RandAugment", "TrivialAugmentWide", "AugMix",
            "GaussianBlur", "GaussianNoise", "ElasticTransform")
@@ -341,6 +341,8 @@ def _from_pipeline(steps: list[Any], name: str) -> Preprocess:
         elif kind in _CROPS:
             crop = t.size[0] if isinstance(t.size, (list, tuple)) and len(t.size) == 1 else t.size
             size, keeps_aspect = _check_size(crop if isinstance(crop, int) else tuple(crop)), False
+        elif kind == "ToTensor" and type(t).__module__.startswith("timm"):
+            scale = 255.0  # timm's ToTensor keeps 0-255 values
         elif kind in _PIXEL_STEPS:
             scale = _PIXEL_STEPS[kind] or (_dtype_scale(t, scale) if "Dtype" in kind else scale)
         elif kind == "Normalize":

@@ -52,6 +52,10 @@ PIPELINES = {
                                   (64, 64), (0,) * 3, (1 / 255,) * 3),
     "timm create_transform": (timm_eval(), (224, 224), M, S),
     "timm create_transform border": (timm_eval("border"), (224, 224), M, S),
+    "timm prefetcher (0-255, no normalization)": (create_transform(224, use_prefetcher=True),
+                                                  (224, 224), (0,) * 3, (1 / 255,) * 3),
+    "timm ToTensor keeps 0-255": (T.Compose([T.CenterCrop(8), timm.data.ToTensor(),
+                                             T.Normalize(M255, S255)]), (8, 8), M, S),
     "nn.Sequential": (nn.Sequential(T.CenterCrop(200), T.Normalize(M, S)), (200, 200), M, S),
     "single Normalize": (T.Normalize(M, S), None, M, S),
     "single-value Normalize": (T.Compose([T.ToTensor(), T.Normalize([0.5], [0.25])]), None,
@@ -76,7 +80,8 @@ def test_pipelines_become_size_mean_std(key):
                T.Normalize(M, S)]),
     v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32), v2.Normalize(M255, S255)]),
     v2.Compose([v2.CenterCrop((64, 80)), v2.PILToTensor(), v2.ToDtype(torch.float32)]),
-], ids=["v1", "v1 uint8", "v2 0-255", "v2 no normalization"])
+    T.Compose([timm.data.ToTensor(), T.Normalize(M255, S255)]),
+], ids=["v1", "v1 uint8", "v2 0-255", "v2 no normalization", "timm ToTensor"])
 def test_converted_spec_feeds_the_model_what_the_pipeline_does(pipeline):
     """On a photo already at the pipeline's size, the model's input is the pipeline's output."""
     rng = np.random.default_rng(0)
