@@ -251,6 +251,9 @@ def _check_values(data: np.ndarray | Tensor, name: str) -> None:
 
 def _from_tensor(image: Tensor, name: str) -> Tensor:
     t = image.detach()
+    if t.is_meta or t.layout != torch.strided:
+        raise ValueError(f"`{name}` must be a dense tensor with data; got a {t.layout} tensor on "
+                         f"{t.device}: pass `t.to_dense()` (sparse) or a tensor on a real device")
     if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point()
                                                          or t.dtype == torch.uint8):
         raise TypeError(f"`{name}` tensor must be float in [0, 1] (or uint8), got {t.dtype}; "

@@ -173,3 +173,17 @@ def test_dict_and_tuple_outputs_give_their_logits():
     results = [OptiCAM(DictOut(t).eval(), preprocess=IDENTITY, max_iter=3).explain(x)
                for t in (False, True)]
     assert results[0].layer == "conv" and torch.equal(results[0].saliency, results[1].saliency)
+
+
+@pytest.mark.parametrize("kind", ["sparse", "meta", "sparse batch"])
+def test_sparse_or_meta_images_are_refused(kind):
+    image = torch.rand(3, 16, 16)
+    if kind == "meta":
+        image = image.to("meta")
+    elif kind == "sparse":
+        image = image.to_sparse()
+    else:
+        image = image[None].expand(2, -1, -1, -1).to_sparse()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    with pytest.raises(ValueError, match=r"`image(\[0\])?` must be a dense tensor with data"):
+        OptiCAM(model, preprocess=IDENTITY).explain(image)
