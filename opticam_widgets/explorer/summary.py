@@ -91,7 +91,7 @@ class SummaryView:
     def __init__(self) -> None:
         self.text = w.HTML(layout=w.Layout(flex="1 1 260px", min_width="200px"))
         self.kind = w.ToggleButtons(options=list(PLOTS), value="histogram",
-                                    style={"button_width": "84px"})
+                                    style={"button_width": "100px"})
         self.plot = w.Image(format="png", layout=w.Layout(width="100%", max_width="360px",
                                                           height="auto"))
         self.box = w.Box([self.text, w.VBox([self.kind, self.plot],
