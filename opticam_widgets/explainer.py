@@ -23,7 +23,15 @@ import torch
 from torch import Tensor, nn
 
 from .bundle import ModelBundle, unpack_model
-from .checks import check_choice, check_int, check_logits, check_positive, check_tol, model_device
+from .checks import (
+    check_choice,
+    check_int,
+    check_logits,
+    check_positive,
+    check_tol,
+    logits_of,
+    model_device,
+)
 from .defaults import (
     CONVENTIONS,
     DEFAULT_CONVENTION,
@@ -38,6 +46,7 @@ from .defaults import (
 from .fastmodel import inner_loop_model
 from .features import LayerSpec, capture, model_guard, resolve_layer
 from .images import as_pixel_batch
+from .layouts import Reshape, check_reshape
 from .maps import channel_mean_map, saliency_from_weights
 from .optimize import Masker, OptimizationRun, Problem, adam_factory, initial_logits
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
@@ -118,6 +127,9 @@ class OptiCAM:
             rounding, checked against the model's own logits, and faster per step (see
             ``benchmarks/results/``). ``False`` runs the model as given and keeps no copy in
             memory.
+        reshape: The target layer's layout: ``None`` detects CNN maps, transformer tokens
+            and channels-last maps (:mod:`~opticam_widgets.layouts`); or ``"nchw"``,
+            ``"nhwc"``, ``"tokens"``, or a callable ``output -> (B, C, h, w)``.
 
     Example:
         >>> import torch
@@ -146,6 +158,7 @@ class OptiCAM:
         lr_schedule: str | None = None,
         seed: int = 0,
         fold_batchnorm: bool = True,
+        reshape: Reshape = None,
     ) -> None:
         model, self.preprocess = unpack_model(model, preprocess)
         self.model = model
@@ -165,6 +178,7 @@ class OptiCAM:
         if not isinstance(fold_batchnorm, bool):
             raise TypeError(f"`fold_batchnorm` must be True or False, got {fold_batchnorm!r}")
         self.fold_batchnorm = fold_batchnorm
+        self.reshape = check_reshape(reshape)
         self.device = self._resolve_device(device)
         self._layer_name: str | None = None
         if target_layer is not None:
@@ -194,7 +208,8 @@ class OptiCAM:
             size = self.preprocess.size or (224, 224)
             x = torch.zeros(1, 3, *size, device=self.device)
             with model_guard(self.model):
-                self._layer_name = capture(self.model, self.preprocess.normalize(x), None)[0]
+                self._layer_name = capture(self.model, self.preprocess.normalize(x), None,
+                                           self.reshape)[0]
         return self._layer_name
 
     def _layer_spec(self) -> LayerSpec:
@@ -205,8 +220,8 @@ class OptiCAM:
         if self.precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 out = net(x.contiguous(memory_format=torch.channels_last))
-            return out.float()
-        return net(x)
+            return logits_of(out).float()
+        return logits_of(net(x))
 
     def _settings(self, max_iter: Any, lr: Any, convention: Any, tol: Any, patience: Any,
                   callback: Any, cancel: Any) -> _Settings:
@@ -266,7 +281,7 @@ class OptiCAM:
                              f"got {size!r}")
         x = self.preprocess.normalize(self.preprocess.resize(pixels))
         with model_guard(self.model):
-            self._layer_name, feats, _ = capture(self.model, x, self._layer_spec())
+            self._layer_name, feats, _ = capture(self.model, x, self._layer_spec(), self.reshape)
         shown = full if size is None else (int(size[0]), int(size[1]))
         return channel_mean_map(feats, shown, normalize_for=full).cpu()
 
@@ -323,7 +338,7 @@ class OptiCAM:
         x = self.preprocess.resize(images)
         with model_guard(self.model):
             xn = self.preprocess.normalize(x)
-            layer, feats, logits = capture(self.model, xn, self._layer_spec())
+            layer, feats, logits = capture(self.model, xn, self._layer_spec(), self.reshape)
             self._layer_name = layer
             targets, index = resolve_targets(target, images.shape[0], logits.shape[1],
                                              logits.argmax(dim=1))
