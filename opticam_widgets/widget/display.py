@@ -29,7 +29,7 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
-from ..jobs import exiting
+from ..jobs import exiting, tracked
 from ..render import to_png_bytes
 from .messages import esc
 
@@ -168,8 +168,9 @@ class Display:
     def _scheduled(self) -> None:
         with self._lock:
             self._timer = None
-        if not self._busy() and not exiting():  # a run refreshes the picture when it ends
-            self.update()
+        with tracked("picture"):  # a job of the package: joined at interpreter exit
+            if not self._busy() and not exiting():  # a run refreshes it when it ends
+                self.update()
 
     def update(self) -> None:
         """Refresh the picture now (what the canvas shows)."""
