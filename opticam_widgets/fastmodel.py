@@ -35,6 +35,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from .checks import logits_of
+
 __all__ = ["folded_copy", "inner_loop_model"]
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Tensor, nn.Module | None]] = (
@@ -242,7 +244,7 @@ def _tolerance(x: Tensor, logits: Tensor) -> float:
 def _agrees(fast: nn.Module, x: Tensor, logits: Tensor) -> bool:
     """Whether the copy reproduces the model's logits on ``x`` (float rounding aside)."""
     with torch.no_grad():
-        out = fast(x)
+        out = logits_of(fast(x))  # a Hugging Face ModelOutput, a dict or a tuple: its logits
     if not isinstance(out, Tensor) or out.shape != logits.shape or not out.is_floating_point():
         return False
     out, ref = out.detach().double(), logits.detach().double()

@@ -224,3 +224,30 @@ def test_minmax_on_the_small_map_equals_minmax_of_the_upsampled_map(shape):
         (g_ref,) = torch.autograd.grad((ref * probe).sum(), wts)
         (g_new,) = torch.autograd.grad((new * probe).sum(), wts)
         torch.testing.assert_close(g_new, g_ref, atol=1e-10, rtol=1e-9)
+
+
+class DictOutput(nn.Module):
+    """``bn_net`` returning its logits the Hugging Face way: an object with ``.logits``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = bn_net()
+
+    def forward(self, x: torch.Tensor):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.body(x), hidden_states=None)
+
+
+def test_models_returning_an_output_object_are_folded_too():
+    net = DictOutput().eval()
+    x = x_in()
+    with model_guard(net), torch.no_grad():
+        logits = net(x).logits
+        fast = inner_loop_model(net, x, logits)
+        assert fast is not net  # checked on the output's logits, not dropped
+        torch.testing.assert_close(fast(x).logits, logits, atol=1e-5, rtol=1e-5)
+    image = x_in(2, 32)[0]
+    a = OptiCAM(net, max_iter=4, preprocess=PRE).explain(image, target=1)
+    b = OptiCAM(net, max_iter=4, preprocess=PRE, fold_batchnorm=False).explain(image, target=1)
+    torch.testing.assert_close(a.scores, b.scores, atol=1e-4, rtol=1e-4)
