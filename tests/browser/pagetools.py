@@ -7,6 +7,8 @@ Notebook 7 and Voilà; :class:`App` adds what JupyterLab and Notebook 7 share (`
 from __future__ import annotations
 
 import io
+import itertools
+import os
 import re
 import time
 
@@ -69,9 +71,8 @@ class Widget:
 
     @property
     def status(self):
-        """The status line (an HTML widget naming the class and how the run went)."""
-        return self.root.locator(".widget-html",
-                                 has_text=re.compile(r"unmasked|iteration \d+/")).first
+        """The status line: the first HTML widget among the root's own children."""
+        return self.root.locator(":scope > .widget-html").first
 
     def status_text(self) -> str:
         loc = self.status
@@ -95,6 +96,11 @@ class Widget:
     @property
     def class_select(self):
         return self.root.locator(".widget-dropdown", has_text="Class").locator("select")
+
+    def option_name(self, index: int) -> str:
+        """The class name of the class selector's option ``index`` ("name — 12.3%")."""
+        text = self.class_select.locator("option").nth(index).inner_text()
+        return re.split(r"\s*\u2014", text)[0].replace("\xa0", " ").strip()
 
     def slider_handle(self, label: str):
         return self.root.locator(".widget-slider", has_text=label).locator(".noUi-handle")
@@ -131,18 +137,28 @@ class Widget:
 class App:
     """JupyterLab or Notebook 7 (both expose ``window.jupyterapp`` in these tests)."""
 
+    _workspaces = itertools.count(1)
+
     def __init__(self, page, base: str) -> None:
         self.page = page
         self.base = base
 
     def open(self, url_path: str) -> None:
+        """Open ``lab/tree/X`` (in a workspace of its own) or ``notebooks/X`` (Notebook 7).
+
+        JupyterLab restores the tabs of its workspace: a page of another test would reopen
+        that test's notebooks (and start their kernels) without a workspace of its own.
+        """
+        if url_path.startswith("lab/tree/"):
+            name = f"test-{os.getpid()}-{next(App._workspaces)}"
+            url_path = f"lab/workspaces/{name}/tree/{url_path[len('lab/tree/'):]}"
         self.page.goto(f"{self.base}/{url_path}")
         self.wait_kernel_idle()
 
     def wait_kernel_idle(self, timeout: float = 120) -> None:
         self.page.wait_for_function("() => window.jupyterapp !== undefined",
                                     timeout=timeout * 1000)
-        self.page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
+        self.page.wait_for_selector(".jp-Notebook >> visible=true", timeout=timeout * 1000)
         self.page.wait_for_function(
             """() => {
                 const w = window.jupyterapp.shell.currentWidget;

@@ -104,7 +104,7 @@ def test_notebook7_reopened_notebook_shows_the_last_picture(nb7, artifacts):
     app.save_and_shutdown()
     page.reload()
     page.wait_for_selector(".jp-Notebook .jp-OutputArea-output", timeout=90_000)
-    picture = page.locator(".jp-OutputArea-output img").last
+    picture = page.locator(".jp-OutputArea-output img >> visible=true").last
     picture.wait_for(state="visible", timeout=60_000)
     wait_for(lambda: (picture.bounding_box() or {}).get("width", 0) > 100, 30,
              "the saved picture to be displayed")

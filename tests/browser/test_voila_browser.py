@@ -87,12 +87,11 @@ def _walk_through(page, url: str, artifacts) -> None:
     widget.click_toggle("overlay")
     overlay = wait_for(lambda: widget.canvas_changed(stage, saliency), 20, "the overlay view")
 
-    # --- another class + Run: a new map
+    # --- another class: its run starts at once and ends with a new map
+    second = widget.option_name(1)
     widget.class_select.select_option(index=1)
-    widget.button("Run").click()
-    wait_for(lambda: "unmasked" in widget.status_text() and widget.run_finished()
-             and widget.class_select.input_value() == widget.class_select.input_value(), 120,
-             "the run for the second class", describe=widget.status_text)
+    wait_for(lambda: second in widget.status_text() and widget.run_finished(), 120,
+             f"the run for the second class ({second})", describe=widget.status_text)
     after = wait_for(lambda: widget.canvas_changed(stage, overlay), 30, "a new map")
     assert np.abs(after - overlay).mean() > 1.0
 
@@ -100,17 +99,21 @@ def _walk_through(page, url: str, artifacts) -> None:
     iterations = widget.slider_handle("Iterations")
     iterations.focus()
     page.keyboard.press("End")
-    time.sleep(0.3)
+    wait_for(lambda: "500 iterations" in widget.status_text(), 30,
+             "the kernel to take 500 iterations", describe=widget.status_text)
+    third = widget.option_name(2)
     widget.class_select.select_option(index=2)
-    widget.button("Run").click()
-    wait_for(lambda: re.search(r"iteration [1-9]\d*/\d{3,}", widget.status_text()), 60,
-             "the long run to start", describe=widget.status_text)
+    wait_for(lambda: third in widget.status_text()
+             and re.search(r"iteration [1-9]\d*/500", widget.status_text()), 60,
+             f"the long run for {third} to start", describe=widget.status_text)
     widget.button("Stop").click()
-    wait_for(lambda: "stopped at iteration" in widget.status_text(), 20, "Stop to take effect",
+    wait_for(lambda: "stopped at iteration" in widget.status_text(), 30, "Stop to take effect",
              describe=widget.status_text)
     iterations.focus()
     page.keyboard.press("Home")
-    time.sleep(0.3)
+    wait_for(lambda: "1 iterations" in widget.status_text(), 30,
+             "the kernel to take 1 iteration", describe=widget.status_text)
     widget.button("Run").click()
-    widget.wait_finished(120, "a run after Stop (the kernel answers)")
+    wait_for(lambda: third in widget.status_text() and "1 iterations ·" in widget.status_text(),
+             120, "a run after Stop (the kernel answers)", describe=widget.status_text)
     assert not widget_errors(page), widget_errors(page)
