@@ -23,15 +23,44 @@ from torch import Tensor, nn
 
 __all__ = [
     "check_choice",
+    "check_device",
     "check_int",
     "check_logits",
     "check_positive",
+    "check_score",
     "check_tol",
     "logits_of",
     "model_device",
     "model_dtype",
     "plain_tensor",
 ]
+
+
+def check_device(device: Any) -> torch.device:
+    """The torch device named by ``device``, checked to be usable on this machine.
+
+    Raises:
+        ValueError: not a device name, or a device this machine or PyTorch build lacks.
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"`device` {device!r} is not a torch device; use e.g. 'cpu', 'cuda', "
+                         "'cuda:1' or 'mps'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device` {str(device)!r}: no CUDA GPU is available here; use 'cpu'")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"`device` {str(device)!r}: this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s); use 'cuda:0'")
+    try:
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError):  # a backend this PyTorch build or machine lacks
+        raise ValueError(f"`device` {str(device)!r} is not available here; use 'cpu'") from None
+    return dev
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
@@ -163,6 +192,32 @@ def plain_tensor(x: Tensor) -> Tensor:
     Call outside inference mode (``with torch.inference_mode(False):``).
     """
     return x.clone() if x.is_inference() else x
+
+
+def check_score(score: Any, logits: Tensor, rows: int, *, grad: bool, where: str) -> Tensor:
+    """``score`` if it is a finite (rows,) float tensor, differentiable when ``grad``; else raise.
+
+    ``where`` says for which input, e.g. ``"a masked image at step 3"``.
+
+    Example:
+        >>> check_score(torch.ones(2), torch.zeros(2, 3), 2, grad=False, where="the image").shape
+        torch.Size([2])
+    """
+    if not isinstance(score, Tensor):
+        raise TypeError(f"`score` must return a tensor of shape (N,), got {type(score).__name__}")
+    if tuple(score.shape) != (rows,) or not score.is_floating_point():
+        raise ValueError(f"`score` must return one float per row, shape ({rows},); got shape "
+                         f"{tuple(score.shape)} of {score.dtype}")
+    if grad and score.grad_fn is None:
+        raise ValueError("`score` returned a value with no gradient (no grad_fn): Opti-CAM "
+                         "differentiates it; build it from the logits with differentiable torch "
+                         "ops (no argmax, .item(), .detach() or numpy)")
+    if not bool(torch.isfinite(score.detach()).all()):
+        who = ("`model` returned NaN or infinite logits" if not bool(
+            torch.isfinite(logits.detach()).all()) else "`score` returned NaN or infinite values")
+        raise ValueError(f"{who} for {where}; Opti-CAM needs finite scores (check the model's "
+                         "dtype and weights, or the score function)")
+    return score
 
 
 def model_device(model: nn.Module) -> torch.device:

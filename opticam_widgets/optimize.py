@@ -39,18 +39,39 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from .checks import check_score
 from .images import Preprocess
 from .maps import saliency_from_weights
 
-__all__ = ["Batch", "Masker", "OptimizationRun", "OptimizerFactory", "Problem", "RunSummary",
-           "adam_factory", "initial_logits"]
+__all__ = ["SCORE_FNS", "Batch", "Masker", "OptimizationRun", "OptimizerFactory", "Problem",
+           "RunSummary", "ScoreFn", "adam_factory", "initial_logits", "prefers_channels_last"]
 
 #: ``(logits, targets) -> (N,)`` scores to maximise (constructive) or minimise (destructive).
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 #: ``make_optimizer(u) -> (optimizer, scheduler or None)``, see the module docstring.
 OptimizerFactory = Callable[[Tensor], tuple[torch.optim.Optimizer, Any]]
+
+
+def _score_logit(logits: Tensor, targets: Tensor) -> Tensor:
+    return logits.gather(1, targets[:, None])[:, 0]
+
+
+def _score_probability(logits: Tensor, targets: Tensor) -> Tensor:
+    return torch.softmax(logits, dim=1).gather(1, targets[:, None])[:, 0]
+
+
+#: The named scores of ``OptiCAM(score=...)``.
+SCORE_FNS: dict[str, ScoreFn] = {"logit": _score_logit, "probability": _score_probability}
+
+
+def prefers_channels_last(net: nn.Module) -> bool:
+    """Whether the model's first 4-D weight is laid out ``channels_last``."""
+    for p in net.parameters():
+        if p.ndim == 4:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
 
 
 def adam_factory(lr: float, schedule: str | None = None, steps: int = 1) -> OptimizerFactory:
@@ -80,10 +101,11 @@ def initial_logits(rows: int, premises: int, channels: int, seed: int,
     Row ``i · premises + j`` is trajectory ``j`` of pair ``i``; trajectory 0 starts from uniform
     weights (the channel-mean map), the others from ``randn`` drawn from a private generator.
     """
-    u = torch.zeros(rows * premises, channels, device=device)
+    u = torch.zeros(rows * premises, channels, dtype=torch.float32, device=device)
     if premises > 1:
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        noise = torch.randn(rows, premises - 1, channels, generator=gen).to(device)
+        noise = torch.randn(rows, premises - 1, channels, generator=gen,
+                            dtype=torch.float32).to(device)
         u.view(rows, premises, channels)[:, 1:] = noise
     return u
 
@@ -100,6 +122,7 @@ class Masker:
     def __init__(self, pre: Preprocess, x: Tensor, convention: str,
                  channels_last: bool = False) -> None:
         self.pre, self.x, self.constructive = pre, x, convention == "constructive"
+        self.channels_last = channels_last
         if pre.transform is None:
             self.zero = pre.normalize(torch.zeros_like(x[:1, :, :1, :1]))  # −mean/std
             scaled = pre.normalize(x) - self.zero  # x / std
@@ -112,10 +135,13 @@ class Masker:
         """The masker of some images (one per row, repeats allowed)."""
         out = object.__new__(Masker)
         out.__dict__.update(self.__dict__)
-        out.x = self.x[rows]
-        if self.pre.transform is None:
-            out.scaled = self.scaled[rows]
-            out.full = None if self.full is None else self.full[rows]
+        if self.pre.transform is not None:
+            out.x = self.x[rows]
+        else:
+            layout = torch.channels_last if self.channels_last else torch.contiguous_format
+            out.scaled = self.scaled[rows].contiguous(memory_format=layout)
+            out.full = (None if self.full is None
+                        else self.full[rows].contiguous(memory_format=layout))
         return out
 
     def __call__(self, s: Tensor) -> Tensor:
@@ -180,26 +206,8 @@ class Batch:
             s_map = saliency_from_weights(torch.softmax(u, dim=1), self.features, p.size)
             logits = p.model(self.masker(s_map))
             score = p.score_fn(logits, self.targets)
-        return _checked_score(score, logits, u.shape[0], grad, step)
-
-
-def _checked_score(score: Any, logits: Tensor, rows: int, grad: bool, step: int) -> Tensor:
-    """``score`` if it is a finite, differentiable (n,) tensor; else a clear error."""
-    if not isinstance(score, Tensor):
-        raise TypeError(f"`score` must return a tensor of shape (N,), got {type(score).__name__}")
-    if tuple(score.shape) != (rows,) or not score.is_floating_point():
-        raise ValueError(f"`score` must return one float per row, shape ({rows},); got shape "
-                         f"{tuple(score.shape)} of {score.dtype}")
-    if grad and score.grad_fn is None:
-        raise ValueError("`score` returned a value with no gradient (no grad_fn): Opti-CAM "
-                         "differentiates it; build it from the logits with differentiable torch "
-                         "ops (no argmax, .item(), .detach() or numpy)")
-    if not bool(torch.isfinite(score.detach()).all()):
-        who = ("`model` returned NaN or infinite logits" if not bool(
-            torch.isfinite(logits.detach()).all()) else "`score` returned NaN or infinite values")
-        raise ValueError(f"{who} for a masked image at step {step}; Opti-CAM needs finite "
-                         "scores (check the model's dtype and weights, or the score function)")
-    return score
+        return check_score(score, logits, u.shape[0], grad=grad,
+                           where=f"a masked image at step {step}")
 
 
 @dataclass(frozen=True)
