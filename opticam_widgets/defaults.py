@@ -16,6 +16,7 @@ __all__ = [
     "CONVENTIONS",
     "DEFAULT_CONVENTION",
     "DEFAULT_LR",
+    "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_ITER",
     "DEFAULT_PATIENCE",
     "DEFAULT_SCORE",
@@ -41,6 +42,8 @@ BASELINES: tuple[str, ...] = ("channel-mean", "gradcam", "gradcam++", "scorecam"
 DEFAULT_MAX_ITER = 100
 #: Adam learning rate on the channel weights.
 DEFAULT_LR = 0.2
+#: Rows ((image, class) pairs × trajectories) per forward/backward pass of the loop.
+DEFAULT_MAX_BATCH = 8
 #: Default ``convention``.
 DEFAULT_CONVENTION = "constructive"
 #: Default ``score``.

@@ -25,17 +25,22 @@ from torch import Tensor, nn
 from .bundle import ModelBundle, unpack_model
 from .checks import (
     check_choice,
+    check_device,
     check_int,
     check_logits,
     check_positive,
+    check_score,
     check_tol,
     logits_of,
     model_device,
+    model_dtype,
+    plain_tensor,
 )
 from .defaults import (
     CONVENTIONS,
     DEFAULT_CONVENTION,
     DEFAULT_LR,
+    DEFAULT_MAX_BATCH,
     DEFAULT_MAX_ITER,
     DEFAULT_PATIENCE,
     DEFAULT_SCORE,
@@ -48,34 +53,21 @@ from .features import LayerSpec, capture, model_guard, resolve_layer
 from .images import as_pixel_batch
 from .layouts import Reshape, check_reshape
 from .maps import channel_mean_map, saliency_from_weights
-from .optimize import Masker, OptimizationRun, Problem, adam_factory, initial_logits
+from .optimize import (
+    SCORE_FNS,
+    Masker,
+    OptimizationRun,
+    Problem,
+    ScoreFn,
+    adam_factory,
+    initial_logits,
+    prefers_channels_last,
+)
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
 from .targets import Target, resolve_targets
 
 __all__ = ["CONVENTIONS", "SCORES", "OptiCAM", "OptiCAMProgress", "OptiCAMResult",
            "saliency_from_weights"]
-
-ScoreFn = Callable[[Tensor, Tensor], Tensor]
-
-
-def _score_logit(logits: Tensor, targets: Tensor) -> Tensor:
-    return logits.gather(1, targets[:, None])[:, 0]
-
-
-def _score_probability(logits: Tensor, targets: Tensor) -> Tensor:
-    return torch.softmax(logits, dim=1).gather(1, targets[:, None])[:, 0]
-
-
-_SCORE_FNS: dict[str, ScoreFn] = {"logit": _score_logit, "probability": _score_probability}
-
-
-def _prefers_channels_last(net: nn.Module) -> bool:
-    """Whether the model's first 4-D weight is laid out ``channels_last``."""
-    for p in net.parameters():
-        if p.ndim == 4:
-            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-    return False
-
 
 _UNSET: Any = object()
 
@@ -125,8 +117,16 @@ class OptiCAM:
             eval-mode BatchNorms folded into the preceding convolutions and its weights
             ``channels_last`` (:mod:`~opticam_widgets.fastmodel`): the same function to float
             rounding, checked against the model's own logits, and faster per step (see
-            ``benchmarks/results/``). ``False`` runs the model as given and keeps no copy in
-            memory.
+            ``benchmarks/results/``). The loop then never touches the model itself, which is
+            frozen (eval mode, ``requires_grad=False``) only during the call's one capture
+            forward. ``False`` (or a model that cannot be folded) runs the loop on the model
+            itself, which then stays frozen for the whole call.
+        max_batch: Most rows ((image, class) pairs × trajectories) per forward/backward pass;
+            more rows run in batches of this size, so memory is bounded by one batch's
+            activations (about ``max_batch`` times one image's forward and backward at the
+            model's input size) plus, per row, its channel weights and score history,
+            whatever the number of classes. The results are the same as one by one (to float
+            rounding).
         reshape: The target layer's layout: ``None`` detects CNN maps, transformer tokens
             and channels-last maps (:mod:`~opticam_widgets.layouts`); or ``"nchw"``,
             ``"nhwc"``, ``"tokens"``, or a callable ``output -> (B, C, h, w)``.
@@ -158,6 +158,7 @@ class OptiCAM:
         lr_schedule: str | None = None,
         seed: int = 0,
         fold_batchnorm: bool = True,
+        max_batch: int = DEFAULT_MAX_BATCH,
         reshape: Reshape = None,
     ) -> None:
         model, self.preprocess = unpack_model(model, preprocess)
@@ -178,6 +179,7 @@ class OptiCAM:
         if not isinstance(fold_batchnorm, bool):
             raise TypeError(f"`fold_batchnorm` must be True or False, got {fold_batchnorm!r}")
         self.fold_batchnorm = fold_batchnorm
+        self.max_batch = check_int("max_batch", max_batch, 1)
         self.reshape = check_reshape(reshape)
         self.device = self._resolve_device(device)
         self._layer_name: str | None = None
@@ -186,15 +188,11 @@ class OptiCAM:
 
     # ------------------------------------------------------------------ helpers
     def _resolve_device(self, device: Any) -> torch.device:
-        has_tensors = next(iter(self.model.parameters()), None) is not None
         model_dev = model_device(self.model)
         if device is None:
             return model_dev
-        try:
-            dev = torch.device(device)
-        except (TypeError, RuntimeError):
-            raise ValueError(f"`device` {device!r} is not a valid torch device") from None
-        if has_tensors and dev.type != model_dev.type:
+        dev = check_device(device)
+        if next(iter(self.model.parameters()), None) is not None and dev.type != model_dev.type:
             raise ValueError(
                 f"`device` is {dev} but the model's parameters are on {model_dev}; move the "
                 f"model first (`model.to({str(dev)!r})`) or leave `device=None`"
@@ -206,7 +204,7 @@ class OptiCAM:
         """Name of the target layer (auto-detected with one dummy forward when needed)."""
         if self._layer_name is None:
             size = self.preprocess.size or (224, 224)
-            x = torch.zeros(1, 3, *size, device=self.device)
+            x = torch.zeros(1, 3, *size, device=self.device, dtype=model_dtype(self.model))
             with model_guard(self.model):
                 self._layer_name = capture(self.model, self.preprocess.normalize(x), None,
                                            self.reshape)[0]
@@ -216,27 +214,12 @@ class OptiCAM:
         return self.target_layer if self._layer_name is None else self._layer_name
 
     def _model(self, net: nn.Module, x: Tensor) -> Tensor:
-        """``net`` on an already normalized batch, at the requested precision."""
+        """``net`` on an already normalized batch, in its dtype, at the requested precision."""
         if self.precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 out = net(x.contiguous(memory_format=torch.channels_last))
             return logits_of(out).float()
-        return logits_of(net(x))
-
-    def _settings(self, max_iter: Any, lr: Any, convention: Any, tol: Any, patience: Any,
-                  callback: Any, cancel: Any) -> _Settings:
-        """Check the per-call overrides of ``explain``."""
-        steps = self.max_iter if max_iter is None else check_int("max_iter", max_iter, 1)
-        rate = self.lr if lr is None else check_positive("lr", lr)
-        convention = self.convention if convention is None else check_choice(
-            "convention", convention, CONVENTIONS)
-        tol, patience = check_tol(self.tol if tol is _UNSET else tol,
-                                  self.patience if patience is None else patience)
-        if callback is not None and not callable(callback):
-            raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
-        if cancel is not None and not hasattr(cancel, "is_set"):
-            raise TypeError(f"`cancel` must be a threading.Event, got {type(cancel).__name__}")
-        return _Settings(steps, rate, convention, tol, patience)
+        return logits_of(net(x.to(model_dtype(net))))
 
     # ------------------------------------------------------------------ public API
     def predict(self, image: Any) -> Tensor:
@@ -247,7 +230,7 @@ class OptiCAM:
             >>> probs.topk(5)  # doctest: +SKIP
         """
         x = self.preprocess.resize(as_pixel_batch(image).to(self.device))
-        with model_guard(self.model), torch.no_grad():
+        with model_guard(self.model), torch.no_grad():  # works in inference mode too
             logits = check_logits(self._model(self.model, self.preprocess.normalize(x)),
                                   x.shape[0])
         return torch.softmax(logits.float(), dim=1).cpu()
@@ -281,6 +264,7 @@ class OptiCAM:
                              f"got {size!r}")
         x = self.preprocess.normalize(self.preprocess.resize(pixels))
         with model_guard(self.model):
+            x = x.to(model_dtype(self.model))
             self._layer_name, feats, _ = capture(self.model, x, self._layer_spec(), self.reshape)
         shown = full if size is None else (int(size[0]), int(size[1]))
         return channel_mean_map(feats, shown, normalize_for=full).cpu()
@@ -332,46 +316,79 @@ class OptiCAM:
             (torch.Size([2, 64, 64]), (1, 2))
         """
         start = time.perf_counter()
-        settings = self._settings(max_iter, lr, convention, tol, patience, callback, cancel)
-        pixels = as_pixel_batch(image)
-        images = pixels.to(self.device)
-        x = self.preprocess.resize(images)
+        settings = _settings(self, max_iter, lr, convention, tol, patience, callback, cancel)
+        with torch.inference_mode(False):  # the loop needs autograd, even when called in it
+            pixels = plain_tensor(as_pixel_batch(image))
+            builder, run, on_model = self._prepare(pixels, target, settings, start)
+            on_step = None if callback is None else (
+                lambda step: callback(step, builder.progress(run, step)))
+            if on_model:  # no copy to run on: the model itself stays frozen for the run
+                with model_guard(self.model):
+                    return builder.result(run.run(settings.steps, on_step, cancel))
+            return builder.result(run.run(settings.steps, on_step, cancel))
+
+    def _prepare(self, pixels: Tensor, target: Target, settings: _Settings,
+                 start: float) -> tuple[ResultBuilder, OptimizationRun, bool]:
+        """Capture features and logits (the model frozen only meanwhile), set up the run.
+
+        Returns the result builder, the run, and whether the run uses the model itself (no
+        folded copy: ``fold_batchnorm=False`` or a model that cannot be folded).
+        """
+        x = self.preprocess.resize(pixels.to(self.device))
         with model_guard(self.model):
-            xn = self.preprocess.normalize(x)
+            xn = self.preprocess.normalize(x).to(model_dtype(self.model))
             layer, feats, logits = capture(self.model, xn, self._layer_spec(), self.reshape)
             self._layer_name = layer
-            targets, index = resolve_targets(target, images.shape[0], logits.shape[1],
+            targets, index = resolve_targets(target, x.shape[0], logits.shape[1],
                                              logits.argmax(dim=1))
             targets, index = targets.to(self.device), index.to(self.device)
             net = (inner_loop_model(self.model, xn, logits) if self.fold_batchnorm
                    else self.model)
-            score_fn = self.score if callable(self.score) else _SCORE_FNS[self.score]
-            explained = ResultBuilder(
-                pixels=pixels.detach().float().cpu(), features=feats[index],
-                target=tuple(int(t) for t in targets.tolist()),
-                image_index=tuple(int(i) for i in index.tolist()),
-                original=score_fn(logits[index], targets), layer=layer,
-                convention=settings.convention,
-                score=self.score if isinstance(self.score, str) else "custom",
-                premises=self.nb_premises_at_startup, max_iter=settings.steps, start=start)
-            run = self._start(net, x[index], explained.features, targets, score_fn, settings)
-            on_step = None if callback is None else (
-                lambda step: callback(step, explained.progress(run, step)))
-            return explained.result(run.run(settings.steps, on_step, cancel))
+        if self.score == "probability" and logits.shape[1] == 1:
+            raise ValueError("`score`='probability' is always 1 for a model with one output "
+                             "(a softmax over one class); use score='logit'")
+        score_fn = self.score if callable(self.score) else SCORE_FNS[self.score]
+        builder = ResultBuilder(
+            pixels=pixels.detach().float().cpu(), features=feats,
+            target=tuple(int(t) for t in targets.tolist()),
+            image_index=tuple(int(i) for i in index.tolist()),
+            original=check_score(score_fn(logits[index], targets), logits, len(targets),
+                                 grad=False, where="the image itself").detach(), layer=layer,
+            convention=settings.convention,
+            score=self.score if isinstance(self.score, str) else "custom",
+            premises=self.nb_premises_at_startup, max_iter=settings.steps, start=start)
+        problem = self._problem(net, x, feats, targets, index, score_fn, settings.convention)
+        init = initial_logits(targets.shape[0], self.nb_premises_at_startup, feats.shape[1],
+                              self.seed, self.device)
+        run = OptimizationRun.start(problem, init,
+                                    adam_factory(settings.lr, self.lr_schedule, settings.steps),
+                                    settings.tol, settings.patience, self.max_batch)
+        return builder, run, net is self.model
 
-    def _start(self, net: nn.Module, x: Tensor, feats: Tensor, targets: Tensor,
-               score_fn: ScoreFn, settings: _Settings) -> OptimizationRun:
-        """A run over the pairs (image rows ``x``), each repeated for its trajectories."""
+    def _problem(self, net: nn.Module, x: Tensor, feats: Tensor, targets: Tensor,
+                 index: Tensor, score_fn: ScoreFn, convention: str) -> Problem:
+        """The run's fixed data: images once, each (image, class) pair repeated per trajectory."""
         p = self.nb_premises_at_startup
-        problem = Problem(
-            model=lambda xn: self._model(net, xn),
-            features=feats.repeat_interleave(p, dim=0),
+        return Problem(
+            model=lambda xn: self._model(net, xn), features=feats,
             targets=targets.repeat_interleave(p, dim=0),
-            masker=Masker(self.preprocess, x.repeat_interleave(p, dim=0), settings.convention,
-                          _prefers_channels_last(net)),
+            masker=Masker(self.preprocess, x, convention, prefers_channels_last(net)),
             score_fn=score_fn, size=(int(x.shape[-2]), int(x.shape[-1])),
-            sign=1.0 if settings.convention == "constructive" else -1.0)
-        init = initial_logits(targets.shape[0], p, feats.shape[1], self.seed, self.device)
-        return OptimizationRun.start(problem, init,
-                                     adam_factory(settings.lr, self.lr_schedule, settings.steps),
-                                     settings.tol, settings.patience)
+            sign=1.0 if convention == "constructive" else -1.0,
+            image_of_row=index.repeat_interleave(p, dim=0))
+
+
+def _settings(cam: OptiCAM, max_iter: Any, lr: Any, convention: Any, tol: Any, patience: Any,
+              callback: Any, cancel: Any) -> _Settings:
+    """Check the per-call overrides of ``explain`` (``None``: the explainer's own setting)."""
+    steps = cam.max_iter if max_iter is None else check_int("max_iter", max_iter, 1)
+    rate = cam.lr if lr is None else check_positive("lr", lr)
+    convention = cam.convention if convention is None else check_choice(
+        "convention", convention, CONVENTIONS)
+    tol, patience = check_tol(cam.tol if tol is _UNSET else tol,
+                              cam.patience if patience is None else patience)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
+    if cancel is not None and not hasattr(cancel, "is_set"):
+        raise TypeError(f"`cancel` must be a threading.Event, got {type(cancel).__name__}")
+    return _Settings(steps, rate, convention, tol, patience)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +22,8 @@ from .maps import low_res_saliency, resize_maps
 from .optimize import OptimizationRun
 
 __all__ = ["OptiCAMProgress", "OptiCAMResult", "ResultBuilder"]
+
+_ROWS = 64  # rows per batch when a result's maps are built
 
 
 @dataclass(frozen=True)
@@ -97,19 +99,25 @@ class OptiCAMResult:
     def saliency(self) -> Tensor:  # noqa: D102 (documented in the class)
         return self.saliency_at(self.size)
 
-    def saliency_at(self, size: tuple[int, int]) -> Tensor:
+    def saliency_at(self, size: tuple[int, int], rows: Sequence[int] | None = None) -> Tensor:
         """The maps (N, H', W') at any size, float32 in [0, 1], exactly as at full size.
 
-        ``saliency_at(result.size)`` equals ``result.saliency``.
+        ``saliency_at(result.size)`` equals ``result.saliency``; at another size it is the
+        feature-resolution map resized there (bilinear), normalised as the full-size map.
+
+        Args:
+            size: ``(H', W')``.
+            rows: Only these rows (e.g. ``[0]``), to keep memory low with many classes.
 
         Example:
             >>> result.saliency_at((60, 80)).shape  # doctest: +SKIP
             torch.Size([1, 60, 80])
         """
-        h, w = (int(v) for v in size)
-        if h < 1 or w < 1:
+        if (not isinstance(size, (tuple, list)) or len(size) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)):
             raise ValueError(f"`size` must be two positive ints (height, width); got {size!r}")
-        return resize_maps(self.low_res, (h, w)).float().clamp_(0.0, 1.0)
+        low = self.low_res if rows is None else self.low_res[list(rows)]
+        return resize_maps(low, (int(size[0]), int(size[1]))).float().clamp_(0.0, 1.0)
 
     @property
     def images(self) -> Tensor:
@@ -167,7 +175,7 @@ class ResultBuilder:
     """
 
     pixels: Tensor
-    features: Tensor
+    features: Tensor  # (B, K, h, w): one per image
     target: tuple[int, ...]
     image_index: tuple[int, ...]
     original: Tensor
@@ -183,8 +191,10 @@ class ResultBuilder:
         s = run.summary(self.premises)
         weights = torch.softmax(s.u, dim=1)
         size = (int(self.pixels.shape[-2]), int(self.pixels.shape[-1]))
-        with torch.no_grad():
-            low = low_res_saliency(weights, self.features, size)
+        index = torch.tensor(self.image_index, dtype=torch.long, device=self.features.device)
+        with torch.no_grad():  # in batches of rows: the features are kept once per image
+            low = torch.cat([low_res_saliency(weights[rows], self.features[index[rows]], size)
+                             for rows in torch.arange(len(index)).split(_ROWS)])
         return OptiCAMResult(
             weights=weights.detach().float().cpu(), target=self.target,
             image_index=self.image_index, scores=s.scores, initial_score=s.scores[:, 0].clone(),
