@@ -56,7 +56,7 @@ from torch import Tensor, nn
 
 from . import defaults
 from .bundle import ModelBundle, unpack_model
-from .checks import check_int, model_device
+from .checks import check_int, model_device, model_dtype, plain_tensor
 from .explainer import OptiCAM
 from .features import LayerSpec, capture, model_guard, resolve_layer
 from .images import Preprocess, as_pixel_batch
@@ -112,9 +112,10 @@ class _PixelModel(nn.Module):
         super().__init__()
         self.model = model
         self._normalize = preprocess.normalize
+        self._dtype = model_dtype(model)
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        return self.model(self._normalize(x))
+        return self.model(self._normalize(x).to(self._dtype))
 
 
 def _gradcampp_class(methods: Any) -> type:
@@ -209,31 +210,33 @@ def baseline_map(
     batch_size = check_int("batch_size", batch_size, 1)
     model, pre = unpack_model(model, preprocess)
     methods = None if name == "channel-mean" else _torchcam(name)  # fail early when missing
-    images = as_pixel_batch(image)
-    size = tuple(images.shape[-2:])
-    x = pre.resize(images.to(model_device(model)))
-    layer_name, module = _layer(model, pre, target_layer)
-
-    with model_guard(model):
-        _, feats, logits = capture(model, pre.normalize(x), layer_name)
-        classes, index = resolve_targets(target, images.shape[0], logits.shape[1],
-                                         logits.argmax(dim=1))
-        if name == "channel-mean":
-            return channel_mean_map(feats[index.to(feats.device)], size).cpu()
-
-        wrapper = _PixelModel(model, pre)
-        rows = x[index.to(x.device)]
-        class_idx = [int(c) for c in classes.tolist()]
-        if name == "scorecam":
-            with _extractor(methods.ScoreCAM, wrapper, module, batch_size=int(batch_size)) as ext:
-                with torch.no_grad():
-                    wrapper(rows)
-                cams = ext(class_idx=class_idx)[0]
-        else:
-            cls = methods.GradCAM if name == "gradcam" else _gradcampp_class(methods)
-            with _extractor(cls, wrapper, module) as ext:
-                with torch.enable_grad():
-                    inp = rows.detach().clone().requires_grad_(True)
-                    scores = wrapper(inp)
-                    cams = ext(class_idx=class_idx, scores=scores)[0]
+    with torch.inference_mode(False):  # the gradient CAMs need autograd, even when called in it
+        images = plain_tensor(as_pixel_batch(image))
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        x = pre.resize(images.to(model_device(model)))
+        layer_name, module = _layer(model, pre, target_layer)
+        with model_guard(model):
+            xn = pre.normalize(x).to(model_dtype(model))
+            _, feats, logits = capture(model, xn, layer_name)
+            classes, index = resolve_targets(target, images.shape[0], logits.shape[1],
+                                             logits.argmax(dim=1))
+            if name == "channel-mean":
+                return channel_mean_map(feats[index.to(feats.device)], size).cpu()
+            cams = _torchcam_maps(methods, name, _PixelModel(model, pre), module,
+                                  x[index.to(x.device)], classes, batch_size)
         return _finish(cams, size)
+
+
+def _torchcam_maps(methods: Any, name: str, wrapper: nn.Module, module: nn.Module, rows: Tensor,
+                   classes: Tensor, batch_size: int) -> Tensor:
+    """Raw (N, h, w) maps of a torchcam method for pixel ``rows`` (call inside the guard)."""
+    class_idx = [int(c) for c in classes.tolist()]
+    if name == "scorecam":
+        with _extractor(methods.ScoreCAM, wrapper, module, batch_size=int(batch_size)) as ext:
+            with torch.no_grad():
+                wrapper(rows)
+            return ext(class_idx=class_idx)[0]
+    cls = methods.GradCAM if name == "gradcam" else _gradcampp_class(methods)
+    with _extractor(cls, wrapper, module) as ext, torch.enable_grad():
+        scores = wrapper(rows.detach().clone().requires_grad_(True))
+        return ext(class_idx=class_idx, scores=scores)[0]

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .bundle import unpack_model
-from .checks import check_int, check_logits, model_device
+from .checks import check_int, check_logits, model_device, model_dtype
 from .features import model_guard
 from .images import Preprocess, as_pixel_batch
 from .targets import Target, resolve_targets
@@ -93,7 +93,8 @@ def _rows(n_images: int, n_maps: int) -> Tensor:
 
 
 def _logits(model: nn.Module, x: Tensor) -> Tensor:
-    return check_logits(model(x), x.shape[0]).float()
+    """Float32 logits of a normalized batch, fed in the model's own dtype."""
+    return check_logits(model(x.to(model_dtype(model))), x.shape[0]).float()
 
 
 def class_probabilities(model: nn.Module, pre: Preprocess, x: Tensor, targets: Tensor | None,
