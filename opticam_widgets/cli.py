@@ -236,7 +236,7 @@ def _write_maps(result: Any, stem: str, args: argparse.Namespace,
     image = result.pixels[0].permute(1, 2, 0).numpy()
     for row, cls in enumerate(result.target):
         name = f"{stem}_{cls}_{_slug(_label(labels, cls))}{suffix}"
-        saliency = result.saliency[row].numpy().astype(np.float32)
+        saliency = result.saliency_at(result.size, rows=[row])[0].numpy()
         np.save(out / f"{name}.npy", saliency)
         png = render.to_png_bytes(render.overlay(image, saliency, alpha=args.alpha,
                                                  cmap=args.cmap))
@@ -244,6 +244,18 @@ def _write_maps(result: Any, stem: str, args: argparse.Namespace,
         first, last = float(result.initial_score[row]), float(result.final_score[row])
         yield (f"  -> {cls} {_label(labels, cls)}: {result.score} {first:.4g} -> {last:.4g} in "
                f"{result.iterations_per_row[row]} steps; wrote {out / name}.png and .npy")
+
+
+def _check_device(spec: str | None) -> Any:
+    """The torch device named by --device, checked to exist here (before any model loads)."""
+    if spec is None:
+        return None
+    from .checks import check_device
+
+    try:
+        return check_device(spec)
+    except ValueError as exc:
+        raise _UsageError(str(exc).replace("`device`", "--device")) from None
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -255,11 +267,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .zoo import load_model
 
     render.colorize(np.zeros((2, 2), np.float32), args.cmap)  # fail early on a bad colormap
+    device = _check_device(args.device)
     images = _load_images(args.images)
     bundle = load_model(args.model)
-    if args.device is not None:
-        bundle.model.to(args.device)
-    cam = OptiCAM(bundle, convention=args.convention, score=args.score, device=args.device,
+    if device is not None:
+        bundle.model.to(device)
+    cam = OptiCAM(bundle, convention=args.convention, score=args.score, device=device,
                   max_iter=args.iters, lr=args.lr)
     plans = _plans(cam, images, args, bundle.name)
     args.out.mkdir(parents=True, exist_ok=True)
