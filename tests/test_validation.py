@@ -81,7 +81,7 @@ def test_bad_targets(target, exc, match):
         ({"target_layer": 3}, TypeError, "target_layer"),
         ({"preprocess": 3}, TypeError, "preprocess"),
         ({"device": "nonsense"}, ValueError, "device"),
-        ({"device": "cuda"}, ValueError, "model.to"),
+        ({"device": "cuda"}, ValueError, "model.to|no CUDA GPU"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, exc, match):
