@@ -39,9 +39,10 @@ class TempNet(nn.Module):
 
 def live_score(model: nn.Module, pre: Preprocess, result) -> torch.Tensor:
     """The model's own logit of each row's target on ``result.masked_input()`` (eval mode)."""
-    x = pre.normalize(pre.resize(result.masked_input()))
+    dtype = next(model.parameters()).dtype
+    x = pre.normalize(pre.resize(result.masked_input()).to(dtype))
     with model_guard(model), torch.no_grad():
-        logits = model(x)
+        logits = model(x).float()
     return logits[torch.arange(len(result)), torch.tensor(result.target)]
 
 
@@ -49,8 +50,9 @@ def check_explain(model: nn.Module, image: torch.Tensor, pre: Preprocess = PRE) 
     result = OptiCAM(model, max_iter=3, preprocess=pre).explain(image, target=[0, 2])
     torch.testing.assert_close(result.final_score, live_score(model, pre, result),
                                rtol=1e-4, atol=1e-5)
+    dtype = next(model.parameters()).dtype
     with model_guard(model), torch.no_grad():
-        logits = model(pre.normalize(pre.resize(image[None])))[0]
+        logits = model(pre.normalize(pre.resize(image[None]).to(dtype)))[0].float()
     torch.testing.assert_close(result.original_score, logits[[0, 2]], rtol=1e-5, atol=1e-6)
 
 
@@ -116,6 +118,11 @@ def dtype_round_trip(m: nn.Module) -> None:
     m.half().float()  # new storage, values rounded to float16 (a change near rounding)
 
 
+def to_float64(m: nn.Module) -> None:
+    m.to(torch.float64)  # the input follows the model's dtype
+    m.body[0].weight.data.mul_(1.5)  # and a real change on top
+
+
 def patched_forward(m: nn.Module) -> None:
     m.body[6].forward = lambda x: x.amax(dim=(2, 3), keepdim=True)  # max pooling instead
 
@@ -123,7 +130,7 @@ def patched_forward(m: nn.Module) -> None:
 CHANGES: list[Callable[[nn.Module], None]] = [
     scale_data, scale_no_grad, load_other_weights, bn_eps, bn_momentum, temperature,
     plain_tensor_attribute, activation_flag, conv_stride, swap_submodule, swap_weight_data,
-    bn_train_mode, requires_grad_toggle, dtype_round_trip, patched_forward,
+    bn_train_mode, requires_grad_toggle, dtype_round_trip, to_float64, patched_forward,
 ]
 
 
@@ -136,7 +143,7 @@ def test_explain_follows_every_in_place_change(change):
         before = model(image[None])
     change(model)
     with model_guard(model), torch.no_grad():
-        after = model(image[None])
+        after = model(image[None].to(next(model.parameters()).dtype)).float()
     if change not in (bn_momentum, bn_train_mode, requires_grad_toggle, dtype_round_trip):
         assert not torch.allclose(before, after, rtol=1e-3, atol=1e-4)  # a real change
     check_explain(model, image)
