@@ -344,3 +344,70 @@ def test_show_without_ipython_prints_and_returns_the_explorer(results, capsys):
         assert capsys.readouterr().out.startswith("OptiCAMExplorer(")
     finally:
         ex.close()
+
+
+def copy_store(results, out: Path, edit) -> Path:
+    """A copy of the store with ``edit(arrow table) -> arrow table`` applied (public API)."""
+    from opticam_widgets.dataset.store import Store
+
+    store = Store(out)
+    store.write_settings({k: v for k, v in results.settings.items() if k != "format"})
+    store.write(edit(Store(results.out).read()))
+    return out
+
+
+def test_store_without_metrics_or_labels(results, tmp_path):
+    """No faithfulness terms and no true labels: '—' in the summary, filters still honest."""
+    import pyarrow as pa
+
+    def strip(table):
+        for name in ("prob", "masked_prob", "drop", "increase", "gain", "correct",
+                     "true_label", "true_name"):
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows,
+                                                                        table.schema.field(i).type))
+        return table
+    ex = OptiCAMExplorer(copy_store(results, tmp_path / "bare", strip), page_size=4)
+    try:
+        s = ex.summary()
+        assert s["rows"] == 12 and s["measured"] == 0 and s["AD"] is None
+        assert s["accuracy"] is None
+        assert "AD — ↓" in ex.summary_view.text.value
+        assert "12 rows without faithfulness terms" in ex.summary_view.text.value
+        assert set(ex.table["true_class"]) == {"(no label)"}
+        ex.controls.correctness.value = "wrong"
+        assert ex.selection.empty
+        ex.controls.correctness.value = "no label"
+        assert len(ex.selection) == 12
+        ex.controls.faithfulness_range.value = (0.0, 50.0)  # rows without a value: not in range
+        assert ex.selection.empty
+        ex.controls.faithfulness_range.value = (0.0, 100.0)
+        ex.open(ex.page_rows[0])  # static view still shows the stored map
+        assert "—" in ex.detail.facts.value and ex.detail.image.value
+    finally:
+        ex.close()
+
+
+def test_live_view_explains_the_rows_class_not_the_prediction(results, bundle, tmp_path):
+    """A row whose class is not the top-1 (e.g. target='true' or top-k runs): that class."""
+    import pyarrow as pa
+
+    def retarget(table):
+        i = table.schema.get_field_index("target")
+        targets = table.column("target").to_pylist()
+        targets[0] = 281
+        table = table.set_column(i, table.schema.field(i), pa.array(targets, pa.int32()))
+        j = table.schema.get_field_index("target_name")
+        names = table.column("target_name").to_pylist()
+        names[0] = "tabby"
+        return table.set_column(j, table.schema.field(j), pa.array(names, pa.string()))
+    ex = OptiCAMExplorer(copy_store(results, tmp_path / "retarget", retarget), model=bundle)
+    try:
+        row = int(ex.table.index[0])
+        assert int(ex.table.loc[row, "target"]) == 281
+        assert "map of: tabby" in ex.grid.tiles[0].caption.value
+        ex.open(row)
+        ex.detail.widget.wait(timeout=300)
+        assert ex.detail.widget.target == 281 and ex.detail.widget.result is not None
+    finally:
+        ex.close()
