@@ -411,3 +411,20 @@ def test_live_view_explains_the_rows_class_not_the_prediction(results, bundle, t
         assert ex.detail.widget.target == 281 and ex.detail.widget.result is not None
     finally:
         ex.close()
+
+
+def test_store_where_every_image_failed(results, tmp_path):
+    def only_errors(table):
+        import pyarrow.compute as pc
+
+        return table.filter(pc.is_valid(table.column("error")))
+    ex = OptiCAMExplorer(copy_store(results, tmp_path / "failed", only_errors))
+    try:
+        assert ex.table.empty and ex.selection.empty and ex.pages == 1
+        assert ex.page_rows == [] and all(t.row is None for t in ex.grid.tiles)
+        assert ex.summary()["rows"] == 0 and "1 images of the store failed" in \
+            ex.summary_view.text.value
+        with pytest.raises(ValueError, match="selection is empty"):
+            ex.contact_sheet(tmp_path / "none.png")
+    finally:
+        ex.close()
