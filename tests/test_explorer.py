@@ -301,9 +301,9 @@ def test_opened_folder_and_saved_picture(results):
         data, meta = ex._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in data
         assert "OptiCAMExplorer(" in data["text/plain"]
-        assert meta["image/jpeg"]["width"] == 6 * (112 + 4) + 4
+        assert meta["image/jpeg"]["width"] == 6 * (96 + 4) + 4
         picture = Image.open(io.BytesIO(base64.b64decode(data["image/jpeg"])))
-        assert picture.size == (6 * 116 + 4, 112 + 22 + 4 + 4)  # the page: 6 tiles, 1 line
+        assert picture.size == (6 * 100 + 4, 96 + 22 + 4 + 4)  # the page: 6 tiles, 1 line
         assert repr(ex).startswith(f"OptiCAMExplorer({str(results.out)!r}: 12 of 12 rows")
     finally:
         ex.close()

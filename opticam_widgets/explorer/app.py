@@ -55,7 +55,7 @@ def _jpeg(picture: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(picture).save(buf, format="JPEG", quality=85)
+    Image.fromarray(picture).save(buf, format="JPEG", quality=80)
     return buf.getvalue()
 
 
@@ -302,7 +302,7 @@ class OptiCAMExplorer:
         metadata: dict[str, Any] = {}
         if len(rows):  # a JPEG: a page of photos is ~10x smaller than as PNG
             picture = sheet_array([(tiles[int(k)], tile_caption(r), is_wrong(r["correct"]))
-                                   for k, r in rows.iterrows()], columns=8, cell=112)
+                                   for k, r in rows.iterrows()], columns=8, cell=96)
             data["image/jpeg"] = base64.b64encode(_jpeg(picture)).decode("ascii")
             metadata["image/jpeg"] = {"width": int(picture.shape[1]),
                                       "height": int(picture.shape[0])}
