@@ -5,11 +5,8 @@ The contact sheet is drawn a page at a time from the store's thumbnails (through
 memory is that picture's, whatever the selection's size. Wrong predictions get a red frame.
 
 Example:
-    >>> import pandas as pd
-    >>> sel = pd.DataFrame({"id": ["a.png"], "true_class": ["cat"], "predicted_class": ["dog"],
-    ...                     "predicted_prob": [0.5], "correct": [False]})
     >>> sheet_array([(np.zeros((4, 6, 3), np.uint8), "a", True)], columns=2, cell=8).shape
-    (30, 16, 3)
+    (38, 16, 3)
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def caption_html(row: Mapping[str, Any]) -> str:
     Example:
         >>> caption_html({"id": "cat/a.png", "true_class": "tabby", "correct": False,
         ...               "predicted_class": "Egyptian cat", "predicted_prob": 0.79,
-        ...               "target_class": "Egyptian cat", "rank": 0}).count("✗")
+        ...               "target_class": "Egyptian cat", "rank": 0}).count(">✗ Egyptian cat 79%<")
         1
     """
     correct = row.get("correct")

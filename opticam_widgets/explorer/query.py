@@ -9,8 +9,8 @@ public functions of :mod:`opticam_widgets.metrics`.
 
 Example:
     >>> import pandas as pd
-    >>> table = pd.DataFrame({"id": ["a", "b"], "predicted_prob": [0.9, 0.2],
-    ...                       "correct": [True, False]})
+    >>> table = pd.DataFrame({"id": ["a", "b"], "position": [0, 1],
+    ...                       "predicted_prob": [0.9, 0.2], "correct": [True, False]})
     >>> select(table, Query(correctness="wrong"))["id"].tolist()
     ['b']
 """
