@@ -590,7 +590,7 @@ def test_show_in_ipython_displays_the_view_and_a_picture_that_follows_it(monkeyp
         styles = [x.value for x in all_widgets(widget.widget) if isinstance(x, w.HTML)
                   and x.value.startswith("<style>")]
         assert len(styles) == 1 and f".{name} {{ display: none" in styles[0]
-        assert "opticam-widget" in widget.widget._dom_classes
+        assert {"opticam-widget", f"{name}-live"} <= set(widget.widget._dom_classes)
         preview_png = picture["image/png"]  # already shows the iteration-0 map
         widget._ipython_display_()  # the cell's value, same execution: not shown again
         assert len(shown) == 2

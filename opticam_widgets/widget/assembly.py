@@ -115,7 +115,7 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
                         lambda: view.names.names if view.names is not None else None)
     root = layout(controls, canvas.canvas, compare.box)
     root.add_class("opticam-widget")
-    root.children = (*root.children, display.style)
+    display.attach(root)  # its stylesheet goes inside the widget
     return Parts(controls=controls, canvas=canvas, compare=compare,
                  root=root, session=session, view=view,
                  runner=runner, comparison=comparison, selection=selection, display=display,

@@ -98,14 +98,20 @@ def picture_bundle(data: dict[str, Any], metadata: dict[str, Any],
 
 
 def stylesheet(picture: str, css: str = "") -> str:
-    """The live widget's ``<style>``: ``css``, and the rule that hides the picture ``picture``.
+    """The live widget's ``<style>``: ``css``, and the rules that hide the picture ``picture``.
+
+    The picture is hidden only while the live widget (CSS class ``{picture}-live``) shows a
+    canvas: where the canvas front end cannot load (VS Code without its widget CDN, a server
+    without ipycanvas), the controls render but the picture stays visible.
 
     Example:
-        >>> "display: none" in stylesheet("opticam-picture-1")
+        >>> ".opticam-picture-1 { display: none" in stylesheet("opticam-picture-1")
         True
     """
-    return (f"<style>{css}\n.{picture} {{ display: none !important; }}\n"
-            f".jp-OutputArea-child:has(.{picture}) {{ display: none !important; }}</style>")
+    live = f"body:has(.{picture}-live canvas)"
+    return (f"<style>{css}\n{live} .{picture} {{ display: none !important; }}\n"
+            f"{live} .jp-OutputArea-child:has(.{picture}) {{ display: none !important; }}"
+            "</style>")
 
 
 class Display:
@@ -128,10 +134,16 @@ class Display:
         self.display_id: str | None = None
         #: The widget's stylesheet (put it inside the displayed widget).
         self.style = w.HTML(value=f"<style>{css}</style>", layout=w.Layout(display="none"))
+        self._root: w.Box | None = None
         self._skip_in: int | None = None  # execution count whose cell value is not displayed
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._closed = False
+
+    def attach(self, root: w.Box) -> None:
+        """Put the stylesheet inside the widget's root box (what is displayed)."""
+        self._root = root
+        root.children = (*root.children, self.style)
 
     def publish(self) -> None:
         """Display the live view, then the picture under its display id (plain Python: print)."""
@@ -143,6 +155,8 @@ class Display:
         if self.display_id is None:
             self.display_id = f"opticam-picture-{uuid.uuid4().hex}"
             self.style.value = stylesheet(self.display_id, self._css)
+            if self._root is not None:
+                self._root.add_class(f"{self.display_id}-live")
         data, metadata = self._bundle()
         live = {k: v for k, v in data.items() if k in (WIDGET_VIEW, "text/plain")}
         display(live, raw=True)

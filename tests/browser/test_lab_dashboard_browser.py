@@ -189,3 +189,23 @@ def test_lab_reopened_notebook_shows_the_last_picture(lab, artifacts):
     saved = np.asarray(Image.fromarray(saved.astype(np.uint8)).resize((w, h)), dtype=float)
     diff = float(np.abs(saved - screen).mean())
     assert diff < 6.0, f"the saved picture differs from the last screen by {diff:.1f}/255"
+
+
+def test_lab_without_the_canvas_front_end_keeps_the_picture(lab, browser, lab_server):
+    """Where ipycanvas cannot load (VS Code without its widget CDN, a server without it) the
+    controls render, the canvases cannot, and the output's picture stays visible."""
+    page = new_page(browser, lab_server)
+    page.route("**/extensions/ipycanvas/**", lambda route: route.abort())
+    try:
+        app = App(page, lab_server)
+        app.open("lab/tree/lab-dashboard.ipynb")
+        app.command("notebook:run-all-cells")
+        page.locator(".jp-OutputArea-output button", has_text="Run").first.wait_for(
+            timeout=120_000)
+        picture = page.locator(".jp-OutputArea-output img.opticam-picture >> visible=true")
+        wait_for(lambda: picture.count() == 1
+                 and (picture.bounding_box() or {}).get("width", 0) > 100, 60,
+                 "the picture beside controls without a canvas")
+        assert page.locator(".jp-OutputArea-output canvas").count() == 0
+    finally:
+        page.context.close()
