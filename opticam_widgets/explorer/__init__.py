@@ -7,6 +7,7 @@ Example:
 Needs the dataset extra (``pip install opticam-widgets[dataset]``: pyarrow and pandas).
 """
 
+from ..dataset import DatasetResults  # noqa: F401 - without pyarrow: its clear ImportError
 from .app import OptiCAMExplorer
 from .query import Query, browse_table, select, selection_summary
 
