@@ -49,7 +49,8 @@ FAITHFULNESS = ("drop", "gain")
 #: Sort keys: (label, column).
 SORT_KEYS = (("source order", "position"), ("confidence", "predicted_prob"),
              ("drop", "drop"), ("gain", "gain"), ("score gain", "score_gain"),
-             ("true class", "true_class"), ("predicted class", "predicted_class"))
+             ("true class", "true_class"), ("predicted class", "predicted_class"),
+             ("wrong / right", "correct"))
 #: The true class of images without a label.
 NO_LABEL = "(no label)"
 
