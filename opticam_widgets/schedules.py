@@ -1,0 +1,272 @@
+"""Step rules of the optimisation: the paper's Adam, and ``"fast"``, Adam in map space.
+
+The paper (``schedule="paper"``, the default) runs Adam on the channel logits ``u`` (lr 0.2,
+``u = 0`` at the start). Adam moves every logit by about ``lr`` per step, whatever the map
+needs; Opti-CAM's best maps put most of the weight on a few channels, whose logits must climb
+by several units, so the score keeps rising slowly for many steps.
+
+``schedule="fast"`` (:class:`MapSpaceAdam`) takes its steps on the map instead: the loss
+depends on ``u`` only through the low-resolution normalised map ``m(u)``
+(:func:`~opticam_widgets.maps.low_res_saliency`, ``P = h·w`` values), so each step
+
+1. recovers the map gradient ``g_m`` from the engine's ``g_u = Jᵀ g_m`` (``J = ∂m/∂u``, a
+   P × K Jacobian computed on the small map alone, no model pass) by a damped least-squares
+   solve ``g_m = (J Jᵀ + δ I)⁻¹ J g_u``;
+2. takes an Adam step ``d`` on the map (moments of ``g_m`` per pixel; ``lr`` is the step in
+   units of the map's [0, 1] range);
+3. projects the target ``clip(m + d, 0, 1)`` back onto Opti-CAM's maps: non-negative channel
+   weights ``w`` and an offset ``b ≥ 0`` with ``Σ_k w_k A_k − b ≈ target`` (non-negative least
+   squares), and ``u = log(w / Σw + floor / K)``.
+
+Every map scored is an Opti-CAM map (softmax weights over the channels), so the best iterate,
+the result and its weights mean what they mean with the paper's schedule. Each step costs one
+model pass, as the paper's, plus a P × P solve and a P × K non-negative least squares per row
+(small next to a pass at the usual ``h·w ≤ 14²``; it grows with the feature map's size).
+How much sooner it gets there, and where it does not, is measured in
+``benchmarks/bench_time_to_quality.py``.
+
+Example:
+    >>> import torch
+    >>> from opticam_widgets.optimize import adam_factory
+    >>> feats = torch.rand(1, 8, 3, 3)
+    >>> make = schedule_factory("fast", 0.2, feats, (12, 12))
+    >>> opt, sched = make(torch.zeros(1, 8, requires_grad=True))
+    >>> type(opt).__name__, opt.defaults["lr"], sched
+    ('MapSpaceAdam', 0.1, None)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .maps import low_res_saliency
+from .optimize import OptimizerFactory, adam_factory
+
+__all__ = ["FAST_MAP_STEP", "SCHEDULES", "MapSpaceAdam", "map_gradient", "map_jacobian",
+           "project_to_logits", "schedule_factory"]
+
+#: Accepted values of ``OptiCAM(schedule=...)``.
+SCHEDULES = ("paper", "fast")
+#: Map step of ``schedule="fast"`` per unit of ``lr``: the default lr 0.2 moves the map by
+#: 0.1 of its range per step.
+FAST_MAP_STEP = 0.5
+#: Weight floor of the projection, relative to uniform weights (``floor / K``): keeps every
+#: logit finite so that a channel left out can come back.
+WEIGHT_FLOOR = 1e-3
+#: Damping of the map-gradient solve, relative to the mean diagonal of ``J Jᵀ``.
+DAMPING = 1e-6
+
+
+def map_jacobian(u: Tensor, features: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """The normalised low-resolution map of one row and its Jacobian with respect to ``u``.
+
+    Args:
+        u: (K,) channel logits.
+        features: (K, h, w) feature maps of the row's image.
+        size: ``(H, W)`` the model sees (the normalisation is that of the map at this size).
+
+    Returns:
+        ``(m, J)``: the map (P,) with ``P = h·w`` and ``J = ∂m/∂u`` (P, K).
+
+    Example:
+        >>> m, J = map_jacobian(torch.zeros(4), torch.rand(4, 2, 2), (2, 2))
+        >>> m.shape, J.shape
+        (torch.Size([4]), torch.Size([4, 4]))
+    """
+    feats = features.to(u.dtype)[None]
+
+    def flat_map(logits: Tensor) -> Tensor:
+        return low_res_saliency(torch.softmax(logits, dim=0)[None], feats, size).flatten()
+
+    with torch.enable_grad():
+        jac = torch.autograd.functional.jacobian(flat_map, u.detach(), vectorize=True)
+    with torch.no_grad():
+        return flat_map(u.detach()), jac
+
+
+def map_gradient(jac: Tensor, grad_u: Tensor, damping: float = DAMPING) -> Tensor:
+    """The map gradient ``g_m`` (P,) from ``g_u = Jᵀ g_m`` (K,), by damped least squares.
+
+    Pixels the map cannot move at first order (its min and max, which the normalisation pins
+    to 0 and 1) get a zero gradient.
+
+    Example:
+        >>> J = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+        >>> map_gradient(J, J.T @ torch.tensor([3.0, -1.0]))
+        tensor([ 3.0000, -1.0000])
+    """
+    j = jac.double()
+    gram = j @ j.T
+    scale = float(gram.diagonal().mean())
+    if not math.isfinite(scale) or scale <= 0:
+        return torch.zeros(jac.shape[0], dtype=jac.dtype, device=jac.device)
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    g = torch.linalg.solve(gram + damping * scale * eye, j @ grad_u.double())
+    return g.to(jac.dtype)
+
+
+def project_to_logits(target: Tensor, features: Tensor,
+                      floor: float = WEIGHT_FLOOR) -> Tensor | None:
+    """Channel logits whose Opti-CAM map is closest to ``target``, or ``None`` if none fits.
+
+    Solves ``min ‖Σ_k w_k A_k − b − target‖`` over ``w ≥ 0``, ``b ≥ 0`` (non-negative least
+    squares, Lawson–Hanson; the min-max normalisation makes the scale of ``w`` free), then
+    ``u = log(w / Σw + floor / K)``, centred. The solution is sparse (at most ``P + 1``
+    non-zero weights); the floor keeps the other channels' logits finite.
+
+    Args:
+        target: (P,) wanted map, values in [0, 1].
+        features: (K, h, w) feature maps, ``P = h·w``.
+        floor: Weight floor relative to uniform weights.
+
+    Returns:
+        (K,) logits on the features' device in ``target``'s dtype, or ``None`` when the
+        solver fails or gives all-zero weights.
+
+    Example:
+        >>> A = torch.eye(3).view(3, 3, 1)  # channel k lights pixel k
+        >>> u = project_to_logits(torch.tensor([0.0, 1.0, 0.5]), A)
+        >>> torch.softmax(u, 0).argmax().item()
+        1
+    """
+    from scipy.optimize import nnls
+
+    a = features.detach().flatten(1).double().cpu().numpy().T  # (P, K)
+    system = np.asfortranarray(np.concatenate([a, -np.ones((a.shape[0], 1))], axis=1))
+    try:
+        solution, _ = nnls(system, target.detach().double().cpu().numpy(),
+                           maxiter=10 * system.shape[1])
+    except (RuntimeError, ValueError):
+        return None
+    w = solution[:-1]
+    total = float(w.sum())
+    if not math.isfinite(total) or total <= 0:
+        return None
+    logits = np.log(w / total + floor / w.shape[0])
+    return torch.from_numpy(logits - logits.mean()).to(device=features.device,
+                                                       dtype=target.dtype)
+
+
+class MapSpaceAdam(torch.optim.Optimizer):
+    """Adam on the low-resolution map, projected back onto channel logits (``"fast"``).
+
+    Drives the (R, K) logits ``u`` of an :class:`~opticam_widgets.optimize.OptimizationRun`:
+    :meth:`step` reads ``u.grad`` (the gradient of the loss, which it decreases) and writes
+    ``u`` in place. Rows whose gradient is zero (rows that stopped early) are left as they are.
+
+    Args:
+        u: The (R, K) leaf tensor of logits.
+        features: (B, K, h, w) feature maps of the images.
+        size: ``(H, W)`` the model sees.
+        lr: Map step per pixel, in units of the map's [0, 1] range.
+        betas: Adam's moment decays.
+        eps: Adam's denominator guard.
+        image_of_row: (R,) image of each row; ``None``: row ``i`` is image ``i``.
+        floor: Weight floor of the projection (:func:`project_to_logits`).
+
+    Example:
+        >>> u = torch.zeros(1, 4, requires_grad=True)
+        >>> opt = MapSpaceAdam(u, torch.rand(1, 4, 3, 3), (6, 6))
+        >>> u.grad = torch.randn(1, 4)
+        >>> opt.step(); u.shape
+        torch.Size([1, 4])
+    """
+
+    def __init__(self, u: Tensor, features: Tensor, size: tuple[int, int], lr: float = 0.1,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 image_of_row: Tensor | None = None, floor: float = WEIGHT_FLOOR) -> None:
+        if u.ndim != 2 or features.ndim != 4 or features.shape[1] != u.shape[1]:
+            raise ValueError(f"`u` (R, K) and `features` (B, K, h, w) must agree on K; got "
+                             f"{tuple(u.shape)} and {tuple(features.shape)}")
+        super().__init__([u], {"lr": float(lr), "betas": betas, "eps": eps})
+        self.features = features.detach()
+        self.size = (int(size[0]), int(size[1]))
+        self.image_of_row = image_of_row
+        self.floor = float(floor)
+
+    def _features(self, row: int) -> Tensor:
+        image = row if self.image_of_row is None else int(self.image_of_row[row])
+        return self.features[image]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # noqa: D102
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for u in group["params"]:
+                if u.grad is not None:
+                    self._step_rows(u, group)
+        return loss
+
+    def _step_rows(self, u: Tensor, group: dict[str, Any]) -> None:
+        """One projected map-space Adam step for every row with a non-zero gradient."""
+        state = self.state[u]
+        if not state:
+            pixels = self.features.shape[-2] * self.features.shape[-1]
+            state["m1"] = u.new_zeros(u.shape[0], pixels)
+            state["m2"] = u.new_zeros(u.shape[0], pixels)
+            state["t"] = [0] * u.shape[0]
+        (b1, b2), m1, m2 = group["betas"], state["m1"], state["m2"]
+        moving = torch.nonzero(u.grad.abs().sum(dim=1) > 0).flatten().tolist()
+        for row in moving:
+            feats = self._features(row)
+            m, jac = map_jacobian(u[row], feats, self.size)
+            g = map_gradient(jac, u.grad[row])
+            if not bool(torch.isfinite(g).all()):
+                continue
+            state["t"][row] += 1
+            t = state["t"][row]
+            m1[row].mul_(b1).add_(g, alpha=1 - b1)
+            m2[row].mul_(b2).addcmul_(g, g, value=1 - b2)
+            step = (m1[row] / (1 - b1 ** t)) / ((m2[row] / (1 - b2 ** t)).sqrt() + group["eps"])
+            target = (m - group["lr"] * step).clamp_(0.0, 1.0)
+            logits = project_to_logits(target, feats, self.floor)
+            if logits is not None:
+                u[row] = logits.to(u.dtype)
+
+
+def schedule_factory(schedule: str, lr: float, features: Tensor, size: tuple[int, int],
+                     image_of_row: Tensor | None = None, lr_schedule: str | None = None,
+                     steps: int = 1) -> OptimizerFactory:
+    """The ``make_optimizer`` of a schedule, for :meth:`OptimizationRun.start`.
+
+    Args:
+        schedule: ``"paper"`` (Adam on the logits at ``lr``, as
+            :func:`~opticam_widgets.optimize.adam_factory`) or ``"fast"``
+            (:class:`MapSpaceAdam` with a map step of ``FAST_MAP_STEP × lr``).
+        lr: The explainer's learning rate.
+        features: (B, K, h, w) feature maps of the run's images.
+        size: ``(H, W)`` the model sees.
+        image_of_row: (R,) image of each row (``None``: row ``i`` is image ``i``).
+        lr_schedule: ``None`` or ``"cosine"`` (decay of the step to 0 at ``steps``).
+        steps: Steps of the run (for the cosine decay).
+
+    Raises:
+        ValueError: an unknown ``schedule``.
+
+    Example:
+        >>> make = schedule_factory("paper", 0.2, torch.rand(1, 4, 2, 2), (4, 4))
+        >>> type(make(torch.zeros(1, 4, requires_grad=True))[0]).__name__
+        'Adam'
+    """
+    if schedule == "paper":
+        return adam_factory(lr, lr_schedule, steps)
+    if schedule != "fast":
+        raise ValueError(f"`schedule` must be one of {', '.join(map(repr, SCHEDULES))}; got "
+                         f"{schedule!r}")
+
+    def make(u: Tensor) -> tuple[torch.optim.Optimizer, Any]:
+        opt = MapSpaceAdam(u, features, size, lr=FAST_MAP_STEP * lr, image_of_row=image_of_row)
+        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+                 if lr_schedule == "cosine" else None)
+        return opt, sched
+
+    return make
