@@ -564,9 +564,9 @@ Worst: the images whose masked probability dropped most; best: the largest gains
 histograms show the distribution of the drop and of the score gained by the optimization.
 """),
     code("""
-import matplotlib.pyplot as plt  # Jupyter's inline backend draws the figure below
+%matplotlib inline
 
-results.figure(n=4)
+results.figure(n=4)  # a matplotlib Figure: distributions, worst and best maps
 """),
     md("""
 ## A map at full resolution
@@ -578,6 +578,8 @@ rounding).
 """),
     code("""
 # NBVAL_CHECK_OUTPUT
+import matplotlib.pyplot as plt
+
 worst = t["drop"].idxmax()
 saliency = results.saliency(worst)
 print("map at the photo's size:", saliency.shape == results.image(worst).shape[:2],
