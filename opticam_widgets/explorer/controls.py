@@ -47,13 +47,18 @@ class ClassPicker:
                                        layout=w.Layout(width="100%"))
         self.box = w.VBox([self.search, self.select],
                           layout=w.Layout(flex="1 1 220px", min_width="180px"))
+        self._quiet = False  # the picker is updating its own options: one change, not three
         self.search.observe(self._on_search, "value")
 
     def _on_search(self, change: dict) -> None:
         matching_names = matching(self.names, change["new"])
         keep = tuple(v for v in self.select.value if v in matching_names)
-        self.select.options = matching_names
-        self.select.value = keep
+        self._quiet = True
+        try:
+            self.select.options = matching_names
+            self.select.value = keep
+        finally:
+            self._quiet = False
 
     def chosen(self) -> tuple[str, ...]:
         """The classes kept: the selection, else those matching the search, else all (``()``)."""
@@ -64,9 +69,12 @@ class ClassPicker:
         return ()
 
     def observe(self, handler: Callable[[dict], Any]) -> None:
-        """Call ``handler`` when the choice changes."""
-        self.search.observe(handler, "value")
-        self.select.observe(handler, "value")
+        """Call ``handler`` once when the choice changes."""
+        def on_change(change: dict) -> None:
+            if not self._quiet:
+                handler(change)
+        self.search.observe(on_change, "value")
+        self.select.observe(on_change, "value")
 
 
 class FilterControls:
