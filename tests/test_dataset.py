@@ -7,6 +7,7 @@ test_dataset_ray.py.
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -274,3 +275,10 @@ def test_cli_explain_dataset_and_report(folder, tmp_path, capsys):
     assert len(pd.read_parquet(out)) == 2  # the report folder does not disturb readers
     assert main(["explain-dataset", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "`source`" in capsys.readouterr().err
+
+
+def test_ray_engine_without_ray_says_how_to_install(bundle, folder, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'opticam-widgets\[ray\]'"):
+        explain_dataset(bundle, folder, tmp_path / "o", engine="ray", **SETTINGS)
+    assert not (tmp_path / "o").exists()  # refused before anything is written
