@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,14 +24,13 @@ from torch import Tensor, nn
 from .bundle import ModelBundle, unpack_model
 from .checks import (
     check_choice,
-    check_device,
     check_int,
     check_logits,
     check_positive,
     check_score,
     check_tol,
+    device_for_model,
     logits_of,
-    model_device,
     model_dtype,
     plain_tensor,
 )
@@ -50,38 +48,24 @@ from .defaults import (
 )
 from .fastmodel import inner_loop_model
 from .features import LayerSpec, capture, model_guard, resolve_layer
-from .images import as_pixel_batch
 from .layouts import Reshape, check_reshape
 from .maps import channel_mean_map, saliency_from_weights
+from .masking import Masker, prefers_channels_last
 from .optimize import (
     SCORE_FNS,
-    Masker,
     OptimizationRun,
     Problem,
     ScoreFn,
-    adam_factory,
     initial_logits,
-    prefers_channels_last,
 )
+from .photos import as_image_batch
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
+from .schedules import SCHEDULES, schedule_factory
+from .settings import UNSET, ExplainSettings, explain_settings
 from .targets import Target, resolve_targets
 
 __all__ = ["CONVENTIONS", "SCORES", "OptiCAM", "OptiCAMProgress", "OptiCAMResult",
            "saliency_from_weights"]
-
-_UNSET: Any = object()
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """The checked settings of one ``explain`` call."""
-
-    steps: int
-    lr: float
-    convention: str
-    tol: float | None
-    patience: int
-
 
 class OptiCAM:
     """Opti-CAM explainer for a CNN classifier.
@@ -130,6 +114,9 @@ class OptiCAM:
         reshape: The target layer's layout: ``None`` detects CNN maps, transformer tokens
             and channels-last maps (:mod:`~opticam_widgets.layouts`); or ``"nchw"``,
             ``"nhwc"``, ``"tokens"``, or a callable ``output -> (B, C, h, w)``.
+        schedule: ``"paper"`` (Adam on the logits, the default) or ``"fast"`` (experimental:
+            Adam on the map, projected onto channel weights; :mod:`~opticam_widgets.schedules`,
+            ``lr`` scales its step; see ``benchmarks/results/time_to_quality.md``).
 
     Example:
         >>> import torch
@@ -160,6 +147,7 @@ class OptiCAM:
         fold_batchnorm: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
         reshape: Reshape = None,
+        schedule: str = "paper",
     ) -> None:
         model, self.preprocess = unpack_model(model, preprocess)
         self.model = model
@@ -181,24 +169,13 @@ class OptiCAM:
         self.fold_batchnorm = fold_batchnorm
         self.max_batch = check_int("max_batch", max_batch, 1)
         self.reshape = check_reshape(reshape)
-        self.device = self._resolve_device(device)
+        self.schedule = check_choice("schedule", schedule, SCHEDULES)
+        self.device = device_for_model(self.model, device)
         self._layer_name: str | None = None
         if target_layer is not None:
             self._layer_name = resolve_layer(model, target_layer)[0]
 
     # ------------------------------------------------------------------ helpers
-    def _resolve_device(self, device: Any) -> torch.device:
-        model_dev = model_device(self.model)
-        if device is None:
-            return model_dev
-        dev = check_device(device)
-        if next(iter(self.model.parameters()), None) is not None and dev.type != model_dev.type:
-            raise ValueError(
-                f"`device` is {dev} but the model's parameters are on {model_dev}; move the "
-                f"model first (`model.to({str(dev)!r})`) or leave `device=None`"
-            )
-        return dev
-
     @property
     def layer_name(self) -> str:
         """Name of the target layer (auto-detected with one dummy forward when needed)."""
@@ -229,7 +206,7 @@ class OptiCAM:
             >>> probs = cam.predict(image)  # doctest: +SKIP
             >>> probs.topk(5)  # doctest: +SKIP
         """
-        x = self.preprocess.resize(as_pixel_batch(image).to(self.device))
+        x = self.preprocess.resize(as_image_batch(image).to(self.device))
         with model_guard(self.model), torch.no_grad():  # works in inference mode too
             logits = check_logits(self._model(self.model, self.preprocess.normalize(x)),
                                   x.shape[0])
@@ -255,7 +232,7 @@ class OptiCAM:
             >>> cam.channel_mean(image, size=(112, 112)).shape  # doctest: +SKIP
             torch.Size([1, 112, 112])
         """
-        pixels = as_pixel_batch(image).to(self.device)
+        pixels = as_image_batch(image).to(self.device)
         full = (int(pixels.shape[-2]), int(pixels.shape[-1]))
         if size is not None and (
                 not isinstance(size, (tuple, list)) or len(size) != 2
@@ -279,7 +256,7 @@ class OptiCAM:
         convention: str | None = None,
         callback: Callable[[int, OptiCAMProgress], Any] | None = None,
         cancel: threading.Event | None = None,
-        tol: float | None = _UNSET,
+        tol: float | None = UNSET,
         patience: int | None = None,
     ) -> OptiCAMResult:
         """Optimize a saliency map for each (image, class) pair.
@@ -316,9 +293,10 @@ class OptiCAM:
             (torch.Size([2, 64, 64]), (1, 2))
         """
         start = time.perf_counter()
-        settings = _settings(self, max_iter, lr, convention, tol, patience, callback, cancel)
+        settings = explain_settings(self, max_iter, lr, convention, tol, patience, callback,
+                                    cancel)
         with torch.inference_mode(False):  # the loop needs autograd, even when called in it
-            pixels = plain_tensor(as_pixel_batch(image))
+            pixels = plain_tensor(as_image_batch(image))
             builder, run, on_model = self._prepare(pixels, target, settings, start)
             on_step = None if callback is None else (
                 lambda step: callback(step, builder.progress(run, step)))
@@ -327,7 +305,7 @@ class OptiCAM:
                     return builder.result(run.run(settings.steps, on_step, cancel))
             return builder.result(run.run(settings.steps, on_step, cancel))
 
-    def _prepare(self, pixels: Tensor, target: Target, settings: _Settings,
+    def _prepare(self, pixels: Tensor, target: Target, settings: ExplainSettings,
                  start: float) -> tuple[ResultBuilder, OptimizationRun, bool]:
         """Capture features and logits (the model frozen only meanwhile), set up the run.
 
@@ -349,7 +327,7 @@ class OptiCAM:
                              "(a softmax over one class); use score='logit'")
         score_fn = self.score if callable(self.score) else SCORE_FNS[self.score]
         builder = ResultBuilder(
-            pixels=pixels.detach().float().cpu(), features=feats,
+            pixels=pixels.detach().cpu(), features=feats,
             target=tuple(int(t) for t in targets.tolist()),
             image_index=tuple(int(i) for i in index.tolist()),
             original=check_score(score_fn(logits[index], targets), logits, len(targets),
@@ -357,38 +335,24 @@ class OptiCAM:
             convention=settings.convention,
             score=self.score if isinstance(self.score, str) else "custom",
             premises=self.nb_premises_at_startup, max_iter=settings.steps, start=start)
-        problem = self._problem(net, x, feats, targets, index, score_fn, settings.convention)
+        problem = _problem(self, net, x, feats, targets, index, score_fn, settings.convention)
         init = initial_logits(targets.shape[0], self.nb_premises_at_startup, feats.shape[1],
                               self.seed, self.device)
-        run = OptimizationRun.start(problem, init,
-                                    adam_factory(settings.lr, self.lr_schedule, settings.steps),
-                                    settings.tol, settings.patience, self.max_batch)
+        make_optimizer = schedule_factory(self.schedule, settings.lr, feats, problem.size,
+                                          problem.image_of_row, self.lr_schedule, settings.steps)
+        run = OptimizationRun.start(problem, init, make_optimizer, settings.tol,
+                                    settings.patience, self.max_batch)
         return builder, run, net is self.model
 
-    def _problem(self, net: nn.Module, x: Tensor, feats: Tensor, targets: Tensor,
-                 index: Tensor, score_fn: ScoreFn, convention: str) -> Problem:
-        """The run's fixed data: images once, each (image, class) pair repeated per trajectory."""
-        p = self.nb_premises_at_startup
-        return Problem(
-            model=lambda xn: self._model(net, xn), features=feats,
-            targets=targets.repeat_interleave(p, dim=0),
-            masker=Masker(self.preprocess, x, convention, prefers_channels_last(net)),
-            score_fn=score_fn, size=(int(x.shape[-2]), int(x.shape[-1])),
-            sign=1.0 if convention == "constructive" else -1.0,
-            image_of_row=index.repeat_interleave(p, dim=0))
 
-
-def _settings(cam: OptiCAM, max_iter: Any, lr: Any, convention: Any, tol: Any, patience: Any,
-              callback: Any, cancel: Any) -> _Settings:
-    """Check the per-call overrides of ``explain`` (``None``: the explainer's own setting)."""
-    steps = cam.max_iter if max_iter is None else check_int("max_iter", max_iter, 1)
-    rate = cam.lr if lr is None else check_positive("lr", lr)
-    convention = cam.convention if convention is None else check_choice(
-        "convention", convention, CONVENTIONS)
-    tol, patience = check_tol(cam.tol if tol is _UNSET else tol,
-                              cam.patience if patience is None else patience)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
-    if cancel is not None and not hasattr(cancel, "is_set"):
-        raise TypeError(f"`cancel` must be a threading.Event, got {type(cancel).__name__}")
-    return _Settings(steps, rate, convention, tol, patience)
+def _problem(cam: OptiCAM, net: nn.Module, x: Tensor, feats: Tensor, targets: Tensor,
+             index: Tensor, score_fn: ScoreFn, convention: str) -> Problem:
+    """The run's fixed data: images once, each (image, class) pair repeated per trajectory."""
+    p = cam.nb_premises_at_startup
+    return Problem(
+        model=lambda xn: cam._model(net, xn), features=feats,
+        targets=targets.repeat_interleave(p, dim=0),
+        masker=Masker(cam.preprocess, x, convention, prefers_channels_last(net)),
+        score_fn=score_fn, size=(int(x.shape[-2]), int(x.shape[-1])),
+        sign=1.0 if convention == "constructive" else -1.0,
+        image_of_row=index.repeat_interleave(p, dim=0))
