@@ -58,7 +58,7 @@ from . import defaults
 from .bundle import ModelBundle, unpack_model
 from .checks import check_int, model_device, model_dtype, plain_tensor
 from .explainer import OptiCAM
-from .features import LayerSpec, capture, model_guard, resolve_layer
+from .features import LayerSpec, capture, layer_layout, model_guard, resolve_layer
 from .images import Preprocess, as_pixel_batch
 from .maps import channel_mean_map, minmax_normalize, resize_maps
 from .targets import Target, resolve_targets
@@ -218,6 +218,12 @@ def baseline_map(
         with model_guard(model):
             xn = pre.normalize(x).to(model_dtype(model))
             _, feats, logits = capture(model, xn, layer_name)
+            layout = None if name == "channel-mean" else layer_layout(model, xn, layer_name)
+            if layout not in (None, "nchw"):
+                raise ValueError(
+                    f"`method` {name!r} (torchcam) reads `target_layer` {layer_name!r} as "
+                    f"(B, C, h, w) maps, but its output is {layout!r}: use 'channel-mean', or "
+                    f"OptiCAM, which read token and channels-last layouts")
             classes, index = resolve_targets(target, images.shape[0], logits.shape[1],
                                              logits.argmax(dim=1))
             if name == "channel-mean":

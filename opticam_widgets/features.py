@@ -32,6 +32,7 @@ __all__ = [
     "LayerSpec",
     "capture",
     "layer_candidates",
+    "layer_layout",
     "model_guard",
     "resolve_layer",
 ]
@@ -313,6 +314,30 @@ def _maps(model: nn.Module, x: Tensor, picker: _Picker,
     if maps.shape[-2] * maps.shape[-1] <= 1:
         raise _too_small(model, x, name, (int(maps.shape[-2]), int(maps.shape[-1])), reshape)
     return maps
+
+
+def layer_layout(model: nn.Module, x: Tensor, target_layer: LayerSpec) -> str | None:
+    """The layout of a layer's own output on ``x``: ``"nchw"``, ``"nhwc"``, ``"tokens"`` or None.
+
+    For tools that read a layer's output as (B, C, h, w) themselves (the torchcam baselines).
+
+    Example:
+        >>> from torchvision.models import resnet18
+        >>> layer_layout(resnet18().eval(), torch.zeros(1, 3, 64, 64), "layer4")
+        'nchw'
+    """
+    resolved = resolve_layer(model, target_layer)
+    if resolved is None:
+        raise ValueError("`target_layer` must name a layer here, not None")
+    picker = _Picker(model, x, None)
+    handles = [resolved[1].register_forward_hook(picker.keep(*resolved))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        _remove(handles)
+    out = picker.copy
+    return None if out is None else detect_layout(out, picker.size, picker.hints, picker.module)
 
 
 def capture(model: nn.Module, x: Tensor, target_layer: LayerSpec = None,

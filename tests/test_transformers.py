@@ -219,3 +219,17 @@ def test_explainer_reshape_argument():
     with pytest.raises(ValueError, match="a callable `reshape` needs a `target_layer`"):
         OptiCAM(model, reshape=lambda t: t).explain(torch.rand(3, 224, 224))
     assert hook_count(model) == 0
+
+
+def test_torchcam_baselines_refuse_token_layers():
+    """Grad-CAM (torchcam) reads a layer as (B, C, h, w): on ViT tokens it gave 2 maps for one
+    image; now it says why, while the channel-mean baseline reads the tokens right."""
+    pytest.importorskip("torchcam")
+    from opticam_widgets.baselines import baseline_map
+
+    model = timm_model("vit_tiny_patch16_224", depth=1)
+    image = torch.rand(3, 224, 224)
+    assert baseline_map("channel-mean", model, image).shape == (1, 224, 224)
+    with pytest.raises(ValueError, match=r"`method` 'gradcam' \(torchcam\).*'blocks'.*'tokens'"):
+        baseline_map("gradcam", model, image)
+    assert hook_count(model) == 0
