@@ -29,6 +29,7 @@ __all__ = [
     "check_positive",
     "check_score",
     "check_tol",
+    "device_for_model",
     "logits_of",
     "model_device",
     "model_dtype",
@@ -218,6 +219,31 @@ def check_score(score: Any, logits: Tensor, rows: int, *, grad: bool, where: str
         raise ValueError(f"{who} for {where}; Opti-CAM needs finite scores (check the model's "
                          "dtype and weights, or the score function)")
     return score
+
+
+def device_for_model(model: nn.Module, device: Any) -> torch.device:
+    """The device to run ``model`` on: its own (``device=None``), or ``device`` if it matches.
+
+    Raises:
+        ValueError: ``device`` is not usable here, or the model's parameters are elsewhere.
+
+    Example:
+        >>> device_for_model(nn.Linear(2, 2), None)
+        device(type='cpu')
+    """
+    model_dev = model_device(model)
+    if device is None:
+        return model_dev
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = check_device(device)  # raises, naming `device`
+    if next(iter(model.parameters()), None) is not None and dev.type != model_dev.type:
+        raise ValueError(
+            f"`device` is {dev} but the model's parameters are on {model_dev}; move the "
+            f"model first (`model.to({str(dev)!r})`) or leave `device=None`"
+        )
+    return check_device(dev)
 
 
 def model_device(model: nn.Module) -> torch.device:

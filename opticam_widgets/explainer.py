@@ -48,6 +48,7 @@ from .defaults import (
 )
 from .fastmodel import inner_loop_model
 from .features import LayerSpec, capture, model_guard, resolve_layer
+from .images import as_pixel_batch
 from .layouts import Reshape, check_reshape
 from .maps import channel_mean_map, saliency_from_weights
 from .masking import Masker, prefers_channels_last
@@ -56,11 +57,10 @@ from .optimize import (
     OptimizationRun,
     Problem,
     ScoreFn,
+    adam_factory,
     initial_logits,
 )
-from .photos import as_image_batch
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
-from .schedules import SCHEDULES, schedule_factory
 from .settings import UNSET, ExplainSettings, explain_settings
 from .targets import Target, resolve_targets
 
@@ -114,9 +114,6 @@ class OptiCAM:
         reshape: The target layer's layout: ``None`` detects CNN maps, transformer tokens
             and channels-last maps (:mod:`~opticam_widgets.layouts`); or ``"nchw"``,
             ``"nhwc"``, ``"tokens"``, or a callable ``output -> (B, C, h, w)``.
-        schedule: ``"paper"`` (Adam on the logits, the default) or ``"fast"`` (experimental:
-            Adam on the map, projected onto channel weights; :mod:`~opticam_widgets.schedules`,
-            ``lr`` scales its step; see ``benchmarks/results/time_to_quality.md``).
 
     Example:
         >>> import torch
@@ -147,7 +144,6 @@ class OptiCAM:
         fold_batchnorm: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
         reshape: Reshape = None,
-        schedule: str = "paper",
     ) -> None:
         model, self.preprocess = unpack_model(model, preprocess)
         self.model = model
@@ -169,7 +165,6 @@ class OptiCAM:
         self.fold_batchnorm = fold_batchnorm
         self.max_batch = check_int("max_batch", max_batch, 1)
         self.reshape = check_reshape(reshape)
-        self.schedule = check_choice("schedule", schedule, SCHEDULES)
         self.device = device_for_model(self.model, device)
         self._layer_name: str | None = None
         if target_layer is not None:
@@ -206,7 +201,7 @@ class OptiCAM:
             >>> probs = cam.predict(image)  # doctest: +SKIP
             >>> probs.topk(5)  # doctest: +SKIP
         """
-        x = self.preprocess.resize(as_image_batch(image).to(self.device))
+        x = self.preprocess.resize(as_pixel_batch(image).to(self.device))
         with model_guard(self.model), torch.no_grad():  # works in inference mode too
             logits = check_logits(self._model(self.model, self.preprocess.normalize(x)),
                                   x.shape[0])
@@ -232,7 +227,7 @@ class OptiCAM:
             >>> cam.channel_mean(image, size=(112, 112)).shape  # doctest: +SKIP
             torch.Size([1, 112, 112])
         """
-        pixels = as_image_batch(image).to(self.device)
+        pixels = as_pixel_batch(image).to(self.device)
         full = (int(pixels.shape[-2]), int(pixels.shape[-1]))
         if size is not None and (
                 not isinstance(size, (tuple, list)) or len(size) != 2
@@ -296,7 +291,7 @@ class OptiCAM:
         settings = explain_settings(self, max_iter, lr, convention, tol, patience, callback,
                                     cancel)
         with torch.inference_mode(False):  # the loop needs autograd, even when called in it
-            pixels = plain_tensor(as_image_batch(image))
+            pixels = plain_tensor(as_pixel_batch(image))
             builder, run, on_model = self._prepare(pixels, target, settings, start)
             on_step = None if callback is None else (
                 lambda step: callback(step, builder.progress(run, step)))
@@ -327,7 +322,7 @@ class OptiCAM:
                              "(a softmax over one class); use score='logit'")
         score_fn = self.score if callable(self.score) else SCORE_FNS[self.score]
         builder = ResultBuilder(
-            pixels=pixels.detach().cpu(), features=feats,
+            pixels=pixels.detach().float().cpu(), features=feats,
             target=tuple(int(t) for t in targets.tolist()),
             image_index=tuple(int(i) for i in index.tolist()),
             original=check_score(score_fn(logits[index], targets), logits, len(targets),
@@ -338,10 +333,9 @@ class OptiCAM:
         problem = _problem(self, net, x, feats, targets, index, score_fn, settings.convention)
         init = initial_logits(targets.shape[0], self.nb_premises_at_startup, feats.shape[1],
                               self.seed, self.device)
-        make_optimizer = schedule_factory(self.schedule, settings.lr, feats, problem.size,
-                                          problem.image_of_row, self.lr_schedule, settings.steps)
-        run = OptimizationRun.start(problem, init, make_optimizer, settings.tol,
-                                    settings.patience, self.max_batch)
+        run = OptimizationRun.start(problem, init,
+                                    adam_factory(settings.lr, self.lr_schedule, settings.steps),
+                                    settings.tol, settings.patience, self.max_batch)
         return builder, run, net is self.model
 
 

@@ -34,19 +34,19 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .checks import check_score
-from .images import Preprocess
 from .maps import saliency_from_weights
+from .masking import Masker
 
-__all__ = ["SCORE_FNS", "Batch", "Masker", "OptimizationRun", "OptimizerFactory", "Problem",
-           "RunSummary", "ScoreFn", "adam_factory", "initial_logits", "prefers_channels_last"]
+__all__ = ["SCORE_FNS", "Batch", "OptimizationRun", "OptimizerFactory", "Problem", "RunSummary",
+           "ScoreFn", "adam_factory", "initial_logits"]
 
 #: ``(logits, targets) -> (N,)`` scores to maximise (constructive) or minimise (destructive).
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -64,14 +64,6 @@ def _score_probability(logits: Tensor, targets: Tensor) -> Tensor:
 
 #: The named scores of ``OptiCAM(score=...)``.
 SCORE_FNS: dict[str, ScoreFn] = {"logit": _score_logit, "probability": _score_probability}
-
-
-def prefers_channels_last(net: nn.Module) -> bool:
-    """Whether the model's first 4-D weight is laid out ``channels_last``."""
-    for p in net.parameters():
-        if p.ndim == 4:
-            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-    return False
 
 
 def adam_factory(lr: float, schedule: str | None = None, steps: int = 1) -> OptimizerFactory:
@@ -108,49 +100,6 @@ def initial_logits(rows: int, premises: int, channels: int, seed: int,
                             dtype=torch.float32).to(device)
         u.view(rows, premises, channels)[:, 1:] = noise
     return u
-
-
-class Masker:
-    """``S -> normalize(x ⊙ S)`` (or ``x ⊙ (1 − S)``), the masking of the inner loop.
-
-    For a mean/std normalisation the affine map is folded into constants once, so each step is
-    a single fused multiply-add (``addcmul``) instead of mask, subtract, scale. With
-    ``channels_last`` the masked image comes out in the layout of the model's weights, so its
-    first convolution converts nothing, forward or backward.
-    """
-
-    def __init__(self, pre: Preprocess, x: Tensor, convention: str,
-                 channels_last: bool = False) -> None:
-        self.pre, self.x, self.constructive = pre, x, convention == "constructive"
-        self.channels_last = channels_last
-        if pre.transform is None:
-            self.zero = pre.normalize(torch.zeros_like(x[:1, :, :1, :1]))  # −mean/std
-            scaled = pre.normalize(x) - self.zero  # x / std
-            if channels_last:
-                scaled = scaled.contiguous(memory_format=torch.channels_last)
-            self.scaled = scaled
-            self.full = None if self.constructive else self.zero + scaled  # (x − mean) / std
-
-    def subset(self, rows: Tensor) -> Masker:
-        """The masker of some images (one per row, repeats allowed)."""
-        out = object.__new__(Masker)
-        out.__dict__.update(self.__dict__)
-        if self.pre.transform is not None:
-            out.x = self.x[rows]
-        else:
-            layout = torch.channels_last if self.channels_last else torch.contiguous_format
-            out.scaled = self.scaled[rows].contiguous(memory_format=layout)
-            out.full = (None if self.full is None
-                        else self.full[rows].contiguous(memory_format=layout))
-        return out
-
-    def __call__(self, s: Tensor) -> Tensor:
-        """The model input (R, 3, H, W) for maps ``s`` (R, 1, H, W)."""
-        if self.pre.transform is not None:
-            return self.pre.normalize(self.x * (s if self.constructive else 1.0 - s))
-        if self.constructive:
-            return torch.addcmul(self.zero, self.scaled, s)  # (x ⊙ S − mean) / std
-        return torch.addcmul(self.full, self.scaled, s, value=-1.0)  # (x ⊙ (1 − S) − mean) / std
 
 
 @dataclass(frozen=True)
@@ -281,16 +230,23 @@ class OptimizationRun:
         """Rows of the run (pairs × trajectories)."""
         return int(self.u.shape[0])
 
-    def _batches(self) -> list[tuple[Tensor | None, Batch]]:
-        """The running rows in batches of ``max_batch`` (``None`` rows: all of them)."""
+    def _batches(self) -> Iterator[tuple[Tensor | None, Batch]]:
+        """The running rows in batches of ``max_batch`` (``None`` rows: all of them).
+
+        A one-batch run keeps its batch; otherwise each batch is gathered when it runs and
+        freed after it, so only one batch's data exists at a time.
+        """
         count = self.rows if self.active is None else int(self.active.shape[0])
         if count <= self.max_batch:
             if self.cached is None or self.cached[0] is not self.active:
                 self.cached = (self.active, self.problem.batch(self.active))
-            return [self.cached]
+            yield self.cached
+            return
+        self.cached = None
         rows = (torch.arange(self.rows, device=self.u.device) if self.active is None
                 else self.active)
-        return [(part, self.problem.batch(part)) for part in rows.split(self.max_batch)]
+        for part in rows.split(self.max_batch):
+            yield part, self.problem.batch(part)
 
     def evaluate(self, grad: bool) -> Tensor:
         """Scores of the running rows at the current ``u``; with ``grad``, their gradients too."""

@@ -10,8 +10,8 @@ from torch import nn
 
 from opticam_widgets import OptiCAM
 from opticam_widgets.images import Preprocess
+from opticam_widgets.masking import Masker
 from opticam_widgets.optimize import (
-    Masker,
     OptimizationRun,
     Problem,
     adam_factory,
