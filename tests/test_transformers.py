@@ -56,6 +56,7 @@ def pointing(shapes_data) -> dict[str, tuple[nn.Module, str, float, float]]:
     return out
 
 
+@pytest.mark.slow  # trains three tiny models (seconds each on an idle machine)
 @pytest.mark.parametrize(("name", "layer"), [("vit", "blocks"), ("channels_last", "stages")])
 def test_pointing_game_of_the_maps_features(pointing, name, layer):
     """Opti-CAM's starting map is the mean of the captured feature maps: it points at the object
@@ -67,6 +68,7 @@ def test_pointing_game_of_the_maps_features(pointing, name, layer):
     assert start >= 0.9 and start >= cnn_start - 0.1, (name, start, cnn_start)
 
 
+@pytest.mark.slow  # trains three tiny models (seconds each on an idle machine)
 def test_pointing_game_of_optimized_maps(pointing):
     cnn, channels_last, vit = (pointing[k][3] for k in ("cnn", "channels_last", "vit"))
     assert cnn >= 0.8
@@ -77,6 +79,7 @@ def test_pointing_game_of_optimized_maps(pointing):
     assert vit >= 0.5
 
 
+@pytest.mark.slow  # trains three tiny models (seconds each on an idle machine)
 def test_reading_channels_last_as_nchw_is_what_went_wrong(pointing, shapes_data):
     """The control: the same layer read the old way ((B, H, W, C) as (B, C, H, W)) misses."""
     _, _, x_test, _, boxes = shapes_data
