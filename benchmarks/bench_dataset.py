@@ -228,8 +228,9 @@ def run() -> C.Section:
 
 if __name__ == "__main__":
     section = C.run_section(run)
-    text = "# opticam-widgets — dataset engine benchmark\n\n" + C.machine_table() + "\n\n" \
-        + section.markdown()
+    mode = " — quick mode (OPTICAM_BENCH_QUICK=1: 1 iteration, small sets)" if C.QUICK else ""
+    text = f"# opticam-widgets — dataset engine benchmark{mode}\n\n" + C.machine_table() \
+        + f"\n\nLoad average at the end: {C.load_average()}\n\n" + section.markdown()
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
