@@ -48,7 +48,6 @@ from .defaults import (
 )
 from .fastmodel import inner_loop_model
 from .features import LayerSpec, capture, model_guard, resolve_layer
-from .images import as_pixel_batch
 from .layouts import Reshape, check_reshape
 from .maps import channel_mean_map, saliency_from_weights
 from .masking import Masker, prefers_channels_last
@@ -60,6 +59,7 @@ from .optimize import (
     adam_factory,
     initial_logits,
 )
+from .photos import as_image_batch
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
 from .settings import UNSET, ExplainSettings, explain_settings
 from .targets import Target, resolve_targets
@@ -201,7 +201,7 @@ class OptiCAM:
             >>> probs = cam.predict(image)  # doctest: +SKIP
             >>> probs.topk(5)  # doctest: +SKIP
         """
-        x = self.preprocess.resize(as_pixel_batch(image).to(self.device))
+        x = self.preprocess.resize(as_image_batch(image).to(self.device))
         with model_guard(self.model), torch.no_grad():  # works in inference mode too
             logits = check_logits(self._model(self.model, self.preprocess.normalize(x)),
                                   x.shape[0])
@@ -227,7 +227,7 @@ class OptiCAM:
             >>> cam.channel_mean(image, size=(112, 112)).shape  # doctest: +SKIP
             torch.Size([1, 112, 112])
         """
-        pixels = as_pixel_batch(image).to(self.device)
+        pixels = as_image_batch(image).to(self.device)
         full = (int(pixels.shape[-2]), int(pixels.shape[-1]))
         if size is not None and (
                 not isinstance(size, (tuple, list)) or len(size) != 2
@@ -291,7 +291,7 @@ class OptiCAM:
         settings = explain_settings(self, max_iter, lr, convention, tol, patience, callback,
                                     cancel)
         with torch.inference_mode(False):  # the loop needs autograd, even when called in it
-            pixels = plain_tensor(as_pixel_batch(image))
+            pixels = plain_tensor(as_image_batch(image))
             builder, run, on_model = self._prepare(pixels, target, settings, start)
             on_step = None if callback is None else (
                 lambda step: callback(step, builder.progress(run, step)))
@@ -322,7 +322,7 @@ class OptiCAM:
                              "(a softmax over one class); use score='logit'")
         score_fn = self.score if callable(self.score) else SCORE_FNS[self.score]
         builder = ResultBuilder(
-            pixels=pixels.detach().float().cpu(), features=feats,
+            pixels=pixels.detach().cpu(), features=feats,
             target=tuple(int(t) for t in targets.tolist()),
             image_index=tuple(int(i) for i in index.tolist()),
             original=check_score(score_fn(logits[index], targets), logits, len(targets),

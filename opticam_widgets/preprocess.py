@@ -106,15 +106,47 @@ class Preprocess:
     def resize(self, x: Tensor) -> Tensor:
         """Resize a pixel batch (B, 3, H, W) to :attr:`size` (no-op when ``size`` is None).
 
+        A uint8 batch (0-255) is read as ``x / 255`` and resized in bands of rows, so that no
+        float copy of a big photo is ever made; the result is the same, bit for bit, as
+        resizing ``x.float() / 255`` (the antialiased resize is separable: the horizontal pass
+        runs per band, the vertical one on the thin result).
+
         Example:
             >>> import torch
             >>> Preprocess(size=(4, 6)).resize(torch.rand(2, 3, 9, 9)).shape
             torch.Size([2, 3, 4, 6])
         """
+        if x.dtype == torch.uint8:
+            return _resize_uint8(x, self.size)
         if self.size is None or tuple(x.shape[-2:]) == self.size:
             return x
-        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=False,
-                             antialias=True).clamp_(0.0, 1.0)
+        return _interpolate(x, self.size)
+
+
+def _interpolate(x: Tensor, size: tuple[int, int]) -> Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False,
+                         antialias=True).clamp_(0.0, 1.0)
+
+
+#: Rows of a uint8 photo turned into floats at a time by :meth:`Preprocess.resize`.
+_BAND_ROWS = 256
+
+
+def _resize_uint8(x: Tensor, size: tuple[int, int] | None) -> Tensor:
+    """``resize(x.float() / 255)`` of a uint8 batch, one band of rows at a time."""
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    if size is None or (height, width) == tuple(size):
+        return x.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+    bands = []
+    for top in range(0, height, _BAND_ROWS):
+        band = x[..., top:top + _BAND_ROWS, :].to(torch.float32,
+                                                   memory_format=torch.contiguous_format)
+        band.div_(255.0)
+        bands.append(band if width == size[1] else F.interpolate(
+            band, size=(band.shape[-2], size[1]), mode="bilinear", align_corners=False,
+            antialias=True))
+    tall = torch.cat(bands, dim=-2)
+    return tall.clamp_(0.0, 1.0) if height == size[0] else _interpolate(tall, size)
 
 
 def _checked_transform(transform: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .maps import low_res_saliency, resize_maps
 from .optimize import OptimizationRun
+from .photos import as_float_pixels
 
 __all__ = ["OptiCAMProgress", "OptiCAMResult", "ResultBuilder"]
 
@@ -61,11 +62,13 @@ class OptiCAMResult:
         low_res: (N, h, w) float32 map at the features' resolution, normalised so that
             :meth:`saliency_at` of any size spans [0, 1].
         size: ``(H, W)`` of the input images.
-        pixels: (B, 3, H, W) the input images in [0, 1], kept once as given (a reference, not
-            a copy: do not modify it in place while you use the result).
+        pixels: (B, 3, H, W) the input images, kept once as given (a reference, not a copy:
+            do not modify it in place while you use the result): uint8 (0-255) for an 8-bit
+            photo (PIL image, file, uint8 array), else float32 in [0, 1].
         iterations_per_row: (N,) steps taken by each row (rows stop on their own with ``tol``).
         stopped_early: (N,) whether each row stopped on its plateau (``tol``).
-        images: (N, 3, H, W) the pixel image of each row (built from ``pixels`` on access).
+        images: (N, 3, H, W) float32 pixels in [0, 1] of each row (built from ``pixels`` on
+            access).
     """
 
     weights: Tensor
@@ -125,7 +128,7 @@ class OptiCAMResult:
         if self.pixels._version != self.pixels_version:
             raise ValueError("the input image tensor was modified in place after `explain`; "
                              "explain it again (or pass a copy, `image.clone()`)")
-        return self.pixels[torch.tensor(self.image_index, dtype=torch.long)]
+        return as_float_pixels(self.pixels[torch.tensor(self.image_index, dtype=torch.long)])
 
     def numpy(self) -> np.ndarray:
         """The maps as a float32 ndarray (N, H, W) in [0, 1]."""

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 from traitlets import HasTraits
 
@@ -265,11 +266,23 @@ class Runner:
         return callback
 
     def _metrics(self, result: OptiCAMResult) -> dict:
+        """Faithfulness at the model's input size, as the optimisation masks the image.
+
+        The image resized there (as the model sees it) masked by the map at that size: never a
+        full-size float copy of a big photo. The numbers differ from masking at full size as
+        far as the resize does not commute with the masking (``benchmarks/results/big_photo.md``).
+        """
         try:
             from ..metrics import faithfulness
 
-            return faithfulness(self.cam.model, result.images, result.saliency,
-                                list(result.target), preprocess=self.cam.preprocess)
+            pre = self.cam.preprocess
+            if pre.size is None:
+                images, maps = result.images, result.saliency
+            else:
+                rows = torch.tensor(result.image_index, dtype=torch.long)
+                images, maps = pre.resize(result.pixels[rows]), result.saliency_at(pre.size)
+            return faithfulness(self.cam.model, images, maps, list(result.target),
+                                preprocess=pre)
         except Exception as exc:  # metrics are an extra: say why they are missing
             return {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from ..images import to_pixel_tensor
+from ..photos import to_image_tensor
 from ..render import as_uint8_image
 from ..result import OptiCAMResult
 
@@ -68,7 +68,7 @@ class ImageState:
 
     #: Name shown in the image selector.
     name: str
-    #: (3, H, W) in [0, 1].
+    #: (3, H, W): uint8 (0-255) for an 8-bit photo (a view of ``rgb``), else float in [0, 1].
     pixels: Tensor
     #: uint8 (H, W, 3).
     rgb: np.ndarray
@@ -278,7 +278,7 @@ def image_name(image: Any, index: int) -> str:
 
 
 def named_pixels(images: Any) -> list[tuple[str, Tensor]]:
-    """One image or several, as ``(name, pixels (3, H, W) in [0, 1])`` pairs.
+    """One image or several, as ``(name, pixels (3, H, W))`` pairs (uint8 for 8-bit photos).
 
     Args:
         images: One image (path, PIL, ndarray, tensor (3, H, W)), a list of images (any
@@ -295,9 +295,9 @@ def named_pixels(images: Any) -> list[tuple[str, Tensor]]:
     if isinstance(images, (list, tuple)) or (isinstance(images, Tensor) and images.ndim == 4):
         if len(images) == 0:
             raise ValueError("`images` is empty; give at least one image")
-        return [(image_name(im, i), to_pixel_tensor(im, name=f"images[{i}]"))
+        return [(image_name(im, i), to_image_tensor(im, name=f"images[{i}]"))
                 for i, im in enumerate(images)]
-    return [(image_name(images, 0), to_pixel_tensor(images, name="image"))]
+    return [(image_name(images, 0), to_image_tensor(images, name="image"))]
 
 
 def check_top_k(top_k: Any) -> int:

@@ -1,0 +1,135 @@
+"""8-bit photos kept as 8 bits: the image coercion for big inputs.
+
+A 12-megapixel photo is 36 MB as uint8 and 146 MB as float32 pixels (50 megapixels: 150 MB and
+600 MB). :func:`to_image_tensor` and :func:`as_image_batch` accept exactly what
+:func:`~opticam_widgets.images.to_pixel_tensor` and
+:func:`~opticam_widgets.images.as_pixel_batch` accept, with the same checks and messages, but
+keep 8-bit sources (RGB/grey/palette PIL images and files without transparency, uint8 arrays and
+tensors) as uint8 (0-255): :meth:`~opticam_widgets.preprocess.Preprocess.resize` reads them as
+``x / 255`` without a full-size float copy, and :func:`as_float_pixels` gives the float pixels
+(exactly those of :func:`~opticam_widgets.images.to_pixel_tensor`) where they are needed.
+
+Example:
+    >>> import numpy as np
+    >>> t = to_image_tensor(np.zeros((4, 5, 3), dtype=np.uint8))
+    >>> t.dtype, tuple(t.shape), as_float_pixels(t).dtype
+    (torch.uint8, (3, 4, 5), torch.float32)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .images import MIN_SIZE, as_pixel_batch, to_pixel_tensor
+
+__all__ = ["as_float_pixels", "as_image_batch", "to_image_tensor"]
+
+#: PIL modes read as 8-bit RGB by ``convert("RGB")`` with no compositing or scaling.
+_EIGHT_BIT_MODES = ("RGB", "L", "P", "1", "CMYK", "YCbCr", "HSV")
+
+
+def _pil_uint8(img: Any) -> np.ndarray | None:
+    """(H, W, 3) uint8 of an 8-bit PIL image without transparency, else ``None``.
+
+    EXIF orientation is applied, as :func:`~opticam_widgets.images.to_pixel_tensor` does.
+    """
+    from PIL import ImageOps
+
+    if (img.mode not in _EIGHT_BIT_MODES or "transparency" in img.info or 0 in img.size
+            or "A" in img.getbands()):
+        return None
+    img = ImageOps.exif_transpose(img)
+    arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    return arr if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3 else None
+
+
+def _open_uint8(source: Any) -> np.ndarray | None:
+    """The uint8 pixels of an 8-bit image file, or ``None`` (anything else, errors included)."""
+    from PIL import Image
+
+    try:
+        with Image.open(source) as img:
+            img.load()
+            return _pil_uint8(img)
+    except Exception:  # the float path reports the error with its own message
+        return None
+
+
+def _uint8_hwc(image: Any) -> np.ndarray | None:
+    """An (H, W, 3) uint8 array of our own for an 8-bit source, else ``None``."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return _pil_uint8(image)
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image).expanduser()
+        return _open_uint8(path) if path.is_file() else None
+    if isinstance(image, (bytes, bytearray, memoryview)) and len(image) >= 4096:
+        return _open_uint8(io.BytesIO(bytes(image)))
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 \
+            and image.shape[-1] == 3 and image.shape[0] not in (1, 3):
+        return np.array(image, copy=True, order="C")
+    if isinstance(image, Tensor) and image.dtype == torch.uint8 and image.layout == torch.strided \
+            and not image.is_meta and image.device.type == "cpu" \
+            and tuple(image.shape[-3:-2]) == (3,) and image.ndim in (3, 4) \
+            and (image.ndim == 3 or image.shape[0] == 1):
+        return image.detach().reshape(image.shape[-3:]).permute(1, 2, 0).numpy().copy()
+    return None
+
+
+def to_image_tensor(image: Any, *, name: str = "image") -> Tensor:
+    """One image as a (3, H, W) tensor: uint8 (0-255) for 8-bit sources, else float32 in [0, 1].
+
+    Accepts what :func:`~opticam_widgets.images.to_pixel_tensor` accepts and raises the same
+    errors. A uint8 result is a channels-first view of an (H, W, 3) array of its own (never a
+    view of the caller's data), so ``t.permute(1, 2, 0).numpy()`` is that array, without a copy.
+
+    Example:
+        >>> import numpy as np
+        >>> to_image_tensor(np.full((2, 3, 3), 255, dtype=np.uint8)).dtype
+        torch.uint8
+    """
+    hwc = _uint8_hwc(image)
+    if hwc is None or min(hwc.shape[:2]) < MIN_SIZE:
+        return to_pixel_tensor(image, name=name)
+    with warnings.catch_warnings():  # PIL's arrays are read-only, and nothing writes to it
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(hwc).permute(2, 0, 1)
+
+
+def as_image_batch(image: Any, *, name: str = "image") -> Tensor:
+    """One image or several as (B, 3, H, W): uint8 for one 8-bit image, else float32 in [0, 1].
+
+    A batch or a list goes through :func:`~opticam_widgets.images.as_pixel_batch` (float32).
+
+    Example:
+        >>> import numpy as np
+        >>> as_image_batch(np.zeros((4, 5, 3), dtype=np.uint8)).shape
+        torch.Size([1, 3, 4, 5])
+    """
+    if isinstance(image, (Tensor, np.ndarray)) and image.ndim == 4 and image.shape[0] == 1:
+        return to_image_tensor(image[0], name=name).unsqueeze(0)
+    if isinstance(image, (list, tuple)) or (isinstance(image, (Tensor, np.ndarray))
+                                            and image.ndim == 4):
+        return as_pixel_batch(image, name=name)
+    return to_image_tensor(image, name=name).unsqueeze(0)
+
+
+def as_float_pixels(pixels: Tensor) -> Tensor:
+    """Float32 pixels in [0, 1] of a uint8 (``/ 255``) or float tensor (returned as it is).
+
+    Example:
+        >>> as_float_pixels(torch.full((1, 1), 255, dtype=torch.uint8))
+        tensor([[1.]])
+    """
+    if pixels.dtype != torch.uint8:
+        return pixels
+    return pixels.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
