@@ -47,7 +47,7 @@ def test_explain_default_model_offline(capsys, tmp_path, no_network):
     assert files == ["chelsea_285_egyptian_cat.npy", "chelsea_285_egyptian_cat.png"]
     saliency = np.load(out_dir / "chelsea_285_egyptian_cat.npy")
     assert saliency.dtype == np.float32 and saliency.shape == (300, 451)
-    assert 0.0 <= saliency.min() and saliency.max() <= 1.0 and saliency.max() == 1.0
+    assert 0.0 <= saliency.min() and 1.0 - 1e-6 <= saliency.max() <= 1.0  # float rounding
     with Image.open(out_dir / "chelsea_285_egyptian_cat.png") as png:
         assert png.size == (451, 300) and png.mode == "RGB"
         overlay = np.asarray(png)
