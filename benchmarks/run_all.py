@@ -32,6 +32,10 @@ SECTIONS = {
     "levers": "bench_levers",
     "batching": "bench_batching",
     "widget": "bench_widget_latency",
+    "time-to-quality": "bench_time_to_quality",
+    "big-photo": "bench_big_photo",
+    "dataset": "bench_dataset",
+    "explorer": "bench_explorer",
 }
 RESULTS = HERE / "results" / "performance.md"
 
