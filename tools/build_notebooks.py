@@ -626,6 +626,36 @@ then `opticam report results/` (a Markdown table and PNG figures). `engine="ray"
 one model per actor, one GPU per actor where there are GPUs, on a local instance or the cluster
 of `RAY_ADDRESS`.
 """),
+    md("""
+## Browse the maps: `OptiCAMExplorer`
+
+A grid of the maps over their images, page by page (only the page shown is drawn, from the
+store: 10,000 rows stay fast), with filters: true and predicted class (type to search the
+names), right / wrong, confidence, faithfulness (each image's drop or gain); a sort; the
+paper's AD / AI / AG of the selection with a small plot. **Click a thumbnail**: with `model=`
+it opens in a live `OptiCAMWidget` (sliders, class selector, compare, export), without it the
+stored map, large. **Export** the selection as a CSV of ids or a PNG contact sheet.
+"""),
+    code("""
+from opticam_widgets import OptiCAMExplorer
+
+explorer = OptiCAMExplorer(results, model=bundle).show()
+"""),
+    md("""
+The controls are plain widgets: click them, or set them from code. The worst maps first
+(`explorer.controls.correctness.value = "wrong"` keeps the wrong predictions):
+"""),
+    code("""
+explorer.controls.sort.value = "drop"
+explorer.controls.descending.value = True
+s = explorer.summary()
+print(s["rows"], "rows selected · AD", round(s["AD"], 1), "% · AG", round(s["AG"], 1), "%")
+"""),
+    code("""
+explorer.open(explorer.page_rows[0])  # what a click on the first thumbnail does
+explorer.detail.widget.wait()  # (a live notebook needs no wait: the map refines on screen)
+explorer.export_csv(root / "worst.csv"), explorer.contact_sheet(root / "worst.png", limit=16)
+"""),
 ]
 
 NOTEBOOKS = {
