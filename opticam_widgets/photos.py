@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,8 @@ __all__ = ["as_float_pixels", "as_image_batch", "to_image_tensor"]
 
 #: PIL modes read as 8-bit RGB by ``convert("RGB")`` with no compositing or scaling.
 _EIGHT_BIT_MODES = ("RGB", "L", "P", "1", "CMYK", "YCbCr", "HSV")
+#: Rows of a PIL image copied into the uint8 array at a time.
+_STRIP_ROWS = 512
 
 
 def _pil_uint8(img: Any) -> np.ndarray | None:
@@ -46,9 +47,15 @@ def _pil_uint8(img: Any) -> np.ndarray | None:
     if (img.mode not in _EIGHT_BIT_MODES or "transparency" in img.info or 0 in img.size
             or "A" in img.getbands()):
         return None
-    img = ImageOps.exif_transpose(img)
-    arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
-    return arr if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3 else None
+    if img.getexif().get(0x0112, 1) not in (None, 1):  # a copy only when it rotates
+        img = ImageOps.exif_transpose(img)
+    width, height = img.size
+    arr = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, _STRIP_ROWS):  # in strips: no second full-size copy on the way
+        strip = img.crop((0, top, width, min(top + _STRIP_ROWS, height)))
+        arr[top:top + _STRIP_ROWS] = np.asarray(strip if img.mode == "RGB"
+                                                else strip.convert("RGB"))
+    return arr
 
 
 def _open_uint8(source: Any) -> np.ndarray | None:
@@ -77,11 +84,16 @@ def _uint8_hwc(image: Any) -> np.ndarray | None:
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 \
             and image.shape[-1] == 3 and image.shape[0] not in (1, 3):
         return np.array(image, copy=True, order="C")
+    return None
+
+
+def _uint8_view(image: Any) -> Tensor | None:
+    """A (3, H, W) uint8 CPU tensor (or (1, 3, H, W)) as a detached view, else ``None``."""
     if isinstance(image, Tensor) and image.dtype == torch.uint8 and image.layout == torch.strided \
-            and not image.is_meta and image.device.type == "cpu" \
-            and tuple(image.shape[-3:-2]) == (3,) and image.ndim in (3, 4) \
-            and (image.ndim == 3 or image.shape[0] == 1):
-        return image.detach().reshape(image.shape[-3:]).permute(1, 2, 0).numpy().copy()
+            and not image.is_meta and image.device.type == "cpu" and image.ndim in (3, 4) \
+            and image.shape[-3] == 3 and (image.ndim == 3 or image.shape[0] == 1) \
+            and min(image.shape[-2:]) >= MIN_SIZE:
+        return image.detach().reshape(image.shape[-3:])
     return None
 
 
@@ -89,20 +101,23 @@ def to_image_tensor(image: Any, *, name: str = "image") -> Tensor:
     """One image as a (3, H, W) tensor: uint8 (0-255) for 8-bit sources, else float32 in [0, 1].
 
     Accepts what :func:`~opticam_widgets.images.to_pixel_tensor` accepts and raises the same
-    errors. A uint8 result is a channels-first view of an (H, W, 3) array of its own (never a
-    view of the caller's data), so ``t.permute(1, 2, 0).numpy()`` is that array, without a copy.
+    errors. A uint8 tensor (3, H, W) is returned as it is (a detached view, not a copy: the
+    results of :meth:`~opticam_widgets.explainer.OptiCAM.explain` refuse to be read once it is
+    modified in place); any other 8-bit source gives a channels-first view of an (H, W, 3) array
+    of its own, so ``t.permute(1, 2, 0).numpy()`` is that array, without a copy.
 
     Example:
         >>> import numpy as np
         >>> to_image_tensor(np.full((2, 3, 3), 255, dtype=np.uint8)).dtype
         torch.uint8
     """
+    view = _uint8_view(image)
+    if view is not None:
+        return view
     hwc = _uint8_hwc(image)
     if hwc is None or min(hwc.shape[:2]) < MIN_SIZE:
         return to_pixel_tensor(image, name=name)
-    with warnings.catch_warnings():  # PIL's arrays are read-only, and nothing writes to it
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        return torch.from_numpy(hwc).permute(2, 0, 1)
+    return torch.from_numpy(hwc).permute(2, 0, 1)
 
 
 def as_image_batch(image: Any, *, name: str = "image") -> Tensor:

@@ -129,7 +129,7 @@ def _interpolate(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 #: Rows of a uint8 photo turned into floats at a time by :meth:`Preprocess.resize`.
-_BAND_ROWS = 256
+_BAND_ROWS = 64
 
 
 def _resize_uint8(x: Tensor, size: tuple[int, int] | None) -> Tensor:

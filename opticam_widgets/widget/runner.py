@@ -280,7 +280,7 @@ class Runner:
                 images, maps = result.images, result.saliency
             else:
                 rows = torch.tensor(result.image_index, dtype=torch.long)
-                images, maps = pre.resize(result.pixels[rows]), result.saliency_at(pre.size)
+                images, maps = pre.resize(result.pixels)[rows], result.saliency_at(pre.size)
             return faithfulness(self.cam.model, images, maps, list(result.target),
                                 preprocess=pre)
         except Exception as exc:  # metrics are an extra: say why they are missing

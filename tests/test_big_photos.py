@@ -1,0 +1,167 @@
+"""Big photos (issue 19): the widget at display resolution, results without float copies.
+
+* the full-resolution map the widget gives (``widget.saliency``) is ``explain``'s, same settings;
+* an 8-bit photo is kept once as uint8: no result (finished or live) and no widget state holds a
+  float copy of a full-size image; uint8 resizing equals the float one bit for bit;
+* a 50-megapixel photo in the widget, with the default model, stays under Binder's 2 GB
+  (peak RSS of a subprocess).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from opticam_widgets.defaults import WIDGET_PATIENCE, WIDGET_TOL
+from opticam_widgets.explainer import OptiCAM
+from opticam_widgets.images import Preprocess, to_pixel_tensor
+from opticam_widgets.photos import as_float_pixels, as_image_batch, to_image_tensor
+from opticam_widgets.result import OptiCAMResult
+from opticam_widgets.zoo import load_default_model, sample_image
+
+ROOT = Path(__file__).resolve().parent.parent
+BINDER_MB = 2048
+
+
+def photo(width: int, height: int) -> Image.Image:
+    """``chelsea`` upscaled (bilinear) to ``width`` × ``height``, RGB."""
+    img = sample_image("chelsea")
+    img = img if isinstance(img, Image.Image) else Image.fromarray(img)
+    return img.convert("RGB").resize((width, height), Image.BILINEAR)
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_default_model()
+
+
+def full_size_floats(result: OptiCAMResult) -> list[str]:
+    """Names of the result's tensors that are float copies of a full-size image."""
+    h, w = result.size
+    found = []
+    for name, value in vars(result).items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() \
+                and value.numel() >= 3 * h * w:
+            found.append(f"{name} {tuple(value.shape)} {value.dtype}")
+    return found
+
+
+# ----------------------------------------------------------------------------- uint8 pixels
+def test_uint8_resize_equals_float_resize_bit_for_bit():
+    pre = Preprocess(size=(224, 224))
+    gen = torch.Generator().manual_seed(0)
+    for h, w in ((700, 1000), (301, 224), (224, 513), (120, 90), (224, 224)):
+        u = torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8, generator=gen)
+        assert torch.equal(pre.resize(u), pre.resize(u.float() / 255.0)), (h, w)
+        hwc_view = u[0].permute(1, 2, 0).contiguous().permute(2, 0, 1)[None]  # a photo's layout
+        assert torch.equal(pre.resize(hwc_view), pre.resize(u.float() / 255.0)), (h, w)
+    assert Preprocess(size=None).resize(u).dtype == torch.float32
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "1", "CMYK"])
+def test_eight_bit_photo_kept_as_uint8_with_the_same_pixels(mode):
+    img = photo(40, 30).convert(mode)
+    t = to_image_tensor(img)
+    assert t.dtype == torch.uint8 and tuple(t.shape) == (3, 30, 40)
+    assert torch.equal(as_float_pixels(t), to_pixel_tensor(img))
+    assert t.permute(1, 2, 0).is_contiguous()  # a view of one (H, W, 3) array: no second copy
+
+
+def test_other_sources_stay_float_and_uint8_arrays_are_copied():
+    rgba = photo(20, 10).convert("RGBA")
+    assert to_image_tensor(rgba).dtype == torch.float32  # composited onto black: not 8-bit
+    arr = np.asarray(photo(20, 10)).copy()
+    t = as_image_batch(arr)
+    arr[:] = 0  # the caller's array changes; the coerced image does not
+    assert t.dtype == torch.uint8 and int(t.max()) > 0
+    assert as_image_batch(torch.rand(2, 3, 8, 8)).dtype == torch.float32
+    with pytest.raises(ValueError, match="`image`"):
+        to_image_tensor(np.zeros((5, 1, 3), dtype=np.uint8))  # too small: the usual message
+
+
+# ----------------------------------------------------------------------------- results
+def test_explain_keeps_the_photo_once_as_uint8_and_gives_the_same_map(bundle):
+    img = photo(800, 600)
+    cam = OptiCAM(bundle, max_iter=3)
+    live: list[OptiCAMResult] = []
+    r8 = cam.explain(img, callback=lambda step, p: live.append(p.result()))
+    r32 = cam.explain(to_pixel_tensor(img))
+    assert r8.pixels.dtype == torch.uint8 and r8.size == (600, 800)
+    for result in [r8, *live]:
+        assert full_size_floats(result) == [], full_size_floats(result)
+        assert result.pixels.data_ptr() == r8.pixels.data_ptr()  # one image for every result
+    assert torch.equal(r8.low_res, r32.low_res)
+    assert torch.equal(r8.saliency, r32.saliency)
+    assert torch.equal(r8.images, r32.images)
+    assert torch.equal(cam.predict(img), cam.predict(to_pixel_tensor(img)))
+
+
+def test_widget_full_resolution_map_is_explains(bundle):
+    from opticam_widgets.widget import OptiCAMWidget
+
+    img = photo(640, 480)
+    with contextlib.redirect_stdout(io.StringIO()):
+        widget = OptiCAMWidget(bundle)
+        widget.controls.iterations.value = 3
+        widget.show(img, run=False)
+    try:
+        result = widget.run(blocking=True)
+        state = widget.images[0]
+        assert state.pixels.dtype == torch.uint8  # the widget's one copy of the photo
+        assert np.shares_memory(state.pixels.numpy(), state.rgb)
+        assert full_size_floats(result) == []
+        assert widget.metrics is not None and "error" not in widget.metrics
+        expected = OptiCAM(bundle).explain(
+            img, widget.target, max_iter=3, lr=widget.controls.lr.value,
+            convention=widget.controls.convention.value, tol=WIDGET_TOL,
+            patience=WIDGET_PATIENCE)
+        assert widget.saliency.shape == (480, 640)
+        np.testing.assert_allclose(widget.saliency, expected.numpy()[0], rtol=0, atol=1e-6)
+        shown = widget.canvas.saliency  # what the canvas draws: the same map at its size
+        np.testing.assert_allclose(shown, expected.saliency_at(shown.shape).numpy()[0],
+                                   rtol=0, atol=1e-6)
+    finally:
+        widget.close()
+
+
+# ----------------------------------------------------------------------------- memory
+CHILD = """
+import contextlib, io, json, resource, sys
+import torch
+torch.set_num_threads(2)
+from PIL import Image
+from opticam_widgets.zoo import load_default_model, sample_image
+from opticam_widgets.widget import OptiCAMWidget
+img = sample_image("chelsea")
+img = img if isinstance(img, Image.Image) else Image.fromarray(img)
+img = img.convert("RGB").resize((8660, 5773), Image.BILINEAR)
+with contextlib.redirect_stdout(io.StringIO()):
+    widget = OptiCAMWidget(load_default_model())
+    widget.controls.iterations.value = 3
+    widget.show(img, run=False)
+    result = widget.run(blocking=True)
+    full = widget.saliency  # the full-resolution map, on demand (200 MB of float32)
+    ok = full.shape == (5773, 8660) and widget.metrics is not None
+    widget.close()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"peak_mb": peak, "ok": bool(ok)}))
+"""
+
+
+def test_fifty_megapixel_photo_in_the_widget_stays_under_binders_2_gb():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
+                         text=True, timeout=600, check=True)
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["ok"]
+    assert answer["peak_mb"] < BINDER_MB, answer
