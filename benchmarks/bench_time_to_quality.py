@@ -1,0 +1,198 @@
+"""Time to quality (issue 17): ``schedule="fast"`` against the paper's default run.
+
+For each model and sample photo, the paper's run (Adam, lr 0.2, ``u = 0``, 100 iterations) and
+the fast schedule (``OptiCAM(schedule="fast")``, same lr and start, ``FAST_ITERS`` iterations)
+run side by side in this process, one after the other per photo (the order alternates). The
+bar is 95% of the paper run's 100-iteration gain over iteration 0. For each run we report the
+passes (scored iterates, iteration 0 included; each is one forward+backward of the model, the
+fast schedule's own work per step is in its time) and the wall time until its best score
+reaches the bar, the ratio of those times (fast ÷ paper), the final score, and AD/AI/AG
+(:func:`opticam_widgets.metrics.faithfulness`) of each run's map.
+
+Goal (issue 17): fast ÷ paper time to the bar ≤ 1/3 in median over the photos and ≤ 1/2 on
+every photo, on the default model and on ResNet-50, with AD/AI/AG no worse.
+
+Models: the embedded default model (EfficientNet-Lite0, ImageNet weights) and torchvision
+ResNet-50 with random weights (no pretrained ResNet-50 is available offline; as elsewhere in
+``benchmarks/``, it measures the optimisation, not what a trained ResNet-50 sees).
+
+Run alone: ``python benchmarks/bench_time_to_quality.py`` (writes
+``benchmarks/results/time_to_quality.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import common as C
+from torch import Tensor
+
+PAPER_ITERS = 100
+FAST_ITERS = 40
+FRACTION = 0.95
+RESULTS = Path(__file__).resolve().parent / "results" / "time_to_quality.md"
+
+
+@dataclass
+class Run:
+    """One explain call: per scored iterate, (elapsed s, best score so far); its map."""
+
+    steps: list[tuple[float, float]] = field(default_factory=list)
+    saliency: Tensor | None = None
+    final: float = math.nan
+    total: float = 0.0
+
+    def reach(self, bar: float) -> tuple[float, float]:
+        """(passes, seconds) until the best score first reaches ``bar``; inf when never."""
+        for i, (elapsed, best) in enumerate(self.steps):
+            if best >= bar:
+                return float(i + 1), elapsed
+        return math.inf, math.inf
+
+
+def explain(cam: Any, image: Any) -> Run:
+    """Run ``cam`` on ``image``, tracing the best score per scored iterate."""
+    run = Run()
+
+    def callback(_step: int, progress: Any) -> None:
+        run.steps.append((progress.elapsed_s, float(progress.best_score[0])))
+
+    result = cam.explain(image, callback=callback)
+    run.saliency = result.saliency[0]
+    run.final = float(result.final_score[0])
+    run.total = result.elapsed_s
+    return run
+
+
+def faithfulness(model: Any, image: Any, run: Run) -> dict[str, float]:
+    """AD/AI/AG (percent) of one run's map."""
+    from opticam_widgets.metrics import faithfulness as metric
+
+    out = metric(model, image, run.saliency[None])
+    return {k: out[k] for k in ("AD", "AI", "AG")}
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    """A number, or ``not reached``."""
+    return "not reached" if math.isinf(value) else f"{value:.{digits}f}"
+
+
+def measure_model(title: str, model: Any, photos: dict[str, Any]) -> tuple[str, list[str]]:
+    """The per-photo table of one model; returns (markdown, notes)."""
+    from opticam_widgets.explainer import OptiCAM
+
+    paper = OptiCAM(model, max_iter=PAPER_ITERS)
+    fast = OptiCAM(model, max_iter=FAST_ITERS, schedule="fast")
+    first = next(iter(photos.values()))
+    paper.explain(first, max_iter=2)  # warm-up: the folded copy, both code paths
+    fast.explain(first, max_iter=2)
+    rows, ratios, faith = [], [], {"paper": [], "fast": []}
+    for i, (name, image) in enumerate(photos.items()):
+        order = ("paper", "fast") if i % 2 == 0 else ("fast", "paper")
+        runs = {key: explain(paper if key == "paper" else fast, image) for key in order}
+        s0 = runs["paper"].steps[0][1]
+        bar = s0 + FRACTION * (runs["paper"].final - s0)
+        (pp, pt), (fp, ft) = runs["paper"].reach(bar), runs["fast"].reach(bar)
+        ratio = ft / pt if math.isfinite(ft) else math.inf
+        ratios.append(ratio)
+        f = {key: faithfulness(model, image, runs[key]) for key in runs}
+        for key in f:
+            faith[key].append(f[key])
+        rows.append((name, f"{s0:.2f} → {runs['paper'].final:.2f}", f"{bar:.2f}",
+                     fmt(pp), fmt(1e3 * pt), fmt(fp), fmt(1e3 * ft),
+                     "—" if math.isinf(ratio) else f"{ratio:.2f}",
+                     f"{runs['fast'].final:.2f}",
+                     _faith_cell(f["paper"]), _faith_cell(f["fast"])))
+    table = C.table(["photo", "paper: iteration 0 → best of 100", "bar (95% of gain)",
+                     "paper passes", "paper ms", f"fast passes (of {FAST_ITERS + 1})",
+                     "fast ms", "time ratio fast ÷ paper", "fast final score",
+                     "paper AD / AI / AG", "fast AD / AI / AG"], rows)
+    finite = sorted(ratios)
+    med = finite[len(finite) // 2] if len(finite) % 2 else (
+        finite[len(finite) // 2 - 1] + finite[len(finite) // 2]) / 2
+    worst = max(ratios)
+    mean = {key: {m: sum(d[m] for d in v) / len(v) for m in ("AD", "AI", "AG")}
+            for key, v in faith.items()}
+    goal = med <= 1 / 3 and worst <= 1 / 2 and mean["fast"]["AD"] <= mean["paper"]["AD"] \
+        and mean["fast"]["AG"] >= mean["paper"]["AG"] and mean["fast"]["AI"] >= mean["paper"]["AI"]
+    notes = [
+        f"{title}: median time ratio {fmt(med, 2) if math.isfinite(med) else 'not reached'}, "
+        f"worst {fmt(worst, 2) if math.isfinite(worst) else 'not reached (some photo)'}; "
+        f"mean AD/AI/AG paper {_faith_cell(mean['paper'])}, fast {_faith_cell(mean['fast'])}; "
+        f"issue 17 goal (≤ 1/3 median, ≤ 1/2 worst, AD/AI/AG no worse): {C.verdict(goal)}.",
+    ]
+    return f"**{title}**\n\n{table}", notes
+
+
+def _faith_cell(f: dict[str, float]) -> str:
+    return f"{f['AD']:.1f} / {f['AI']:.0f} / {f['AG']:.1f}"
+
+
+DID_NOT_WORK = [
+    "Measured in a scratch harness (default model, the 8 sample photos, 1 thread, the engine's "
+    "own map and masking), counting passes to the same 95% bar within a budget of 40 "
+    "(30 for the map-space runs); none of these reached the bar on every photo:",
+    "Adam with a higher lr and cosine decay (lr 0.5/1/2 over 20/30/40 steps, with or without a "
+    "3-step warm-up): at most 4 of 8 photos within 40 passes (lr 1.0, 40 steps, warm-up), "
+    "typically 0–2; gains at the end 0.5–1.05 of the paper's.",
+    "Adam betas (β1 0–0.95, β2 0.9/0.99), NAdam, Adamax, an lr ramp 0.2 → 1.0: plateau at "
+    "0.8–1.0 of the gain at 40 passes; best (lr 0.4, β2 0.99) 5 of 8.",
+    "A warm start along the first gradient (u = c·g₀/std, c = 1 or 2) then Adam lr 0.4: 3 and "
+    "1 of 8 within 40 passes.",
+    "Exponentiated gradient / mirror descent on the simplex (u += η·∇_w/‖∇_w‖): 0–1 of 8; Rprop "
+    "(0.2–0.5, η+ 1.2–1.5): 0–4 of 8; L-BFGS with a strong-Wolfe line search: 0 of 8 (gain "
+    "0.4–0.7 at 40 passes).",
+    "Extrapolating the Adam path (u ← c·u_t, c = 1–8): at t = 5–10 it adds at most 0.1 of the "
+    "gain, at t = 15–20 it loses score beyond c ≈ 2 — the path curves.",
+    "Coarse-to-fine (the loop at 96–128 px input, then 224): a pass costs 0.37–0.54× at 96–128 "
+    "px (not 0.2–0.3×) and the low-resolution optimum does not carry over (gain 0.1–0.8 after 20 "
+    "full passes).",
+    "Adam on the map itself, unconstrained (not an Opti-CAM map): reaches the bar in 8–23 passes "
+    "on all 8 photos — this is what the fast schedule keeps, projecting each step back onto "
+    "channel weights. Projection variants that did worse: a damped Gauss–Newton step in u "
+    "(0 of 8 in 40), a dense projected-gradient fit warm-started at the current weights (2 of "
+    "8 in 30), non-negative least squares restricted to 256 candidate channels (1 of 8), and "
+    "map-space Adam for 12 passes then Adam on u (4 of 8 in 35).",
+]
+
+
+def run() -> C.Section:
+    """The time-to-quality section (both models)."""
+    from opticam_widgets.zoo import load_default_model, sample_images
+
+    C.setup()
+    section = C.Section("Time to quality: schedule='fast' vs the paper's run (issue 17)")
+    photos = sample_images()
+    if C.QUICK:
+        photos = dict(list(photos.items())[:2])
+    plans = [("Default model (EfficientNet-Lite0, ImageNet)", load_default_model()),
+             ("ResNet-50 (torchvision, random weights)", C.resnet50())]
+    for title, model in plans:
+        table, notes = measure_model(title, model, photos)
+        section.tables.append(table)
+        section.notes += notes
+    section.notes += [
+        f"Paper: Adam, lr 0.2, u = 0, {PAPER_ITERS} iterations. Fast: OptiCAM(schedule='fast'), "
+        f"lr 0.2 (map step 0.1), u = 0, {FAST_ITERS} iterations. Passes count scored iterates "
+        "(iteration 0 included); times are from the call's start (the fast schedule's "
+        "Jacobian, solve and projection included), both runs of a photo back to back.",
+        "AD/AI/AG: opticam_widgets.metrics.faithfulness of each run's final map (percent; AD "
+        "lower is better, AI and AG higher).",
+    ] + DID_NOT_WORK
+    return section
+
+
+def main() -> None:
+    """Run the section, print it and write ``results/time_to_quality.md``."""
+    section = C.run_section(run)
+    text = "\n".join(["# Time to quality (issue 17)", "", C.machine_table(), "",
+                      section.markdown()])
+    RESULTS.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
