@@ -52,7 +52,17 @@ def photo(width: int, height: int) -> Any:
 
 
 def peak_mb() -> float:
-    """Peak resident memory of this process so far, in MB (``ru_maxrss`` is in kB on Linux)."""
+    """Peak resident memory of this process so far, in MB.
+
+    ``VmHWM`` of ``/proc/self/status`` (reset by ``exec``); not ``ru_maxrss``, which a
+    subprocess inherits from the process that forked it.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

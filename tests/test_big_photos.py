@@ -153,7 +153,9 @@ with contextlib.redirect_stdout(io.StringIO()):
     full = widget.saliency  # the full-resolution map, on demand (200 MB of float32)
     ok = full.shape == (5773, 8660) and widget.metrics is not None
     widget.close()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+status = open("/proc/self/status").read().split("VmHWM:")  # peak RSS since exec
+peak = (float(status[1].split()[0]) if len(status) > 1
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 print(json.dumps({"peak_mb": peak, "ok": bool(ok)}))
 """
 
