@@ -56,11 +56,11 @@ from .optimize import (
     OptimizationRun,
     Problem,
     ScoreFn,
-    adam_factory,
     initial_logits,
 )
 from .photos import as_image_batch
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
+from .schedules import SCHEDULES, schedule_factory
 from .settings import UNSET, ExplainSettings, explain_settings
 from .targets import Target, resolve_targets
 
@@ -114,6 +114,9 @@ class OptiCAM:
         reshape: The target layer's layout: ``None`` detects CNN maps, transformer tokens
             and channels-last maps (:mod:`~opticam_widgets.layouts`); or ``"nchw"``,
             ``"nhwc"``, ``"tokens"``, or a callable ``output -> (B, C, h, w)``.
+        schedule: ``"paper"`` (Adam on the logits, the default) or ``"fast"`` (experimental:
+            Adam on the map, projected onto channel weights; :mod:`~opticam_widgets.schedules`,
+            ``lr`` scales its step; see ``benchmarks/results/time_to_quality.md``).
 
     Example:
         >>> import torch
@@ -144,6 +147,7 @@ class OptiCAM:
         fold_batchnorm: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
         reshape: Reshape = None,
+        schedule: str = "paper",
     ) -> None:
         model, self.preprocess = unpack_model(model, preprocess)
         self.model = model
@@ -165,6 +169,7 @@ class OptiCAM:
         self.fold_batchnorm = fold_batchnorm
         self.max_batch = check_int("max_batch", max_batch, 1)
         self.reshape = check_reshape(reshape)
+        self.schedule = check_choice("schedule", schedule, SCHEDULES)
         self.device = device_for_model(self.model, device)
         self._layer_name: str | None = None
         if target_layer is not None:
@@ -333,9 +338,10 @@ class OptiCAM:
         problem = _problem(self, net, x, feats, targets, index, score_fn, settings.convention)
         init = initial_logits(targets.shape[0], self.nb_premises_at_startup, feats.shape[1],
                               self.seed, self.device)
-        run = OptimizationRun.start(problem, init,
-                                    adam_factory(settings.lr, self.lr_schedule, settings.steps),
-                                    settings.tol, settings.patience, self.max_batch)
+        make_optimizer = schedule_factory(self.schedule, settings.lr, feats, problem.size,
+                                          problem.image_of_row, self.lr_schedule, settings.steps)
+        run = OptimizationRun.start(problem, init, make_optimizer, settings.tol,
+                                    settings.patience, self.max_batch)
         return builder, run, net is self.model
 
 
