@@ -131,7 +131,7 @@ def _changed(locator, before: np.ndarray, threshold: float = 1.0):
 
 
 def _run_finished(status) -> bool:
-    """The status line of a finished run says how it ended (written by the widget's view, messages.py)."""
+    """The status line of a finished run says how it ended (see widget/messages.py)."""
     text = status.inner_text()
     return "converged after" in text or re.search(r"· \d+ iterations ·", text) is not None
 
