@@ -191,3 +191,20 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
+
+
+def open_dashboard(browser, base: str, notebook_dir: Path, as_name: str, url_prefix: str):
+    """Open a fresh copy of the dashboard under ``url_prefix`` (``lab/tree`` or ``notebooks``),
+    run it, wait for its first run; yield ``(app, widget)``, then close the page and kernels."""
+    from pagetools import App, Widget
+
+    name = fresh_copy(notebook_dir, "dashboard.ipynb", as_name)
+    page = new_page(browser, base)
+    app = App(page, base)
+    app.open(f"{url_prefix}/{name}")
+    app.command("notebook:run-all-cells")
+    widget = Widget.find(page, timeout=180)
+    widget.wait_finished(180, "the dashboard's first run")
+    yield app, widget
+    page.context.close()
+    shutdown_kernels(base)

@@ -15,10 +15,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import fresh_copy, new_page, save_failure, shutdown_kernels
+from conftest import new_page, open_dashboard, save_failure
 from pagetools import (
     App,
-    Widget,
     click_timed,
     clipped_texts,
     install_probe,
@@ -41,16 +40,7 @@ THEMES = ("JupyterLab Light", "JupyterLab Dark")
 
 @pytest.fixture(scope="module")
 def lab(browser, lab_server, notebook_dir, artifacts):
-    name = fresh_copy(notebook_dir, "dashboard.ipynb", "lab-dashboard.ipynb")
-    page = new_page(browser, lab_server)
-    app = App(page, lab_server)
-    app.open(f"lab/tree/{name}")
-    app.command("notebook:run-all-cells")
-    widget = Widget.find(page, timeout=180)
-    widget.wait_finished(180, "the dashboard's first run")
-    yield app, widget
-    page.context.close()
-    shutdown_kernels(lab_server)
+    yield from open_dashboard(browser, lab_server, notebook_dir, "lab-dashboard.ipynb", "lab/tree")
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import fresh_copy, new_page, save_failure, shutdown_kernels
+from conftest import open_dashboard, save_failure
 from pagetools import (
     WIDGET_FAILURES,
-    App,
-    Widget,
     clipped_texts,
     colormap_fraction,
     shot,
@@ -26,16 +24,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 def nb7(browser, lab_server, notebook_dir, artifacts):
-    name = fresh_copy(notebook_dir, "dashboard.ipynb", "nb7-dashboard.ipynb")
-    page = new_page(browser, lab_server)
-    app = App(page, lab_server)
-    app.open(f"notebooks/{name}")
-    app.command("notebook:run-all-cells")
-    widget = Widget.find(page, timeout=180)
-    widget.wait_finished(180, "the dashboard's first run")
-    yield app, widget
-    page.context.close()
-    shutdown_kernels(lab_server)
+    yield from open_dashboard(browser, lab_server, notebook_dir, "nb7-dashboard.ipynb", "notebooks")
 
 
 @pytest.fixture(autouse=True)
