@@ -190,13 +190,17 @@ class OptiCAM:
     def _layer_spec(self) -> LayerSpec:
         return self.target_layer if self._layer_name is None else self._layer_name
 
-    def _model(self, net: nn.Module, x: Tensor) -> Tensor:
-        """``net`` on an already normalized batch, in its dtype, at the requested precision."""
+    def _model(self, net: nn.Module, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """``net`` on an already normalized batch, in its dtype, at the requested precision.
+
+        ``dtype``: the model's, when known already (the inner loop passes it, to skip a walk
+        over the parameters per step).
+        """
         if self.precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 out = net(x.contiguous(memory_format=torch.channels_last))
             return logits_of(out).float()
-        return logits_of(net(x.to(model_dtype(net))))
+        return logits_of(net(x.to(dtype or model_dtype(net))))
 
     # ------------------------------------------------------------------ public API
     def predict(self, image: Any) -> Tensor:
@@ -349,8 +353,9 @@ def _problem(cam: OptiCAM, net: nn.Module, x: Tensor, feats: Tensor, targets: Te
              index: Tensor, score_fn: ScoreFn, convention: str) -> Problem:
     """The run's fixed data: images once, each (image, class) pair repeated per trajectory."""
     p = cam.nb_premises_at_startup
+    dtype = model_dtype(net)
     return Problem(
-        model=lambda xn: cam._model(net, xn), features=feats,
+        model=lambda xn: cam._model(net, xn, dtype), features=feats,
         targets=targets.repeat_interleave(p, dim=0),
         masker=Masker(cam.preprocess, x, convention, prefers_channels_last(net)),
         score_fn=score_fn, size=(int(x.shape[-2]), int(x.shape[-1])),

@@ -96,12 +96,13 @@ def _fingerprint(model: nn.Module) -> tuple:
     and their plain attributes. In-place changes through ``.data`` bump no version:
     :func:`_content` and the logits check of every call catch those.
     """
+    modules = list(model.modules())  # one walk; each module's own tensors below
     tensors = tuple(
         (t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device)
-        for t in (*model.parameters(), *model.buffers())
+        for m in modules for t in (*m._parameters.values(), *m._buffers.values())
+        if t is not None
     )
-    modules = tuple((id(m), type(m), _plain_attributes(m)) for m in model.modules())
-    return tensors, modules
+    return tensors, tuple((id(m), type(m), _plain_attributes(m)) for m in modules)
 
 
 def _ramp(n: int, device: torch.device) -> Tensor:
