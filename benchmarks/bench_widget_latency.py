@@ -4,8 +4,9 @@ The widget is driven through its public API: ``OptiCAMWidget(bundle).show(img, r
 ``run(force=True)`` (what the Run button does for settings not cached yet) and ``wait()``.
 Drawing is observed by wrapping ``put_image_data`` of the heatmap layer of its ipycanvas
 ``MultiCanvas`` (``widget.canvas.canvas[1]``), which records the time of every heatmap sent to
-the browser. No browser is needed: ipycanvas serializes the image and hands it to the comm
-layer, which is a no-op without a kernel.
+the browser. No browser is needed: the bench sends each canvas's ``client_ready`` event as a
+page does, and ipycanvas serializes the image and hands it to the comm layer, which is a no-op
+without a kernel.
 
 Reported against one no-grad forward of the model (interleaved): iteration 0 needs the feature
 capture pass and the scoring pass of the channel-mean map, so ≈ 2 forwards is the floor.
@@ -45,8 +46,21 @@ class Spy:
         self.step0 = 0.0
 
 
+def page_ready(widget: Any) -> None:
+    """What a browser does when it shows the widget: each canvas sends ``client_ready``.
+
+    The widget sends nothing to a canvas no browser has created yet, so without this a
+    headless run would draw nothing and measure nothing.
+    """
+    for canvas in (widget.canvas.canvas[0], widget.canvas.canvas[1],
+                   widget.controls.score_plot):
+        canvas._handle_frontend_event(None, {"event": "client_ready"}, [])
+
+
 def attach(widget: Any) -> Spy:
-    """Wrap the heatmap layer's ``put_image_data`` and observe ``running``."""
+    """Act as the page (:func:`page_ready`), wrap the heatmap layer's ``put_image_data`` and
+    observe ``running``."""
+    page_ready(widget)
     spy = Spy()
     layer = widget.canvas.canvas[1]
     original = layer.put_image_data
