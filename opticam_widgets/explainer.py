@@ -236,6 +236,26 @@ class OptiCAM:
             >>> cam.channel_mean(image, size=(112, 112)).shape  # doctest: +SKIP
             torch.Size([1, 112, 112])
         """
+        return self.preview(image, size)[1]
+
+    def preview(self, image: Any,
+                size: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`predict` and :meth:`channel_mean` at the cost of one: one resize, one forward.
+
+        What a viewer needs to show a new image at once: its classes and the iteration-0 map.
+
+        Args:
+            image: One image or a batch, as for :meth:`explain`.
+            size: ``(H, W)`` of the maps, as for :meth:`channel_mean`.
+
+        Returns:
+            ``(probabilities, maps)``: (B, classes) and (B, H, W) float32 CPU tensors, those
+            of :meth:`channel_mean` and :meth:`predict` (computed here at the model's own
+            precision, whatever ``precision`` says).
+
+        Example:
+            >>> probs, maps = cam.preview(image, size=(112, 112))  # doctest: +SKIP
+        """
         pixels = as_image_batch(image).to(self.device)
         full = (int(pixels.shape[-2]), int(pixels.shape[-1]))
         if size is not None and (
@@ -246,9 +266,11 @@ class OptiCAM:
         x = self.preprocess.normalize(self.preprocess.resize(pixels))
         with model_guard(self.model):
             x = x.to(model_dtype(self.model))
-            self._layer_name, feats, _ = capture(self.model, x, self._layer_spec(), self.reshape)
+            self._layer_name, feats, logits = capture(self.model, x, self._layer_spec(),
+                                                      self.reshape)
         shown = full if size is None else (int(size[0]), int(size[1]))
-        return channel_mean_map(feats, shown, normalize_for=full).cpu()
+        probs = torch.softmax(check_logits(logits, x.shape[0]).float(), dim=1).cpu()
+        return probs, channel_mean_map(feats, shown, normalize_for=full).cpu()
 
     def explain(
         self,

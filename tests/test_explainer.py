@@ -238,3 +238,20 @@ def test_matmul_upsampling_equals_interpolate():
     hi = up.flatten(1).max(1).values.view(-1, 1, 1, 1)
     torch.testing.assert_close(saliency_from_weights(w, feats, (50, 61)), (up - lo) / (hi - lo),
                                atol=1e-5, rtol=0)
+
+
+def test_preview_is_predict_and_channel_mean_in_one_forward():
+    """``preview``: the classes and the iteration-0 map a viewer shows first, from one resize
+    and one forward pass, equal to :meth:`predict` and :meth:`channel_mean`."""
+    net = small_cnn()
+    calls = []
+    net.register_forward_pre_hook(lambda *_: calls.append(1))
+    cam = OptiCAM(net, preprocess={"size": (32, 32), "mean": (0.5,) * 3, "std": (0.25,) * 3})
+    img = torch.rand(2, 3, 50, 70)
+    probs, maps = cam.preview(img, size=(25, 35))
+    assert len(calls) == 1
+    assert torch.allclose(probs, cam.predict(img), atol=1e-6)
+    assert torch.equal(maps, cam.channel_mean(img, size=(25, 35)))
+    assert maps.shape == (2, 25, 35) and probs.shape == (2, net[-1].out_features)
+    with pytest.raises(ValueError, match="`size`"):
+        cam.preview(img, size=(0, 3))

@@ -538,12 +538,15 @@ def test_show_without_ipython_prints_and_runs(capsys):
     widget = OptiCAMWidget(tiny_cnn(), preprocess=SMALL)
     try:
         widget.controls.iterations.value = 3
-        explain, previews = ExplainSpy(widget), []
-        channel_mean = widget.cam.channel_mean
-        widget.cam.channel_mean = lambda *a, **k: previews.append(k) or channel_mean(*a, **k)
+        explain, previews, others = ExplainSpy(widget), [], []
+        preview = widget.cam.preview
+        widget.cam.preview = lambda *a, **k: previews.append(k) or preview(*a, **k)
+        for name in ("predict", "channel_mean"):
+            setattr(widget.cam, name, lambda *a, n=name, **k: others.append(n))
         assert widget.show(image()) is widget
-        # the iteration-0 preview: one channel-mean map at the canvas's size, no explain call
-        assert previews == [{"size": widget.canvas.size}]
+        # classes and the iteration-0 map: one preview (one resize, one forward pass) at the
+        # canvas's size, no other forward and no explain call before the run
+        assert previews == [{"size": widget.canvas.size}] and others == []
         out = capsys.readouterr().out
         assert out.startswith(f"OptiCAMWidget(model=Sequential, layer={widget.cam.layer_name},")
         widget.wait(timeout=120)

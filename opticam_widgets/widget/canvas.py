@@ -128,20 +128,29 @@ class SaliencyCanvas(HasTraits):
         """The map drawn, float32 (h, w) in [0, 1] at the drawing's size, or ``None``."""
         return self._saliency
 
-    def set_image(self, image: Any) -> None:
+    def set_image(self, image: Any) -> np.ndarray:
         """Show a new image (any size; scaled to fit) and drop the current map.
+
+        A big photo is first reduced by an integer factor (box filter), then Lanczos-resampled
+        from at least three times the drawing's size (PIL's ``reducing_gap=3``): the same
+        picture to about one grey level, several times faster than Lanczos on the whole photo.
 
         Args:
             image: uint8 (H, W, 3) or float in [0, 1] (see
                 :func:`~opticam_widgets.render.as_uint8_image`).
+
+        Returns:
+            The picture drawn, uint8 (h, w, 3) at the drawing's size.
         """
         from PIL import Image
 
         img = as_uint8_image(image)
         h, w = display_size(img.shape[0], img.shape[1], self.max_size)
         if (h, w) != img.shape[:2]:
-            resample = Image.LANCZOS if h < img.shape[0] else Image.BILINEAR
-            img = np.asarray(Image.fromarray(img).resize((w, h), resample))
+            shrink = h < img.shape[0]
+            img = np.asarray(Image.fromarray(img).resize(
+                (w, h), Image.LANCZOS if shrink else Image.BILINEAR,
+                reducing_gap=3.0 if shrink else None))
         with DRAW_LOCK:
             self._image = np.ascontiguousarray(img)
             self._saliency = self._saliency_sent = None
@@ -150,6 +159,7 @@ class SaliencyCanvas(HasTraits):
                 self.canvas.width, self.canvas.height = w, h
                 self.canvas.layout.width = f"{w}px"
             self.redraw()
+        return img
 
     def set_saliency(self, saliency: Any | None) -> None:
         """Show a map (any size, resized to the drawing) or clear it with ``None``."""

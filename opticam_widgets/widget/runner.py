@@ -29,6 +29,7 @@ from ..defaults import WIDGET_PATIENCE, WIDGET_TOL
 from ..explainer import OptiCAM
 from ..jobs import Worker, exiting
 from ..result import OptiCAMResult
+from .canvas import display_size
 from .messages import interrupted_html
 from .state import Entry, RunKey, Session
 from .view import ResultView
@@ -170,19 +171,25 @@ class Runner:
         self.worker.cancel()
         self.worker.join()
 
-    def predict(self, pixels: Tensor) -> np.ndarray:
-        """Class probabilities (C,) of one image, float64 (in this thread)."""
-        return self.cam.predict(pixels)[0].double().numpy()
+    def predict(self, pixels: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities (C,) float64 of one image and its iteration-0 map, shown size.
+
+        In this thread; one resize and one forward pass for both
+        (:meth:`~opticam_widgets.explainer.OptiCAM.preview`).
+        """
+        size = display_size(int(pixels.shape[-2]), int(pixels.shape[-1]),
+                            self.view.canvas.max_size)
+        probs, maps = self.cam.preview(pixels, size=size)
+        self.session.layer = self.cam.layer_name  # resolved by the preview, in this thread
+        return probs[0].double().numpy(), maps[0].numpy()
 
     def preview(self, key: RunKey) -> None:
-        """Compute and draw the iteration-0 (channel-mean) map of ``key`` in this thread.
-
-        One forward pass (:meth:`~opticam_widgets.explainer.OptiCAM.channel_mean`), the map
-        computed at the size the canvas shows it.
-        """
+        """Draw the iteration-0 (channel-mean) map of ``key`` (computed if not known yet)."""
         state = self.session.images[key.image]
-        state.iter0 = self.cam.channel_mean(state.pixels, size=self.view.canvas.size)[0].numpy()
-        self.session.layer = self.cam.layer_name  # resolved by channel_mean, in this thread
+        if state.iter0 is None or state.iter0.shape != self.view.canvas.size:
+            state.iter0 = self.cam.channel_mean(state.pixels,
+                                                size=self.view.canvas.size)[0].numpy()
+            self.session.layer = self.cam.layer_name  # resolved by channel_mean
         self.view.preview(state.iter0, key.convention)
 
     def _interrupted(self) -> None:

@@ -91,11 +91,12 @@ class Selection:
         self.runner.join()
         states = []
         for name, t in pixels:
-            probs = self.runner.predict(t)
+            probs, iter0 = self.runner.predict(t)
             names = self.view.names
             if names is None or len(names) != probs.shape[0]:
                 self.use_names(ClassNames.for_model(labels, probs.shape[0]))
             states.append(ImageState.from_probs(name, t, probs, top_k))
+            states[-1].iter0 = iter0
         self.load(states, run=run)
 
     def load(self, images: Sequence[ImageState], *, run: bool) -> None:
@@ -113,8 +114,10 @@ class Selection:
         """Show image ``index`` with its selected class."""
         self.session.index = index
         state = self.session.image
-        self.view.canvas.set_image(state.rgb)
-        self.comparison.panel.canvas.set_image(state.rgb)
+        shown = self.view.canvas.set_image(state.rgb)
+        # the comparison's canvas is smaller: scale down what is shown, not the whole photo
+        big = max(state.rgb.shape[:2]) > self.view.canvas.max_size
+        self.comparison.panel.canvas.set_image(shown if big else state.rgb)
         self._fill_classes(state)
         self._select(run=run)
 
