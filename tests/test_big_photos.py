@@ -26,6 +26,7 @@ from opticam_widgets.defaults import WIDGET_PATIENCE, WIDGET_TOL
 from opticam_widgets.explainer import OptiCAM
 from opticam_widgets.images import Preprocess, to_pixel_tensor
 from opticam_widgets.photos import as_float_pixels, as_image_batch, to_image_tensor
+from opticam_widgets.render import resize_map
 from opticam_widgets.result import OptiCAMResult
 from opticam_widgets.zoo import load_default_model, sample_image
 
@@ -167,3 +168,39 @@ def test_fifty_megapixel_photo_in_the_widget_stays_under_binders_2_gb():
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     assert answer["ok"]
     assert answer["peak_mb"] < BINDER_MB, answer
+
+
+def test_widget_comparison_runs_at_the_models_input_size(bundle, monkeypatch):
+    """A baseline in the comparison panel is computed, with its metrics, on the photo resized to
+    the model's input (as the widget's Opti-CAM metrics are): no full-size float copy."""
+    from opticam_widgets import baselines
+    from opticam_widgets.widget import OptiCAMWidget
+
+    seen = []
+    original = baselines.baseline_map
+
+    def spy(method, model, pixels, *args, **kwargs):
+        seen.append((tuple(pixels.shape), pixels.dtype))
+        return original(method, model, pixels, *args, **kwargs)
+
+    monkeypatch.setattr(baselines, "baseline_map", spy)
+    img = photo(1600, 1200)
+    with contextlib.redirect_stdout(io.StringIO()):
+        widget = OptiCAMWidget(bundle)
+        widget.controls.iterations.value = 2
+        widget.show(img, run=False)
+    try:
+        widget.run(blocking=True)
+        widget.controls.compare.value = "channel-mean"
+        widget.wait(timeout=300)
+        size = bundle.preprocess.size
+        assert seen == [((3, *size), torch.float32)]
+        panel = widget.compare
+        assert "AD " in panel.caption.value and "error" not in panel.caption.value.lower()
+        x = bundle.preprocess.resize(to_pixel_tensor(img)[None])[0]
+        ref = original("channel-mean", bundle.model, x, widget.target,
+                       target_layer=widget.cam.layer_name, preprocess=bundle.preprocess)
+        expected = np.clip(resize_map(ref[0].numpy(), panel.canvas.size), 0.0, 1.0)
+        np.testing.assert_allclose(panel.canvas.saliency, expected, rtol=0, atol=1e-5)
+    finally:
+        widget.close()

@@ -84,8 +84,11 @@ def compute_baseline(method: str, model: nn.Module, pixels: Tensor, target: int,
         cancel: Set it to abort at the next forward pass (raises :class:`Cancelled`).
 
     Returns:
-        ``(map (H, W) float32 in [0, 1], metrics dict)``; the dict holds ``"error"`` when the
-        metrics could not be computed.
+        ``(map float32 in [0, 1], metrics dict)``; the dict holds ``"error"`` when the
+        metrics could not be computed. With a fixed model input size the map and the metrics
+        are computed on the image resized to it, as the model sees it and as the widget
+        computes Opti-CAM's metrics (a fair comparison, and no full-size float copy of a big
+        photo); the canvas scales the map to the drawing.
 
     Raises:
         ImportError: The method needs torchcam and it is not installed.
@@ -93,6 +96,8 @@ def compute_baseline(method: str, model: nn.Module, pixels: Tensor, target: int,
     """
     from ..baselines import baseline_map
 
+    if getattr(preprocess, "size", None) is not None:
+        pixels = preprocess.resize(pixels[None])[0]
     with interruptible(model, cancel):
         saliency = baseline_map(method, model, pixels, target, target_layer=layer,
                                 preprocess=preprocess)
