@@ -1,12 +1,12 @@
 """explain_dataset: the local engine, the Parquet store, resume, rebuilt maps, bad sources.
 
 One run of the default model over a folder of 24 images (the 8 sample photos, crops and flips,
-plus one unreadable file) is shared by the tests of this module; the Ray engine's test is in
-test_dataset_ray.py.
+plus one unreadable file) is shared by the tests of this module, the Ray engine's included.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
@@ -239,23 +239,57 @@ def test_figure_and_report(local_run, tmp_path):
     assert parse_target("top3") == ("top", 3) and parse_target("true") == "true"
 
 
+class PhotoDataset(torch.utils.data.Dataset):
+    """A torch ``Dataset`` of ``(tensor, label)`` pairs (labels by name, as ImageFolder's)."""
+
+    def __init__(self, photos: list) -> None:
+        self.photos = photos
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        return to_pixel_tensor(self.photos[i]), "Egyptian cat" if i == 0 else "tripod"
+
+
+def assert_same_results(a, b) -> None:
+    """Identical tables (float tolerance) and maps/weights of two runs."""
+    pd.testing.assert_frame_equal(a.table.drop(columns=["map"]), b.table.drop(columns=["map"]),
+                                  check_exact=False, rtol=1e-5, atol=1e-6)
+    for i in a.table.index[a.table["error"].isna()]:
+        assert np.abs(a.saliency(i) - b.saliency(i)).max() < 1e-5
+        assert np.abs(a.weights(i) - b.weights(i)).max() < 1e-6
+
+
 def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, bundle, folder,
                                                              tmp_path):
+    """Folder, torch ``Dataset`` (fetched in Ray's tasks) and a generator of in-memory images
+    (windows of ``shard_size`` images): the local engine's rows, shards and maps."""
     ray = pytest.importorskip("ray")
+    photos = [sample_images()[k] for k in ("chelsea", "camera", "coffee")]
+    small = {**SETTINGS, "batch_size": 2, "shard_size": 2}
     assert not ray.is_initialized()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray's workers unpickle PhotoDataset by importing this module (a class defined in a
+    # notebook travels by value): they need the tests folder on their path
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                         os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
         res = explain_dataset(bundle, folder, tmp_path / "ray", engine="ray", **SETTINGS)
         assert ray.is_initialized()  # a Ray the caller started is left running
         assert ray.data.read_parquet(str(res.out)).count() == 25  # Ray reads the store
+        ray_sources = [explain_dataset(bundle, src, tmp_path / f"ray{i}", engine="ray", **small)
+                       for i, src in enumerate((PhotoDataset(photos), iter(photos)))]
     finally:
         ray.shutdown()
-    a, b = local_run.table, res.table
-    pd.testing.assert_frame_equal(a.drop(columns=["map"]), b.drop(columns=["map"]),
-                                  check_exact=False, rtol=1e-5, atol=1e-6)
-    for i in a.index[a["error"].isna()]:
-        assert np.abs(local_run.saliency(i) - res.saliency(i)).max() < 1e-5
-        assert np.abs(local_run.weights(i) - res.weights(i)).max() < 1e-6
+    assert_same_results(local_run, res)
+    local_sources = [explain_dataset(bundle, src, tmp_path / f"local{i}", **small)
+                     for i, src in enumerate((PhotoDataset(photos), iter(photos)))]
+    for a, b in zip(local_sources, ray_sources):
+        assert_same_results(a, b)
+        assert len(b.table) == 3 and len(list(b.out.glob("*.parquet"))) == 2  # 2 + 1 rows
+    assert ray_sources[0].table["true_name"].tolist() == ["Egyptian cat", "tripod", "tripod"]
 
 
 def test_cli_explain_dataset_and_report(folder, tmp_path, capsys):

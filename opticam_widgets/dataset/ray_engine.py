@@ -1,9 +1,10 @@
 """The Ray engine: Ray Data decodes in tasks and explains in an actor pool, one model per actor.
 
-The pipeline per window of ``shard_size`` images::
+The pipeline (one for a folder, a list of paths or a torch ``Dataset``; one per window of
+``shard_size`` images for a stream of in-memory images)::
 
     from_items(batches of items) -> map(decode, tasks) -> map_batches(explain, actor pool)
-                                  -> rows back to the driver -> one shard (atomic, same schema)
+                                  -> rows back to the driver -> shards (atomic, same schema)
 
 Each input row of Ray Data is one whole batch of images, so every engine optimizes exactly the
 same batches and writes the same rows; the driver writes the shards, so resume and the store's
@@ -103,9 +104,13 @@ class _ExplainActor:
         return {"rows": np.array(out, dtype=object), "images": np.array(counts)}
 
 
-def _windows(source: Source, skip: set[str], batch_size: int, window: int
+def _windows(source: Source, skip: set[str], batch_size: int, window: int | None
              ) -> Iterator[list[list[tuple[Any, Item]]]]:
-    """Batches of ``(image or None, item)``, grouped in windows of about ``window`` images."""
+    """Batches of ``(image or None, item)``, in windows of about ``window`` images.
+
+    ``window=None``: one window (an indexed source: its items are paths or indices, which
+    the decode tasks fetch, so the whole list is small).
+    """
     if source.items is not None:
         pairs: Iterator[tuple[Any, Item]] = ((None, it) for it in source.items
                                              if it.id not in skip)
@@ -118,7 +123,7 @@ def _windows(source: Source, skip: set[str], batch_size: int, window: int
         if len(current) == batch_size:
             batches.append(current)
             current = []
-            if len(batches) * batch_size >= window:
+            if window is not None and len(batches) * batch_size >= window:
                 yield batches
                 batches = []
     if current:
@@ -173,23 +178,32 @@ def run_ray(model: Any, explainer: BatchExplainer, source: Source, store: Store,
 def _drive(ray: Any, explainer: BatchExplainer, source: Source, store: Store, skip: set[str],
            batch_size: int, shard_size: int, progress: bool, args: dict[str, Any], actors: int,
            gpus: bool, stop: AnyEvent, callback: ProgressCallback | None) -> bool:
+    """Run the pipelines and write a shard whenever ``shard_size`` rows are complete.
+
+    One Ray Data pipeline for an indexed source (each actor loads the model once); for a
+    stream of images, one per window of ``shard_size`` images (the images travel through
+    Ray's object store, so a window bounds its memory; each window starts its actors).
+    """
     total = None if source.items is None else sum(it.id not in skip for it in source.items)
+    window = None if source.items is not None else shard_size
     bar = progress_bar(total, progress)
+    rows: list[dict[str, Any]] = []
     done = 0
     try:
-        for batches in _windows(source, skip, batch_size, shard_size):
+        for batches in _windows(source, skip, batch_size, window):
             ds = _pipeline(ray, batches, explainer, source, args, actors, gpus)
-            rows: list[dict[str, Any]] = []
             for out in ds.iter_batches(batch_size=1, batch_format="numpy"):
                 if stop.is_set():
-                    store.write(rows)
                     return False
                 rows += pickle.loads(out["rows"][0])
                 done += int(out["images"][0])
                 bar.update(int(out["images"][0]))
+                if len(rows) >= shard_size:
+                    store.write(rows)
+                    rows = []
                 if callback is not None:
                     callback(done, total)
-            store.write(rows)
         return True
     finally:
+        store.write(rows)  # complete rows only; no-op when empty
         bar.close()
