@@ -193,9 +193,13 @@ def run() -> C.Section:
         "provably holds the extremes of the bilinear upsampling, normalizes the 7 × 7 map, then "
         "upsamples it with two matmuls; the masked image is one `addcmul` in the model's weight "
         "layout. No reduction or scaling over the 224 × 224 pixels, forward or backward.",
-        "Fixed overhead = t(explain, T1) − T1 × per-iteration: the feature-capture forward (no "
-        "grad), the final scoring pass of step T (no grad) and building the result; expected "
-        "≈ 2 no-grad forwards (the folded copy is built once per model and cached).",
+        "Fixed overhead = t(explain, T1) − T1 × per-iteration: the feature-capture forward of "
+        "the model as given (no grad; its hook clones the layer's output), the staleness check "
+        "of the folded copy (one no-grad forward of the copy, compared with the capture's "
+        "logits, plus a fingerprint and a weighted sum of the weights: issue 13 asks for it on "
+        "every call), the final scoring pass of step T (no grad) and building the result; "
+        "expected ≈ 3–3.5 no-grad forwards (the folded copy is built once per model and cached"
+        "; before the staleness check: ≈ 2).",
     ]
     return section
 
