@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .colorspace import lab_to_rgb, to_srgb
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, coerce_preprocess
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageFileNotFoundError", "ImageLike", "Preprocess",
@@ -80,37 +81,25 @@ def _from_wide_pil(img: Any, name: str) -> np.ndarray:
     return arr[..., None] / 65535.0
 
 
-def _lab_to_rgb(img: Any, name: str) -> Any:
-    """An RGB image from a CIE L*a*b* one, with littlecms (D50, the ICC convention)."""
-    from PIL import ImageCms
-
-    try:
-        lab = ImageCms.createProfile("LAB")
-        srgb = ImageCms.createProfile("sRGB")
-        return ImageCms.applyTransform(img, ImageCms.buildTransform(lab, srgb, "LAB", "RGB"))
-    except (ImageCms.PyCMSError, OSError, ValueError) as exc:  # pragma: no cover - no lcms
-        raise ValueError(f"`{name}` is a LAB image and this Pillow cannot convert it ({exc}); "
-                         "convert it to RGB first (e.g. skimage.color.lab2rgb)") from None
-
-
 def _from_pil(img: Any, name: str) -> np.ndarray:
     """Return a float32 (H, W, 3) array in [0, 1] from a PIL image of any mode.
 
     EXIF orientation is applied. Transparent images are composited onto black (Opti-CAM's
     baseline). 16-bit and 32-bit integer images ("I;16", "I") are read as 16-bit data
     (0-65535; all values in 0-255 is ambiguous and refused); float images ("F") must already
-    hold values in [0, 1]; "LAB" is converted by littlecms; other modes by Pillow.
+    hold values in [0, 1]; "LAB" and embedded ICC profiles are converted by littlecms
+    (:mod:`~opticam_widgets.colorspace`); other modes by Pillow.
     """
     from PIL import ImageOps
 
     if 0 in img.size:
         raise ValueError(f"`{name}` is empty ({img.size[0]}×{img.size[1]} pixels)")
-    img = ImageOps.exif_transpose(img)
+    img = to_srgb(ImageOps.exif_transpose(img))  # an embedded colour profile applied
     mode = img.mode
     if mode in _SIXTEEN_BIT_MODES or mode == "F":
         return np.repeat(_from_wide_pil(img, name), 3, axis=-1)
     if mode == "LAB":
-        img, mode = _lab_to_rgb(img, name), "RGB"
+        img, mode = lab_to_rgb(img, name), "RGB"
     if mode in ("RGBa", "La"):  # premultiplied alpha: the colour is composited onto black
         arr = np.asarray(img, dtype=np.float32)[..., :-1] / 255.0
         return np.repeat(arr, 3, axis=-1) if mode == "La" else arr

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .colorspace import to_srgb
 from .images import MIN_SIZE, as_pixel_batch, to_pixel_tensor
 
 __all__ = ["as_float_pixels", "as_image_batch", "to_image_tensor"]
@@ -49,6 +50,7 @@ def _pil_uint8(img: Any) -> np.ndarray | None:
         return None
     if img.getexif().get(0x0112, 1) not in (None, 1):  # a copy only when it rotates
         img = ImageOps.exif_transpose(img)
+    img = to_srgb(img)  # an embedded colour profile other than sRGB applied (a copy then)
     width, height = img.size
     arr = np.empty((height, width, 3), dtype=np.uint8)
     for top in range(0, height, _STRIP_ROWS):  # in strips: no second full-size copy on the way

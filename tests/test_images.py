@@ -635,3 +635,55 @@ def test_wide_arrays_and_tensors_follow_the_same_rules_as_pil():
             to_pixel_tensor(bad)
         with pytest.raises(ValueError, match=r"`image` values must lie in \[0, 1\]"):
             to_pixel_tensor(bad.permute(1, 2, 0).numpy())
+
+
+# ----------------------------------------------------------------------------- colour profiles
+def swapped_profile() -> bytes:
+    """An ICC profile whose red and green primaries are sRGB's green and red ("gRGB")."""
+    import struct
+
+    from PIL import ImageCms
+
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    tags = {}
+    for i in range(struct.unpack(">I", icc[128:132])[0]):
+        sig, offset, size = struct.unpack(">4sII", icc[132 + 12 * i:144 + 12 * i])
+        tags[sig] = (offset, size)
+    (r, n), (g, _) = tags[b"rXYZ"], tags[b"gXYZ"]
+    icc[r:r + n], icc[g:g + n] = icc[g:g + n], icc[r:r + n]
+    name = "sRGB".encode("utf-16-be")
+    at = bytes(icc).index(name)
+    icc[at:at + len(name)] = "gRGB".encode("utf-16-be")
+    return bytes(icc)
+
+
+def test_embedded_colour_profile_is_applied_on_every_path(tmp_path):
+    """A photo tagged with another colour space is converted to sRGB (here: red and green
+    swapped, so a pure red pixel of the photo is sRGB green), from PIL, from a file, on the
+    float and the uint8 paths; an sRGB profile changes nothing."""
+    from PIL import ImageCms
+
+    from opticam_widgets.photos import to_image_tensor
+
+    arr = np.zeros((8, 8, 3), np.uint8)
+    arr[..., 0] = 255
+    tagged = Image.fromarray(arr)
+    tagged.info["icc_profile"] = swapped_profile()
+    path = tmp_path / "tagged.png"
+    tagged.save(path, icc_profile=tagged.info["icc_profile"])
+    for source in (tagged, path):
+        for t in (to_pixel_tensor(source), to_image_tensor(source).float() / 255):
+            mean = t.float().mean(dim=(1, 2))
+            assert mean[1] > 0.95 and mean[0] < 0.05 and mean[2] < 0.05, mean
+    srgb = Image.fromarray(arr)
+    srgb.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert torch.equal(to_pixel_tensor(srgb), to_pixel_tensor(Image.fromarray(arr)))
+
+
+def test_unreadable_colour_profile_warns_and_keeps_the_pixels():
+    arr = np.full((4, 4, 3), 200, np.uint8)
+    img = Image.fromarray(arr)
+    img.info["icc_profile"] = b"not a profile"
+    with pytest.warns(UserWarning, match="colour profile could not be applied"):
+        t = to_pixel_tensor(img)
+    assert torch.allclose(t, torch.full_like(t, 200 / 255))
