@@ -182,17 +182,20 @@ class Worker:
         return job is not None and not job.done.is_set()
 
     def submit(self, fn: Callable[[threading.Event], None], name: str = "job", *,
-               cancel_previous: bool = True) -> Job:
+               cancel_previous: bool = True,
+               on_skip: Callable[[], None] | None = None) -> Job:
         """Run ``fn(cancel_event)`` in a new daemon thread, after the jobs already queued.
 
         The new thread waits for the previous job to end before calling ``fn``, and skips it if
-        it was itself cancelled meanwhile. ``fn`` must handle its own exceptions.
+        it was itself cancelled meanwhile (then calls ``on_skip()``, if given). ``fn`` and
+        ``on_skip`` must handle their own exceptions.
 
         Args:
             fn: The job; it receives its cancel event.
             name: Short description (thread name).
             cancel_previous: Cancel every unfinished job first (default); ``False`` queues the
                 job behind them.
+            on_skip: Called in the job's thread when it was cancelled before it started.
         """
         with self._lock:
             prev = self._queue_new(cancel_previous)
@@ -203,6 +206,8 @@ class Worker:
                         prev.wait()
                     if not job.cancel.is_set():
                         fn(job.cancel)
+                    elif on_skip is not None:
+                        on_skip()
                 finally:
                     _finish(job)
 

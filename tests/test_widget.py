@@ -390,6 +390,36 @@ def test_stop_button_during_a_background_run(make_widget):
     assert not widget.running and widget.controls.stop_button.disabled
 
 
+def test_stop_while_a_new_run_waits_for_the_old_one(make_widget):
+    """Run A is going; Run B (new settings) waits for A to end; Stop cancels both: B never
+    starts. The widget then says so, and shows no result of other settings as B's."""
+    model = Hooked(tiny_cnn())
+    widget = make_widget(model=model, iterations=300)
+    reached, gate = threading.Event(), threading.Event()
+    start = model.calls
+
+    def on_forward(n):
+        if n - start == 2 + 4:  # A scores step 4
+            reached.set()
+            gate.wait(60)
+
+    model.on_forward = on_forward
+    widget.run()
+    assert reached.wait(60), "run A did not start"
+    widget.controls.lr.value = 0.05  # new settings: Run B is queued behind A
+    widget.run()
+    widget.stop()
+    gate.set()
+    widget.wait(timeout=60)
+    status = widget.controls.status.value
+    assert "stopped before it started" in status and "iteration 4/300" not in status
+    assert widget.result is None and widget.explain_count == 1
+    assert not widget.running and widget.controls.stop_button.disabled
+    model.on_forward = None
+    widget.controls.iterations.value = 3
+    assert widget.run(blocking=True).iterations == 3  # usable again
+
+
 def test_new_run_cancels_the_old_one(make_widget):
     model = Hooked(tiny_cnn())
     widget = make_widget(model=model, iterations=300)

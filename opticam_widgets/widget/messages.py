@@ -26,6 +26,7 @@ __all__ = [
     "interrupted_html",
     "label_html",
     "metrics_html",
+    "not_started_html",
     "note_html",
     "prompt_html",
     "result_html",
@@ -112,6 +113,11 @@ def error_html(exc: BaseException) -> str:
 def interrupted_html(label: str) -> str:
     """A run interrupted by the user (Ctrl-C / the kernel's interrupt)."""
     return f"{label} · interrupted (KeyboardInterrupt); press <b>Run</b> to optimize again."
+
+
+def not_started_html(label: str) -> str:
+    """A run stopped while it waited for the previous one to end: it never started."""
+    return f"{label}: stopped before it started; press <b>Run</b> to optimize the map."
 
 
 def prompt_html(label: str) -> str:

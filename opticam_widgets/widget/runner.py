@@ -30,7 +30,7 @@ from ..explainer import OptiCAM
 from ..jobs import Worker, exiting
 from ..result import OptiCAMResult
 from .canvas import display_size
-from .messages import interrupted_html
+from .messages import interrupted_html, not_started_html
 from .state import Entry, RunKey, Session
 from .view import ResultView
 
@@ -129,7 +129,8 @@ class Runner:
             iter0 = self.session.images[key.image].iter0
             if iter0 is not None:  # first map on screen before the worker even starts
                 self.view.preview(iter0, key.convention)
-            self.worker.submit(self._reporting(job), "opticam")
+            self.worker.submit(self._reporting(job), "opticam",
+                               on_skip=lambda: self._skipped(key, serial))
             return None
         try:
             self.worker.run_here(job, "opticam")
@@ -191,6 +192,16 @@ class Runner:
                                                 size=self.view.canvas.size)[0].numpy()
             self.session.layer = self.cam.layer_name  # resolved by channel_mean
         self.view.preview(state.iter0, key.convention)
+
+    def _skipped(self, key: RunKey, serial: int) -> None:
+        """The run was stopped while it waited for the previous one: it never started.
+
+        Nothing of other settings stays on screen as its result (the canvas shows its
+        iteration-0 preview, as when Run is pressed), and the status says what happened.
+        """
+        if self._current(serial, key) and not exiting():
+            self.session.shown = None
+            self.view.status(not_started_html(self.view.label(key.target)))
 
     def _interrupted(self) -> None:
         """Ctrl-C stopped the run: say so (it is not an error of the run)."""
