@@ -16,12 +16,15 @@ depends on ``u`` only through the low-resolution normalised map ``m(u)``
    units of the map's [0, 1] range);
 3. projects the target ``clip(m + d, 0, 1)`` back onto Opti-CAM's maps: non-negative channel
    weights ``w`` and an offset ``b ≥ 0`` with ``Σ_k w_k A_k − b ≈ target`` (non-negative least
-   squares), and ``u = log(w / Σw + floor / K)``.
+   squares, :func:`nnls`, warm-started at the previous step's solution), and
+   ``u = log(w / Σw + floor / K)``.
 
 Every map scored is an Opti-CAM map (softmax weights over the channels), so the best iterate,
 the result and its weights mean what they mean with the paper's schedule. Each step costs one
-model pass, as the paper's, plus a P × P solve and a P × K non-negative least squares per row
-(small next to a pass at the usual ``h·w ≤ 14²``; it grows with the feature map's size).
+model pass, as the paper's, plus a P × K Jacobian, a P × P solve and a warm-started
+non-negative least squares per row: a few ms on one CPU thread at ``h·w = 7²``, K ≈ 1–2 k
+(about a tenth of a Lite0 pass; the weights change little per step, so the active set
+needs a few updates, not one per channel).
 How much sooner it gets there, and where it does not, is measured in
 ``benchmarks/bench_time_to_quality.py``.
 
@@ -32,7 +35,7 @@ Example:
     >>> make = schedule_factory("fast", 0.2, feats, (12, 12))
     >>> opt, sched = make(torch.zeros(1, 8, requires_grad=True))
     >>> type(opt).__name__, opt.defaults["lr"], sched
-    ('MapSpaceAdam', 0.1, None)
+    ('MapSpaceAdam', 0.12, None)
 """
 
 from __future__ import annotations
@@ -41,24 +44,28 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from .maps import low_res_saliency
 from .optimize import OptimizerFactory, adam_factory
 
-__all__ = ["FAST_MAP_STEP", "SCHEDULES", "MapSpaceAdam", "map_gradient", "map_jacobian",
-           "project_to_logits", "schedule_factory"]
+__all__ = ["FAST_BETAS", "FAST_MAP_STEP", "SCHEDULES", "WEIGHT_FLOOR", "MapSpaceAdam",
+           "map_gradient", "map_jacobian", "nnls", "project_to_logits", "projection_system",
+           "schedule_factory", "weights_to_logits"]
 
 #: Accepted values of ``OptiCAM(schedule=...)``.
 SCHEDULES = ("paper", "fast")
 #: Map step of ``schedule="fast"`` per unit of ``lr``: the default lr 0.2 moves the map by
-#: 0.1 of its range per step.
-FAST_MAP_STEP = 0.5
+#: 0.12 of its range per step.
+FAST_MAP_STEP = 0.6
+#: Adam's moment decays in map space (``schedule="fast"``): less momentum than Adam's
+#: default (0.9, 0.999); measured in ``benchmarks/results/time_to_quality.md``.
+FAST_BETAS = (0.7, 0.99)
 #: Weight floor of the projection, relative to uniform weights (``floor / K``): keeps every
-#: logit finite so that a channel left out can come back.
-WEIGHT_FLOOR = 1e-3
+#: logit finite. Small: with 1e-3 the floor's share of the map (the mean of all channels) was
+#: not negligible when the chosen channels are weak, and the projected map missed its target.
+WEIGHT_FLOOR = 1e-7
 #: Damping of the map-gradient solve, relative to the mean diagonal of ``J Jᵀ``.
 DAMPING = 1e-6
 
@@ -111,23 +118,111 @@ def map_gradient(jac: Tensor, grad_u: Tensor, damping: float = DAMPING) -> Tenso
     return g.to(jac.dtype)
 
 
-def project_to_logits(target: Tensor, features: Tensor,
-                      floor: float = WEIGHT_FLOOR) -> Tensor | None:
+def nnls(a: Tensor, target: Tensor, start: Tensor | None = None,
+         max_iter: int | None = None) -> Tensor:
+    """Non-negative least squares ``min ‖a x − target‖, x ≥ 0`` (Lawson–Hanson, warm start).
+
+    Active-set method on the columns: the passive set starts as the support of ``start`` (the
+    previous step's solution, when the target moved little: a few iterations instead of one
+    per column of the support), and each outer iteration adds the column most correlated
+    with the residual. Each iteration solves the normal equations of the passive columns
+    only (at most ``P`` of them), so it costs ``O(P·K)``, not ``O(K²)``; in torch, it runs
+    with torch's own thread setting.
+
+    Args:
+        a: (P, K) system, float64.
+        target: (P,) right-hand side.
+        start: (K,) a non-negative warm start, or ``None`` (zeros).
+        max_iter: Cap on the iterations (default ``3 K``).
+
+    Returns:
+        (K,) non-negative solution.
+
+    Example:
+        >>> a = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+        >>> nnls(a, torch.tensor([2.0, -1.0], dtype=torch.float64)).round(decimals=6).tolist()
+        [2.0, 0.0]
+    """
+    k = a.shape[1]
+    x = a.new_zeros(k) if start is None else start.clamp(min=0.0)
+    passive = x > 0
+    excluded = torch.zeros_like(passive)
+    c = a.T @ target
+    tol = 1e-10 * max(float(c.abs().max()), 1e-300)
+    iterations = 0
+    x, n = _passive_solve(a, target, x, passive)
+    iterations += n
+    while iterations < (max_iter or 3 * k):
+        support = passive.nonzero().flatten()
+        w = c - a.T @ (a[:, support] @ x[support])
+        w[passive | excluded] = -math.inf
+        j = int(w.argmax())
+        if float(w[j]) <= tol:
+            break
+        passive[j] = True
+        x, n = _passive_solve(a, target, x, passive)
+        iterations += n
+        if passive[j]:
+            excluded.zero_()
+        else:  # rounding put the column straight back: skip it until the support changes
+            excluded[j] = True
+    return x
+
+
+def _passive_solve(a: Tensor, target: Tensor, x: Tensor, passive: Tensor) -> tuple[Tensor, int]:
+    """Lawson–Hanson's inner loop: least squares on the passive columns, kept feasible.
+
+    Updates ``passive`` in place; returns the new ``x`` and the solves it took.
+    """
+    solves = 0
+    while bool(passive.any()):
+        solves += 1
+        idx = passive.nonzero().flatten()
+        cols = a[:, idx]
+        gram = cols.T @ cols
+        gram.diagonal().add_(1e-12 * float(gram.diagonal().max().clamp(min=1e-300)))
+        z = torch.linalg.solve(gram, cols.T @ target)
+        if bool((z > 0).all()):
+            return x.zero_().index_copy_(0, idx, z), solves
+        xi, neg = x[idx], z <= 0
+        gap = xi[neg] - z[neg]
+        alpha = torch.where(gap > 0, xi[neg] / gap.clamp(min=1e-300), 0.0).min()
+        xi = xi + alpha * (z - xi)
+        xi[neg & (xi <= 1e-12 * float(xi.abs().max().clamp(min=1.0)))] = 0.0
+        xi.clamp_(min=0.0)
+        x = x.zero_().index_copy_(0, idx, xi)
+        passive[idx[xi <= 0]] = False
+    return x, solves
+
+
+def projection_system(features: Tensor) -> Tensor:
+    """The (P, K + 1) system of the projection: the flattened feature maps, and ``−1`` (offset).
+
+    Example:
+        >>> projection_system(torch.ones(2, 1, 3)).shape
+        torch.Size([3, 3])
+    """
+    a = features.detach().flatten(1).double().cpu().T
+    return torch.cat([a, -a.new_ones(a.shape[0], 1)], dim=1).contiguous()
+
+
+def project_to_logits(target: Tensor, features: Tensor, floor: float = WEIGHT_FLOOR,
+                      start: Tensor | None = None) -> Tensor | None:
     """Channel logits whose Opti-CAM map is closest to ``target``, or ``None`` if none fits.
 
-    Solves ``min ‖Σ_k w_k A_k − b − target‖`` over ``w ≥ 0``, ``b ≥ 0`` (non-negative least
-    squares, Lawson–Hanson; the min-max normalisation makes the scale of ``w`` free), then
-    ``u = log(w / Σw + floor / K)``, centred. The solution is sparse (at most ``P + 1``
-    non-zero weights); the floor keeps the other channels' logits finite.
+    Solves ``min ‖Σ_k w_k A_k − b − target‖`` over ``w ≥ 0``, ``b ≥ 0`` (:func:`nnls`; the
+    min-max normalisation makes the scale of ``w`` free), then :func:`weights_to_logits`.
+    The solution is sparse (at most ``P + 1`` non-zero weights).
 
     Args:
         target: (P,) wanted map, values in [0, 1].
         features: (K, h, w) feature maps, ``P = h·w``.
         floor: Weight floor relative to uniform weights.
+        start: (K + 1,) warm start of the solver (a previous solution), or ``None``.
 
     Returns:
         (K,) logits on the features' device in ``target``'s dtype, or ``None`` when the
-        solver fails or gives all-zero weights.
+        fit gives all-zero weights.
 
     Example:
         >>> A = torch.eye(3).view(3, 3, 1)  # channel k lights pixel k
@@ -135,22 +230,23 @@ def project_to_logits(target: Tensor, features: Tensor,
         >>> torch.softmax(u, 0).argmax().item()
         1
     """
-    from scipy.optimize import nnls
+    x = nnls(projection_system(features), target.detach().double().cpu(), start)
+    logits = weights_to_logits(x[:-1], floor)
+    return None if logits is None else logits.to(device=features.device, dtype=target.dtype)
 
-    a = features.detach().flatten(1).double().cpu().numpy().T  # (P, K)
-    system = np.asfortranarray(np.concatenate([a, -np.ones((a.shape[0], 1))], axis=1))
-    try:
-        solution, _ = nnls(system, target.detach().double().cpu().numpy(),
-                           maxiter=10 * system.shape[1])
-    except (RuntimeError, ValueError):
-        return None
-    w = solution[:-1]
+
+def weights_to_logits(w: Tensor, floor: float = WEIGHT_FLOOR) -> Tensor | None:
+    """Centred logits ``log(w / Σw + floor / K)`` of non-negative weights; ``None`` if all zero.
+
+    Example:
+        >>> torch.softmax(weights_to_logits(torch.tensor([3.0, 1.0]), floor=0.0), 0)
+        tensor([0.7500, 0.2500])
+    """
     total = float(w.sum())
     if not math.isfinite(total) or total <= 0:
         return None
-    logits = np.log(w / total + floor / w.shape[0])
-    return torch.from_numpy(logits - logits.mean()).to(device=features.device,
-                                                       dtype=target.dtype)
+    logits = torch.log(w / total + floor / w.shape[0])
+    return logits - logits.mean()
 
 
 class MapSpaceAdam(torch.optim.Optimizer):
@@ -189,10 +285,16 @@ class MapSpaceAdam(torch.optim.Optimizer):
         self.size = (int(size[0]), int(size[1]))
         self.image_of_row = image_of_row
         self.floor = float(floor)
+        self._systems: dict[int, Tensor] = {}
 
-    def _features(self, row: int) -> Tensor:
-        image = row if self.image_of_row is None else int(self.image_of_row[row])
-        return self.features[image]
+    def _image(self, row: int) -> int:
+        return row if self.image_of_row is None else int(self.image_of_row[row])
+
+    def _system(self, image: int) -> Tensor:
+        """The projection system of an image, built once per run."""
+        if image not in self._systems:
+            self._systems[image] = projection_system(self.features[image])
+        return self._systems[image]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # noqa: D102
@@ -214,11 +316,12 @@ class MapSpaceAdam(torch.optim.Optimizer):
             state["m1"] = u.new_zeros(u.shape[0], pixels)
             state["m2"] = u.new_zeros(u.shape[0], pixels)
             state["t"] = [0] * u.shape[0]
+            state["x"] = [None] * u.shape[0]
         (b1, b2), m1, m2 = group["betas"], state["m1"], state["m2"]
         moving = torch.nonzero(u.grad.abs().sum(dim=1) > 0).flatten().tolist()
         for row in moving:
-            feats = self._features(row)
-            m, jac = map_jacobian(u[row], feats, self.size)
+            image = self._image(row)
+            m, jac = map_jacobian(u[row], self.features[image], self.size)
             g = map_gradient(jac, u.grad[row])
             if not bool(torch.isfinite(g).all()):
                 continue
@@ -228,9 +331,11 @@ class MapSpaceAdam(torch.optim.Optimizer):
             m2[row].mul_(b2).addcmul_(g, g, value=1 - b2)
             step = (m1[row] / (1 - b1 ** t)) / ((m2[row] / (1 - b2 ** t)).sqrt() + group["eps"])
             target = (m - group["lr"] * step).clamp_(0.0, 1.0)
-            logits = project_to_logits(target, feats, self.floor)
+            x = nnls(self._system(image), target.double().cpu(), state["x"][row])
+            logits = weights_to_logits(x[:-1], self.floor)
             if logits is not None:
-                u[row] = logits.to(u.dtype)
+                state["x"][row] = x
+                u[row] = logits.to(device=u.device, dtype=u.dtype)
 
 
 def schedule_factory(schedule: str, lr: float, features: Tensor, size: tuple[int, int],
@@ -264,7 +369,8 @@ def schedule_factory(schedule: str, lr: float, features: Tensor, size: tuple[int
                          f"{schedule!r}")
 
     def make(u: Tensor) -> tuple[torch.optim.Optimizer, Any]:
-        opt = MapSpaceAdam(u, features, size, lr=FAST_MAP_STEP * lr, image_of_row=image_of_row)
+        opt = MapSpaceAdam(u, features, size, lr=FAST_MAP_STEP * lr, betas=FAST_BETAS,
+                           image_of_row=image_of_row)
         sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
                  if lr_schedule == "cosine" else None)
         return opt, sched

@@ -17,18 +17,24 @@ from opticam_widgets.explainer import OptiCAM
 from opticam_widgets.maps import low_res_saliency
 from opticam_widgets.optimize import adam_factory
 from opticam_widgets.schedules import (
+    FAST_BETAS,
     FAST_MAP_STEP,
     MapSpaceAdam,
     map_gradient,
     map_jacobian,
+    nnls,
     project_to_logits,
+    projection_system,
     schedule_factory,
 )
 
-#: Photos where the fast schedule is tested against the paper's 100-iteration run.
-QUALITY_PHOTOS = ("chelsea", "camera")
+#: Photos where the fast schedule is tested against the paper's 100-iteration run: all eight
+#: sample photos. Measured (1 thread, this code): 7, 8, 12, 12, 11, 13, 11, 12 passes; the
+#: paper's run takes 68, 63, 54, 60, 51, 59, 54, 40 (chelsea … clock).
+QUALITY_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle", "camera", "coins",
+                  "clock")
 #: Passes within which "fast" must reach 95% of the paper run's 100-iteration gain on them.
-FAST_PASSES = 20
+FAST_PASSES = 16
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,6 +42,15 @@ def _bundle():  # noqa: ANN202 - a ModelBundle
     from opticam_widgets.zoo import load_default_model
 
     return load_default_model()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():  # noqa: ANN202 - a generator fixture
+    """One thread: these small models and 7 × 7 maps only lose to thread contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _passes_to(scores: Tensor, bar: float) -> int | None:
@@ -115,6 +130,27 @@ def test_projection_reproduces_a_reachable_map() -> None:
     assert project_to_logits(torch.zeros(9), torch.zeros(4, 3, 3)) is None
 
 
+def test_nnls_matches_scipy_and_warm_starts() -> None:
+    from scipy.optimize import nnls as scipy_nnls
+
+    gen = torch.Generator().manual_seed(6)
+    feats = torch.rand(300, 5, 5, generator=gen) ** 4  # sparse-ish, like ReLU'd features
+    a = projection_system(feats)
+    assert a.shape == (25, 301) and a.dtype == torch.float64
+    for seed in range(3):
+        target = torch.rand(25, generator=torch.Generator().manual_seed(seed), dtype=a.dtype)
+        ref, ref_residual = scipy_nnls(a.numpy(), target.numpy(), maxiter=3000)
+        x = nnls(a, target)
+        assert bool((x >= 0).all())
+        assert float((a @ x - target).norm()) == pytest.approx(ref_residual, rel=1e-6, abs=1e-9)
+        # warm start from a nearby problem's solution: the same optimum
+        moved = (target + 0.05 * torch.randn(25, generator=gen, dtype=a.dtype)).clamp(0, 1)
+        cold, warm = nnls(a, moved), nnls(a, moved, start=x)
+        assert float((a @ warm - moved).norm()) == pytest.approx(
+            float((a @ cold - moved).norm()), rel=1e-6, abs=1e-9)
+    assert not nnls(a, -torch.ones(25, dtype=a.dtype))[:-1].any()  # only the offset can help
+
+
 def test_map_space_adam_moves_only_rows_with_a_gradient() -> None:
     gen = torch.Generator().manual_seed(4)
     feats = torch.rand(2, 16, 4, 4, generator=gen)
@@ -127,7 +163,8 @@ def test_map_space_adam_moves_only_rows_with_a_gradient() -> None:
     with pytest.raises(ValueError, match="`features`"):
         MapSpaceAdam(u, torch.rand(1, 3, 2, 2), (4, 4))
     make = schedule_factory("fast", 0.2, feats, (8, 8))
-    assert make(torch.zeros(2, 16, requires_grad=True))[0].defaults["lr"] == FAST_MAP_STEP * 0.2
+    opt = make(torch.zeros(2, 16, requires_grad=True))[0]
+    assert opt.defaults["lr"] == FAST_MAP_STEP * 0.2 and opt.defaults["betas"] == FAST_BETAS
 
 
 def test_fast_runs_both_conventions_and_several_starts() -> None:
