@@ -181,8 +181,11 @@ DID_NOT_WORK = [
     "blob-shaped map where the map gradient vanishes (a local maximum of the score over the "
     "49-pixel map; the Adam step and the projected step go to zero), at 0.83–0.84 of the "
     "paper's gain; the "
-    "paper's run ends on a single channel (weight 0.994) in another basin. No step setting "
-    "tried reaches it.",
+    "paper's run ends on a single channel (weight 0.994) in another basin. No map-step "
+    "setting tried reaches it. A warm-up of paper-style Adam steps on u before the map-space "
+    "steps does (5 steps at lr 2.0: 15 passes; 8 at lr 1.0: 12 passes; 3–4 steps at lr 2–3: "
+    "not within 30), but costs the default model its worst photo: clock 21–22 passes (paper "
+    "40), all 8 photos 10–22 passes instead of 7–13.",
 ]
 
 
