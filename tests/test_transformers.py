@@ -33,10 +33,15 @@ def shapes_data() -> tuple[Tensor, Tensor, Tensor, Tensor, list[tt.Box]]:
     return x, y, x_test, y_test, boxes
 
 
-TRAINING = {  # builder, epochs, learning rate: the same data and loop for all three
-    "cnn": (tt.small_cnn, 6, 3e-3),
-    "vit": (tt.tiny_vit, 10, 2e-3),
-    "channels_last": (tt.channels_last_net, 6, 3e-3),
+# builder, epochs, learning rate, recipe: the same data and loop for all three. The ViT is trained
+# as vision transformers are (DeiT: CutMix, label smoothing 0.1); with plain cross-entropy its
+# logit sits at its LayerNorm-bounded ceiling whatever part of the image is kept, so no
+# perturbation method can localize its evidence (see tiny_transformers' docstring). CutMix
+# converges slower: 20 epochs (at 10, one seed of 7 stays at 89 % accuracy).
+TRAINING = {
+    "cnn": (tt.small_cnn, 6, 3e-3, {}),
+    "vit": (tt.tiny_vit, 20, 2e-3, {"cutmix": True, "label_smoothing": 0.1}),
+    "channels_last": (tt.channels_last_net, 6, 3e-3, {}),
 }
 
 
@@ -46,8 +51,8 @@ def pointing(shapes_data) -> dict[str, tuple[nn.Module, str, float, float]]:
     Opti-CAM's starting map (iteration 0, uniform channel weights) and of its optimized map."""
     x, y, x_test, y_test, boxes = shapes_data
     out = {}
-    for name, (build, epochs, lr) in TRAINING.items():
-        model = tt.train(build(), x, y, epochs, lr)
+    for name, (build, epochs, lr, recipe) in TRAINING.items():
+        model = tt.train(build(), x, y, epochs, lr, **recipe)
         assert tt.accuracy(model, x_test, y_test) >= 0.9, name
         cam = OptiCAM(model, preprocess=IDENTITY, max_iter=50, lr=0.1)
         result = cam.explain(x_test, target=y_test.tolist())
@@ -73,10 +78,35 @@ def test_pointing_game_of_optimized_maps(pointing):
     cnn, channels_last, vit = (pointing[k][3] for k in ("cnn", "channels_last", "vit"))
     assert cnn >= 0.8
     assert channels_last >= 0.8 and channels_last >= cnn - 0.15
-    # A ViT's score hardly depends on a soft mask's level (its LayerNorms undo a uniform
-    # dimming: 0.99 of the logit at 25 % brightness, against 0.2 for the CNN), so the
-    # optimization is less pinned to the object than a CNN's; still far above chance (~0.2).
-    assert vit >= 0.5
+    assert vit >= 0.8 and vit >= cnn - 0.1, (vit, cnn)
+
+
+def test_vit_map_matches_a_hand_computation():
+    """The engine's ViT map, by hand: the class and 2 register tokens dropped, patch tokens laid
+    out row-major on the 6 × 6 grid, and patch (i, j) made of pixels [8i:8i+8, 8j:8j+8]; then
+    ``minmax(upsample(mean_k relu(A_k)))``."""
+    model = tt.tiny_vit().eval()
+    x = torch.rand(2, 3, tt.SIZE, tt.SIZE)
+    with torch.no_grad():
+        tokens = model.blocks(model.norm_pre(model._pos_embed(model.patch_embed(x))))
+    grid = torch.relu(tokens[:, 3:]).reshape(2, 6, 6, -1).permute(0, 3, 1, 2)
+    up = nn.functional.interpolate(grid.mean(1, keepdim=True), size=(tt.SIZE, tt.SIZE),
+                                   mode="bilinear", align_corners=False)[:, 0]
+    lo, hi = up.amin((1, 2), keepdim=True), up.amax((1, 2), keepdim=True)
+    with model_guard(model):
+        name, feats, _ = capture(model, x)
+    assert name == "blocks"
+    torch.testing.assert_close(feats, grid)
+    cam = OptiCAM(model, preprocess=IDENTITY, max_iter=1)
+    torch.testing.assert_close(cam.channel_mean(x), (up - lo) / (hi - lo), atol=1e-5, rtol=0)
+
+    pixels = x[:1].clone().requires_grad_(True)
+    embedded = model.patch_embed(pixels)[0]  # (36, C), row-major
+    for i, j in [(0, 0), (0, 5), (2, 3), (5, 1)]:
+        (grad,) = torch.autograd.grad(embedded[6 * i + j].sum(), pixels, retain_graph=True)
+        expected = torch.zeros(tt.SIZE, tt.SIZE, dtype=torch.bool)
+        expected[8 * i:8 * i + 8, 8 * j:8 * j + 8] = True
+        assert torch.equal(grad[0].abs().sum(0) > 0, expected), (i, j)
 
 
 @pytest.mark.slow  # trains three tiny models (seconds each on an idle machine)

@@ -3,10 +3,23 @@
 The data set is close to the one of ``notebooks/03_your_own_model.ipynb``: a red square, a green
 disk or a blue cross at a random place on a noisy dark background (colour and shape both tell the
 class, so that tiny models learn it in a few epochs), with the shape's box known, so that a saliency
-map can be scored with the pointing game. Three models are trained the same way on the same
-data: a small CNN (the reference), a tiny timm vision transformer (token layout, with a class
-token and register tokens) and a small channels-last network (NHWC features, as timm Swin or
-ConvNeXt's MLP blocks). Everything is seeded and kept in memory; nothing is cached on disk.
+map can be scored with the pointing game. Three models are trained with the same loop on the
+same data: a small CNN (the reference), a tiny timm vision transformer (token layout, with a
+class token and register tokens) and a small channels-last network (NHWC features, as timm Swin
+or ConvNeXt's MLP blocks). Everything is seeded and kept in memory; nothing is cached on disk.
+
+The ViT is trained as vision transformers are (DeiT, timm's recipes): with CutMix and label
+smoothing (:func:`train`'s ``cutmix`` and ``label_smoothing``). With plain cross-entropy on this
+easy task it is not a faithful stand-in: its class logit, bounded by the final LayerNorm, sits at
+the same ceiling for every image (3.35 ± 0.11 on 128 test images), and keeping or dimming any
+part of the image barely moves it (the most any one 8×8 patch dimmed to half lowers it: 0.002 on
+average; the object at 25 % brightness keeps 98 % of it, against 18 % for the CNN), so neither
+Opti-CAM nor any other perturbation method can tell where its evidence is (the patch whose
+dimming lowers it most is on the object for 52 % of images; CNN: 100 %), and Opti-CAM's
+optimization, on a score flat to 1 %, drifts off the object (pointing game 0.71 over 7 seeds
+after 10 epochs, 0.65 after 20, against 0.95 for the CNN). CutMix trains the logit to follow
+how much of each image's content is kept, region by region, which is what a soft mask changes
+(pointing game 0.95 over the same 7 seeds, none below 0.9).
 """
 
 from __future__ import annotations
@@ -64,9 +77,29 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
+def _cutmix(x: Tensor, target: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """CutMix with α = 1 (timm's ``rand_bbox``): a box of each image is replaced by the same box
+    of another image of the batch, and the soft target mixed by the area actually replaced."""
+    height, width = x.shape[-2:]
+    lam = float(torch.rand((), generator=gen))  # Beta(1, 1)
+    cut_h, cut_w = int(height * (1 - lam) ** 0.5), int(width * (1 - lam) ** 0.5)
+    cy, cx = (int(torch.randint(n, (), generator=gen)) for n in (height, width))
+    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+    other = torch.randperm(len(x), generator=gen)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[other, :, y0:y1, x0:x1]
+    kept = 1.0 - (y1 - y0) * (x1 - x0) / (height * width)
+    return x, kept * target + (1.0 - kept) * target[other]
+
+
 def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int, lr: float = 3e-3,
-          seed: int = 0) -> nn.Module:
+          seed: int = 0, label_smoothing: float = 0.0, cutmix: bool = False) -> nn.Module:
     """Adam on cross-entropy, batches of 64; returns the model in eval mode.
+
+    Args:
+        label_smoothing: Weight of the uniform distribution in the targets (0.1 in DeiT).
+        cutmix: Apply CutMix (α = 1, as in DeiT) to every batch.
 
     The global RNG is saved and restored, so that a test's own seeding is not disturbed.
     """
@@ -77,7 +110,11 @@ def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int, lr: float = 3e-3,
         model.train()
         for _ in range(epochs):
             for i in torch.randperm(len(x), generator=gen).split(64):
-                loss = nn.functional.cross_entropy(model(x[i]), y[i])
+                xb, target = x[i], nn.functional.one_hot(y[i], len(CLASSES)).float()
+                if cutmix:
+                    xb, target = _cutmix(xb, target, gen)
+                target = (1.0 - label_smoothing) * target + label_smoothing / len(CLASSES)
+                loss = nn.functional.cross_entropy(model(xb), target)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
