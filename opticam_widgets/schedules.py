@@ -19,14 +19,14 @@ depends on ``u`` only through the low-resolution normalised map ``m(u)``
    squares, :func:`nnls`, warm-started at the previous step's solution), and
    ``u = log(w / Σw + floor / K)``.
 
-Every map scored is an Opti-CAM map (softmax weights over the channels), so the best iterate,
-the result and its weights mean what they mean with the paper's schedule. Each step costs one
+Every map scored is an Opti-CAM map (softmax weights over the channels). Each step costs one
 model pass, as the paper's, plus a P × K Jacobian, a P × P solve and a warm-started
-non-negative least squares per row: a few ms on one CPU thread at ``h·w = 7²``, K ≈ 1–2 k
-(about a tenth of a Lite0 pass; the weights change little per step, so the active set
-needs a few updates, not one per channel).
-How much sooner it gets there, and where it does not, is measured in
-``benchmarks/bench_time_to_quality.py``.
+non-negative least squares: a few ms on one CPU thread at ``h·w = 7²``, K ≈ 1–2 k.
+When the clipped target equals the map (a corner of the box ``[0, 1]^P`` where the score
+still pushes outward: no map step can move, e.g. ResNet-50 on "motorcycle"), the row takes,
+once, ``RESTART_STEPS`` paper-style Adam steps on ``u`` from there at ``RESTART_LR × lr``
+(Adam's per-logit steps leave the corner), then map steps again.
+Measured in ``benchmarks/bench_time_to_quality.py``.
 
 Example:
     >>> import torch
@@ -50,22 +50,24 @@ from torch import Tensor
 from .maps import low_res_saliency
 from .optimize import OptimizerFactory, adam_factory
 
-__all__ = ["FAST_BETAS", "FAST_MAP_STEP", "SCHEDULES", "WEIGHT_FLOOR", "MapSpaceAdam",
-           "map_gradient", "map_jacobian", "nnls", "project_to_logits", "projection_system",
-           "schedule_factory", "weights_to_logits"]
+__all__ = ["FAST_BETAS", "FAST_MAP_STEP", "RESTART_LR", "RESTART_STEPS", "SCHEDULES",
+           "WEIGHT_FLOOR", "MapSpaceAdam", "map_gradient", "map_jacobian", "nnls",
+           "project_to_logits", "projection_system", "schedule_factory", "weights_to_logits"]
 
 #: Accepted values of ``OptiCAM(schedule=...)``.
 SCHEDULES = ("paper", "fast")
-#: Map step of ``schedule="fast"`` per unit of ``lr``: the default lr 0.2 moves the map by
-#: 0.12 of its range per step.
+#: Map step of ``schedule="fast"`` per unit of ``lr`` (lr 0.2: 0.12 of the map's range a step).
 FAST_MAP_STEP = 0.6
 #: Adam's moment decays in map space (``schedule="fast"``): less momentum than Adam's
 #: default (0.9, 0.999); measured in ``benchmarks/results/time_to_quality.md``.
 FAST_BETAS = (0.7, 0.99)
 #: Weight floor of the projection, relative to uniform weights (``floor / K``): keeps every
-#: logit finite. Small: with 1e-3 the floor's share of the map (the mean of all channels) was
-#: not negligible when the chosen channels are weak, and the projected map missed its target.
+#: logit finite (1e-3 was too large: the projected map missed its target on ResNet-50).
 WEIGHT_FLOOR = 1e-7
+#: Escape of a stalled row: Adam steps on ``u`` at ``RESTART_LR × lr`` (Adam moves each logit
+#: by ≈ its lr a step: up to 80 × lr in all), then map steps again.
+RESTART_STEPS = 8
+RESTART_LR = 10.0
 #: Damping of the map-gradient solve, relative to the mean diagonal of ``J Jᵀ``.
 DAMPING = 1e-6
 
@@ -122,12 +124,9 @@ def nnls(a: Tensor, target: Tensor, start: Tensor | None = None,
          max_iter: int | None = None) -> Tensor:
     """Non-negative least squares ``min ‖a x − target‖, x ≥ 0`` (Lawson–Hanson, warm start).
 
-    Active-set method on the columns: the passive set starts as the support of ``start`` (the
-    previous step's solution, when the target moved little: a few iterations instead of one
-    per column of the support), and each outer iteration adds the column most correlated
-    with the residual. Each iteration solves the normal equations of the passive columns
-    only (at most ``P`` of them), so it costs ``O(P·K)``, not ``O(K²)``; in torch, it runs
-    with torch's own thread setting.
+    Active-set method; the passive set starts as the support of ``start`` (the previous
+    step's solution: a few iterations, not one per column), each outer iteration adds the
+    column most correlated with the residual and solves the passive columns only (``O(P·K)``).
 
     Args:
         a: (P, K) system, float64.
@@ -210,9 +209,8 @@ def project_to_logits(target: Tensor, features: Tensor, floor: float = WEIGHT_FL
                       start: Tensor | None = None) -> Tensor | None:
     """Channel logits whose Opti-CAM map is closest to ``target``, or ``None`` if none fits.
 
-    Solves ``min ‖Σ_k w_k A_k − b − target‖`` over ``w ≥ 0``, ``b ≥ 0`` (:func:`nnls`; the
-    min-max normalisation makes the scale of ``w`` free), then :func:`weights_to_logits`.
-    The solution is sparse (at most ``P + 1`` non-zero weights).
+    Solves ``min ‖Σ_k w_k A_k − b − target‖`` over ``w ≥ 0``, ``b ≥ 0`` (:func:`nnls`, sparse;
+    the normalisation makes the scale of ``w`` free), then :func:`weights_to_logits`.
 
     Args:
         target: (P,) wanted map, values in [0, 1].
@@ -221,8 +219,7 @@ def project_to_logits(target: Tensor, features: Tensor, floor: float = WEIGHT_FL
         start: (K + 1,) warm start of the solver (a previous solution), or ``None``.
 
     Returns:
-        (K,) logits on the features' device in ``target``'s dtype, or ``None`` when the
-        fit gives all-zero weights.
+        (K,) logits (features' device, ``target``'s dtype); ``None`` if all weights are 0.
 
     Example:
         >>> A = torch.eye(3).view(3, 3, 1)  # channel k lights pixel k
@@ -253,8 +250,8 @@ class MapSpaceAdam(torch.optim.Optimizer):
     """Adam on the low-resolution map, projected back onto channel logits (``"fast"``).
 
     Drives the (R, K) logits ``u`` of an :class:`~opticam_widgets.optimize.OptimizationRun`:
-    :meth:`step` reads ``u.grad`` (the gradient of the loss, which it decreases) and writes
-    ``u`` in place. Rows whose gradient is zero (rows that stopped early) are left as they are.
+    :meth:`step` reads ``u.grad`` (of the loss) and writes ``u``; rows with a zero gradient
+    (stopped early) are left as they are; a stalled row escapes once (module docstring).
 
     Args:
         u: The (R, K) leaf tensor of logits.
@@ -317,9 +314,13 @@ class MapSpaceAdam(torch.optim.Optimizer):
             state["m2"] = u.new_zeros(u.shape[0], pixels)
             state["t"] = [0] * u.shape[0]
             state["x"] = [None] * u.shape[0]
+            state["restart"] = {}  # row: [steps left, Adam's moments, its t]; None: spent
         (b1, b2), m1, m2 = group["betas"], state["m1"], state["m2"]
         moving = torch.nonzero(u.grad.abs().sum(dim=1) > 0).flatten().tolist()
         for row in moving:
+            if state["restart"].get(row) is not None:
+                self._adam_on_u(u, row, u.grad[row], group["lr"] / FAST_MAP_STEP)
+                continue
             image = self._image(row)
             m, jac = map_jacobian(u[row], self.features[image], self.size)
             g = map_gradient(jac, u.grad[row])
@@ -331,11 +332,30 @@ class MapSpaceAdam(torch.optim.Optimizer):
             m2[row].mul_(b2).addcmul_(g, g, value=1 - b2)
             step = (m1[row] / (1 - b1 ** t)) / ((m2[row] / (1 - b2 ** t)).sqrt() + group["eps"])
             target = (m - group["lr"] * step).clamp_(0.0, 1.0)
+            if row not in state["restart"] and bool((target - m).abs().max() < 1e-4):
+                g0 = u.grad[row]  # stalled on the box: Adam steps on u from here (once)
+                state["restart"][row] = [RESTART_STEPS, 0 * g0, 0 * g0, 0]
+                state["t"][row], state["x"][row] = 0, None
+                m1[row].zero_()
+                m2[row].zero_()
+                self._adam_on_u(u, row, g0, group["lr"] / FAST_MAP_STEP)
+                continue
             x = nnls(self._system(image), target.double().cpu(), state["x"][row])
             logits = weights_to_logits(x[:-1], self.floor)
             if logits is not None:
                 state["x"][row] = x
                 u[row] = logits.to(device=u.device, dtype=u.dtype)
+
+    def _adam_on_u(self, u: Tensor, row: int, grad: Tensor, lr: float) -> None:
+        """One Adam (0.9, 0.999) step on the row's logits at ``RESTART_LR × lr`` (explainer lr)."""
+        r = self.state[u]["restart"][row]
+        r[0], r[3] = r[0] - 1, r[3] + 1
+        r[1].mul_(0.9).add_(grad, alpha=0.1)
+        r[2].mul_(0.999).addcmul_(grad, grad, value=0.001)
+        den = (r[2] / (1 - 0.999 ** r[3])).sqrt() + 1e-8
+        u[row] -= RESTART_LR * lr * (r[1] / (1 - 0.9 ** r[3])) / den
+        if r[0] == 0:
+            self.state[u]["restart"][row] = None  # map steps from here on, no second restart
 
 
 def schedule_factory(schedule: str, lr: float, features: Tensor, size: tuple[int, int],

@@ -19,6 +19,8 @@ from opticam_widgets.optimize import adam_factory
 from opticam_widgets.schedules import (
     FAST_BETAS,
     FAST_MAP_STEP,
+    RESTART_LR,
+    RESTART_STEPS,
     MapSpaceAdam,
     map_gradient,
     map_jacobian,
@@ -165,6 +167,27 @@ def test_map_space_adam_moves_only_rows_with_a_gradient() -> None:
     make = schedule_factory("fast", 0.2, feats, (8, 8))
     opt = make(torch.zeros(2, 16, requires_grad=True))[0]
     assert opt.defaults["lr"] == FAST_MAP_STEP * 0.2 and opt.defaults["betas"] == FAST_BETAS
+
+
+def test_a_stalled_row_takes_adam_steps_on_u_once() -> None:
+    # every channel is the same binary mask: the map sits on a corner of [0, 1]^P, no map
+    # step can move it, so the row switches to RESTART_STEPS Adam steps on u, once
+    feats = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 2, 2).repeat(1, 3, 1, 1)
+    u = torch.zeros(1, 3, requires_grad=True)
+    opt = MapSpaceAdam(u, feats, (4, 4), lr=FAST_MAP_STEP * 0.2)
+    g0 = torch.tensor([[1.0, -2.0, 0.5]])
+    u.grad = g0.clone()
+    opt.step()  # Adam's first step on u (from u = 0 here): RESTART_LR × lr × sign(g)
+    assert torch.allclose(u.detach(), -RESTART_LR * 0.2 * g0.sign(), atol=1e-5)
+    for _ in range(RESTART_STEPS - 1):
+        before = u.detach().clone()
+        u.grad = torch.tensor([[0.3, 0.1, -0.2]])
+        opt.step()
+        assert not torch.allclose(u.detach(), before)
+    assert opt.state[u]["restart"][0] is None  # spent: no second escape
+    u.grad = g0.clone()
+    opt.step()  # stalled again: a map step (projection), not Adam on u
+    assert torch.isfinite(u).all() and not torch.allclose(u.detach(), -RESTART_LR * 0.2 * g0.sign())
 
 
 def test_fast_runs_both_conventions_and_several_starts() -> None:
