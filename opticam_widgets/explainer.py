@@ -114,9 +114,10 @@ class OptiCAM:
         reshape: The target layer's layout: ``None`` detects CNN maps, transformer tokens
             and channels-last maps (:mod:`~opticam_widgets.layouts`); or ``"nchw"``,
             ``"nhwc"``, ``"tokens"``, or a callable ``output -> (B, C, h, w)``.
-        schedule: ``"paper"`` (Adam on the logits, the default) or ``"fast"`` (experimental:
-            Adam on the map, projected onto channel weights; :mod:`~opticam_widgets.schedules`,
-            ``lr`` scales its step; see ``benchmarks/results/time_to_quality.md``).
+        schedule: ``"paper"`` (Adam on the logits, the default) or ``"fast"`` (Adam on the
+            map, projected onto channel weights: the paper's quality in far fewer steps on the
+            models measured; :mod:`~opticam_widgets.schedules`, ``lr`` scales its step; see
+            ``benchmarks/results/time_to_quality.md``).
 
     Example:
         >>> import torch
