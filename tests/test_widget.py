@@ -420,6 +420,30 @@ def test_stop_while_a_new_run_waits_for_the_old_one(make_widget):
     assert widget.run(blocking=True).iterations == 3  # usable again
 
 
+def test_stop_while_a_baseline_waits_for_the_run(make_widget):
+    """A baseline queued behind a run, cancelled by Stop before it started, says so (its
+    caption kept "computing…" for ever)."""
+    model = Hooked(tiny_cnn())
+    widget = make_widget(model=model, iterations=300)
+    reached, gate = threading.Event(), threading.Event()
+    start = model.calls
+
+    def on_forward(n):
+        if n - start == 2 + 4:
+            reached.set()
+            gate.wait(60)
+
+    model.on_forward = on_forward
+    widget.run()
+    assert reached.wait(60), "the run did not start"
+    widget.controls.compare.value = "channel-mean"  # queued behind the run
+    assert "computing channel-mean" in widget.compare.caption.value
+    widget.stop()
+    gate.set()
+    widget.wait(timeout=60)
+    assert "channel-mean: cancelled" in widget.compare.caption.value
+
+
 def test_new_run_cancels_the_old_one(make_widget):
     model = Hooked(tiny_cnn())
     widget = make_widget(model=model, iterations=300)

@@ -217,7 +217,12 @@ class Comparison:
             self._compute(key, cancel)
         else:
             self.worker.submit(lambda job_cancel: self._compute(key, job_cancel), "baseline",
-                               cancel_previous=False)
+                               cancel_previous=False, on_skip=lambda: self._cancelled(key))
+
+    def _cancelled(self, key: BaselineKey) -> None:
+        """Say that the baseline was cancelled (before or while it was computed)."""
+        if key == self.wanted() and not exiting():
+            self.panel.show_message(f"{key.method}: cancelled (choose it again to compute it)")
 
     def _compute(self, key: BaselineKey, cancel: threading.Event) -> None:
         panel, method = self.panel, key.method
@@ -226,8 +231,7 @@ class Comparison:
                 method, self.cam.model, self.session.images[key.image].pixels, key.target,
                 layer=self.cam.layer_name, preprocess=self.cam.preprocess, cancel=cancel)
         except Cancelled:
-            if key == self.wanted() and not exiting():
-                panel.show_message(f"{method}: cancelled (choose it again to compute it)")
+            self._cancelled(key)
             return
         except ImportError as exc:
             panel.show_message(f"{method} needs torchcam: pip install "
