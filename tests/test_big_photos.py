@@ -107,14 +107,20 @@ def test_explain_keeps_the_photo_once_as_uint8_and_gives_the_same_map(bundle):
     assert torch.equal(cam.predict(img), cam.predict(to_pixel_tensor(img)))
 
 
-def test_widget_full_resolution_map_is_explains(bundle):
+def widget_showing(bundle, img: Image.Image, iterations: int):
+    """A widget showing ``img`` (not run yet), its greeting kept out of the test's output."""
     from opticam_widgets.widget import OptiCAMWidget
 
-    img = photo(640, 480)
     with contextlib.redirect_stdout(io.StringIO()):
         widget = OptiCAMWidget(bundle)
-        widget.controls.iterations.value = 3
+        widget.controls.iterations.value = iterations
         widget.show(img, run=False)
+    return widget
+
+
+def test_widget_full_resolution_map_is_explains(bundle):
+    img = photo(640, 480)
+    widget = widget_showing(bundle, img, 3)
     try:
         result = widget.run(blocking=True)
         state = widget.images[0]
@@ -174,7 +180,6 @@ def test_widget_comparison_runs_at_the_models_input_size(bundle, monkeypatch):
     """A baseline in the comparison panel is computed, with its metrics, on the photo resized to
     the model's input (as the widget's Opti-CAM metrics are): no full-size float copy."""
     from opticam_widgets import baselines
-    from opticam_widgets.widget import OptiCAMWidget
 
     seen = []
     original = baselines.baseline_map
@@ -185,10 +190,7 @@ def test_widget_comparison_runs_at_the_models_input_size(bundle, monkeypatch):
 
     monkeypatch.setattr(baselines, "baseline_map", spy)
     img = photo(1600, 1200)
-    with contextlib.redirect_stdout(io.StringIO()):
-        widget = OptiCAMWidget(bundle)
-        widget.controls.iterations.value = 2
-        widget.show(img, run=False)
+    widget = widget_showing(bundle, img, 2)
     try:
         widget.run(blocking=True)
         widget.controls.compare.value = "channel-mean"
