@@ -9,8 +9,9 @@ Heavy modules (torch models, widgets) are imported on first use of their names.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from .lazy import lazy_attribute
 
 __version__ = "0.1.0"
 
@@ -36,11 +37,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lazy_attribute(__name__, _LAZY, name, globals())
 
 
 def __dir__() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,3 +28,15 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     yield attempts
+
+
+@pytest.fixture(scope="session")
+def bundle() -> Any:
+    """The embedded default model (EfficientNet-Lite0 with its preprocessing and labels).
+
+    Built once per process (:func:`~opticam_widgets.zoo.load_default_model` shares the network
+    between calls anyway); tests must leave it as they found it, as the product does.
+    """
+    from opticam_widgets.zoo import load_default_model
+
+    return load_default_model()

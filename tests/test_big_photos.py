@@ -28,7 +28,7 @@ from opticam_widgets.images import Preprocess, to_pixel_tensor
 from opticam_widgets.photos import as_float_pixels, as_image_batch, to_image_tensor
 from opticam_widgets.render import resize_map
 from opticam_widgets.result import OptiCAMResult
-from opticam_widgets.zoo import load_default_model, sample_image
+from opticam_widgets.zoo import sample_image
 
 ROOT = Path(__file__).resolve().parent.parent
 BINDER_MB = 2048
@@ -39,11 +39,6 @@ def photo(width: int, height: int) -> Image.Image:
     img = sample_image("chelsea")
     img = img if isinstance(img, Image.Image) else Image.fromarray(img)
     return img.convert("RGB").resize((width, height), Image.BILINEAR)
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_default_model()
 
 
 def full_size_floats(result: OptiCAMResult) -> list[str]:

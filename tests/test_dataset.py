@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from opticam_widgets import OptiCAM, explain_dataset, load_default_model, load_results
+from opticam_widgets import OptiCAM, explain_dataset, load_results
 from opticam_widgets.dataset import SCHEMA
 from opticam_widgets.images import Preprocess, to_pixel_tensor
 from opticam_widgets.metrics import average_drop, average_gain, average_increase
@@ -40,11 +40,6 @@ def make_folder(root: Path) -> Path:
         img.transpose(0).save(folder / f"{name}_flip.jpg")  # FLIP_LEFT_RIGHT
     (root / "misc" / "broken.png").write_bytes(b"this is not an image")
     return root
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_default_model()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from opticam_widgets import OptiCAMExplorer, explain_dataset, load_default_model
+from opticam_widgets import OptiCAMExplorer, explain_dataset
 from opticam_widgets.explorer.query import Query, browse_table, select
 from opticam_widgets.metrics import average_drop, average_gain, average_increase
 from opticam_widgets.render import overlay
@@ -40,11 +40,6 @@ def make_folder(root: Path) -> Path:
         img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / folder / f"{name}_flip.jpg")
     (root / "misc" / "broken.png").write_bytes(b"not an image")
     return root
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_default_model()
 
 
 @pytest.fixture(scope="module")

@@ -34,13 +34,6 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    from opticam_widgets.zoo import load_default_model
-
-    return load_default_model()
-
-
-@pytest.fixture(scope="module")
 def image():
     from opticam_widgets.zoo import sample_image
 

@@ -12,8 +12,9 @@ command line can register its subcommands without loading them.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from ..lazy import lazy_attribute
 
 _LAZY = {
     "ENGINES": "api",
@@ -34,10 +35,7 @@ def __getattr__(name: str) -> Any:
         except ImportError as exc:  # depends on the environment
             raise ImportError("opticam_widgets.dataset needs pyarrow and pandas: "
                               "pip install 'opticam-widgets[dataset]'") from exc
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lazy_attribute(__name__, _LAZY, name, globals())
 
 
 def __dir__() -> list[str]:

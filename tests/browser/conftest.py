@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,10 +181,15 @@ def page(browser, lab_server: str, artifacts: Path, request: pytest.FixtureReque
     """A fresh page that may only talk to the loopback server; console errors are recorded."""
     pg = new_page(browser, lab_server)
     yield pg
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        save_failure(pg, artifacts, request.node.name)
+    save_if_failed(request, pg, artifacts)
     pg.context.close()
+
+
+def save_if_failed(request: pytest.FixtureRequest, page: Any, artifacts: Path) -> None:
+    """After a test: keep the page's screenshot and console log if the test failed."""
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        save_failure(page, artifacts, request.node.name)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import new_page, save_failure, shutdown_kernels
+from conftest import new_page, save_if_failed, shutdown_kernels
 from pagetools import App, Widget, colormap_fraction, shot, wait_for, widget_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -80,9 +80,7 @@ def lab(browser, lab_server, artifacts, request):
     page = new_page(browser, lab_server, width=1280, height=1000)
     app = App(page, lab_server)
     yield app
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        save_failure(page, artifacts, request.node.name)
+    save_if_failed(request, page, artifacts)
     page.context.close()
     shutdown_kernels(lab_server)
 

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import new_page, open_dashboard, save_failure
+from conftest import new_page, open_dashboard, save_if_failed
 from pagetools import (
     App,
     click_timed,
@@ -46,9 +46,7 @@ def lab(browser, lab_server, notebook_dir, artifacts):
 @pytest.fixture(autouse=True)
 def _keep_failure(request, lab, artifacts):
     yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        save_failure(lab[0].page, artifacts, request.node.name)
+    save_if_failed(request, lab[0].page, artifacts)
 
 
 def test_lab_run_latency_and_live_updates(lab, artifacts):

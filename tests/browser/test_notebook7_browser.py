@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import open_dashboard, save_failure
+from conftest import open_dashboard, save_if_failed
 from pagetools import (
     WIDGET_FAILURES,
     clipped_texts,
@@ -30,9 +30,7 @@ def nb7(browser, lab_server, notebook_dir, artifacts):
 @pytest.fixture(autouse=True)
 def _keep_failure(request, nb7, artifacts):
     yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        save_failure(nb7[0].page, artifacts, request.node.name)
+    save_if_failed(request, nb7[0].page, artifacts)
 
 
 def test_notebook7_widget_works(nb7, artifacts):
