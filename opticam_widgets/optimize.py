@@ -46,7 +46,7 @@ from .maps import saliency_from_weights
 from .masking import Masker
 
 __all__ = ["SCORE_FNS", "Batch", "OptimizationRun", "OptimizerFactory", "Problem", "RunSummary",
-           "ScoreFn", "adam_factory", "initial_logits"]
+           "ScoreFn", "adam_factory", "initial_logits", "lr_scheduler"]
 
 #: ``(logits, targets) -> (N,)`` scores to maximise (constructive) or minimise (destructive).
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -79,11 +79,22 @@ def adam_factory(lr: float, schedule: str | None = None, steps: int = 1) -> Opti
             opt = torch.optim.Adam([u], lr=lr, fused=True)
         except (RuntimeError, TypeError, ValueError):
             opt = torch.optim.Adam([u], lr=lr)
-        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-                 if schedule == "cosine" else None)
-        return opt, sched
+        return opt, lr_scheduler(opt, schedule, steps)
 
     return make
+
+
+def lr_scheduler(opt: torch.optim.Optimizer, schedule: str | None, steps: int) -> Any:
+    """``None`` (a constant step) or, for ``"cosine"``, a decay of the step to 0 at ``steps``.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> type(lr_scheduler(opt, "cosine", 10)).__name__, lr_scheduler(opt, None, 10)
+        ('CosineAnnealingLR', None)
+    """
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    return None
 
 
 def initial_logits(rows: int, premises: int, channels: int, seed: int,

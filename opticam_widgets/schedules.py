@@ -30,7 +30,6 @@ Measured in ``benchmarks/bench_time_to_quality.py``.
 
 Example:
     >>> import torch
-    >>> from opticam_widgets.optimize import adam_factory
     >>> feats = torch.rand(1, 8, 3, 3)
     >>> make = schedule_factory("fast", 0.2, feats, (12, 12))
     >>> opt, sched = make(torch.zeros(1, 8, requires_grad=True))
@@ -48,7 +47,7 @@ import torch
 from torch import Tensor
 
 from .maps import low_res_saliency
-from .optimize import OptimizerFactory, adam_factory
+from .optimize import OptimizerFactory, adam_factory, lr_scheduler
 
 __all__ = ["FAST_BETAS", "FAST_MAP_STEP", "RESTART_LR", "RESTART_STEPS", "SCHEDULES",
            "WEIGHT_FLOOR", "MapSpaceAdam", "map_gradient", "map_jacobian", "nnls",
@@ -227,9 +226,15 @@ def project_to_logits(target: Tensor, features: Tensor, floor: float = WEIGHT_FL
         >>> torch.softmax(u, 0).argmax().item()
         1
     """
-    x = nnls(projection_system(features), target.detach().double().cpu(), start)
-    logits = weights_to_logits(x[:-1], floor)
+    logits = _project(projection_system(features), target, floor, start)[1]
     return None if logits is None else logits.to(device=features.device, dtype=target.dtype)
+
+
+def _project(system: Tensor, target: Tensor, floor: float,
+             start: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """The solver's solution ``x`` (K + 1,) on ``system`` and its logits (CPU; ``None``: 0)."""
+    x = nnls(system, target.detach().double().cpu(), start)
+    return x, weights_to_logits(x[:-1], floor)
 
 
 def weights_to_logits(w: Tensor, floor: float = WEIGHT_FLOOR) -> Tensor | None:
@@ -280,12 +285,12 @@ class MapSpaceAdam(torch.optim.Optimizer):
         super().__init__([u], {"lr": float(lr), "betas": betas, "eps": eps})
         self.features = features.detach()
         self.size = (int(size[0]), int(size[1]))
-        self.image_of_row = image_of_row
+        self.image_of_row = None if image_of_row is None else image_of_row.tolist()  # no sync
         self.floor = float(floor)
         self._systems: dict[int, Tensor] = {}
 
     def _image(self, row: int) -> int:
-        return row if self.image_of_row is None else int(self.image_of_row[row])
+        return row if self.image_of_row is None else self.image_of_row[row]
 
     def _system(self, image: int) -> Tensor:
         """The projection system of an image, built once per run."""
@@ -314,7 +319,7 @@ class MapSpaceAdam(torch.optim.Optimizer):
             state["m2"] = u.new_zeros(u.shape[0], pixels)
             state["t"] = [0] * u.shape[0]
             state["x"] = [None] * u.shape[0]
-            state["restart"] = {}  # row: [steps left, Adam's moments, its t]; None: spent
+            state["restart"] = {}  # row: [Adam's moments, its t]; None: spent
         (b1, b2), m1, m2 = group["betas"], state["m1"], state["m2"]
         moving = torch.nonzero(u.grad.abs().sum(dim=1) > 0).flatten().tolist()
         for row in moving:
@@ -334,27 +339,26 @@ class MapSpaceAdam(torch.optim.Optimizer):
             target = (m - group["lr"] * step).clamp_(0.0, 1.0)
             if row not in state["restart"] and bool((target - m).abs().max() < 1e-4):
                 g0 = u.grad[row]  # stalled on the box: Adam steps on u from here (once)
-                state["restart"][row] = [RESTART_STEPS, 0 * g0, 0 * g0, 0]
+                state["restart"][row] = [torch.zeros_like(g0), torch.zeros_like(g0), 0]
                 state["t"][row], state["x"][row] = 0, None
                 m1[row].zero_()
                 m2[row].zero_()
                 self._adam_on_u(u, row, g0, group["lr"] / FAST_MAP_STEP)
                 continue
-            x = nnls(self._system(image), target.double().cpu(), state["x"][row])
-            logits = weights_to_logits(x[:-1], self.floor)
+            x, logits = _project(self._system(image), target, self.floor, state["x"][row])
             if logits is not None:
                 state["x"][row] = x
                 u[row] = logits.to(device=u.device, dtype=u.dtype)
 
     def _adam_on_u(self, u: Tensor, row: int, grad: Tensor, lr: float) -> None:
         """One Adam (0.9, 0.999) step on the row's logits at ``RESTART_LR × lr`` (explainer lr)."""
-        r = self.state[u]["restart"][row]
-        r[0], r[3] = r[0] - 1, r[3] + 1
-        r[1].mul_(0.9).add_(grad, alpha=0.1)
-        r[2].mul_(0.999).addcmul_(grad, grad, value=0.001)
-        den = (r[2] / (1 - 0.999 ** r[3])).sqrt() + 1e-8
-        u[row] -= RESTART_LR * lr * (r[1] / (1 - 0.9 ** r[3])) / den
-        if r[0] == 0:
+        r = self.state[u]["restart"][row]  # [first moment, second moment, steps taken]
+        r[2] += 1
+        r[0].mul_(0.9).add_(grad, alpha=0.1)
+        r[1].mul_(0.999).addcmul_(grad, grad, value=0.001)
+        den = (r[1] / (1 - 0.999 ** r[2])).sqrt() + 1e-8
+        u[row] -= RESTART_LR * lr * (r[0] / (1 - 0.9 ** r[2])) / den
+        if r[2] == RESTART_STEPS:
             self.state[u]["restart"][row] = None  # map steps from here on, no second restart
 
 
@@ -391,8 +395,6 @@ def schedule_factory(schedule: str, lr: float, features: Tensor, size: tuple[int
     def make(u: Tensor) -> tuple[torch.optim.Optimizer, Any]:
         opt = MapSpaceAdam(u, features, size, lr=FAST_MAP_STEP * lr, betas=FAST_BETAS,
                            image_of_row=image_of_row)
-        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-                 if lr_schedule == "cosine" else None)
-        return opt, sched
+        return opt, lr_scheduler(opt, lr_schedule, steps)
 
     return make
