@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import statistics
 import tempfile
 import time
 import tracemalloc
@@ -85,12 +84,7 @@ def big_store(small: Path, out: Path, copies: int = COPIES) -> Path:
 
 
 def _median_time(fn: Any, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return C.median(C.timed(fn)[0] for _ in range(repeats))
 
 
 def measure(store: Path, repeats: int) -> dict[str, float]:

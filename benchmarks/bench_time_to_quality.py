@@ -111,9 +111,7 @@ def measure_model(title: str, model: Any, photos: dict[str, Any]) -> tuple[str, 
                      "paper passes", "paper ms", f"fast passes (of {FAST_ITERS + 1})",
                      "fast ms", "time ratio fast ÷ paper", "fast final score",
                      "paper AD / AI / AG", "fast AD / AI / AG"], rows)
-    finite = sorted(ratios)
-    med = finite[len(finite) // 2] if len(finite) % 2 else (
-        finite[len(finite) // 2 - 1] + finite[len(finite) // 2]) / 2
+    med = C.median(ratios)  # never reached counts as inf
     worst = max(ratios)
     mean = {key: {m: sum(d[m] for d in v) / len(v) for m in ("AD", "AI", "AG")}
             for key, v in faith.items()}

@@ -13,6 +13,7 @@ The map maths live in :mod:`~opticam_widgets.maps`, the loop in
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -270,7 +271,7 @@ class OptiCAM:
             self._layer_name, feats, logits = capture(self.model, x, self._layer_spec(),
                                                       self.reshape)
         shown = full if size is None else (int(size[0]), int(size[1]))
-        probs = torch.softmax(check_logits(logits, x.shape[0]).float(), dim=1).cpu()
+        probs = torch.softmax(logits, dim=1).cpu()  # capture checked them (float32)
         return probs, channel_mean_map(feats, shown, normalize_for=full).cpu()
 
     def explain(
@@ -327,10 +328,9 @@ class OptiCAM:
             builder, run, on_model = self._prepare(pixels, target, settings, start)
             on_step = None if callback is None else (
                 lambda step: callback(step, builder.progress(run, step)))
-            if on_model:  # no copy to run on: the model itself stays frozen for the run
-                with model_guard(self.model):
-                    return builder.result(run.run(settings.steps, on_step, cancel))
-            return builder.result(run.run(settings.steps, on_step, cancel))
+            # no copy to run on: the model itself stays frozen for the run
+            with model_guard(self.model) if on_model else contextlib.nullcontext():
+                return builder.result(run.run(settings.steps, on_step, cancel))
 
     def _prepare(self, pixels: Tensor, target: Target, settings: ExplainSettings,
                  start: float) -> tuple[ResultBuilder, OptimizationRun, bool]:

@@ -17,6 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..defaults import DEFAULT_LR, DEFAULT_MAX_ITER
+
 __all__ = ["add_subcommands", "parse_target"]
 
 
@@ -77,9 +79,10 @@ def add_subcommands(subparsers: Any) -> None:
     ex.add_argument("--out", type=Path, required=True, metavar="DIR", help="results folder")
     ex.add_argument("--batch-size", type=_positive, default=16, metavar="N",
                     help="images per optimization (default 16)")
-    ex.add_argument("--iters", type=_positive, default=100, metavar="N",
-                    help="optimization steps per map (default 100)")
-    ex.add_argument("--lr", type=float, default=0.2, metavar="X", help="learning rate (0.2)")
+    ex.add_argument("--iters", type=_positive, default=DEFAULT_MAX_ITER, metavar="N",
+                    help=f"optimization steps per map (default {DEFAULT_MAX_ITER})")
+    ex.add_argument("--lr", type=float, default=DEFAULT_LR, metavar="X",
+                    help=f"learning rate ({DEFAULT_LR})")
     ex.add_argument("--target", type=parse_target, default=None, metavar="T",
                     help="top1 (default), true (the folder's label), topK, or a class index")
     ex.add_argument("--engine", choices=("local", "ray"), default="local",

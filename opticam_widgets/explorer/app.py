@@ -111,8 +111,7 @@ class OptiCAMExplorer:
         self.pager = Pager(self.go_to)
         self.summary_view = SummaryView()
         self.detail = DetailView(self.results, model, self._thumbnail)
-        self._errors = int(self.results.table.loc[self.results.table["error"].notna(), "id"]
-                           .nunique())
+        self._errors = int(self.results.errors["id"].nunique())
         self._build_export()
         self.root = w.VBox([self.controls.box, self.summary_view.box, self.pager.box,
                             self.grid.box, self.detail.box, self._export_box],

@@ -158,12 +158,10 @@ class Query:
                                  f"{(low, high)}")
 
 
-def _in_range(values: Any, bounds: tuple[float, float], full: tuple[float, float]) -> Any:
-    """Rows whose value lies in ``bounds``; rows without a value pass only the full range."""
+def _in_range(values: Any, bounds: tuple[float, float]) -> Any:
+    """Rows whose value lies in ``bounds`` (rows without a value do not: a narrowed range)."""
     v = values.astype(float)
-    inside = (v >= bounds[0] - 1e-9) & (v <= bounds[1] + 1e-9)
-    missing = v.isna() & (tuple(bounds) == tuple(full))
-    return inside.fillna(False) | missing
+    return ((v >= bounds[0] - 1e-9) & (v <= bounds[1] + 1e-9)).fillna(False)
 
 
 def select(table: Any, query: Query) -> Any:
@@ -182,10 +180,9 @@ def select(table: Any, query: Query) -> Any:
                   "no label": correct.isna()}[query.correctness]
         keep &= wanted.to_numpy(dtype=bool)
     if tuple(query.confidence) != (0.0, 1.0):
-        keep &= _in_range(table["predicted_prob"], query.confidence, (0.0, 1.0)).to_numpy()
+        keep &= _in_range(table["predicted_prob"], query.confidence).to_numpy()
     if tuple(query.faithfulness_range) != (0.0, 100.0):
-        keep &= _in_range(table[query.faithfulness], query.faithfulness_range,
-                          (0.0, 100.0)).to_numpy()
+        keep &= _in_range(table[query.faithfulness], query.faithfulness_range).to_numpy()
     chosen = table[keep]
     key = chosen[query.sort]
     if key.dtype == object:

@@ -110,10 +110,6 @@ class Thumbnails:
             self.alpha, self.cmap = float(alpha), cmap
             self._cache.clear()
 
-    def tile(self, row: int, jpeg: bytes | None) -> np.ndarray:
-        """The tile of one row from its thumbnail bytes (grey when there is none)."""
-        return self.tiles({row: jpeg})[row]
-
     def tiles(self, jpegs: dict[int, bytes | None]) -> dict[int, np.ndarray]:
         """Tiles of rows from their thumbnail bytes (grey for ``None``).
 

@@ -17,7 +17,6 @@ from typing import Any
 import ipywidgets as w
 from traitlets import dlink
 
-from ..defaults import BASELINES
 from ..explainer import OptiCAM
 from ..jobs import Worker
 from .canvas import SaliencyCanvas
@@ -85,7 +84,7 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
         bundle: Returns the widget's mimebundle (for the IPython output).
         text: Returns the widget's ``repr``.
     """
-    controls = build_controls(BASELINES)
+    controls = build_controls()
     canvas = SaliencyCanvas(max_size)
     compare = ComparePanel(max(16, round(max_size * 0.6)))
     session = Session()

@@ -93,7 +93,7 @@ class SaliencyCanvas(HasTraits):
             raise ValueError(f"`max_size` must be at least 16 pixels, got {max_size}")
         self.max_size = int(max_size)
         self.canvas = MultiCanvas(LAYERS, width=self.max_size, height=self.max_size,
-                                  layout=self._layout(self.max_size, self.max_size))
+                                  layout=self._layout(self.max_size))
         self._image: np.ndarray | None = None  # display-size uint8 (h, w, 3)
         self._saliency: np.ndarray | None = None  # display-size float32 (h, w)
         self._saliency_sent: np.ndarray | None = None  # the map at the heat layer's resolution
@@ -104,10 +104,9 @@ class SaliencyCanvas(HasTraits):
             self.canvas[i].on_client_ready(callback)
 
     @staticmethod
-    def _layout(width: int, height: int) -> Layout:
+    def _layout(width: int) -> Layout:
         # The drawing's pixel width at most (without it the canvas stretches to the cell's
         # width), scaled down to the width available, the height following the aspect ratio.
-        del height
         return Layout(width=f"{width}px", max_width="100%", height="auto", flex="0 1 auto")
 
     def _ready_callback(self, layer: int) -> Any:

@@ -190,6 +190,7 @@ class Display:
         """Refresh the picture now (what the canvas shows)."""
         if self.display_id is None or self._closed:
             return
+        self._cancel_timer()  # a refresh pending would redo this very picture
         from IPython.display import update_display
 
         data, metadata = picture_bundle(*self._bundle(), self.display_id)
@@ -206,6 +207,9 @@ class Display:
     def close(self) -> None:
         """No more updates: the picture stays as it was last refreshed."""
         self._closed = True
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
