@@ -12,8 +12,8 @@ The same photo (scikit-image's ``chelsea`` upscaled with PIL, bicubic) at 600×4
 * ``OptiCAM.explain`` alone (default settings, 100 steps) on each photo.
 
 Times: both sizes in this process, interleaved (small, big, small, big, ...), medians. Memory:
-each size in a subprocess of its own (``resource.ru_maxrss``: the peak RSS of the process, the
-model and the widget included), so that one size's peak does not hide the other's.
+each size in a subprocess of its own (``VmHWM`` of ``/proc/self/status``: the peak RSS of the
+process, the model and the widget included), so that one size's peak does not hide the other's.
 
 Run alone: ``python benchmarks/bench_big_photo.py`` (writes ``benchmarks/results/big_photo.md``).
 """

@@ -48,8 +48,8 @@ class ThumbnailReader:
         self.shards = Store(results.out).shards()
         where: dict[tuple[int, int], tuple[int, int, int]] = {}
         for s, path in enumerate(self.shards):
-            meta = pq.ParquetFile(path).metadata
-            keys = pq.read_table(path, columns=["position", "rank"])
+            shard = pq.ParquetFile(path)  # its footer parsed once
+            meta, keys = shard.metadata, shard.read(columns=["position", "rank"])
             positions = keys.column("position").to_pylist()
             ranks = keys.column("rank").to_pylist()
             start = 0
@@ -73,9 +73,11 @@ class ThumbnailReader:
                 out[row] = None
                 continue
             wanted.setdefault(loc[:2], []).append((row, loc[2]))
+        files: dict[int, Any] = {}  # each shard opened once per page
         for (shard, group), items in sorted(wanted.items()):
-            column = pq.ParquetFile(self.shards[shard]).read_row_group(
-                group, columns=["thumbnail"]).column("thumbnail")
+            if shard not in files:
+                files[shard] = pq.ParquetFile(self.shards[shard])
+            column = files[shard].read_row_group(group, columns=["thumbnail"]).column("thumbnail")
             for row, offset in items:
                 out[row] = column[offset].as_py()
         return out

@@ -173,7 +173,7 @@ class SaliencyCanvas(HasTraits):
 
     # ------------------------------------------------------------------ drawing
     def redraw(self, *_: Any) -> None:
-        """Redraw both layers from the cached arrays (also called for a new browser view)."""
+        """Redraw both layers from the cached arrays."""
         self._draw(image=True, heat=True)
 
     @observe("opacity", "cmap")
