@@ -34,8 +34,20 @@ __all__ = ["as_float_pixels", "as_image_batch", "to_image_tensor"]
 
 #: PIL modes read as 8-bit RGB by ``convert("RGB")`` with no compositing or scaling.
 _EIGHT_BIT_MODES = ("RGB", "L", "P", "1", "CMYK", "YCbCr", "HSV")
-#: Rows of a PIL image copied into the uint8 array at a time.
-_STRIP_ROWS = 512
+#: Bytes of a PIL image (4 a pixel inside PIL) copied into the uint8 array at a time: strips
+#: this small stay in cache and reuse their memory (512-row strips of a 12-megapixel photo,
+#: 8 MB each, made the copy 5 times slower).
+_STRIP_BYTES = 2 << 20
+
+
+def _new_hwc(height: int, width: int) -> np.ndarray:
+    """An uninitialised (H, W, 3) uint8 array in memory from torch's allocator.
+
+    Not numpy's: numpy asks the kernel for transparent huge pages for big arrays, and their
+    first touch can stall on memory compaction (measured in the widget: 75 ms for a
+    12-megapixel photo's 36 MB, against 12 ms in 4 KB pages).
+    """
+    return torch.empty((height, width, 3), dtype=torch.uint8).numpy()
 
 
 def _pil_uint8(img: Any) -> np.ndarray | None:
@@ -52,11 +64,11 @@ def _pil_uint8(img: Any) -> np.ndarray | None:
         img = ImageOps.exif_transpose(img)
     img = to_srgb(img)  # an embedded colour profile other than sRGB applied (a copy then)
     width, height = img.size
-    arr = np.empty((height, width, 3), dtype=np.uint8)
-    for top in range(0, height, _STRIP_ROWS):  # in strips: no second full-size copy on the way
-        strip = img.crop((0, top, width, min(top + _STRIP_ROWS, height)))
-        arr[top:top + _STRIP_ROWS] = np.asarray(strip if img.mode == "RGB"
-                                                else strip.convert("RGB"))
+    arr = _new_hwc(height, width)
+    rows = max(1, _STRIP_BYTES // (4 * width))
+    for top in range(0, height, rows):  # in strips: no second full-size copy on the way
+        strip = img.crop((0, top, width, min(top + rows, height)))
+        arr[top:top + rows] = np.asarray(strip if img.mode == "RGB" else strip.convert("RGB"))
     return arr
 
 
@@ -85,7 +97,9 @@ def _uint8_hwc(image: Any) -> np.ndarray | None:
         return _open_uint8(io.BytesIO(bytes(image)))
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 \
             and image.shape[-1] == 3 and image.shape[0] not in (1, 3):
-        return np.array(image, copy=True, order="C")
+        arr = _new_hwc(*image.shape[:2])
+        np.copyto(arr, image)
+        return arr
     return None
 
 

@@ -28,6 +28,7 @@ from opticam_widgets.images import Preprocess, to_pixel_tensor
 from opticam_widgets.photos import as_float_pixels, as_image_batch, to_image_tensor
 from opticam_widgets.render import resize_map
 from opticam_widgets.result import OptiCAMResult
+from opticam_widgets.widget.canvas import scale_picture
 from opticam_widgets.zoo import sample_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,28 @@ def test_other_sources_stay_float_and_uint8_arrays_are_copied():
     assert as_image_batch(torch.rand(2, 3, 8, 8)).dtype == torch.float32
     with pytest.raises(ValueError, match="`image`"):
         to_image_tensor(np.zeros((5, 1, 3), dtype=np.uint8))  # too small: the usual message
+
+
+def test_pil_photo_copied_in_strips_is_exact_at_any_width():
+    for width, height in ((4032, 300), (9000, 70), (33, 17)):  # one strip or several
+        img = Image.fromarray(np.random.default_rng(width).integers(
+            0, 256, (height, width, 3), dtype=np.uint8))
+        t = to_image_tensor(img)
+        assert np.array_equal(t.permute(1, 2, 0).numpy(), np.asarray(img))
+        assert t.permute(1, 2, 0).is_contiguous()
+
+
+def test_canvas_picture_of_a_big_photo_is_pils_bicubic_without_a_copy():
+    img = photo(4032, 3024)
+    rgb = to_image_tensor(img).permute(1, 2, 0).numpy()
+    expected = np.asarray(img.resize((450, 338), Image.BICUBIC), dtype=np.float64)
+    out = scale_picture(rgb, (338, 450))
+    assert out.shape == (338, 450, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    diff = np.abs(out - expected)
+    assert diff.mean() < 0.5 and diff.max() <= 2  # PIL's fixed-point rounding aside
+    readonly = np.asarray(photo(60, 40))  # a read-only array: still drawn, nothing changed
+    assert scale_picture(readonly, (20, 30)).shape == (20, 30, 3)
+    assert scale_picture(rgb[:20, :30], (40, 60)).shape == (40, 60, 3)  # enlarged: bilinear
 
 
 # ----------------------------------------------------------------------------- results

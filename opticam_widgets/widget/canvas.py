@@ -33,7 +33,7 @@ from ..render import as_uint8_image, colorize, mask_image, resize_map
 from .common import DRAW_LOCK, close_widgets
 from .export import render_view
 
-__all__ = ["SaliencyCanvas", "display_size"]
+__all__ = ["SaliencyCanvas", "display_size", "scale_picture"]
 
 #: Layers of the canvas: 0 the image (or the masked input), 1 the heatmap.
 LAYERS = 2
@@ -50,6 +50,30 @@ def display_size(height: int, width: int, max_size: int) -> tuple[int, int]:
     """
     scale = max_size / max(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def scale_picture(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A uint8 (H, W, 3) picture at ``size = (h, w)``: antialiased bicubic when it shrinks.
+
+    PIL's ``BICUBIC`` picture, read in place: torch's uint8 resampling runs on the array's
+    channels-last view, so a big photo is not copied (PIL would copy it in first).
+
+    Example:
+        >>> scale_picture(np.zeros((40, 60, 3), np.uint8), (20, 30)).shape
+        (20, 30, 3)
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if image.shape[:2] == tuple(size):
+        return image
+    if not image.flags.writeable:  # torch would warn on a read-only view
+        image = image.copy()
+    shrink = size[0] <= image.shape[0] and size[1] <= image.shape[1]
+    view = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0)  # channels-last: no copy
+    out = F.interpolate(view, size=tuple(size), mode="bicubic" if shrink else "bilinear",
+                        align_corners=False, antialias=shrink)
+    return np.ascontiguousarray(out[0].permute(1, 2, 0).numpy())
 
 
 def _rgba(rgb: np.ndarray) -> np.ndarray:
@@ -130,9 +154,8 @@ class SaliencyCanvas(HasTraits):
     def set_image(self, image: Any) -> np.ndarray:
         """Show a new image (any size; scaled to fit) and drop the current map.
 
-        A big photo is first reduced by an integer factor (box filter), then Lanczos-resampled
-        from at least three times the drawing's size (PIL's ``reducing_gap=3``): the same
-        picture to about one grey level, several times faster than Lanczos on the whole photo.
+        A big photo is scaled in place (torch's uint8 antialiased bicubic, PIL's ``BICUBIC``
+        picture; :func:`scale_picture`): no copy of it is made.
 
         Args:
             image: uint8 (H, W, 3) or float in [0, 1] (see
@@ -141,15 +164,9 @@ class SaliencyCanvas(HasTraits):
         Returns:
             The picture drawn, uint8 (h, w, 3) at the drawing's size.
         """
-        from PIL import Image
-
         img = as_uint8_image(image)
         h, w = display_size(img.shape[0], img.shape[1], self.max_size)
-        if (h, w) != img.shape[:2]:
-            shrink = h < img.shape[0]
-            img = np.asarray(Image.fromarray(img).resize(
-                (w, h), Image.LANCZOS if shrink else Image.BILINEAR,
-                reducing_gap=3.0 if shrink else None))
+        img = scale_picture(img, (h, w))
         with DRAW_LOCK:
             self._image = np.ascontiguousarray(img)
             self._saliency = self._saliency_sent = None

@@ -89,6 +89,96 @@ def test_lab_run_latency_and_live_updates(lab, artifacts):
     assert not widget_errors(page)
 
 
+#: Two sizes of the same photo (issue 19): a small one and the size phones take.
+PHOTO_SIZES = {"600x400": (600, 400), "4032x3024": (4032, 3024)}
+SHOW_TRIALS = 3
+
+#: Runs a cell that shows a new widget and watches the newest cell's largest canvas every
+#: animation frame; records the page time of the run request and of the first drawn frame.
+SHOW_TIMED_JS = """async (src) => {
+    const app = window.jupyterapp;
+    const nb = app.shell.currentWidget.content;
+    const probe = {t0: 0, painted: 0};
+    window.__showProbe = probe;
+    const drawn = (c) => {
+        if (!c.width || !c.height) return false;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < d.length; i += 4 * 97) if (d[i] > 0) return true;
+        return false;
+    };
+    nb.activeCellIndex = nb.widgets.length - 1;
+    await app.commands.execute('notebook:insert-cell-below');
+    const cell = nb.activeCell.node;
+    nb.activeCell.model.sharedModel.setSource(src);
+    const tick = () => {
+        let best = null, area = 0;
+        for (const c of cell.querySelectorAll('.jp-OutputArea-output canvas')) {
+            const r = c.getBoundingClientRect();
+            if (r.width * r.height > area) { area = r.width * r.height; best = c; }
+        }
+        if (best && drawn(best)) { probe.painted = performance.now(); return; }
+        requestAnimationFrame(tick);
+    };
+    probe.t0 = performance.now();
+    requestAnimationFrame(tick);
+    await app.commands.execute('notebook:run-cell');
+}"""
+
+
+def test_lab_big_photo_shows_as_fast_as_a_small_one(lab, artifacts):
+    """A 12-megapixel photo and the same photo at 600×400, each shown in a new widget: the
+    time from running the cell to the photo drawn on screen, as the browser sees it (issue 19).
+    Measured and written to ``test-artifacts/browser-big-photo.json``; asserted: every widget
+    draws its photo, at the same drawing size for both (the canvas, not the photo, sets it)."""
+    app, _ = lab
+    page = app.page
+    app.add_cell_and_run(
+        "import time\nfrom PIL import Image\n"
+        "from opticam_widgets import OptiCAMWidget, sample_image\n"
+        "from opticam_widgets.zoo import load_default_model\n"
+        "bundle = load_default_model()\n"
+        "_cat = sample_image('chelsea')\n"
+        "_cat = (_cat if isinstance(_cat, Image.Image) else Image.fromarray(_cat)).convert('RGB')\n"
+        f"photos = {{k: _cat.resize(v, Image.BICUBIC) for k, v in {PHOTO_SIZES!r}.items()}}\n"
+        "kernel_show = {k: [] for k in photos}\nshown = []\nprint('photos ready')")
+    page.wait_for_selector("text=photos ready", timeout=120_000)
+    browser_ms: dict[str, list[float]] = {k: [] for k in PHOTO_SIZES}
+    drawings = {}
+    for trial in range(SHOW_TRIALS):
+        for label in (list(PHOTO_SIZES) if trial % 2 == 0 else list(PHOTO_SIZES)[::-1]):
+            src = (f"_t = time.perf_counter()\n"
+                   f"shown.append(OptiCAMWidget(bundle).show(photos[{label!r}], run=False))\n"
+                   f"kernel_show[{label!r}].append(time.perf_counter() - _t)")
+            page.evaluate(SHOW_TIMED_JS, src)
+            wait_for(lambda: page.evaluate("() => window.__showProbe.painted"), 60,
+                     f"the {label} photo on screen", interval=0.05)
+            probe = page.evaluate("() => window.__showProbe")
+            browser_ms[label].append(probe["painted"] - probe["t0"])
+            canvas = page.locator(".jp-Cell").last.locator(".jp-OutputArea-output canvas")
+            drawings[label] = max((canvas.nth(i).evaluate("c => [c.width, c.height]")
+                                   for i in range(canvas.count())), key=lambda s: s[0] * s[1])
+            app.wait_kernel_idle()
+    kernel = json.loads(app.kernel_value("__import__('json').dumps(kernel_show)").strip("'"))
+    app.add_cell_and_run("for _w in shown: _w.close()\nshown.clear()\nprint('closed')")
+    page.wait_for_selector("text=closed", timeout=60_000)
+    med = {k: float(np.median(v)) for k, v in browser_ms.items()}
+    small, big = PHOTO_SIZES
+    report = {
+        "front_end": "JupyterLab 4, headless Chromium",
+        "what": "cell run -> the new widget's photo drawn (show(img, run=False))",
+        "browser_ms": {k: [round(x, 1) for x in v] for k, v in browser_ms.items()},
+        "browser_ms_median": {k: round(v, 1) for k, v in med.items()},
+        "browser_big_over_small": round(med[big] / med[small], 2),
+        "kernel_show_ms_median": {k: round(1e3 * float(np.median(v)), 1)
+                                  for k, v in kernel.items()},
+        "drawing_size": drawings,
+    }
+    (artifacts / "browser-big-photo.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report))
+    assert drawings[small][0] == drawings[big][0] <= 448, drawings  # same width on screen
+    assert not widget_errors(page)
+
+
 def test_lab_fits_a_narrow_window_and_labels_fit(lab, artifacts):
     app, widget = lab
     page, root = app.page, widget.root
