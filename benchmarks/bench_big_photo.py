@@ -158,7 +158,7 @@ def run() -> C.Section:
     section = C.Section("Q — a 12-megapixel photo in the widget (issue 19)")
     bundle = C.default_bundle()
     images = {label: photo(*wh) for label, wh in SIZES.items()}
-    repeats = 1 if C.QUICK else 3
+    repeats = 1 if C.QUICK else 5
     sessions: dict[str, list[dict[str, float]]] = {k: [] for k in SIZES}
     explains: dict[str, list[float]] = {k: [] for k in SIZES}
     widget_session(bundle, images["600×400"])  # warm-up (first-use costs of torch, ipycanvas)

