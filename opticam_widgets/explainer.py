@@ -45,6 +45,7 @@ from .defaults import (
     DEFAULT_SCORE,
     LR_SCHEDULES,
     PRECISIONS,
+    SCHEDULES,
     SCORES,
 )
 from .fastmodel import inner_loop_model
@@ -61,7 +62,7 @@ from .optimize import (
 )
 from .photos import as_image_batch
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
-from .schedules import SCHEDULES, schedule_factory
+from .schedules import schedule_factory
 from .settings import UNSET, ExplainSettings, explain_settings
 from .targets import Target, resolve_targets
 

@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .defaults import SCHEDULES
 from .maps import low_res_saliency
 from .optimize import OptimizerFactory, adam_factory, lr_scheduler
 
@@ -53,8 +54,6 @@ __all__ = ["FAST_BETAS", "FAST_MAP_STEP", "RESTART_LR", "RESTART_STEPS", "SCHEDU
            "WEIGHT_FLOOR", "MapSpaceAdam", "map_gradient", "map_jacobian", "nnls",
            "project_to_logits", "projection_system", "schedule_factory", "weights_to_logits"]
 
-#: Accepted values of ``OptiCAM(schedule=...)``.
-SCHEDULES = ("paper", "fast")
 #: Map step of ``schedule="fast"`` per unit of ``lr`` (lr 0.2: 0.12 of the map's range a step).
 FAST_MAP_STEP = 0.6
 #: Adam's moment decays in map space (``schedule="fast"``): less momentum than Adam's

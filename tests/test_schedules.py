@@ -221,3 +221,68 @@ def test_fast_reaches_the_paper_bar_within_stated_passes(photo: str) -> None:
     assert reached is not None and reached <= FAST_PASSES, (photo, bar, fast.scores[0])
     paper_passes = _passes_to(paper.scores[0], bar)
     assert paper_passes is not None and paper_passes > 2 * FAST_PASSES
+
+
+# ----------------------------------------------------------------- opt-in beyond OptiCAM
+def test_fast_schedule_in_the_widget_gives_explains_map() -> None:
+    import contextlib
+    import io
+
+    import numpy as np
+
+    from opticam_widgets.defaults import WIDGET_PATIENCE, WIDGET_TOL
+    from opticam_widgets.widget import OptiCAMWidget
+    from opticam_widgets.zoo import sample_image
+
+    bundle, img = _bundle(), sample_image("coffee")
+    with pytest.raises(ValueError, match="`schedule`"):
+        OptiCAMWidget(bundle, schedule="slow")
+    widget = OptiCAMWidget(bundle, schedule="fast")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            widget.set_images(img, run=False)
+        widget.controls.iterations.value = 8
+        widget.run(blocking=True)
+        expected = OptiCAM(bundle, schedule="fast").explain(
+            img, widget.target, max_iter=8, lr=widget.controls.lr.value, tol=WIDGET_TOL,
+            patience=WIDGET_PATIENCE)
+        paper = OptiCAM(bundle).explain(img, widget.target, max_iter=8, tol=WIDGET_TOL,
+                                        patience=WIDGET_PATIENCE)
+        np.testing.assert_allclose(widget.saliency, expected.numpy()[0], rtol=0, atol=1e-6)
+        assert float(np.abs(widget.saliency - paper.numpy()[0]).max()) > 0.05  # not the paper's
+    finally:
+        widget.close()
+
+
+def test_fast_schedule_in_the_dataset_engine_and_both_commands(tmp_path, capsys) -> None:
+    from opticam_widgets.cli import main
+    from opticam_widgets.dataset import explain_dataset
+    from opticam_widgets.defaults import DEFAULT_PATIENCE, WIDGET_TOL
+    from opticam_widgets.zoo import sample_image
+
+    bundle, paths = _bundle(), []
+    for name in ("chelsea", "rocket"):
+        paths.append(tmp_path / f"{name}.png")
+        sample_image(name).save(paths[-1])
+    out = tmp_path / "fast"
+    results = explain_dataset(bundle, paths, out, max_iter=6, schedule="fast", metrics=False,
+                              progress=False, batch_size=1)
+    cam = OptiCAM(bundle, schedule="fast")
+    for row in range(2):
+        target = int(results.table["target"].iloc[row])
+        expected = cam.explain(paths[row], target, max_iter=6, tol=WIDGET_TOL,
+                               patience=DEFAULT_PATIENCE)
+        rebuilt = results.saliency(row)  # the map rebuilt at the photo's size
+        assert rebuilt.shape == tuple(expected.saliency.shape[1:])
+        assert float(abs(rebuilt - expected.saliency[0].numpy()).max()) < 1e-5
+    with pytest.raises(ValueError, match="schedule"):  # a store keeps one schedule
+        explain_dataset(bundle, paths, out, max_iter=6, metrics=False, progress=False,
+                        batch_size=1)
+    assert main(["explain", str(paths[0]), "--iters", "3", "--schedule", "fast",
+                 "--no-progress", "--out", str(tmp_path / "png")]) == 0
+    assert main(["explain-dataset", str(tmp_path / "png"), "--out", str(tmp_path / "ds"),
+                 "--iters", "2", "--schedule", "fast", "--metrics", "none",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["explain", str(paths[0]), "--schedule", "slow"]) == 2
+    assert "--schedule: invalid choice: 'slow'" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..defaults import DEFAULT_LR, DEFAULT_MAX_ITER
+from ..defaults import DEFAULT_LR, DEFAULT_MAX_ITER, SCHEDULES
 
 __all__ = ["add_subcommands", "parse_target"]
 
@@ -54,7 +54,7 @@ def _cmd_explain_dataset(args: argparse.Namespace) -> int:
     results = explain_dataset(args.model, args.source, args.out, target=args.target,
                               batch_size=args.batch_size, max_iter=args.iters, lr=args.lr,
                               engine=args.engine, metrics=metrics, resume=args.resume,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, schedule=args.schedule)
     print(results)
     if metrics:
         summary = results.summary(by=None)
@@ -83,6 +83,9 @@ def add_subcommands(subparsers: Any) -> None:
                     help=f"optimization steps per map (default {DEFAULT_MAX_ITER})")
     ex.add_argument("--lr", type=float, default=DEFAULT_LR, metavar="X",
                     help=f"learning rate ({DEFAULT_LR})")
+    ex.add_argument("--schedule", choices=SCHEDULES, default="paper",
+                    help="paper (default) or fast (steps on the map projected back onto "
+                         "channel weights)")
     ex.add_argument("--target", type=parse_target, default=None, metavar="T",
                     help="top1 (default), true (the folder's label), topK, or a class index")
     ex.add_argument("--engine", choices=("local", "ray"), default="local",

@@ -65,6 +65,9 @@ class OptiCAMWidget(HasTraits):
         device: Device of the model (``None``: where its parameters are).
         top_k: How many top predictions the class selector lists.
         max_size: Longest side of the canvas in pixels (the image keeps its aspect ratio).
+        schedule: ``"paper"`` (the paper's Adam on the weights, the default) or ``"fast"``
+            (opt-in: steps on the map, projected back onto weights; the same sliders; see
+            :class:`~opticam_widgets.explainer.OptiCAM`).
 
     Example:
         >>> import torch
@@ -91,14 +94,14 @@ class OptiCAMWidget(HasTraits):
 
     def __init__(self, model: nn.Module | ModelBundle, *, labels: Sequence[str] | None = None,
                  preprocess: Any = None, target_layer: Any = None, device: Any = None,
-                 top_k: int = 5, max_size: int = 448) -> None:
+                 top_k: int = 5, max_size: int = 448, schedule: str = "paper") -> None:
         super().__init__()
         bundle = model if isinstance(model, ModelBundle) else None
         self._labels_arg = check_labels(labels, bundle.labels if bundle is not None else None)
         self.top_k = check_top_k(top_k)
         self.cam = OptiCAM(model, target_layer=target_layer, preprocess=preprocess,
                            device=device, max_iter=DEFAULT_MAX_ITER, lr=DEFAULT_LR,
-                           tol=WIDGET_TOL, patience=WIDGET_PATIENCE)
+                           tol=WIDGET_TOL, patience=WIDGET_PATIENCE, schedule=schedule)
         self.name = bundle.name if bundle is not None else type(self.cam.model).__name__
         notes = ["preprocess not given: ImageNet mean/std, 224×224 input"] if (
             bundle is None and preprocess is None) else []
