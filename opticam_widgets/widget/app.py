@@ -65,9 +65,7 @@ class OptiCAMWidget(HasTraits):
         device: Device of the model (``None``: where its parameters are).
         top_k: How many top predictions the class selector lists.
         max_size: Longest side of the canvas in pixels (the image keeps its aspect ratio).
-        schedule: ``"paper"`` (the paper's Adam on the weights, the default) or ``"fast"``
-            (opt-in: steps on the map, projected back onto weights; the same sliders; see
-            :class:`~opticam_widgets.explainer.OptiCAM`).
+        schedule: ``"paper"`` (default) or ``"fast"`` (opt-in; see ``OptiCAM(schedule=...)``).
 
     Example:
         >>> import torch
