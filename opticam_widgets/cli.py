@@ -18,21 +18,18 @@ stderr (set the environment variable ``OPTICAM_DEBUG=1`` to get the traceback in
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
+from .cliargs import add_run_options, class_index, positive_int, unit_float
 from .defaults import (
     CONVENTIONS,
     DEFAULT_CONVENTION,
-    DEFAULT_LR,
-    DEFAULT_MAX_ITER,
     DEFAULT_SCORE,
-    SCHEDULES,
     SCORES,
 )
 
@@ -53,31 +50,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see `{self.prog} --help`)\n")
-
-
-def _converter(kind: type, what: str, ok: Callable[[Any], bool]) -> Callable[[str], Any]:
-    """An argparse ``type=``: parse the text as ``kind``; "expected WHAT" unless ``ok(value)``.
-
-    Example:
-        >>> _converter(int, "an even number", lambda v: v % 2 == 0)("4")
-        4
-    """
-    def convert(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return convert
-
-
-_positive_int = _converter(int, "a positive integer", lambda v: v >= 1)
-_positive_float = _converter(float, "a positive number", lambda v: math.isfinite(v) and v > 0)
-_unit_float = _converter(float, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
-_class_index = _converter(int, "a class index >= 0", lambda v: v >= 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,17 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("images", nargs="+", metavar="IMG",
                     help="image file, or sample:NAME for a bundled photo (see `opticam samples`)")
     which = ex.add_mutually_exclusive_group()
-    which.add_argument("--target", type=_class_index, action="append", metavar="N",
+    which.add_argument("--target", type=class_index, action="append", metavar="N",
                        help="class index to explain (repeat for several); default: top-1")
-    which.add_argument("--top", type=_positive_int, metavar="K",
+    which.add_argument("--top", type=positive_int, metavar="K",
                        help="explain the K most probable classes of each image")
-    ex.add_argument("--iters", type=_positive_int, default=DEFAULT_MAX_ITER, metavar="N",
-                    help=f"optimization steps per map (default: {DEFAULT_MAX_ITER})")
-    ex.add_argument("--lr", type=_positive_float, default=DEFAULT_LR, metavar="X",
-                    help=f"Adam learning rate (default: {DEFAULT_LR})")
-    ex.add_argument("--schedule", choices=SCHEDULES, default="paper",
-                    help="paper (Adam on the channel weights, default) or fast (steps on the "
-                         "map projected back onto weights: the same map quality sooner)")
+    add_run_options(ex)
     ex.add_argument("--convention", choices=CONVENTIONS, default=DEFAULT_CONVENTION,
                     help="keep the class score on x⊙S (constructive, default) or remove it "
                          "from x⊙(1−S) (destructive)")
@@ -129,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "'torchvision:NAME' or 'torchvision:NAME:WEIGHTS' (may download)")
     ex.add_argument("--device", default=None,
                     help="torch device, e.g. cpu or cuda (default: cpu)")
-    ex.add_argument("--alpha", type=_unit_float, default=0.5,
+    ex.add_argument("--alpha", type=unit_float, default=0.5,
                     help="heatmap opacity in the overlay PNG (default 0.5)")
     ex.add_argument("--cmap", default="jet",
                     help="matplotlib colormap of the overlay PNG (default jet)")

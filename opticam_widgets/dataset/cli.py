@@ -3,6 +3,7 @@
 Usage::
 
     opticam explain-dataset SOURCE --out DIR [--batch-size N] [--iters N] [--lr X]
+                            [--schedule paper|fast]
                             [--target top1|true|N|topK] [--engine local|ray]
                             [--resume | --no-resume] [--metrics paper|full|none]
                             [--model SPEC] [--no-progress]
@@ -17,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..defaults import DEFAULT_LR, DEFAULT_MAX_ITER, SCHEDULES
+from ..cliargs import add_run_options, positive_int
 
 __all__ = ["add_subcommands", "parse_target"]
 
@@ -39,12 +40,6 @@ def parse_target(text: str) -> Any:
     if text.isdigit():
         return int(text)
     raise argparse.ArgumentTypeError(f"expected top1, true, topK or a class index, got {text!r}")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
 
 
 def _cmd_explain_dataset(args: argparse.Namespace) -> int:
@@ -77,15 +72,9 @@ def add_subcommands(subparsers: Any) -> None:
                     "with Opti-CAM; one Parquet row per (image, class) under --out.")
     ex.add_argument("source", metavar="SOURCE", help="folder of images (or one image file)")
     ex.add_argument("--out", type=Path, required=True, metavar="DIR", help="results folder")
-    ex.add_argument("--batch-size", type=_positive, default=16, metavar="N",
+    ex.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                     help="images per optimization (default 16)")
-    ex.add_argument("--iters", type=_positive, default=DEFAULT_MAX_ITER, metavar="N",
-                    help=f"optimization steps per map (default {DEFAULT_MAX_ITER})")
-    ex.add_argument("--lr", type=float, default=DEFAULT_LR, metavar="X",
-                    help=f"learning rate ({DEFAULT_LR})")
-    ex.add_argument("--schedule", choices=SCHEDULES, default="paper",
-                    help="paper (default) or fast (steps on the map projected back onto "
-                         "channel weights)")
+    add_run_options(ex)
     ex.add_argument("--target", type=parse_target, default=None, metavar="T",
                     help="top1 (default), true (the folder's label), topK, or a class index")
     ex.add_argument("--engine", choices=("local", "ray"), default="local",
