@@ -118,8 +118,7 @@ def measure_model(title: str, model: Any, photos: dict[str, Any]) -> tuple[str, 
                      "paper AD / AI / AG", "fast AD / AI / AG"], rows)
     med = C.median(ratios)  # never reached counts as inf
     worst = max(ratios)
-    mean = {key: {m: sum(d[m] for d in v) / len(v) for m in ("AD", "AI", "AG")}
-            for key, v in faith.items()}
+    mean = {key: _mean(v) for key, v in faith.items()}
     goal = med <= 1 / 3 and worst <= 1 / 2 and mean["fast"]["AD"] <= mean["paper"]["AD"] \
         and mean["fast"]["AG"] >= mean["paper"]["AG"] and mean["fast"]["AI"] >= mean["paper"]["AI"]
     notes = [
@@ -139,13 +138,14 @@ def paper_sensitivity(title: str, model: Any, photos: dict[str, Any],
     Runs the paper's schedule at ``LR_FACTORS`` × lr on every photo (quality only, untimed)
     and says whether the fast run's means are no worse than the least good of the paper's.
     """
+    from opticam_widgets.defaults import DEFAULT_LR
     from opticam_widgets.explainer import OptiCAM
 
-    runs = {0.2: mean["paper"]}
+    runs = {DEFAULT_LR: mean["paper"]}
     for factor in LR_FACTORS:
-        cam = OptiCAM(model, max_iter=PAPER_ITERS, lr=0.2 * factor)
-        f = [faithfulness(model, image, explain(cam, image)) for image in photos.values()]
-        runs[0.2 * factor] = {m: sum(d[m] for d in f) / len(f) for m in ("AD", "AI", "AG")}
+        cam = OptiCAM(model, max_iter=PAPER_ITERS, lr=DEFAULT_LR * factor)
+        runs[DEFAULT_LR * factor] = _mean([faithfulness(model, image, explain(cam, image))
+                                           for image in photos.values()])
     worst = {"AD": max(r["AD"] for r in runs.values()), "AI": min(r["AI"] for r in runs.values()),
              "AG": min(r["AG"] for r in runs.values())}
     fast = mean["fast"]
@@ -154,6 +154,11 @@ def paper_sensitivity(title: str, model: Any, photos: dict[str, Any],
     return (f"{title}, the paper's own run with its lr moved by ±10% (AD / AI / AG): {cells}; "
             f"fast {_faith_cell(fast)}: no worse than the least good of these on each metric: "
             f"{'yes' if inside else 'no'}.")
+
+
+def _mean(faith: list[dict[str, float]]) -> dict[str, float]:
+    """Mean AD, AI and AG over photos."""
+    return {m: sum(d[m] for d in faith) / len(faith) for m in ("AD", "AI", "AG")}
 
 
 def _faith_cell(f: dict[str, float]) -> str:

@@ -126,9 +126,11 @@ SHOW_TIMED_JS = """async (src) => {
 }"""
 
 
-#: Deletes the notebook's last cell (a trial's widget output; the widget stays in the kernel).
-DROP_LAST_CELL_JS = """() => { const m = window.jupyterapp.shell.currentWidget.content.model;
-    m.sharedModel.deleteCellRange(m.sharedModel.cells.length - 1, m.sharedModel.cells.length); }"""
+#: Deletes the notebook's cells from index ``n`` on (``-1``: the last one); their widgets stay
+#: in the kernel.
+DROP_CELLS_JS = """(n) => { const cells = window.jupyterapp.shell.currentWidget.content.model
+    .sharedModel; const end = cells.cells.length;
+    cells.deleteCellRange(n < 0 ? end + n : n, end); }"""
 
 
 def test_lab_big_photo_shows_as_fast_as_a_small_one(lab, artifacts):
@@ -142,9 +144,7 @@ def test_lab_big_photo_shows_as_fast_as_a_small_one(lab, artifacts):
     try:
         _measure_big_photo_show(app, artifacts)
     finally:  # the later tests see the dashboard as it was: its widget the last output
-        page.evaluate("""(n) => { const m = window.jupyterapp.shell.currentWidget.content.model;
-                                   m.sharedModel.deleteCellRange(n, m.sharedModel.cells.length);
-                                 }""", cells)
+        page.evaluate(DROP_CELLS_JS, cells)
         app.wait_kernel_idle()
 
 
@@ -176,7 +176,7 @@ def _measure_big_photo_show(app, artifacts) -> None:
             drawings[label] = max((canvas.nth(i).evaluate("c => [c.width, c.height]")
                                    for i in range(canvas.count())), key=lambda s: s[0] * s[1])
             app.wait_kernel_idle()
-            page.evaluate(DROP_LAST_CELL_JS)  # the notebook stays short: no scrolling far
+            page.evaluate(DROP_CELLS_JS, -1)  # the notebook stays short: no scrolling far
     kernel = json.loads(app.kernel_value("__import__('json').dumps(kernel_show)").strip("'"))
     app.add_cell_and_run("for _w in shown: _w.close()\nprint(len(shown), 'photo widgets closed')")
     page.wait_for_selector(f"text={2 * SHOW_TRIALS} photo widgets closed", timeout=60_000)
