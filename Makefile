@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 APP_PORT ?= 8866
 
-.PHONY: lab app test install lint unit notebooks browser bench bench-faithfulness chromium clean binder-check wheel-check
+.PHONY: lab app test install lint unit notebooks browser bench bench-faithfulness chromium clean binder-check wheel-check docs docs-doctest docs-serve
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,22 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks -q
 
+# the documentation site (mkdocs.yml): offline, --strict (a warning, a broken internal link or a
+# public name without an API page fails it), after every docstring example has run (doctest).
+# The tutorials are executed once and cached in .cache/docs-notebooks/ (OPTICAM_DOCS_EXECUTE=0: a
+# quick draft without outputs). docs-serve rebuilds on change, on 127.0.0.1 only.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true OPTICAM_QUIET=1
+DOCS_PORT ?= 8000
+
+docs-doctest: $(STAMP)
+	$(PY) -m pytest --doctest-modules opticam_widgets -q -p no:cacheprovider -o addopts=""
+
+docs: $(STAMP) docs-doctest
+	$(DOCS_ENV) $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	$(DOCS_ENV) $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
 chromium:
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
 		(apt-get update -qq && apt-get install -y -qq chromium)
@@ -48,7 +64,7 @@ chromium:
 browser: $(STAMP) chromium
 	$(PY) -m pytest tests/browser -m browser -q
 
-test: lint unit notebooks browser wheel-check
+test: lint unit notebooks docs browser wheel-check
 
 bench: $(STAMP)
 	$(PIP) install --quiet -e ".[bench]"
@@ -58,7 +74,7 @@ bench-faithfulness: $(STAMP)
 	$(PY) benchmarks/faithfulness.py
 
 clean:
-	rm -rf $(VENV) test-artifacts .pytest_cache
+	rm -rf $(VENV) test-artifacts .pytest_cache site .cache/docs-notebooks
 
 binder-check: $(STAMP)
 	$(PY) tools/binder_memory.py notebooks/01_quickstart.ipynb

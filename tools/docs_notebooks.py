@@ -24,6 +24,8 @@ BINDER = ("https://mybinder.org/v2/gh/opticam-widgets/opticam-widgets/main"
           "?urlpath=lab/tree/notebooks/{name}")
 #: Seconds one cell may take when a notebook is executed for the site.
 CELL_TIMEOUT = 300
+#: The kernels' environment: two run side by side, one thread each (the machine has 2 cores).
+KERNEL_ENV = {**os.environ, "OPTICAM_QUIET": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def sources_key(path: Path) -> str:
@@ -49,17 +51,9 @@ def execute(path: Path) -> dict:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    env_quiet = os.environ.get("OPTICAM_QUIET")
-    os.environ["OPTICAM_QUIET"] = "1"
-    try:
-        NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}},
-                       store_widget_state=False).execute()
-    finally:
-        if env_quiet is None:
-            os.environ.pop("OPTICAM_QUIET", None)
-        else:
-            os.environ["OPTICAM_QUIET"] = env_quiet
+    NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}},
+                   store_widget_state=False).execute(env=KERNEL_ENV)
     return json.loads(nbformat.writes(nb))
 
 
