@@ -90,7 +90,7 @@ class SaliencyCanvas(HasTraits):
     Example:
         >>> import numpy as np
         >>> view = SaliencyCanvas(max_size=64)
-        >>> view.set_image(np.zeros((30, 60, 3), np.uint8))
+        >>> _ = view.set_image(np.zeros((30, 60, 3), np.uint8))  # the picture drawn, uint8
         >>> view.set_saliency(np.ones((30, 60)))
         >>> view.opacity = 0.3  # redraws the heatmap layer only
         >>> (view.canvas.height, view.canvas.width)
