@@ -24,8 +24,15 @@ BINDER = ("https://mybinder.org/v2/gh/opticam-widgets/opticam-widgets/main"
           "?urlpath=lab/tree/notebooks/{name}")
 #: Seconds one cell may take when a notebook is executed for the site.
 CELL_TIMEOUT = 300
-#: The kernels' environment: two run side by side, one thread each (the machine has 2 cores).
-KERNEL_ENV = {**os.environ, "OPTICAM_QUIET": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+#: Where the kernels' HTTP(S) requests go: a closed loopback port, so a download fails at once.
+NO_NETWORK = "http://127.0.0.1:9"
+#: The kernels' environment: two run side by side, one thread each (the machine has 2 cores),
+#: and offline (a notebook that would download, like 04's torchvision example, takes its
+#: offline branch wherever the site is built; Hugging Face libraries in offline mode).
+KERNEL_ENV = {**os.environ, "OPTICAM_QUIET": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "HTTP_PROXY": NO_NETWORK, "HTTPS_PROXY": NO_NETWORK, "http_proxy": NO_NETWORK,
+              "https_proxy": NO_NETWORK, "ALL_PROXY": NO_NETWORK, "NO_PROXY": "", "no_proxy": "",
+              "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 def sources_key(path: Path) -> str:

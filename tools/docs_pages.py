@@ -84,7 +84,12 @@ def schema_page() -> str:
     from opticam_widgets.dataset.store import FORMAT_VERSION, SCHEMA, SETTINGS_FILE
 
     notes = schema_columns((ROOT / "opticam_widgets" / "dataset" / "store.py").read_text())
-    rows = [f"| `{f.name}` | `{f.type}` | {_cell(notes.get(f.name, ''))} |" for f in SCHEMA]
+    rows, previous = [], ""
+    for field in SCHEMA:
+        note = notes.get(field.name) or f"the same for this column as for `{previous}` above"
+        rows.append(f"| `{field.name}` | `{field.type}` | {_cell(note)} |")
+        if notes.get(field.name):
+            previous = field.name
     return "\n".join([
         "# The Parquet store's schema", "",
         "Generated at build time from `opticam_widgets.dataset.SCHEMA` and the comment beside "
@@ -93,9 +98,7 @@ def schema_page() -> str:
         f"`{SETTINGS_FILE}`; store format version {FORMAT_VERSION}. Any Parquet reader "
         "(pandas, DuckDB, Polars, Ray) reads it without this package: see "
         "[a dataset and the explorer](../how-to/dataset-and-explorer.md).", "",
-        "| column | Arrow type | meaning |", "| --- | --- | --- |", *rows, "",
-        "A column whose comment continues on the next lines (like `deletion_auc` after "
-        "`insertion_auc`) shares the meaning above it.", ""])
+        "| column | Arrow type | meaning |", "| --- | --- | --- |", *rows, ""])
 
 
 def _cell(text: str) -> str:
