@@ -120,7 +120,8 @@ class OptiCAMResult:
                 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)):
             raise ValueError(f"`size` must be two positive ints (height, width); got {size!r}")
         low = self.low_res if rows is None else self.low_res[list(rows)]
-        return resize_maps(low, (int(size[0]), int(size[1]))).float().clamp_(0.0, 1.0)
+        # not in place: at the features' own size the resize returns ``low_res`` itself
+        return resize_maps(low, (int(size[0]), int(size[1]))).float().clamp(0.0, 1.0)
 
     @property
     def images(self) -> Tensor:

@@ -567,9 +567,10 @@ def test_exports(make_widget, tmp_path):
     out = widget.save(tmp_path / "map.png")
     with Image.open(out) as im:
         assert im.size == (53, 37) and im.mode == "RGB"
-    widget.controls.save_path.value = str(tmp_path / "button.png")
+    widget.controls.save_path.value = str(tmp_path / "button.png")  # a path: refused
     widget.controls.save_button.click()
-    assert (tmp_path / "button.png").exists() and "Saved" in widget.controls.status.value
+    assert not (tmp_path / "button.png").exists()
+    assert "file name only" in widget.controls.save_status.value
     fig = widget.figure()
     assert len(fig.axes) >= 4
     fig.savefig(io.BytesIO(), format="png")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
@@ -44,12 +43,14 @@ from .canvas import SaliencyCanvas
 from .compare import ComparePanel
 from .controls import Controls
 from .display import mimebundle
-from .state import ImageState, check_labels, check_top_k, named_pixels
+from .exportapi import ExportAPI
+from .saving import SaveFolder
+from .state import ImageState, check_labels, check_top_k, image_sources, named_pixels
 
 __all__ = ["OptiCAMWidget"]
 
 
-class OptiCAMWidget(HasTraits):
+class OptiCAMWidget(ExportAPI, HasTraits):
     """Interactive Opti-CAM explanation of a CNN's prediction, for Jupyter.
 
     Args:
@@ -66,6 +67,11 @@ class OptiCAMWidget(HasTraits):
         top_k: How many top predictions the class selector lists.
         max_size: Longest side of the canvas in pixels (the image keeps its aspect ratio).
         schedule: ``"paper"`` (default) or ``"fast"`` (opt-in; see ``OptiCAM(schedule=...)``).
+        save_dir: The one folder the **Save PNG** button writes into (the name typed in the
+            widget is a plain file name, never a path). ``None``: the working directory (in
+            Jupyter, the notebook's folder), except in Voilà, where visitors get no server
+            write, only **Download** (an app's author who wants server files names a folder);
+            ``False``: no server write anywhere.
 
     Example:
         >>> import torch
@@ -92,7 +98,8 @@ class OptiCAMWidget(HasTraits):
 
     def __init__(self, model: nn.Module | ModelBundle, *, labels: Sequence[str] | None = None,
                  preprocess: Any = None, target_layer: Any = None, device: Any = None,
-                 top_k: int = 5, max_size: int = 448, schedule: str = "paper") -> None:
+                 top_k: int = 5, max_size: int = 448, schedule: str = "paper",
+                 save_dir: str | os.PathLike | bool | None = None) -> None:
         super().__init__()
         bundle = model if isinstance(model, ModelBundle) else None
         self._labels_arg = check_labels(labels, bundle.labels if bundle is not None else None)
@@ -103,9 +110,11 @@ class OptiCAMWidget(HasTraits):
         self.name = bundle.name if bundle is not None else type(self.cam.model).__name__
         notes = ["preprocess not given: ImageNet mean/std, 224×224 input"] if (
             bundle is None and preprocess is None) else []
+        folder = SaveFolder.from_option(save_dir)
         self._closed = False
         self._parts = parts = assemble(self, self.cam, max_size, notes,
-                                       bundle=self._repr_mimebundle_, text=self.__repr__)
+                                       bundle=self._repr_mimebundle_, text=self.__repr__,
+                                       folder=folder, model=self.name)
         #: Every control, by name (tests and users may set their ``value``).
         self.controls: Controls = parts.controls
         #: The main canvas (image and heatmap layers).
@@ -141,7 +150,7 @@ class OptiCAMWidget(HasTraits):
         """
         self._check_open()
         self._parts.selection.load_images(named_pixels(images), self._labels_arg, self.top_k,
-                                          run=run)
+                                          run=run, sources=image_sources(images))
         return self
 
     @property
@@ -245,43 +254,6 @@ class OptiCAMWidget(HasTraits):
         """Faithfulness of the map shown (``metrics.faithfulness`` output), when computed."""
         entry = self._parts.session.shown
         return None if entry is None else entry.metrics
-
-    def overlay_image(self) -> np.ndarray:
-        """The overlay at the image's own resolution, uint8 (H, W, 3), in the current style.
-
-        Raises:
-            RuntimeError: No map yet.
-        """
-        return self._parts.exporter.overlay()
-
-    def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Save the overlay as a PNG at the image's own resolution.
-
-        Args:
-            path: File to write; default ``opticam_<image>_<class>.png`` in the working
-                directory.
-
-        Returns:
-            The path written.
-
-        Example:
-            >>> widget.save("cat.png")  # doctest: +SKIP
-        """
-        return self._parts.exporter.save(path)
-
-    def figure(self) -> Any:
-        """A matplotlib figure: image, saliency map, overlay and score over iterations.
-
-        Returns:
-            A ``matplotlib.figure.Figure`` (no pyplot: it is shown only if you display it).
-
-        Raises:
-            RuntimeError: No map yet.
-
-        Example:
-            >>> widget.figure().savefig("opticam.pdf")  # doctest: +SKIP
-        """
-        return self._parts.exporter.figure()
 
     # ------------------------------------------------------------------ display
     def show(self, images: Any = None, *, run: bool = True) -> OptiCAMWidget:

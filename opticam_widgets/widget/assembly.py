@@ -19,14 +19,17 @@ from traitlets import dlink
 
 from ..explainer import OptiCAM
 from ..jobs import Worker
+from .actions import ExportActions
 from .canvas import SaliencyCanvas
 from .common import close_widgets
 from .compare import ComparePanel, Comparison
 from .controls import WIDGET_CSS, Controls, build_controls, layout
 from .display import Display
 from .export import Exporter
-from .messages import GREETING, saved_html
+from .messages import GREETING
+from .record import preprocess_spec
 from .runner import Runner
+from .saving import SaveFolder
 from .selection import Selection
 from .state import Session
 from .view import ResultView
@@ -60,6 +63,8 @@ class Parts:
     display: Display
     #: Files and figures.
     exporter: Exporter
+    #: The Save, Download and Code buttons.
+    actions: ExportActions
 
     def close(self) -> None:
         """Cancel and join the jobs, then close every widget."""
@@ -71,18 +76,20 @@ class Parts:
 
 
 def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
-             bundle: Callable[[], tuple[dict, dict]], text: Callable[[], str]) -> Parts:
+             bundle: Callable[[], tuple[dict, dict]], text: Callable[[], str],
+             folder: SaveFolder | None = None, model: str = "model") -> Parts:
     """Build and connect the parts of a widget.
 
     Args:
         owner: The widget: the parts use its traits ``running``, ``error``, ``explain_count``
-            and ``early_stop``; the Run, Stop and Save PNG buttons call its ``run()``,
-            ``stop()`` and ``save()``.
+            and ``early_stop``; the Run and Stop buttons call its ``run()`` and ``stop()``.
         cam: The engine.
         max_size: Longest side of the main canvas.
         notes: Grey notes under every status message.
         bundle: Returns the widget's mimebundle (for the IPython output).
         text: Returns the widget's ``repr``.
+        folder: Where the Save button writes (default: the working directory, off in Voilà).
+        model: The model's name (in the downloaded JSON and the code).
     """
     controls = build_controls()
     canvas = SaliencyCanvas(max_size)
@@ -108,24 +115,19 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
         dlink((controls.view, "value"), (target, "view"))
     controls.run_button.on_click(lambda _b: owner.run())
     controls.stop_button.on_click(lambda _b: owner.stop())
-    controls.save_button.on_click(lambda _b: save(owner, controls, runner, view))
     view.status(GREETING)
-    exporter = Exporter(session, lambda: (float(controls.opacity.value), controls.colormap.value),
-                        lambda: view.names.names if view.names is not None else None)
+    exporter = Exporter(session, lambda: (float(controls.opacity.value), controls.colormap.value,
+                                          controls.view.value),
+                        lambda: view.names.names if view.names is not None else None,
+                        folder=folder or SaveFolder(), model=model, schedule=cam.schedule,
+                        preprocess=preprocess_spec(cam.preprocess))
+    actions = ExportActions(controls, exporter)
+    canvas.observe(actions.map_changed, "revision")
     root = layout(controls, canvas.canvas, compare.box)
     root.add_class("opticam-widget")
     display.attach(root)  # its stylesheet goes inside the widget
     return Parts(controls=controls, canvas=canvas, compare=compare,
                  root=root, session=session, view=view,
                  runner=runner, comparison=comparison, selection=selection, display=display,
-                 exporter=exporter)
+                 exporter=exporter, actions=actions)
 
-
-def save(owner: Any, controls: Controls, runner: Runner, view: ResultView) -> None:
-    """The Save PNG button: ``owner.save(path)``; errors go to the status line and ``error``."""
-    try:
-        out = owner.save(controls.save_path.value.strip() or None)
-    except Exception as exc:
-        runner.report(exc)
-        return
-    view.status(saved_html(out))

@@ -186,19 +186,36 @@ def compare_control(methods: tuple[str, ...] = BASELINES) -> w.Dropdown:
                       style=_WIDE, layout=w.Layout(width="230px"))
 
 
-def export_controls() -> tuple[w.Text, w.Button]:
-    """File name box and Save PNG button (saves the overlay at the image's own resolution).
+def export_controls() -> tuple[w.Text, w.Button, w.Button, w.Button, w.HTML, w.Textarea]:
+    """File name box, Save, Download and Code buttons, their message line and the code box.
+
+    **Save** writes a PNG on the server, inside the widget's save folder, under a plain file
+    name (never over an existing file); **Download** offers the PNG and a JSON sidecar to the
+    browser (nothing written on the server); **Code** shows the ``OptiCAM(...).explain(...)``
+    call that reproduces the map. The message line is announced politely to screen readers.
 
     Example:
-        >>> path, save = export_controls()
-        >>> save.description
-        'Save PNG'
+        >>> path, save, download, code, message, box = export_controls()
+        >>> save.description, download.description, box.layout.display
+        ('Save PNG', 'Download', 'none')
     """
-    path = w.Text(value="", placeholder="file name (auto)", layout=w.Layout(width="200px"))
-    save = w.Button(description="Save PNG", icon="download",
-                    tooltip="save the overlay as a PNG file next to the notebook",
+    path = w.Text(value="", placeholder="auto", description="File name", style=_WIDE,
+                  layout=w.Layout(width="230px"))
+    save = w.Button(description="Save PNG", icon="save",
+                    tooltip="save the overlay as a new PNG file in the notebook's folder",
                     layout=w.Layout(width="110px"))
-    return path, save
+    download = w.Button(description="Download", icon="download",
+                        tooltip="offer the overlay (PNG) and its settings (JSON) to the "
+                                "browser as downloads",
+                        layout=w.Layout(width="110px"))
+    code = w.Button(description="Code", icon="code",
+                    tooltip="show the Python code that reproduces this map",
+                    layout=w.Layout(width="90px"))
+    message = w.HTML(value="", layout=w.Layout(min_height="1.2em"))
+    message.add_class("opticam-live")
+    box = w.Textarea(value="", description="Code", style=_WIDE,
+                     layout=w.Layout(width="100%", height="9em", display="none"))
+    return path, save, download, code, message, box
 
 
 @dataclass
@@ -237,10 +254,18 @@ class Controls:
     metrics: w.HTML
     #: Baseline method to show beside the Opti-CAM map, or None.
     compare: w.Dropdown
-    #: File name for Save PNG (empty: automatic).
+    #: File name for Save PNG (a plain name; empty: automatic).
     save_path: w.Text
-    #: Saves the overlay PNG.
+    #: Saves the overlay PNG in the save folder, as a new file.
     save_button: w.Button
+    #: Offers the PNG and its JSON sidecar as browser downloads.
+    download_button: w.Button
+    #: Shows the code that reproduces the map.
+    code_button: w.Button
+    #: What Save, Download and Code did: paths, download links, refusals.
+    save_status: w.HTML
+    #: The code that reproduces the map (shown by the Code button).
+    code: w.Textarea
 
     def widgets(self) -> list[w.Widget]:
         """All control widgets, in field order."""
@@ -260,12 +285,13 @@ def build_controls(baselines: tuple[str, ...] = BASELINES) -> Controls:
     view, opacity, cmap = display_controls()
     run, stop = action_buttons()
     bar, status, plot, metrics = progress_controls()
-    path, save = export_controls()
+    path, save, download, code, message, box = export_controls()
     return Controls(iterations=iters, lr=rate, convention=conv, class_select=select,
                     class_search=search, image_select=image_control(), view=view,
                     opacity=opacity, colormap=cmap, run_button=run, stop_button=stop,
                     progress=bar, status=status, score_plot=plot, metrics=metrics,
-                    compare=compare_control(baselines), save_path=path, save_button=save)
+                    compare=compare_control(baselines), save_path=path, save_button=save,
+                    download_button=download, code_button=code, save_status=message, code=box)
 
 
 def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget) -> w.VBox:
@@ -287,5 +313,8 @@ def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget) -> w.V
         w.HBox([canvas, compare_panel, side], layout=w.Layout(flex_flow="row wrap",
                                                                align_items="flex-start")),
         w.HBox([c.view, c.opacity, c.colormap], layout=row),
-        w.HBox([c.compare, c.save_path, c.save_button], layout=row),
+        w.HBox([c.compare, c.save_path, c.save_button, c.download_button, c.code_button],
+               layout=row),
+        c.save_status,
+        c.code,
     ])

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..render import colorize, mask_image, overlay, to_png_bytes
+from .record import download_link, map_record, record_json, reproduce_code
+from .saving import SaveFolder, check_file_name, with_suffix, write_new
 from .state import Session
 
 __all__ = ["Exporter", "png_name", "render_view", "summary_figure"]
@@ -107,44 +109,107 @@ class Exporter:
 
     Args:
         session: The widget's images and the entry shown.
-        style: Returns the current ``(opacity, colormap)``.
+        style: Returns the current ``(opacity, colormap, view)``.
         names: Returns the class names (or ``None`` before they are known).
+        folder: Where the Save button writes, and whether it may.
+        model: The model's name (for the record).
+        schedule: The engine's schedule (for the record).
+        preprocess: The engine's preprocessing (:func:`~.record.preprocess_spec`).
     """
 
-    def __init__(self, session: Session, style: Callable[[], tuple[float, str]],
-                 names: Callable[[], Sequence[str] | None]) -> None:
+    def __init__(self, session: Session, style: Callable[[], tuple[float, str, str]],
+                 names: Callable[[], Sequence[str] | None], *, folder: SaveFolder,
+                 model: str = "model", schedule: str = "paper",
+                 preprocess: dict | None = None) -> None:
         self.session = session
         self.style = style
         self.names = names
+        self.folder = folder
+        self.model = model
+        self.schedule = schedule
+        self.preprocess = preprocess
 
-    def _shown(self) -> Any:
+    def _entry(self) -> Any:
         entry = self.session.shown
         if entry is None:
             raise RuntimeError(NO_MAP)
-        return entry.result
+        return entry
+
+    def _shown(self) -> Any:
+        return self._entry().result
+
+    def _label(self, target: int | None) -> str | None:
+        names = self.names()
+        return names[target] if names and target is not None else None
+
+    def default_name(self) -> str:
+        """:func:`png_name` of the image and class shown."""
+        return png_name(self.session.index, self._label(self.session.target))
 
     def overlay(self) -> np.ndarray:
         """The overlay, uint8 (H, W, 3), in the current opacity and colormap."""
-        opacity, cmap = self.style()
+        opacity, cmap, _view = self.style()
         return overlay(self.session.image.rgb, self._shown().numpy()[0], alpha=opacity,
                        cmap=cmap)
 
-    def save(self, path: str | os.PathLike | None) -> Path:
-        """Write :meth:`overlay` as a PNG; ``None`` or ``""``: :func:`png_name` of the class."""
+    def save(self, path: str | os.PathLike | None, *, overwrite: bool = False) -> Path:
+        """Write :meth:`overlay` as a PNG (the Python API: ``path`` is the owner's).
+
+        ``None`` or ``""``: :meth:`default_name` in the save folder. ``.png`` is added when
+        missing; a taken name becomes ``name (2).png`` unless ``overwrite``.
+        """
         data = to_png_bytes(self.overlay())
         if path is None or str(path) == "":
-            names, target = self.names(), self.session.target
-            path = png_name(self.session.index,
-                            names[target] if names and target is not None else None)
-        out = Path(path)
-        out.write_bytes(data)
-        return out
+            out = self.folder.folder / self.default_name()
+            self.folder.folder.mkdir(parents=True, exist_ok=True)
+        else:
+            out = Path(path).expanduser()
+            out = out.with_name(with_suffix(out.name))
+        if overwrite:
+            out.write_bytes(data)
+            return out
+        return write_new(out, data)
+
+    def save_from_ui(self, text: str) -> Path:
+        """The Save button: a plain file name (``""``: automatic) written in the save folder.
+
+        Raises:
+            PermissionError: Server saving is off (Voilà, unless enabled).
+            ValueError: Not a plain file name; nothing is written.
+        """
+        name = text.strip() or self.default_name()
+        check_file_name(name)  # refuse before encoding anything
+        return self.folder.write(name, to_png_bytes(self.overlay()))
+
+    def record(self) -> dict:
+        """The map's JSON sidecar (:func:`~.record.map_record`)."""
+        entry = self._entry()
+        state = self.session.image
+        return map_record(model=self.model, entry=entry,
+                          label=self._label(int(entry.result.target[0])), image=state.name,
+                          source=state.source, schedule=self.schedule, style=self.style(),
+                          preprocess=self.preprocess)
+
+    def code(self) -> str:
+        """The Python code that reproduces the map shown (:func:`~.record.reproduce_code`)."""
+        return reproduce_code(self.record())
+
+    def download_html(self) -> str:
+        """Browser download links of the PNG and its JSON sidecar (no server write)."""
+        name = self.default_name()
+        png = to_png_bytes(self.overlay())
+        sidecar = record_json(self.record())
+        json_name = name[:-len(".png")] + ".json"
+        return (f"{download_link(name, 'image/png', png, f'⤓ {name}')} "
+                f"({len(png) / 1024:.0f} kB) · "
+                f"{download_link(json_name, 'application/json', sidecar, f'⤓ {json_name}')}"
+                " (model, layer, class, settings, metrics)")
 
     def figure(self) -> Any:
         """:func:`summary_figure` of the map shown."""
         result = self._shown()
         names, t = self.names(), result.target[0]
-        opacity, cmap = self.style()
+        opacity, cmap, _view = self.style()
         return summary_figure(self.session.image.rgb, result,
                               title=f"{names[t]} ({t})" if names else f"class {t}",
                               cmap=cmap, opacity=opacity)

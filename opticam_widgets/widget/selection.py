@@ -78,7 +78,8 @@ class Selection:
             self.controls.class_search.options = names.search_options
 
     def load_images(self, pixels: Sequence[tuple[str, Tensor]], labels: Sequence[str] | None,
-                    top_k: int, *, run: bool) -> None:
+                    top_k: int, *, run: bool,
+                    sources: Sequence[str | None] | None = None) -> None:
         """Predict new images (after the jobs going on are stopped) and show them.
 
         Args:
@@ -86,17 +87,19 @@ class Selection:
             labels: The class names given by the user, if any.
             top_k: How many top classes the selector lists.
             run: Explain the first image's top class at once.
+            sources: The path each image was read from (``None``: in memory).
         """
         self.runner.cancel()
         self.runner.join()
         states = []
-        for name, t in pixels:
+        for i, (name, t) in enumerate(pixels):
             probs, iter0 = self.runner.predict(t)
             names = self.view.names
             if names is None or len(names) != probs.shape[0]:
                 self.use_names(ClassNames.for_model(labels, probs.shape[0]))
             states.append(ImageState.from_probs(name, t, probs, top_k))
             states[-1].iter0 = iter0
+            states[-1].source = sources[i] if sources is not None else None
         self.load(states, run=run)
 
     def load(self, images: Sequence[ImageState], *, run: bool) -> None:

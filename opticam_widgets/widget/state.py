@@ -34,7 +34,7 @@ from ..render import as_uint8_image
 from ..result import OptiCAMResult
 
 __all__ = ["ClassNames", "Entry", "ImageState", "ResultCache", "RunKey", "Session",
-           "check_labels", "check_top_k", "image_name", "named_pixels"]
+           "check_labels", "check_top_k", "image_name", "image_sources", "named_pixels"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,8 @@ class ImageState:
     extra: list[int] = field(default_factory=list)
     #: Iteration-0 map (channel-mean CAM): the same for every class, drawn at once on Run.
     iter0: np.ndarray | None = None
+    #: The file the image was read from (as given), or ``None``.
+    source: str | None = None
 
     @classmethod
     def from_probs(cls, name: str, pixels: Tensor, probs: np.ndarray, top_k: int) -> ImageState:
@@ -275,6 +277,18 @@ def image_name(image: Any, index: int) -> str:
     if isinstance(image, (str, os.PathLike)):
         return Path(image).name
     return f"image {index + 1}"
+
+
+def image_sources(images: Any) -> list[str | None]:
+    """The path each image was given as (``None`` for an in-memory image).
+
+    Example:
+        >>> image_sources(["photos/cat.jpg", None])
+        ['photos/cat.jpg', None]
+    """
+    many = isinstance(images, (list, tuple)) or (isinstance(images, Tensor) and images.ndim == 4)
+    return [os.fspath(im) if isinstance(im, (str, os.PathLike)) else None
+            for im in (images if many else [images])]
 
 
 def named_pixels(images: Any) -> list[tuple[str, Tensor]]:
