@@ -129,3 +129,15 @@ def test_strict_build_fails_on_a_broken_internal_link(tmp_path: Path) -> None:
     assert build.returncode != 0
     assert "no-such-page.md" in build.stderr
     assert "Aborted with 1 warnings in strict mode" in build.stderr
+
+
+def test_docstrings_read_as_markdown() -> None:
+    import doctest
+
+    import docs_griffe
+
+    assert doctest.testmod(docs_griffe).failed == 0
+    assert doctest.testmod(docs_pages).failed == 0
+    text = docs_griffe.markdown("A :class:`~opticam_widgets.bundle.ModelBundle`.\n\n"
+                                "    Example:\n        >>> 1\n        1\n")
+    assert text == "A `ModelBundle`.\n\n    Examples:\n        >>> 1\n        1\n"
