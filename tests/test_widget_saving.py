@@ -217,3 +217,23 @@ def test_buttons_before_any_map_say_so(tmp_path):
         assert files(tmp_path) == [] and widget.error is None
     finally:
         widget.close()
+
+
+def test_a_folder_becomes_the_image_strip(tmp_path):
+    rng = np.random.default_rng(1)
+    for name, size in (("b.jpg", (20, 30)), ("a.png", (24, 16)), ("C.PNG", (18, 18))):
+        Image.fromarray((rng.random((*size, 3)) * 255).astype(np.uint8)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    (tmp_path / "sub").mkdir()
+    widget = OptiCAMWidget(tiny_cnn(), preprocess=SMALL, save_dir=False)
+    try:
+        widget.set_images(tmp_path, run=False)
+        select = widget.controls.image_select
+        assert [n for n, _ in select.options] == ["a.png", "b.jpg", "C.PNG"]
+        assert select.layout.display != "none"
+        assert [im.rgb.shape[:2] for im in widget.images] == [(24, 16), (20, 30), (18, 18)]
+        assert widget.images[1].source == str(tmp_path / "b.jpg")
+        with pytest.raises(ValueError, match="`images` is a folder with no photo"):
+            widget.set_images(tmp_path / "sub", run=False)
+    finally:
+        widget.close()

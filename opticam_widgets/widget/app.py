@@ -45,7 +45,14 @@ from .controls import Controls
 from .display import mimebundle
 from .exportapi import ExportAPI
 from .saving import SaveFolder
-from .state import ImageState, check_labels, check_top_k, image_sources, named_pixels
+from .state import (
+    ImageState,
+    check_labels,
+    check_top_k,
+    expand_folder,
+    image_sources,
+    named_pixels,
+)
 
 __all__ = ["OptiCAMWidget"]
 
@@ -139,7 +146,8 @@ class OptiCAMWidget(ExportAPI, HasTraits):
 
         Args:
             images: One image (path, PIL, ndarray, tensor (3, H, W) in [0, 1]), a list of
-                images (any sizes), or a batch tensor (B, 3, H, W).
+                images (any sizes), a batch tensor (B, 3, H, W), or a folder path (its
+                photos, in name order, become the image selector).
             run: Start explaining the first image's top-1 class in the background.
 
         Returns:
@@ -149,6 +157,7 @@ class OptiCAMWidget(ExportAPI, HasTraits):
             >>> widget.set_images([img1, img2], run=False)  # doctest: +SKIP
         """
         self._check_open()
+        images = expand_folder(images)  # a folder: its photos, in name order
         self._parts.selection.load_images(named_pixels(images), self._labels_arg, self.top_k,
                                           run=run, sources=image_sources(images))
         return self

@@ -34,7 +34,8 @@ from ..render import as_uint8_image
 from ..result import OptiCAMResult
 
 __all__ = ["ClassNames", "Entry", "ImageState", "ResultCache", "RunKey", "Session",
-           "check_labels", "check_top_k", "image_name", "image_sources", "named_pixels"]
+           "check_labels", "check_top_k", "expand_folder", "image_name", "image_sources",
+           "named_pixels"]
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,32 @@ def image_name(image: Any, index: int) -> str:
     if isinstance(image, (str, os.PathLike)):
         return Path(image).name
     return f"image {index + 1}"
+
+
+#: File extensions read as photos when a folder is given.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def expand_folder(images: Any) -> Any:
+    """A folder path becomes the sorted list of the photos in it; anything else is kept.
+
+    Raises:
+        ValueError: The folder holds no photo (the message names the extensions read).
+
+    Example:
+        >>> expand_folder("cat.jpg")
+        'cat.jpg'
+    """
+    if not isinstance(images, (str, os.PathLike)) or not Path(images).is_dir():
+        return images
+    folder = Path(images)
+    found = sorted((p for p in folder.iterdir()
+                    if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES),
+                   key=lambda p: p.name.lower())
+    if not found:
+        raise ValueError(f"`images` is a folder with no photo in it ({folder}); put "
+                         f"{', '.join(PHOTO_SUFFIXES)} files there or give a file path")
+    return [str(p) for p in found]
 
 
 def image_sources(images: Any) -> list[str | None]:
