@@ -63,9 +63,12 @@ def test_optional_pages_join_the_nav_only_when_present(tmp_path: Path) -> None:
     nav = [{"Home": "index.md"}, {"How-to guides": ["how-to/index.md"]}]
     config = {"docs_dir": str(tmp_path), "nav": json.loads(json.dumps(nav))}
     assert docs_hooks.on_config(config)["nav"] == nav
-    (tmp_path / "supported-models.md").write_text("# Supported models\n")
+    (tmp_path / "supported-models.md").write_text("# Model families\n")
+    (tmp_path / "index.md").write_text("# Home\n")  # listed already: not added twice
+    (tmp_path / "gpu-notes.md").write_text("Intro.\n\n# Notes on GPUs\n")
     added = docs_hooks.on_config(config)["nav"][1]["How-to guides"]
-    assert added == ["how-to/index.md", {"Supported models": "supported-models.md"}]
+    assert added == ["how-to/index.md", {"Notes on GPUs": "gpu-notes.md"},
+                     {"Supported models": "supported-models.md"}]
 
 
 def test_schema_page_has_every_column_with_its_comment() -> None:

@@ -1,7 +1,8 @@
 """MkDocs hooks of the site (``hooks:`` in mkdocs.yml).
 
-- ``on_config``: pages that other parts of the project add when they exist
-  (:data:`OPTIONAL_PAGES`) join the navigation; the build never depends on them.
+- ``on_config``: pages that other parts of the project add at the top of docs/ when they exist
+  (:data:`OPTIONAL_PAGES`, or any other top-level page the navigation does not list) join the
+  navigation, under their own H1 title; the build never depends on them.
 - ``on_pre_build``: fail the build when a public name has no API page (``docs_api.py``).
 """
 
@@ -25,11 +26,30 @@ OPTIONAL_PAGES = {
 }
 
 
+def _listed(nav: Any) -> set[str]:
+    """Every page the navigation lists."""
+    if isinstance(nav, str):
+        return {nav}
+    if isinstance(nav, dict):
+        return set().union(*(_listed(v) for v in nav.values()))
+    return set().union(*(_listed(v) for v in nav)) if nav else set()
+
+
+def _title(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return path.stem.replace("-", " ").capitalize()
+
+
 def on_config(config: Any) -> Any:
-    """Add each optional page that exists to its section of the navigation."""
+    """Add the optional pages that exist (and unlisted top-level pages) to the navigation."""
     docs = Path(config["docs_dir"])
-    for page, (section, title) in OPTIONAL_PAGES.items():
-        if not (docs / page).exists():
+    listed = _listed(config["nav"])
+    extra = {p.name: ("How-to guides", _title(p)) for p in sorted(docs.glob("*.md"))
+             if p.name not in listed}
+    for page, (section, title) in {**extra, **OPTIONAL_PAGES}.items():
+        if not (docs / page).exists() or page in listed:
             continue
         for entry in config["nav"]:
             if isinstance(entry, dict) and section in entry:
