@@ -1,6 +1,6 @@
 """The Save, Download and Code buttons: what they do and what they say.
 
-Their messages go to their own line (``controls.save_status``, announced politely), so the run
+Their messages go to their own line (``controls.save_status``), so the run
 summary in the status line stays. A refused name (a folder, ``..``, an absolute path), saving
 turned off (Voilà) or no map yet are said there, in plain words; nothing is written then.
 

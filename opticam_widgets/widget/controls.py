@@ -192,7 +192,8 @@ def export_controls() -> tuple[w.Text, w.Button, w.Button, w.Button, w.HTML, w.T
     **Save** writes a PNG on the server, inside the widget's save folder, under a plain file
     name (never over an existing file); **Download** offers the PNG and a JSON sidecar to the
     browser (nothing written on the server); **Code** shows the ``OptiCAM(...).explain(...)``
-    call that reproduces the map. The message line is announced politely to screen readers.
+    call that reproduces the map. Their messages have their own line (CSS class
+    ``opticam-live``), apart from the run's status line.
 
     Example:
         >>> path, save, download, code, message, box = export_controls()
