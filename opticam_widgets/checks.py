@@ -209,6 +209,12 @@ def check_score(score: Any, logits: Tensor, rows: int, *, grad: bool, where: str
     if tuple(score.shape) != (rows,) or not score.is_floating_point():
         raise ValueError(f"`score` must return one float per row, shape ({rows},); got shape "
                          f"{tuple(score.shape)} of {score.dtype}")
+    if grad and score.grad_fn is None and logits.grad_fn is None:
+        raise ValueError(
+            "`model` returned logits with no gradient (no grad_fn) for a masked image: its "
+            "forward runs under `torch.no_grad()` / `torch.inference_mode()` (e.g. a "
+            "`@torch.no_grad()` decorator) or detaches its output; Opti-CAM differentiates the "
+            "score through the model: wrap the undecorated network (or remove the decorator)")
     if grad and score.grad_fn is None:
         raise ValueError("`score` returned a value with no gradient (no grad_fn): Opti-CAM "
                          "differentiates it; build it from the logits with differentiable torch "

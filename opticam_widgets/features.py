@@ -11,22 +11,17 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Union
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from .checks import check_logits
-from .layouts import (
-    Reshape,
-    check_reshape,
-    detect_layout,
-    layout_hints,
-    spatial_size,
-    to_spatial,
-)
-from .preflight import channel_check, check_capturable
+from .layouts import Reshape, check_reshape, detect_layout, to_spatial
+from .picker import POOLING, LayerPicker
+from .preflight import check_capturable
+from .tokenorder import token_order
 
 __all__ = [
     "LayerSpec",
@@ -40,14 +35,6 @@ __all__ = [
 #: A target layer: a module of the model, its dotted name, or ``None`` for auto-detection.
 LayerSpec = Union[nn.Module, str, None]
 
-_POOLING = (
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-    nn.AvgPool2d,
-    nn.MaxPool2d,
-    nn.LPPool2d,
-    nn.Flatten,
-)
 
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
@@ -118,7 +105,7 @@ def layer_candidates(model: nn.Module, limit: int = 12) -> list[str]:
     names = [
         name
         for name, m in model.named_modules()
-        if name and not isinstance(m, (*_POOLING, nn.Linear, nn.Dropout))
+        if name and not isinstance(m, (*POOLING, nn.Linear, nn.Dropout))
     ]
     return names[-limit:]
 
@@ -168,107 +155,6 @@ def resolve_layer(model: nn.Module, target_layer: LayerSpec) -> tuple[str, nn.Mo
     )
 
 
-def _first_tensor(out: Any) -> Tensor | None:
-    """A module's output tensor: the output itself, or the first item of a tuple/list."""
-    if isinstance(out, (tuple, list)) and out:
-        out = out[0]
-    return out if isinstance(out, Tensor) else None
-
-
-def _is_attention(m: nn.Module) -> bool:
-    name = type(m).__name__.lower()
-    return "attention" in name or name.endswith("attn")
-
-
-def _is_norm(m: nn.Module) -> bool:
-    return isinstance(m, (nn.LayerNorm, nn.GroupNorm)) or "norm" in type(m).__name__.lower()
-
-
-class _Picker:
-    """Forward hooks that keep a copy of the target layer's output (or find the layer).
-
-    With a named layer, its output is cloned when the hook fires: later in-place operations
-    (``+=``, ``ReLU(inplace=True)``) cannot change the copy. Auto-detection keeps (a clone of)
-    the last spatial map (:func:`~opticam_widgets.layouts.detect_layout`) with more than one
-    cell, from the last module returning it (the outermost container, or an in-place
-    activation after a convolution; not an ``Identity``); it skips pooling outputs, modules inside
-    attention, and, for token and channels-last maps, normalization layers (a ViT's final
-    norm), so it lands on the last block's output.
-    """
-
-    def __init__(self, model: nn.Module, x: Tensor, reshape: Reshape) -> None:
-        self.size = (int(x.shape[-2]), int(x.shape[-1]))
-        self.batch = int(x.shape[0])
-        self.hints = layout_hints(model)
-        self.reshape = reshape
-        self.name: str | None = None
-        self.module: nn.Module | None = None
-        self.out: Tensor | None = None  # the hooked tensor (kept alive: ids stay unique)
-        self.copy: Tensor | None = None
-        self.tiny: tuple[str, tuple[int, int]] | None = None  # the last 1×1 map
-        self.pooled: dict[int, Tensor] = {}
-
-    def keep(self, name: str, module: nn.Module) -> Any:
-        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-            t = _first_tensor(out)
-            self.name, self.module, self.out = name, module, t
-            self.copy = t.detach().clone() if t is not None else None
-            if t is None:
-                self.out = out
-
-        return hook
-
-    def _layout(self, t: Tensor, module: nn.Module) -> str | None:
-        if isinstance(self.reshape, str):
-            want = 3 if self.reshape == "tokens" else 4
-            return self.reshape if t.ndim == want else None
-        layout = detect_layout(t, self.size, self.hints, module)
-        return None if layout != "nchw" and _is_norm(module) else layout
-
-    def find(self, name: str, module: nn.Module, pooling: bool) -> Any:
-        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-            t = _first_tensor(out)
-            if t is None:
-                return
-            if pooling or id(t) in self.pooled:
-                self.pooled[id(t)] = t
-                return
-            if t.shape[0] != self.batch or not t.is_floating_point():
-                return
-            layout = self._layout(t, module)
-            if layout is None:
-                return
-            hw = spatial_size(t, layout, self.size, self.hints)
-            if hw is None:
-                return
-            h, w = hw
-            if h * w <= 1:
-                self.tiny = (name, (h, w))
-                return
-            if t is self.out and isinstance(module, nn.Identity):
-                return  # the same tensor passed on unchanged: keep the module that made it
-            self.name, self.module, self.out = name, module, t
-            self.copy = t.detach().clone()
-
-        return hook
-
-    def register(self, model: nn.Module, x: Tensor, resolved: tuple[str, nn.Module] | None,
-                 handles: list[RemovableHandle]) -> None:
-        """Add the hooks to ``handles`` (the caller removes them, whatever happens)."""
-        check = channel_check(x)
-        for m in model.modules():
-            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-                handles.append(m.register_forward_pre_hook(check))
-        if resolved is not None:
-            handles.append(resolved[1].register_forward_hook(self.keep(*resolved)))
-            return
-        skip = [n + "." for n, m in model.named_modules() if n and _is_attention(m)]
-        for name, m in model.named_modules():
-            if name and not any((name + ".").startswith(s) for s in skip):
-                hook = self.find(name, m, isinstance(m, _POOLING))
-                handles.append(m.register_forward_hook(hook))
-
-
 def _too_small(model: nn.Module, x: Tensor, layer: str, hw: tuple[int, int],
                reshape: Reshape) -> ValueError:
     """The error for a 1×1 map, naming an earlier layer that is spatial on this input."""
@@ -284,7 +170,7 @@ def _too_small(model: nn.Module, x: Tensor, layer: str, hw: tuple[int, int],
         f"saliency map would be constant (all ones); {hint}")
 
 
-def _maps(model: nn.Module, x: Tensor, picker: _Picker,
+def _maps(model: nn.Module, x: Tensor, picker: LayerPicker,
           resolved: tuple[str, nn.Module] | None, reshape: Reshape) -> Tensor:
     """The picked layer's copy as (B, C, h, w), or the error that says why there is none."""
     size = f"{x.shape[-2]}×{x.shape[-1]}"
@@ -310,6 +196,9 @@ def _maps(model: nn.Module, x: Tensor, picker: _Picker,
         raise ValueError(
             f"`target_layer` {name!r} outputs {out.shape[0]} rows for a batch of {x.shape[0]} "
             f"(attention windows?); choose the output of a whole block or stage")
+    reorder = None if callable(reshape) else token_order(model, name)
+    if reorder is not None and out.ndim == 3:  # Hiera: the model's own reroll, (B, h, w, C)
+        out, reshape = reorder(out), "nhwc"
     maps = to_spatial(out, reshape, picker.size, picker.hints, name, picker.module)
     if maps.shape[-2] * maps.shape[-1] <= 1:
         raise _too_small(model, x, name, (int(maps.shape[-2]), int(maps.shape[-1])), reshape)
@@ -329,7 +218,7 @@ def layer_layout(model: nn.Module, x: Tensor, target_layer: LayerSpec) -> str | 
     resolved = resolve_layer(model, target_layer)
     if resolved is None:
         raise ValueError("`target_layer` must name a layer here, not None")
-    picker = _Picker(model, x, None)
+    picker = LayerPicker(model, x, None)
     handles = [resolved[1].register_forward_hook(picker.keep(*resolved))]
     try:
         with torch.no_grad():
@@ -388,7 +277,7 @@ def capture(model: nn.Module, x: Tensor, target_layer: LayerSpec = None,
         raise ValueError("a callable `reshape` needs a `target_layer` (the layer whose output it "
                          "reshapes); or pass a layout name: 'nchw', 'nhwc' or 'tokens'")
     check_capturable(model, x)
-    picker = _Picker(model, x, reshape)
+    picker = LayerPicker(model, x, reshape)
     handles: list[RemovableHandle] = []
     try:
         picker.register(model, x, resolved, handles)
@@ -396,5 +285,6 @@ def capture(model: nn.Module, x: Tensor, target_layer: LayerSpec = None,
             logits = check_logits(model(x), x.shape[0])
     finally:
         _remove(handles)
+    picker.chosen(int(logits.shape[1]))
     maps = _maps(model, x, picker, resolved, reshape)
     return str(picker.name), torch.relu(maps).float().contiguous(), logits.detach().float()

@@ -149,9 +149,10 @@ def token_grid(n: int, size: tuple[int, int],
                hints: LayoutHints = LayoutHints()) -> tuple[int, int, int] | None:
     """Split ``n`` tokens into leading non-patch tokens and an h × w patch grid.
 
-    Tried in order: the model's ``prefix_tokens``; the grid its ``patch_size`` gives on
-    ``size`` (floor or ceil, implying up to :data:`MAX_PREFIX` leading tokens); then the
-    fewest leading tokens (up to :data:`GUESS_PREFIX`) whose remainder tiles ``size``.
+    Tried in order: the grid the model's ``patch_size`` gives on ``size`` (floor or ceil,
+    square or not, implying up to :data:`MAX_PREFIX` leading tokens, as many as its
+    ``prefix_tokens`` when it states them); the model's ``prefix_tokens``; then the fewest
+    leading tokens (up to :data:`GUESS_PREFIX`) whose remainder tiles ``size``.
 
     Returns:
         ``(prefix, h, w)``, or ``None`` when no grid fits.
@@ -162,14 +163,16 @@ def token_grid(n: int, size: tuple[int, int],
         >>> token_grid(39, (48, 48), LayoutHints(prefix_tokens=3))
         (3, 6, 6)
     """
+    if hints.patch_size is not None:  # the patch grid, square or not, as the model states it
+        (ph, pw), (big_h, big_w) = hints.patch_size, size
+        for h, w in ((big_h // ph, big_w // pw), (-(-big_h // ph), -(-big_w // pw))):
+            p = n - h * w
+            if h > 0 and w > 0 and h * w > 1 and 0 <= p <= MAX_PREFIX and (
+                    hints.prefix_tokens in (None, p)):
+                return p, h, w
     prefixes: list[int] = []
     if hints.prefix_tokens is not None:
         prefixes.append(hints.prefix_tokens)
-    if hints.patch_size is not None:
-        (ph, pw), (big_h, big_w) = hints.patch_size, size
-        for h, w in ((big_h // ph, big_w // pw), (-(-big_h // ph), -(-big_w // pw))):
-            if h > 0 and w > 0 and 0 <= n - h * w <= MAX_PREFIX:
-                prefixes.append(n - h * w)
     prefixes.extend(range(min(GUESS_PREFIX, n - 1) + 1))
     for p in dict.fromkeys(prefixes):
         if 0 <= p < n:
@@ -204,8 +207,9 @@ def detect_layout(out: Tensor, size: tuple[int, int], hints: LayoutHints = Layou
         >>> detect_layout(torch.zeros(1, 3, 197, 64), (224, 224)) is None
         True
     """
-    if out.ndim == 3:
-        return "tokens" if out.shape[1] > 1 and token_grid(out.shape[1], size, hints) else None
+    if out.ndim == 3:  # one channel: a 1-D pool's (B, C, 1), channel statistics, not tokens
+        tokens = out.shape[1] > 1 and out.shape[2] > 1
+        return "tokens" if tokens and token_grid(out.shape[1], size, hints) else None
     if out.ndim != 4:
         return None
     a, b, c = (int(s) for s in out.shape[1:])
