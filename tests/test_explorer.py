@@ -421,3 +421,21 @@ def test_store_where_every_image_failed(results, tmp_path):
             ex.contact_sheet(tmp_path / "none.png")
     finally:
         ex.close()
+
+
+def test_accuracy_is_said_over_the_labelled_rows_only():
+    import pandas as pd
+
+    from opticam_widgets.explorer.query import Query, select, selection_summary
+    from opticam_widgets.explorer.summary import summary_html
+
+    table = pd.DataFrame({"id": list("abcde"), "prob": [0.9, 0.8, 0.7, 0.6, 0.5],
+                          "masked_prob": [0.5] * 5, "correct": [True, False, None, None, None],
+                          "position": range(5)})
+    stats = selection_summary(table)
+    assert (stats["accuracy"], stats["labelled"]) == (50.0, 2)
+    assert "accuracy 50.0% over the 2 labelled rows" in summary_html(stats)
+    assert select(table, Query(correctness="wrong"))["id"].tolist() == ["b"]
+    assert select(table, Query(correctness="no label"))["id"].tolist() == ["c", "d", "e"]
+    every = selection_summary(table.iloc[:2])
+    assert "accuracy 50.0%" in summary_html(every) and "labelled" not in summary_html(every)

@@ -243,7 +243,8 @@ def selection_summary(selection: Any) -> dict[str, Any]:
     AD / AI / AG are :func:`~opticam_widgets.metrics.average_drop`,
     :func:`~opticam_widgets.metrics.average_increase` and
     :func:`~opticam_widgets.metrics.average_gain` of the rows with faithfulness terms (``None``
-    when no row has them, e.g. ``metrics=False``); accuracy over the rows with a true label.
+    when no row has them, e.g. ``metrics=False``); accuracy over the rows with a true label
+    only (``labelled`` of them).
 
     Example:
         >>> import pandas as pd
@@ -264,4 +265,5 @@ def selection_summary(selection: Any) -> dict[str, Any]:
         "AI": average_increase(p, o) if len(p) else None,
         "AG": average_gain(p, o) if len(p) else None,
         "accuracy": 100.0 * float(labelled.astype(float).mean()) if len(labelled) else None,
+        "labelled": int(len(labelled)),
     }

@@ -40,7 +40,9 @@ def summary_html(stats: dict[str, Any], errors: int = 0) -> str:
     """
     parts = [f"<b>{stats['rows']}</b> rows ({stats['images']} images)"]
     if stats["accuracy"] is not None:
-        parts.append(f"accuracy {_pct(stats['accuracy'])}")
+        labelled = stats.get("labelled", stats["rows"])
+        over = "" if labelled == stats["rows"] else f" over the {labelled} labelled rows"
+        parts.append(f"accuracy {_pct(stats['accuracy'])}{over}")
     parts.append(f"AD {_pct(stats['AD'])} ↓ · AI {_pct(stats['AI'])} ↑ · "
                  f"AG {_pct(stats['AG'])} ↑")
     if stats["rows"] and stats["measured"] < stats["rows"]:
