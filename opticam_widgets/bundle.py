@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from .images import Preprocess, coerce_preprocess
+from .modelspec import check_eager, declared_input_size, required_input_size
 
 __all__ = ["ModelBundle", "unpack_model"]
 
@@ -41,11 +42,16 @@ class ModelBundle:
 def unpack_model(model: Any, preprocess: Any = None) -> tuple[nn.Module, Preprocess]:
     """Split a model or :class:`ModelBundle` into ``(module, preprocessing spec)``.
 
-    An explicit ``preprocess`` wins over the bundle's; ``None`` with a bare module gives the
-    ImageNet default (see :func:`~opticam_widgets.images.coerce_preprocess`).
+    An explicit ``preprocess`` wins over the bundle's; ``None`` with a bare module gives
+    ImageNet mean/std at the size the model declares
+    (:func:`~opticam_widgets.modelspec.declared_input_size`: timm, Hugging Face, torchvision
+    ViT), else 224×224 (see :func:`~opticam_widgets.images.coerce_preprocess`).
 
     Raises:
-        TypeError: ``model`` is neither an ``nn.Module`` nor a bundle.
+        TypeError: ``model`` is neither an ``nn.Module`` nor a bundle, or cannot be explained
+            (TorchScript, an exported graph, quantized layers:
+            :func:`~opticam_widgets.modelspec.check_eager`).
+        ValueError: ``preprocess`` resizes to another size than the one the model requires.
 
     Example:
         >>> from torch import nn
@@ -61,4 +67,14 @@ def unpack_model(model: Any, preprocess: Any = None) -> tuple[nn.Module, Preproc
         raise TypeError(
             f"`model` must be a torch.nn.Module or a ModelBundle, got {type(model).__name__}"
         )
-    return model, coerce_preprocess(preprocess)
+    check_eager(model)
+    if preprocess is None:
+        return model, Preprocess(size=declared_input_size(model) or (224, 224))
+    spec = coerce_preprocess(preprocess)
+    required = required_input_size(model)
+    if required is not None and spec.size is not None and spec.size != required:
+        raise ValueError(
+            f"`preprocess` resizes to {spec.size[0]}×{spec.size[1]} but the model only takes "
+            f"{required[0]}×{required[1]} images (its patch embedding's `img_size`); use "
+            f"size={required} (or leave `preprocess` out: the model's own size is the default)")
+    return model, spec

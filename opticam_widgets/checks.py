@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "check_positive",
     "check_score",
     "check_tol",
+    "warn_if_flat",
     "device_for_model",
     "logits_of",
     "model_device",
@@ -263,3 +265,27 @@ def model_device(model: nn.Module) -> torch.device:
     if first is None:
         first = next(iter(model.buffers()), None)
     return first.device if first is not None else torch.device("cpu")
+
+
+def warn_if_flat(history: Sequence[Tensor]) -> None:
+    """Warn when no row's score moved at all over the steps of a run (a flat optimization).
+
+    ``history`` holds the scores (rows,) of each scored step (``NaN`` once a row stopped).
+    Scores equal bit for bit from step to step mean the output does not depend on the mask
+    (no gradient reaches the channel weights: a model that cuts the gradient, a constant
+    output), so the map is Opti-CAM's iteration 0, not an optimized one.
+
+    Example:
+        >>> warn_if_flat([torch.tensor([1.0]), torch.tensor([1.5])])  # moved: no warning
+    """
+    if len(history) < 2:
+        return
+    scores = torch.stack([h.float() for h in history])
+    if bool(((scores == scores[0]) | scores.isnan()).all()):
+        warnings.warn(
+            f"the model's output does not depend on the mask: the score stayed "
+            f"{float(scores[0].nan_to_num().max()):.6g} for {len(history) - 1} steps (no gradient "
+            f"reaches the channel weights), so the map is Opti-CAM's starting map (the channel "
+            f"mean), not an optimized one; check that the model is differentiable (no "
+            f"quantized layers, no detach or no_grad in its forward) and that its score varies",
+            RuntimeWarning, stacklevel=3)

@@ -34,6 +34,7 @@ from .checks import (
     logits_of,
     model_dtype,
     plain_tensor,
+    warn_if_flat,
 )
 from .defaults import (
     CONVENTIONS,
@@ -331,7 +332,9 @@ class OptiCAM:
                 lambda step: callback(step, builder.progress(run, step)))
             # no copy to run on: the model itself stays frozen for the run
             with model_guard(self.model) if on_model else contextlib.nullcontext():
-                return builder.result(run.run(settings.steps, on_step, cancel))
+                run = run.run(settings.steps, on_step, cancel)
+            warn_if_flat(run.history)
+            return builder.result(run)
 
     def _prepare(self, pixels: Tensor, target: Target, settings: ExplainSettings,
                  start: float) -> tuple[ResultBuilder, OptimizationRun, bool]:

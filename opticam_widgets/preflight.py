@@ -58,6 +58,9 @@ def check_capturable(model: nn.Module, x: Tensor) -> None:
 def channel_check(x: Tensor) -> Any:
     """A forward pre-hook for every convolution: the first one fed the image must take 3 channels.
 
+    A first convolution fed a permutation of the image's shape (a ``forward`` written for
+    channels-last images) is refused too, naming the layout.
+
     Register the one returned hook on all convolutions of the model for one forward pass; the
     first convolution called on a tensor of the image's spatial size checks its
     ``in_channels`` against the image's channels and raises a ``ValueError`` that says how
@@ -79,10 +82,20 @@ def channel_check(x: Tensor) -> Any:
 
     def pre_hook(m: nn.Module, inputs: Any) -> None:
         t = inputs[0] if inputs and isinstance(inputs[0], Tensor) else None
-        if seen or t is None or t.ndim != 4 or tuple(t.shape[-2:]) != tuple(x.shape[-2:]):
+        if seen or t is None or t.ndim != 4:
+            return
+        wanted = getattr(m, "in_channels", t.shape[1])
+        if t.shape != x.shape and sorted(t.shape) == sorted(x.shape) and t.shape[1] != wanted:
+            seen.append(True)
+            raise ValueError(
+                f"`model` permutes its input: its first convolution gets {tuple(t.shape)} from "
+                f"the (B, 3, H, W) batch {tuple(x.shape)}, so its forward expects another "
+                f"layout (e.g. channels-last images (B, H, W, 3)); Opti-CAM feeds (B, 3, H, W): "
+                f"wrap it, e.g. an nn.Module whose forward is "
+                f"`model(x.permute(0, 2, 3, 1))`")
+        if tuple(t.shape[-2:]) != tuple(x.shape[-2:]):
             return
         seen.append(True)
-        wanted = getattr(m, "in_channels", t.shape[1])
         if t.shape[1] == x.shape[1] and wanted != x.shape[1]:
             raise ValueError(
                 f"`model` takes {wanted}-channel images (its first convolution has "
