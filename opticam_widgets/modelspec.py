@@ -88,7 +88,8 @@ def _kind(model: nn.Module) -> str | None:
         return "a `torch.export(...).module()` graph"
     for name, m in model.named_modules():
         where = type(m).__module__
-        if where.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")):
+        if where.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")) and not isinstance(
+                m, torch.ao.nn.quantized.FloatFunctional):  # a float add of quantizable nets
             return (f"quantized ({name or 'the model'} is a {where}.{type(m).__name__}, through "
                     f"which no gradient flows)")
     return None

@@ -183,11 +183,15 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         """Class index shown (``None`` before an image is given)."""
         return self._parts.session.target
 
-    def select_class(self, target: int) -> None:
+    def select_class(self, target: int | str) -> None:
         """Explain class ``target`` for the current image (cached result or a new run).
+
+        ``target`` is a class index or a label name (exact, then case-insensitive); a float
+        or a bool is refused (``TypeError``), an unknown name or index too (``ValueError``).
 
         Example:
             >>> widget.select_class(281)  # doctest: +SKIP
+            >>> widget.select_class("tabby")  # doctest: +SKIP
         """
         self._check_open(images=True)
         self._parts.selection.select_class(target)

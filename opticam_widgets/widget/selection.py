@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from torch import Tensor
 
+from ..classes import class_index
 from ..result import OptiCAMResult
 from .compare import Comparison
 from .controls import Controls
@@ -129,13 +130,12 @@ class Selection:
             self.controls.class_select.options = self.view.classes(state)
             self.controls.class_select.value = state.target
 
-    def select_class(self, target: int) -> None:
-        """Explain class ``target`` for the image shown (cached result or a new run)."""
+    def select_class(self, target: int | str) -> None:
+        """Explain class ``target`` (an index or a label name) for the image shown."""
         names = self.view.names
-        if names is None or not 0 <= int(target) < len(names):
-            raise ValueError(f"`target` must be a class index in 0..{len(names or []) - 1},"
-                             f" got {target!r}")
-        state, target = self.session.image, int(target)
+        target = class_index(target, None if names is None else names.names,
+                             0 if names is None else len(names))
+        state = self.session.image
         if state.offer(target):
             self._fill_classes(state)
         self.controls.class_select.value = target
