@@ -62,6 +62,6 @@ def class_index(value: Any, names: Sequence[str] | None, classes: int | None = N
                         f"{type(value).__name__} {value!r}{fix}")
     count = classes if classes is not None else len(names or [])
     if not 0 <= int(value) < count:
-        raise ValueError(f"`{name}` {int(value)} is out of range: the model has {count} classes "
-                         f"(0..{count - 1})")
+        raise ValueError(f"`{name}` {int(value)} is out of range: a class index of this model "
+                         f"is in 0..{count - 1} ({count} classes)")
     return int(value)
