@@ -67,8 +67,10 @@ def _read(browser, site: str, artifacts: Path, path: str, name: str) -> dict:
         response = pg.goto(site + path, wait_until="load")
         assert response is not None and response.ok, f"{path}: HTTP {response and response.status}"
         shown = pg.evaluate("""() => ({
-            h1: [...document.querySelectorAll('article h1')].map(h => h.textContent.replace('¶', '').trim()),
-            h2: [...document.querySelectorAll('article h2')].map(h => h.textContent.replace('¶', '').trim()),
+            h1: [...document.querySelectorAll('article h1')]
+                .map(h => h.textContent.replace('¶', '').trim()),
+            h2: [...document.querySelectorAll('article h2')]
+                .map(h => h.textContent.replace('¶', '').trim()),
             images: [...document.querySelectorAll('article img')]
                 .filter(i => i.complete && i.naturalWidth > 0
                         && i.getBoundingClientRect().width > 0)
