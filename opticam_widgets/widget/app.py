@@ -146,8 +146,9 @@ class OptiCAMWidget(ExportAPI, HasTraits):
 
         Args:
             images: One image (path, PIL, ndarray, tensor (3, H, W) in [0, 1]), a list of
-                images (any sizes), a batch tensor (B, 3, H, W), or a folder path (its
-                photos, in name order, become the image selector).
+                images (any sizes), a batch tensor (B, 3, H, W), a dict ``{name: image}``
+                (named in the selector), or a folder path (its photos, in name order, become
+                the image selector).
             run: Start explaining the first image's top-1 class in the background.
 
         Returns:

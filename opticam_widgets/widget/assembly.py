@@ -26,12 +26,13 @@ from .compare import ComparePanel, Comparison
 from .controls import WIDGET_CSS, Controls, build_controls, layout
 from .display import Display
 from .export import Exporter
-from .messages import GREETING
+from .messages import GREETING, error_html, esc, toned
 from .record import preprocess_spec
 from .runner import Runner
 from .saving import SaveFolder
 from .selection import Selection
 from .state import Session
+from .upload import PhotoDrop, Photos
 from .view import ResultView
 
 __all__ = ["Parts", "assemble"]
@@ -122,6 +123,7 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
                         folder=folder or SaveFolder(), model=model, schedule=cam.schedule,
                         preprocess=preprocess_spec(cam.preprocess))
     actions = ExportActions(controls, exporter)
+    given_photos(owner, controls.photos, view, actions)
     canvas.observe(actions.map_changed, "revision")
     root = layout(controls, canvas.canvas, compare.box)
     root.add_class("opticam-widget")
@@ -131,3 +133,24 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
                  runner=runner, comparison=comparison, selection=selection, display=display,
                  exporter=exporter, actions=actions)
 
+
+
+def given_photos(owner: Any, drop: PhotoDrop, view: ResultView, actions: ExportActions) -> None:
+    """Photos opened or dropped in the browser become the widget's images.
+
+    The first one is shown and explained at once; files that are no photo are named on the
+    message line.
+    """
+
+    def photos(given: Photos) -> None:
+        try:
+            owner.set_images([image for _name, image in given], run=True)
+        except (ValueError, TypeError, RuntimeError) as exc:  # a photo the model cannot take
+            view.status(error_html(exc))
+
+    def refused(names: list[str]) -> None:
+        listed = ", ".join(esc(n) for n in names)
+        actions.say(toned("error", f"not a photo (skipped): {listed}"))
+
+    drop.on_photos(photos)
+    drop.on_refused(refused)

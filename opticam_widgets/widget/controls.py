@@ -22,6 +22,7 @@ import ipywidgets as w
 from ..defaults import BASELINES, CONVENTIONS, DEFAULT_CONVENTION, DEFAULT_LR, DEFAULT_MAX_ITER
 from ..render import COLORMAPS
 from .plot import ScorePlot
+from .upload import PhotoDrop
 
 __all__ = [
     "WIDGET_CSS",
@@ -56,6 +57,9 @@ WIDGET_CSS = """
 .opticam-widget .widget-toggle-button { width: auto; min-width: 6em; flex: 0 0 auto; }
 .opticam-widget .widget-html-content { white-space: normal; overflow-wrap: anywhere;
   line-height: 1.45; }
+.opticam-widget :focus-visible, .opticam-widget select:focus, .opticam-widget input:focus,
+.opticam-widget textarea:focus { outline: 2px solid var(--jp-brand-color1, #1565c0) !important;
+  outline-offset: 1px; }
 """
 
 
@@ -113,8 +117,10 @@ def image_control() -> w.Dropdown:
         >>> image_control().layout.display
         'none'
     """
-    return w.Dropdown(options=[], description="Image", style=_WIDE,
-                      layout=w.Layout(width="180px", display="none"))
+    select = w.Dropdown(options=[], description="Image", style=_WIDE,
+                        layout=w.Layout(width="220px", display="none"))
+    select.add_class("opticam-images")  # ←/→ step through the photos (see .upload)
+    return select
 
 
 def display_controls(
@@ -168,6 +174,7 @@ def progress_controls() -> tuple[w.IntProgress, w.HTML, ScorePlot, w.HTML]:
     bar = w.IntProgress(value=0, min=0, max=DEFAULT_MAX_ITER,
                         layout=w.Layout(width="240px"))
     status = w.HTML(value="", layout=w.Layout(min_height="1.6em"))
+    status.add_class("opticam-status")  # announced politely (see .upload)
     plot = ScorePlot(240, 120)
     metrics = w.HTML(value="")
     return bar, status, plot, metrics
@@ -235,6 +242,8 @@ class Controls:
     class_search: w.Combobox
     #: Which image, when several were given (value: index).
     image_select: w.Dropdown
+    #: The Open photos… button; the widget takes dropped photos too.
+    photos: PhotoDrop
     #: Canvas view: overlay, saliency, masked, original.
     view: w.ToggleButtons
     #: Heatmap opacity in [0, 1].
@@ -288,8 +297,8 @@ def build_controls(baselines: tuple[str, ...] = BASELINES) -> Controls:
     bar, status, plot, metrics = progress_controls()
     path, save, download, code, message, box = export_controls()
     return Controls(iterations=iters, lr=rate, convention=conv, class_select=select,
-                    class_search=search, image_select=image_control(), view=view,
-                    opacity=opacity, colormap=cmap, run_button=run, stop_button=stop,
+                    class_search=search, image_select=image_control(), photos=PhotoDrop(),
+                    view=view, opacity=opacity, colormap=cmap, run_button=run, stop_button=stop,
                     progress=bar, status=status, score_plot=plot, metrics=metrics,
                     compare=compare_control(baselines), save_path=path, save_button=save,
                     download_button=download, code_button=code, save_status=message, code=box)
@@ -307,7 +316,7 @@ def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget) -> w.V
     row = w.Layout(flex_flow="row wrap", align_items="center")
     side = w.VBox([c.score_plot, c.metrics], layout=w.Layout(width="250px"))
     return w.VBox([
-        w.HBox([c.image_select, c.class_select, c.class_search], layout=row),
+        w.HBox([c.photos, c.image_select, c.class_select, c.class_search], layout=row),
         w.HBox([c.iterations, c.lr, c.convention], layout=row),
         w.HBox([c.run_button, c.stop_button, c.progress], layout=row),
         c.status,

@@ -21,12 +21,13 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL.Image import Image as PILImage
 from torch import Tensor
 
 from ..photos import to_image_tensor
@@ -269,7 +270,9 @@ class ClassNames:
 
 
 def image_name(image: Any, index: int) -> str:
-    """The selector's name of an image: a path's file name, else ``"image {index + 1}"``.
+    """The selector's name of an image: a path's (or a PIL image's ``filename``) file name.
+
+    Else ``"image {index + 1}"``. An uploaded photo is a PIL image named by its file.
 
     Example:
         >>> image_name("photos/cat.jpg", 0), image_name(None, 1)
@@ -277,6 +280,9 @@ def image_name(image: Any, index: int) -> str:
     """
     if isinstance(image, (str, os.PathLike)):
         return Path(image).name
+    filename = getattr(image, "filename", None) if isinstance(image, PILImage) else None
+    if isinstance(filename, str) and filename.strip():
+        return Path(filename).name
     return f"image {index + 1}"
 
 
@@ -313,6 +319,8 @@ def image_sources(images: Any) -> list[str | None]:
         >>> image_sources(["photos/cat.jpg", None])
         ['photos/cat.jpg', None]
     """
+    if isinstance(images, Mapping):
+        images = list(images.values())
     many = isinstance(images, (list, tuple)) or (isinstance(images, Tensor) and images.ndim == 4)
     return [os.fspath(im) if isinstance(im, (str, os.PathLike)) else None
             for im in (images if many else [images])]
@@ -323,16 +331,22 @@ def named_pixels(images: Any) -> list[tuple[str, Tensor]]:
 
     Args:
         images: One image (path, PIL, ndarray, tensor (3, H, W)), a list of images (any
-            sizes), or a batch tensor (B, 3, H, W).
+            sizes), a batch tensor (B, 3, H, W), or a dict ``{name: image}`` (its names are
+            the selector's).
 
     Raises:
-        ValueError: An empty list, or a bad image (named ``images[i]``).
+        ValueError: An empty list or dict, or a bad image (named ``images[i]``).
 
     Example:
         >>> import torch
         >>> [(name, tuple(t.shape)) for name, t in named_pixels(torch.zeros(2, 3, 4, 5))]
         [('image 1', (3, 4, 5)), ('image 2', (3, 4, 5))]
     """
+    if isinstance(images, Mapping):
+        if len(images) == 0:
+            raise ValueError("`images` is an empty dict; give at least one {name: image}")
+        return [(str(name), to_image_tensor(im, name=f"images[{name!r}]"))
+                for name, im in images.items()]
     if isinstance(images, (list, tuple)) or (isinstance(images, Tensor) and images.ndim == 4):
         if len(images) == 0:
             raise ValueError("`images` is empty; give at least one image")

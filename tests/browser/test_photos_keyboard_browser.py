@@ -1,0 +1,212 @@
+"""Your own photo, the keyboard and a screen reader, in a real JupyterLab and Chromium.
+
+- **Open photos…** opens the browser's file chooser; two chosen files become the image
+  selector (named by file) and the first one is explained; a photo dropped on the widget (a
+  real ``drop`` event carrying a ``DataTransfer`` with a file) replaces them.
+- The keyboard: Tab from the first control reaches every control in order and leaves the
+  widget (the canvas keeps no focus), ArrowDown on the class list picks the next class (and
+  does not move JupyterLab to the next cell), ←/→ on the image selector step through photos.
+- axe-core (shipped offline by ``axe-playwright-python``) finds no violation in the widget.
+
+A tiny random-weight CNN keeps the notebook fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from conftest import new_page, save_if_failed, shutdown_kernels
+from pagetools import App, Widget, wait_for, widget_errors
+from PIL import Image
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
+
+SOURCE = """
+import torch
+from torch import nn
+from opticam_widgets import OptiCAMWidget
+
+torch.manual_seed(0)
+net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                    nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+widget = OptiCAMWidget(net, preprocess={"size": (32, 32)}, max_size=240, save_dir=False)
+widget.controls.iterations.value = 5
+widget.show(torch.rand(3, 60, 80, generator=torch.Generator().manual_seed(0)))
+"""
+
+#: Runs axe-core on an element; resolves to the violations (id, impact, nodes' targets).
+AXE_JS = """async (root) => {
+    const r = await axe.run(root, {resultTypes: ['violations']});
+    return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                   nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}));
+}"""
+
+#: What has the focus: its tag, its accessible-ish name and whether it is in ``root``.
+FOCUS_JS = """(root) => {
+    const e = document.activeElement;
+    if (!e) return null;
+    const lab = e.closest('.widget-inline-hbox, .widget-slider, .widget-dropdown, .widget-text');
+    const label = lab && lab.querySelector('.widget-label');
+    return {tag: e.tagName, inside: root.contains(e),
+            name: (e.getAttribute('aria-label') || (label && label.textContent) ||
+                   e.textContent || e.getAttribute('placeholder') || '').trim().slice(0, 30)};
+}"""
+
+#: Drops files (name, base64 bytes, MIME type) on ``target`` as a browser drop does.
+DROP_JS = """(target, files) => {
+    const dt = new DataTransfer();
+    for (const [name, b64, type] of files) {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        dt.items.add(new File([bytes], name, {type}));
+    }
+    const at = target.getBoundingClientRect();
+    const opts = {bubbles: true, cancelable: true, dataTransfer: dt,
+                  clientX: at.left + 20, clientY: at.top + 20};
+    target.dispatchEvent(new DragEvent('dragenter', opts));
+    target.dispatchEvent(new DragEvent('dragover', opts));
+    const outlined = target.closest('.opticam-widget').classList.contains('opticam-dragging');
+    target.dispatchEvent(new DragEvent('drop', opts));
+    return outlined;
+}"""
+
+
+def png(seed: int, size: tuple[int, int]) -> bytes:
+    arr = (np.random.default_rng(seed).random((*size, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def tiny_notebook(folder: Path, name: str) -> str:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SOURCE.strip())])
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                 "name": "python3"}
+    nbformat.write(nb, folder / name)
+    return name
+
+
+def image_names(widget: Widget) -> list[str]:
+    select = widget.root.locator(".opticam-images select")
+    return [t.strip() for t in select.locator("option").all_inner_texts()]
+
+
+def axe_violations(page, root) -> list[dict]:
+    import axe_playwright_python
+
+    script = Path(axe_playwright_python.__file__).with_name("axe.min.js")
+    page.add_script_tag(content=script.read_text())
+    return root.evaluate(AXE_JS)
+
+
+@pytest.fixture()
+def lab_widget(browser, lab_server, notebook_dir, artifacts, request):
+    name = tiny_notebook(notebook_dir, f"photos-{request.node.name[:20]}.ipynb")
+    page = new_page(browser, lab_server)
+    try:
+        app = App(page, lab_server)
+        app.open(f"lab/tree/{name}")
+        app.command("notebook:run-all-cells")
+        widget = Widget.find(page, timeout=180)
+        widget.wait_finished(120, "the first run")
+        yield app, widget, tmp_files(notebook_dir.parent / f"upload-{request.node.name[:20]}")
+    finally:
+        save_if_failed(request, page, artifacts)
+        page.context.close()
+        shutdown_kernels(lab_server)
+
+
+def tmp_files(folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "cat.png").write_bytes(png(1, (50, 70)))
+    (folder / "dog.png").write_bytes(png(2, (64, 48)))
+    (folder / "notes.txt").write_text("not a photo")
+    return folder
+
+
+def test_open_photos_and_drop_a_photo(lab_widget, artifacts):
+    app, widget, folder = lab_widget
+    page = widget.page
+    with page.expect_file_chooser(timeout=20_000) as chooser:
+        widget.root.locator("button.opticam-open").click()
+    assert chooser.value.is_multiple()
+    chooser.value.set_files([str(folder / "cat.png"), str(folder / "dog.png"),
+                             str(folder / "notes.txt")])
+    wait_for(lambda: image_names(widget) == ["cat.png", "dog.png"], 60, "the chosen photos",
+             describe=lambda: image_names(widget))
+    widget.wait_finished(60, "the first chosen photo explained")
+    assert app.kernel_value("widget.images[0].rgb.shape") == "(50, 70, 3)"
+    assert "notes.txt" in widget.root.locator(".opticam-live").inner_text()
+
+    files = [("bird.png", base64.b64encode(png(3, (40, 40))).decode(), "image/png")]
+    outlined = widget.main_canvas().evaluate(DROP_JS, files)
+    assert outlined  # the widget outlines itself while photos are dragged over it
+    wait_for(lambda: app.kernel_value("[im.name for im in widget.images]") == "['bird.png']",
+             60, "the dropped photo", describe=lambda: app.kernel_value(
+                 "[im.name for im in widget.images]"))
+    assert app.kernel_value("widget.images[0].rgb.shape") == "(40, 40, 3)"
+    widget.wait_finished(60, "the dropped photo explained")
+    assert not widget_errors(widget.page), widget_errors(widget.page)
+
+
+def test_keyboard_path_and_axe(lab_widget, artifacts):
+    app, widget, folder = lab_widget
+    page = widget.page
+    app.kernel_value(f"widget.set_images([{str(folder / 'cat.png')!r}, "
+                     f"{str(folder / 'dog.png')!r}]) and None")
+    wait_for(lambda: image_names(widget) == ["cat.png", "dog.png"], 60, "two photos")
+    widget.wait_finished(60, "the first photo explained")
+
+    # --- Tab from the first control: every control in order, then out of the widget
+    widget.root.locator("button.opticam-open").focus()
+    seen = []
+    for _ in range(40):
+        now = widget.root.evaluate(FOCUS_JS)
+        if not now or not now["inside"]:
+            break
+        seen.append((now["tag"], now["name"]))
+        page.keyboard.press("Tab")
+    names = [name for _tag, name in seen]
+    assert not any(tag == "CANVAS" for tag, _ in seen), seen
+    assert len(seen) < 40, f"Tab stays in the widget: {seen[-5:]}"
+    for wanted in ("Open photos", "Image", "Class", "Iterations", "Learning rate", "Run",
+                   "overlay", "Opacity", "Colormap", "Compare with", "Download", "Code"):
+        assert any(n.startswith(wanted) for n in names), (wanted, names)
+    order = [next(i for i, n in enumerate(names) if n.startswith(w))
+             for w in ("Open photos", "Class", "Run", "Opacity", "Download")]
+    assert order == sorted(order), names
+
+    # --- ArrowDown on the class list picks the next class; the notebook's cell stays
+    cell = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex")
+    select = widget.class_select
+    select.focus()
+    index = "s => s.selectedIndex"
+    assert select.evaluate(index) == 0
+    page.keyboard.press("ArrowDown")
+    wait_for(lambda: select.evaluate(index) == 1, 10, "the next class")
+    assert page.evaluate(
+        "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex") == cell
+    wait_for(lambda: app.kernel_value("widget.controls.class_select.index") == "1", 20,
+             "the kernel's class to follow")
+
+    # --- ←/→ on the image selector step through the photos
+    images = widget.root.locator(".opticam-images select")
+    images.focus()
+    page.keyboard.press("ArrowRight")
+    wait_for(lambda: app.kernel_value("widget.image_index") == "1", 20, "the next photo")
+    page.keyboard.press("ArrowLeft")
+    wait_for(lambda: app.kernel_value("widget.image_index") == "0", 20, "the previous photo")
+    widget.wait_finished(60, "the run after stepping")
+
+    # --- every control named, status announced, focus visible: axe-core finds nothing
+    violations = axe_violations(page, widget.root)
+    assert violations == [], violations
+    status = widget.root.locator(".opticam-status")
+    assert status.get_attribute("aria-live") == "polite"
+    handles = widget.root.locator(".noUi-handle")
+    assert {handles.nth(i).get_attribute("aria-label") for i in range(handles.count())} >= {
+        "Iterations", "Learning rate", "Opacity"}
