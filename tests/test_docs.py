@@ -142,6 +142,7 @@ def test_docstrings_read_as_markdown() -> None:
 
     assert doctest.testmod(docs_griffe).failed == 0
     assert doctest.testmod(docs_pages).failed == 0
+    assert doctest.testmod(docs_notebooks).failed == 0
     text = docs_griffe.markdown("A :class:`~opticam_widgets.bundle.ModelBundle`.\n\n"
                                 "    Example:\n        >>> 1\n        1\n")
     assert text == "A `ModelBundle`.\n\n    Examples:\n        >>> 1\n        1\n"

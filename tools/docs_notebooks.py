@@ -22,6 +22,8 @@ NOTEBOOKS = ROOT / "notebooks"
 CACHE = ROOT / ".cache" / "docs-notebooks"
 BINDER = ("https://mybinder.org/v2/gh/opticam-widgets/opticam-widgets/main"
           "?urlpath=lab/tree/notebooks/{name}")
+#: The MIME type of a widget's live view (ipywidgets).
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 #: Seconds one cell may take when a notebook is executed for the site.
 CELL_TIMEOUT = 300
 #: Where the kernels' HTTP(S) requests go: a closed loopback port, so a download fails at once.
@@ -91,9 +93,28 @@ def tutorial_notebooks(run: bool | None = None) -> dict[str, str]:
         books = [json.loads(p.read_text()) for p in paths]
     pages = {}
     for path, nb in zip(paths, books):
+        drop_live_views(nb)
         nb["cells"].insert(1 if _starts_with_title(nb) else 0, binder_cell(path.name))
         pages[path.name] = json.dumps(nb)
     return pages
+
+
+def drop_live_views(nb: dict) -> dict:
+    """Remove the widgets' live-view outputs, which cannot render without a kernel.
+
+    Each widget's saved picture, the output right after its view, stays: that is what the page
+    shows (instead of the view's text fallback, ``OptiCAMWidget(model=...)``).
+
+    Example:
+        >>> view = {"output_type": "display_data", "data": {WIDGET_VIEW: {}, "text/plain": "W"}}
+        >>> picture = {"output_type": "display_data", "data": {"image/png": "..."}}
+        >>> drop_live_views({"cells": [{"outputs": [view, picture]}]})["cells"][0]["outputs"]
+        [{'output_type': 'display_data', 'data': {'image/png': '...'}}]
+    """
+    for cell in nb.get("cells", []):
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"] if WIDGET_VIEW not in o.get("data", {})]
+    return nb
 
 
 def _starts_with_title(nb: dict) -> bool:
