@@ -289,9 +289,9 @@ def faithfulness(
 
         * ``"AD"``, ``"AI"``, ``"AG"``: floats, the averages in percent;
         * ``"AD_per_image"``, ``"AI_per_image"``, ``"AG_per_image"``: float64 ndarrays (N,) of
-          the per-map terms in percent (``AI_per_image`` is 0 or 100);
+            the per-map terms in percent (``AI_per_image`` is 0 or 100);
         * ``"p"``, ``"o"``: float64 ndarrays (N,), probabilities of the image and of the
-          masked image;
+            masked image;
         * ``"target"``: tuple of the N class indices used.
 
     Raises:
