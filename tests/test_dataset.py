@@ -116,19 +116,28 @@ def test_store_is_plain_parquet(local_run):
     assert polars.read_parquet(f"{out}/*.parquet").height == 25
 
 
-def test_rebuilt_maps_equal_explain_on_the_same_batch(local_run, bundle, folder):
-    # rows of one batch: the first 8 images (position 0..7, none broken), resized as the
-    # engine resizes, explained together with the same settings
+def test_rebuilt_maps_equal_explain_alone_and_shared_batching(local_run, bundle, folder,
+                                                              tmp_path):
+    # rows of one batch of 8 (positions 0..7, none broken): each equals explain on its image
+    # alone (batching="independent"); batching="shared" equals explain on the whole batch
     t = local_run.table.iloc[:8]
     assert t["error"].isna().all()
     pre: Preprocess = bundle.preprocess
     x = torch.stack([pre.resize(to_pixel_tensor(p)[None])[0] for p in t["path"]])
     cam = OptiCAM(bundle, max_iter=ITERS, tol=1e-3, patience=10)
-    res = cam.explain(x, target=[int(v) for v in t["target"]])
+    targets = [int(v) for v in t["target"]]
+    for i in (0, 5):
+        alone = cam.explain(x[i:i + 1], target=targets[i:i + 1])
+        assert np.abs(local_run.saliency(i, size=(224, 224)) - alone.saliency[0].numpy()
+                      ).max() < 1e-5
+        assert local_run.weights(i) == pytest.approx(alone.weights[0].numpy(), abs=1e-6)
+    shared = explain_dataset(bundle, list(t["path"]), tmp_path / "shared", batching="shared",
+                             **SETTINGS)
+    res = cam.explain(x, target=targets)
     for i in range(8):
-        rebuilt = local_run.saliency(i, size=(224, 224))
+        rebuilt = shared.saliency(i, size=(224, 224))
         assert np.abs(rebuilt - res.saliency[i].numpy()).max() < 1e-5
-        assert local_run.weights(i) == pytest.approx(res.weights[i].numpy(), abs=1e-6)
+        assert shared.weights(i) == pytest.approx(res.weights[i].numpy(), abs=1e-6)
 
 
 def test_rebuilt_maps_equal_explain_on_the_photo(bundle, folder, tmp_path):
@@ -210,7 +219,7 @@ def test_true_target_missing_labels_and_in_memory_images(bundle, folder, tmp_pat
     assert list(t2["rank"]) == [0, 1] and t2.loc[0, "target"] == t2.loc[0, "predicted"]
     assert t2.loc[0, "prob"] >= t2.loc[1, "prob"]
     # resuming with other settings is refused; resume=False starts over
-    with pytest.raises(ValueError, match="`out`.*other settings.*target"):
+    with pytest.raises(ValueError, match="`out`.*another run.*target: stored"):
         explain_dataset(bundle, images[:1], tmp_path / "b", target=None, **SETTINGS)
     res3 = explain_dataset(bundle, images[:1], tmp_path / "b", resume=False, **SETTINGS)
     assert len(res3.table) == 1

@@ -22,6 +22,9 @@ _LAZY = {
     "DatasetResults": "results",
     "load_results": "results",
     "SCHEMA": "store",
+    "RunStopped": "signals",
+    "SettingsMismatchError": "fingerprint",
+    "StoreBusyError": "lock",
 }
 
 __all__ = sorted(_LAZY)

@@ -6,7 +6,8 @@ Usage::
                             [--schedule paper|fast]
                             [--target top1|true|N|topK] [--engine local|ray]
                             [--resume | --no-resume] [--metrics paper|full|none]
-                            [--model SPEC] [--no-progress]
+                            [--shard-size N] [--flush-every SECONDS]
+                            [--batching independent|shared] [--model SPEC] [--no-progress]
     opticam report DIR [--out REPORT_DIR]
 
 ``add_subcommands(subparsers)`` registers both on the ``opticam`` parser.
@@ -18,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cliargs import add_run_options, positive_int
+from ..cliargs import add_run_options, positive_float, positive_int
 
 __all__ = ["add_subcommands", "parse_target"]
 
@@ -43,13 +44,28 @@ def parse_target(text: str) -> Any:
 
 
 def _cmd_explain_dataset(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+
     from .api import explain_dataset
+    from .fingerprint import SettingsMismatchError
+    from .signals import RunStopped
 
     metrics = {"paper": True, "full": "full", "none": False}[args.metrics]
-    results = explain_dataset(args.model, args.source, args.out, target=args.target,
-                              batch_size=args.batch_size, max_iter=args.iters, lr=args.lr,
-                              engine=args.engine, metrics=metrics, resume=args.resume,
-                              progress=not args.no_progress, schedule=args.schedule)
+    try:
+        results = explain_dataset(
+            args.model, args.source, args.out, target=args.target, batch_size=args.batch_size,
+            max_iter=args.iters, lr=args.lr, engine=args.engine, metrics=metrics,
+            resume=args.resume, progress=not args.no_progress, schedule=args.schedule,
+            shard_size=args.shard_size, flush_every=args.flush_every, batching=args.batching)
+    except SettingsMismatchError as exc:
+        print(f"opticam: error: {exc.message('--no-resume')}", file=sys.stderr)
+        return 2
+    except RunStopped as exc:
+        print(f"opticam: stopped by {signal.Signals(exc.signum).name}: {exc.stored} images "
+              f"are stored in {exc.out}; run the same command again to finish (--resume is "
+              "the default)", file=sys.stderr)
+        return 128 + exc.signum
     print(results)
     if metrics:
         summary = results.summary(by=None)
@@ -83,6 +99,16 @@ def add_subcommands(subparsers: Any) -> None:
                     help="skip images already in --out (default) / start over")
     ex.add_argument("--metrics", choices=("paper", "full", "none"), default="paper",
                     help="paper: AD/AI/AG terms (default); full: + insertion/deletion AUC")
+    ex.add_argument("--shard-size", type=positive_int, default=1024, metavar="N",
+                    help="rows are written once N are done (default 1024); small shards are "
+                         "merged at the end")
+    ex.add_argument("--flush-every", type=positive_float, default=60.0, metavar="SECONDS",
+                    help="write finished rows at least this often (default 60): a killed run "
+                         "loses at most about a minute")
+    ex.add_argument("--batching", choices=("independent", "shared"), default="independent",
+                    help="independent: each map as `explain` gives it alone, whatever the "
+                         "batch (default); shared: one optimization per batch (faster on GPU, "
+                         "maps depend on the batch by float rounding)")
     ex.add_argument("--model", default="default", metavar="SPEC",
                     help="'default' (embedded EfficientNet-Lite0) or 'torchvision:NAME'")
     ex.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -29,7 +29,13 @@ from ..metrics import (
 )
 from .loader import Batch, Decoded
 
-__all__ = ["METRICS", "BatchExplainer", "TargetSpec", "check_target"]
+__all__ = ["BATCHING", "METRICS", "BatchExplainer", "TargetSpec", "check_target"]
+
+#: Accepted values of ``batching``: ``"independent"`` (each row optimized on its own: its map
+#: does not depend on the other images of its batch) or ``"shared"`` (one optimization per
+#: batch: faster on GPUs, but float rounding of the batched model, amplified by Adam, makes a
+#: map depend on its batch companions).
+BATCHING = ("independent", "shared")
 
 #: Accepted values of ``metrics``: AD/AI/AG terms (True/"paper"), plus insertion and deletion
 #: AUC ("full"), or none (False).
@@ -58,10 +64,16 @@ def check_target(target: Any, classes: int | None = None) -> Any:
                      f"('top', k) or a callable (probs, item) -> class(es); got {target!r}")
 
 
-def _error_row(record: Decoded, error: str) -> dict[str, Any]:
-    it = record.item
+def _identity(record: Decoded) -> dict[str, Any]:
+    """The columns that say which image a row is of (and its file's size and mtime)."""
+    it, stamp = record.item, record.stamp
     return {"position": it.position, "id": it.id, "path": it.path, "true_label": it.label,
-            "true_name": it.label_name, "error": error}
+            "true_name": it.label_name, "file_size": stamp[0] if stamp else None,
+            "file_mtime_ns": stamp[1] if stamp else None}
+
+
+def _error_row(record: Decoded, error: str) -> dict[str, Any]:
+    return {**_identity(record), "error": error}
 
 
 def _classes_for(target: TargetSpec, probs: Tensor, record: Decoded) -> list[int] | str:
@@ -93,14 +105,21 @@ class BatchExplainer:
         cam_kwargs: Arguments of :class:`~opticam_widgets.explainer.OptiCAM` (max_iter, lr,
             tol, patience, target_layer, ...).
         curve_steps: Steps of the insertion / deletion curves (``metrics="full"``).
+        batching: See :data:`BATCHING`. ``"independent"`` predicts, optimizes and measures
+            each (image, class) row alone, so every row equals ``OptiCAM.explain`` on its image
+            and class whatever the batch; ``"shared"`` runs a batch as one optimization.
     """
 
     def __init__(self, model: Any, *, target: TargetSpec = None, metrics: Any = True,
-                 cam_kwargs: dict[str, Any] | None = None, curve_steps: int = 20) -> None:
+                 cam_kwargs: dict[str, Any] | None = None, curve_steps: int = 20,
+                 batching: str = "independent") -> None:
         self.net, self.pre = unpack_model(model)
         self.labels: list[str] | None = model.labels if isinstance(model, ModelBundle) else None
         self.cam = OptiCAM(model, **(cam_kwargs or {}))
         self.target, self.metrics, self.curve_steps = target, metrics, curve_steps
+        if batching not in BATCHING:
+            raise ValueError(f"`batching` must be 'independent' or 'shared'; got {batching!r}")
+        self.batching = batching
 
     @property
     def layer(self) -> str:
@@ -119,7 +138,9 @@ class BatchExplainer:
         if not batch.good:
             return rows
         x = batch.pixels.to(self.cam.device)  # type: ignore[union-attr]
-        probs = self.cam.predict(x)
+        alone = self.batching == "independent"
+        probs = (torch.cat([self.cam.predict(x[i:i + 1]) for i in range(x.shape[0])]) if alone
+                 else self.cam.predict(x))
         index, targets, ranks = [], [], []
         for i, record in enumerate(batch.good):
             classes = _classes_for(self.target, probs[i], record)
@@ -131,8 +152,16 @@ class BatchExplainer:
             ranks += list(range(len(classes)))
         if not index:
             return rows
-        done = self._explain(batch.good, x, probs, index, targets, ranks, cancel)
-        return None if done is None else rows + done
+        if not alone:
+            done = self._explain(batch.good, x, probs, index, targets, ranks, cancel)
+            return None if done is None else rows + done
+        for r in range(len(index)):  # each row alone: the same floats whatever the batch
+            one = self._explain(batch.good, x, probs, index[r:r + 1], targets[r:r + 1],
+                                ranks[r:r + 1], cancel)
+            if one is None:
+                return None
+            rows += one
+        return rows
 
     def _explain(self, records: Sequence[Decoded], x: Tensor, probs: Tensor,
                  index: list[int], targets: list[int], ranks: list[int],
@@ -149,9 +178,7 @@ class BatchExplainer:
             rec, pred = records[i], int(probs[i].argmax())
             label = rec.item.label
             rows.append({
-                "position": rec.item.position, "id": rec.item.id, "path": rec.item.path,
-                "true_label": label, "true_name": rec.item.label_name,
-                "predicted": pred, "predicted_name": self._name(pred),
+                **_identity(rec), "predicted": pred, "predicted_name": self._name(pred),
                 "predicted_prob": float(probs[i, pred]),
                 "correct": None if label is None else pred == label,
                 "rank": ranks[r], "target": cls, "target_name": self._name(cls),

@@ -13,6 +13,8 @@ same problem as explaining the photo (masking happens at the model's input size 
 from __future__ import annotations
 
 import io
+import os
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,18 @@ class Decoded:
     photo_size: tuple[int, int] | None
     thumbnail: bytes | None
     error: str | None = None
+    stamp: tuple[int, int] | None = None  # the file's (size, mtime_ns) when read
+
+
+def file_stamp(path: str | None) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of an image file, or ``None`` (no path, or no such file)."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return int(st.st_size), int(st.st_mtime_ns)
 
 
 @dataclass
@@ -68,13 +82,14 @@ def thumbnail_jpeg(pixels: Tensor, side: int = THUMBNAIL) -> bytes:
 
 def decode(image: Any, item: Item, preprocess: Preprocess) -> Decoded:
     """Decode and resize one image; a record with ``error`` set when it cannot be read."""
+    stamp = file_stamp(item.path)  # before reading: a change during the read is seen later
     try:
         photo = to_pixel_tensor(image, name=item.id)
     except (ValueError, TypeError, OSError) as exc:  # unreadable, missing, bad values
-        return Decoded(item, None, None, None, f"{type(exc).__name__}: {exc}")
+        return Decoded(item, None, None, None, f"{type(exc).__name__}: {exc}", stamp)
     size = (int(photo.shape[1]), int(photo.shape[2]))
     pixels = preprocess.resize(photo[None])[0].contiguous()
-    return Decoded(item, pixels, size, thumbnail_jpeg(photo))
+    return Decoded(item, pixels, size, thumbnail_jpeg(photo), stamp=stamp)
 
 
 def collate(records: Sequence[Decoded]) -> Batch:
@@ -98,7 +113,9 @@ class DecodedDataset(Dataset):
         try:
             image, item = self.source.fetch(self.items[index])
         except Exception as exc:  # noqa: BLE001 - a user dataset's __getitem__ failed
-            return Decoded(self.items[index], None, None, None, f"{type(exc).__name__}: {exc}")
+            item = self.items[index]
+            return Decoded(item, None, None, None, f"{type(exc).__name__}: {exc}",
+                           file_stamp(item.path))
         return decode(image, item, self.preprocess)
 
 
@@ -112,6 +129,17 @@ class DecodedStream(IterableDataset):
         for image, item in self.source.stream():
             if item.id not in self.skip:
                 yield decode(image, item, self.preprocess)
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """A decoding worker's start: SIGTERM / SIGHUP are for the main process to handle.
+
+    A closed terminal or a scheduler signals the whole process group; the main process then
+    stops the run cleanly (:mod:`.signals`) and ends its workers itself.
+    """
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def make_loader(source: Source, skip: set[str], preprocess: Preprocess, batch_size: int,
@@ -130,5 +158,6 @@ def make_loader(source: Source, skip: set[str], preprocess: Preprocess, batch_si
         total = None if source.length is None else max(0, source.length - len(skip))
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate, persistent_workers=False,
+                        worker_init_fn=ignore_stop_signals if num_workers else None,
                         prefetch_factor=2 if num_workers else None)
     return loader, total

@@ -1,8 +1,9 @@
 """The local engine: a ``DataLoader`` decodes in workers; each batch is one optimization.
 
 Memory is bounded whatever the dataset's size: the loader holds ``prefetch`` batches, the engine
-one batch and at most ``shard_size`` finished rows, which go to disk as a shard. A cancel
-(``cancel`` event, ``Ctrl-C``, or the process exiting: the run is a job of
+one batch and at most ``shard_size`` finished rows, which go to disk as a shard (at the latest
+every ``flush_every`` seconds, :class:`~.writer.ShardWriter`). A cancel (``cancel`` event,
+``Ctrl-C``, SIGTERM / SIGHUP, or the process exiting: the run is a job of
 :mod:`~opticam_widgets.jobs`) drops the batch in flight and writes the rows already complete,
 so the store holds complete shards of complete rows only.
 """
@@ -17,7 +18,7 @@ from ..jobs import tracked
 from .compute import BatchExplainer
 from .loader import make_loader
 from .sources import Source
-from .store import Store
+from .writer import ShardWriter
 
 __all__ = ["AnyEvent", "run_local"]
 
@@ -44,17 +45,16 @@ def progress_bar(total: int | None, enabled: bool) -> Any:
                 dynamic_ncols=True, smoothing=0.1)
 
 
-def run_local(explainer: BatchExplainer, source: Source, store: Store, *, skip: set[str],
-              batch_size: int, num_workers: int, shard_size: int, progress: bool,
+def run_local(explainer: BatchExplainer, source: Source, writer: ShardWriter, *,
+              skip: set[str], batch_size: int, num_workers: int, progress: bool,
               cancel: threading.Event | None = None,
               callback: ProgressCallback | None = None) -> bool:
-    """Explain every item of ``source`` not in ``skip``; write shards to ``store``.
+    """Explain every item of ``source`` not in ``skip``; hand the rows to ``writer``.
 
     Returns:
         ``True`` when every item was handled, ``False`` when cancelled.
     """
     loader, total = make_loader(source, skip, explainer.pre, batch_size, num_workers)
-    buffer: list[dict[str, Any]] = []
     done = 0
     bar = progress_bar(total, progress)
     with tracked("explain_dataset") as job:
@@ -66,15 +66,12 @@ def run_local(explainer: BatchExplainer, source: Source, store: Store, *, skip: 
                 rows = explainer(batch, stop)
                 if rows is None:  # cancelled during the optimization: drop this batch
                     return False
-                buffer += rows
+                writer.add(rows)
                 done += len(batch)
                 bar.update(len(batch))
-                if len(buffer) >= shard_size:
-                    store.write(buffer)
-                    buffer = []
                 if callback is not None:
                     callback(done, total)
             return True
         finally:
-            store.write(buffer)  # complete rows only; no-op when empty
+            writer.flush()  # complete rows only; no-op when empty
             bar.close()

@@ -30,7 +30,7 @@ from .compute import BatchExplainer
 from .loader import Batch, collate, decode
 from .local import AnyEvent, ProgressCallback, progress_bar
 from .sources import Item, Source
-from .store import Store
+from .writer import ShardWriter
 
 __all__ = ["import_ray", "run_ray"]
 
@@ -78,7 +78,7 @@ class _ExplainActor:
     """Ray actor: loads the model once, explains pickled batches into pickled rows."""
 
     def __init__(self, model: Any, target: Any, metrics: Any, cam_kwargs: dict[str, Any],
-                 threads: int | None) -> None:
+                 threads: int | None, batching: str) -> None:
         import torch
 
         if threads:
@@ -91,7 +91,7 @@ class _ExplainActor:
             net = getattr(model, "model", model)
             net.to("cuda")
         self.explainer = BatchExplainer(model, target=target, metrics=metrics,
-                                        cam_kwargs=cam_kwargs)
+                                        cam_kwargs=cam_kwargs, batching=batching)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -142,12 +142,12 @@ def _pipeline(ray: Any, batches: list[list[tuple[Any, Item]]], explainer: BatchE
                           num_gpus=1 if gpus else 0, batch_format="numpy")
 
 
-def run_ray(model: Any, explainer: BatchExplainer, source: Source, store: Store, *,
-            skip: set[str], batch_size: int, shard_size: int, progress: bool,
+def run_ray(model: Any, explainer: BatchExplainer, source: Source, writer: ShardWriter, *,
+            skip: set[str], batch_size: int, progress: bool,
             actors: int | None, target: Any, metrics: Any, cam_kwargs: dict[str, Any],
             cancel: threading.Event | None = None,
             callback: ProgressCallback | None = None) -> bool:
-    """Explain ``source`` with Ray Data; write one shard per window of ``shard_size`` images.
+    """Explain ``source`` with Ray Data; the driver hands the rows to ``writer``.
 
     Returns:
         ``True`` when every item was handled, ``False`` when cancelled.
@@ -166,8 +166,9 @@ def run_ray(model: Any, explainer: BatchExplainer, source: Source, store: Store,
         # rounding as the local engine (Ray would give each actor one thread)
         one_node = len([n for n in ray.nodes() if n.get("Alive")]) == 1
         args = {"model": model, "target": target, "metrics": metrics, "cam_kwargs": cam_kwargs,
-                "threads": torch.get_num_threads() if one_node else None}
-        return _drive(ray, explainer, source, store, skip, batch_size, shard_size, progress,
+                "threads": torch.get_num_threads() if one_node else None,
+                "batching": explainer.batching}
+        return _drive(ray, explainer, source, writer, skip, batch_size, progress,
                       args, n, gpus, AnyEvent(cancel), callback)
     finally:
         ctx.enable_progress_bars, ctx.execution_options.preserve_order = saved
@@ -175,19 +176,18 @@ def run_ray(model: Any, explainer: BatchExplainer, source: Source, store: Store,
             ray.shutdown()
 
 
-def _drive(ray: Any, explainer: BatchExplainer, source: Source, store: Store, skip: set[str],
-           batch_size: int, shard_size: int, progress: bool, args: dict[str, Any], actors: int,
+def _drive(ray: Any, explainer: BatchExplainer, source: Source, writer: ShardWriter,
+           skip: set[str], batch_size: int, progress: bool, args: dict[str, Any], actors: int,
            gpus: bool, stop: AnyEvent, callback: ProgressCallback | None) -> bool:
-    """Run the pipelines and write a shard whenever ``shard_size`` rows are complete.
+    """Run the pipelines; rows go to ``writer`` as they complete (durable progress).
 
     One Ray Data pipeline for an indexed source (each actor loads the model once); for a
     stream of images, one per window of ``shard_size`` images (the images travel through
     Ray's object store, so a window bounds its memory; each window starts its actors).
     """
     total = None if source.items is None else sum(it.id not in skip for it in source.items)
-    window = None if source.items is not None else shard_size
+    window = None if source.items is not None else writer.shard_size
     bar = progress_bar(total, progress)
-    rows: list[dict[str, Any]] = []
     done = 0
     try:
         for batches in _windows(source, skip, batch_size, window):
@@ -195,15 +195,12 @@ def _drive(ray: Any, explainer: BatchExplainer, source: Source, store: Store, sk
             for out in ds.iter_batches(batch_size=1, batch_format="numpy"):
                 if stop.is_set():
                     return False
-                rows += pickle.loads(out["rows"][0])
+                writer.add(pickle.loads(out["rows"][0]))
                 done += int(out["images"][0])
                 bar.update(int(out["images"][0]))
-                if len(rows) >= shard_size:
-                    store.write(rows)
-                    rows = []
                 if callback is not None:
                     callback(done, total)
         return True
     finally:
-        store.write(rows)  # complete rows only; no-op when empty
+        writer.flush()  # complete rows only; no-op when empty
         bar.close()

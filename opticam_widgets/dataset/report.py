@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,8 +24,14 @@ REPORT_DIR = "_report"
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.2f}"
+    import pandas as pd
+
+    if value is None or value is pd.NA:
+        return ""
+    if isinstance(value, numbers.Integral):  # numpy integers and bools included
+        return str(value)
+    if isinstance(value, numbers.Real):  # numpy floats included (float32 is not a float)
+        return "" if math.isnan(float(value)) else f"{float(value):.2f}"
     return str(value).replace("|", "\\|")
 
 
@@ -51,7 +58,9 @@ def _summary_md(results: DatasetResults, classes: int) -> list[str]:
     note = [f"_{more} more classes in `results.summary()`._"] if more > 0 else []
     return ["## Faithfulness (the Opti-CAM paper's table)", "",
             "AD ↓, AI ↑, AG ↑ in % on the class probability of x ⊙ S; per class by the "
-            "explained class, most frequent first.", "",
+            "explained class, most frequent first. accuracy: % of images predicted right; "
+            "precision: % of a class's rows whose image is of that class; recall: % of the "
+            "images of a class predicted as it.", "",
             markdown_table(["group", *cols], rows), "", *note]
 
 
@@ -94,7 +103,8 @@ def write_report(results: DatasetResults | str | os.PathLike, out: str | os.Path
     s = res.settings
     lines = [f"# Opti-CAM dataset report: `{res.out}`", "",
              f"- model: {s.get('model')}, layer `{s.get('layer')}`, target {s.get('target')!r}",
-             f"- {t['id'].nunique()} images, {len(t)} rows, {len(res.errors)} skipped",
+             f"- {t['id'].nunique()} images, {len(t)} rows, {len(res.errors)} could not be "
+             f"explained; {res.skipped_files} files in the source skipped (not images)",
              f"- max_iter {s.get('max_iter')}, lr {s.get('lr')}, tol {s.get('tol')}", ""]
     if t["masked_prob"].notna().any():
         fig = res.figure(n)

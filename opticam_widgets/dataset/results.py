@@ -72,9 +72,15 @@ class DatasetResults:
     def __repr__(self) -> str:
         t = self.table
         errors = int(t["error"].notna().sum()) if len(t) else 0
+        skipped = f", {self.skipped_files} non-image files skipped" if self.skipped_files else ""
         return (f"DatasetResults({str(self.out)!r}: {len(t)} rows, {t['id'].nunique()} images, "
-                f"{errors} errors; model {self.settings.get('model')}, layer "
+                f"{errors} errors{skipped}; model {self.settings.get('model')}, layer "
                 f"{self.settings.get('layer')})")
+
+    @property
+    def skipped_files(self) -> int:
+        """Files of the source folder that were not read (not images, or hidden)."""
+        return int(self.settings.get("source", {}).get("skipped_files", 0))
 
     # ------------------------------------------------------------------ tables
     @property
@@ -168,7 +174,10 @@ class DatasetResults:
     def summary(self, by: str | None = "target_name") -> Any:
         """The paper's table: AD / AI / AG (%) overall and per class (``by``; None: overall).
 
-        Computed with :func:`~opticam_widgets.metrics.average_drop`,
+        With true labels: ``accuracy`` (overall, % of labelled images predicted right), and
+        per class ``precision`` (% of the labelled images predicted as the class that are of
+        it) and ``recall`` (% of the images of the class predicted as it). Computed with
+        :func:`~opticam_widgets.metrics.average_drop`,
         :func:`~opticam_widgets.metrics.average_increase` and
         :func:`~opticam_widgets.metrics.average_gain` on the stored probabilities; insertion
         and deletion AUC means when they were computed (``metrics="full"``).
@@ -179,12 +188,18 @@ class DatasetResults:
         ok = t[t["error"].isna() & t["masked_prob"].notna()]
         if ok.empty:
             raise ValueError("no rows with faithfulness terms (all failed, or metrics=False)")
-        groups = [("all", ok)]
+        rows = [_summary_row("all", ok)]
+        labelled = ok["correct"].notna().any()
+        if labelled:
+            rows[0]["accuracy"] = _percent(ok.drop_duplicates("id")["correct"])
         if by is not None:
             key = by if ok[by].notna().all() else "target"
-            counts = ok[key].value_counts(sort=True)
-            groups += [(str(name), ok[ok[key] == name]) for name in counts.index]
-        return pd.DataFrame([_summary_row(name, g) for name, g in groups]).set_index("group")
+            for name in ok[key].value_counts(sort=True).index:
+                g = ok[ok[key] == name]
+                rows.append(_summary_row(str(name), g))
+                if labelled:
+                    rows[-1].update(_precision_recall(ok, int(g["target"].iloc[0])))
+        return pd.DataFrame(rows).set_index("group")
 
     def figure(self, n: int = 4, *, alpha: float = 0.5, cmap: str = "jet") -> Any:
         """A matplotlib figure: distributions of drop and score gain, the worst and best maps.
@@ -210,12 +225,25 @@ def _summary_row(name: str, g: Any) -> dict[str, Any]:
     row = {"group": name, "rows": len(g), "images": g["id"].nunique(),
            "AD": average_drop(p, o), "AI": average_increase(p, o), "AG": average_gain(p, o),
            "iterations": float(g["iterations"].mean())}
-    if g["correct"].notna().any():
-        row["accuracy"] = 100.0 * float(g["correct"].dropna().astype(float).mean())
     if g["insertion_auc"].notna().any():
         row["insertion_auc"] = float(g["insertion_auc"].mean())
         row["deletion_auc"] = float(g["deletion_auc"].mean())
     return row
+
+
+def _precision_recall(ok: Any, cls: int) -> dict[str, float]:
+    """Precision and recall (%) of class ``cls`` over the labelled images (one row each)."""
+    images = ok[ok["true_label"].notna()].drop_duplicates("id")
+    predicted = images[images["predicted"] == cls]
+    truly = images[images["true_label"] == cls]
+    return {"precision": _percent(predicted["true_label"] == cls),
+            "recall": _percent(truly["predicted"] == cls)}
+
+
+def _percent(flags: Any) -> float:
+    """% of true values among the known ones (NaN when none is known)."""
+    known = flags.dropna().astype(float)
+    return 100.0 * float(known.mean()) if len(known) else float("nan")
 
 
 def load_results(out: str | os.PathLike) -> DatasetResults:

@@ -95,6 +95,7 @@ class Source:
         name: What the source is, for messages.
         items: The items (a list), or ``None`` for a stream (see :meth:`stream`).
         length: Number of items when known.
+        skipped_files: Files of a folder source that are not read (not images, or hidden).
     """
 
     def __init__(self, name: str, items: list[Item] | None, *, dataset: Any = None,
@@ -106,6 +107,7 @@ class Source:
         self._stream = stream
         self._labels = list(labels) if labels is not None else None
         self.length = len(items) if items is not None else _safe_len(stream)
+        self.skipped_files = 0
 
     def fetch(self, item: Item) -> tuple[Any, Item]:
         """The image of ``item`` (a path or an in-memory image) and the item with its label."""
@@ -139,8 +141,10 @@ def _is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _folder_items(root: Path, labels: Sequence[str] | None) -> list[Item]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and _is_image_file(p))
+def _folder_items(root: Path, labels: Sequence[str] | None) -> tuple[list[Item], int]:
+    """The image files of a folder as items, and the number of other files skipped."""
+    every = [p for p in root.rglob("*") if p.is_file()]
+    files = sorted(p for p in every if _is_image_file(p))
     if not files:
         raise ValueError(f"`source` folder {str(root)!r} holds no image files (looked for "
                          f"{', '.join(IMAGE_EXTENSIONS)}, recursively)")
@@ -150,7 +154,7 @@ def _folder_items(root: Path, labels: Sequence[str] | None) -> list[Item]:
         index, name = (match_label(rel.parts[0], labels) if len(rel.parts) > 1
                        else (None, None))
         items.append(Item(position, rel.as_posix(), str(path), index, name))
-    return items
+    return items, len(every) - len(files)
 
 
 def _path_items(paths: Sequence[Any]) -> list[Item]:
@@ -188,7 +192,10 @@ def open_source(source: Any, labels: Sequence[str] | None = None) -> Source:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            return Source(f"folder {str(path)!r}", _folder_items(path, labels), labels=labels)
+            items, skipped = _folder_items(path, labels)
+            src = Source(f"folder {str(path)!r}", items, labels=labels)
+            src.skipped_files = skipped
+            return src
         if path.is_file():
             return Source(f"file {str(path)!r}", _path_items([path]), labels=labels)
         raise ValueError(f"`source` {str(path)!r} does not exist; give a folder of images, a "

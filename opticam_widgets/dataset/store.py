@@ -2,9 +2,14 @@
 
 Layout of ``out``::
 
-    out/_opticam.json        settings of the run (model, layer, iterations, ...), checked on resume
+    out/_opticam.json        run settings (model, weights digest, layer, ...), checked on resume
+    out/_opticam.lock        held by the run writing the folder (:mod:`.lock`)
     out/part-00000.parquet   shards of complete rows, in :data:`SCHEMA`
     out/part-00001.parquet   ...
+
+Every shard carries Parquet key-value metadata (:data:`META_FORMAT`, :data:`META_SETTINGS`,
+:data:`META_RUN`): the schema version, the run's settings and fingerprint, and the batch size
+and engine of the run that wrote it, so a shard copied on its own still says what it holds.
 
 A shard is written to a hidden ``.part-XXXXX.parquet.tmp`` and renamed when complete, so a crash
 or Ctrl-C never leaves a half shard, and readers that skip hidden and ``_`` files (pyarrow,
@@ -29,9 +34,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["FORMAT_VERSION", "SCHEMA", "SETTINGS_FILE", "Store"]
+__all__ = ["FORMAT_VERSION", "META_FORMAT", "META_RUN", "META_SETTINGS", "SCHEMA",
+           "SETTINGS_FILE", "Store", "shard_metadata"]
 
-FORMAT_VERSION = 1
+#: Version of the store's layout and schema (2: file stamps, weights fingerprint, metadata).
+FORMAT_VERSION = 2
+#: Parquet key-value metadata keys of every shard.
+META_FORMAT, META_SETTINGS, META_RUN = "opticam.format", "opticam.settings", "opticam.run"
 SETTINGS_FILE = "_opticam.json"
 _F32, _I32 = pa.float32(), pa.int32()
 
@@ -69,6 +78,8 @@ SCHEMA = pa.schema([
     ("weights", pa.list_(_F32)),       # softmax channel weights (K,)
     ("thumbnail", pa.binary()),        # JPEG, longest side THUMBNAIL px (for tables / browsing)
     ("error", pa.string()),            # why this image was skipped (other fields null), or null
+    ("file_size", pa.int64()),         # the image file's size and modification time when read
+    ("file_mtime_ns", pa.int64()),     # (null for in-memory images): a changed file is retried
 ])
 
 
@@ -76,11 +87,25 @@ def _shard_no(path: Path) -> int:
     return int(path.name[len("part-"):-len(".parquet")])
 
 
+def shard_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """A shard's ``opticam.*`` key-value metadata, JSON-decoded (``{}`` for none).
+
+    Example:
+        >>> shard_metadata("results/part-00000.parquet")["opticam.format"]  # doctest: +SKIP
+        2
+    """
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode(): json.loads(v) for k, v in meta.items() if k.startswith(b"opticam.")}
+
+
 class Store:
     """A results folder: settings, shard writing (atomic) and reading.
 
     Args:
         out: The folder (created on the first write).
+
+    Attributes:
+        metadata: Key-value metadata written into every new shard (JSON-encoded values).
     """
 
     def __init__(self, out: str | os.PathLike) -> None:
@@ -89,6 +114,7 @@ class Store:
         self.out = Path(out)
         if self.out.exists() and not self.out.is_dir():
             raise ValueError(f"`out` {str(self.out)!r} is a file; give a folder")
+        self.metadata: dict[str, Any] = {META_FORMAT: FORMAT_VERSION}
 
     # ------------------------------------------------------------------ files
     def shards(self) -> list[Path]:
@@ -117,21 +143,28 @@ class Store:
         (self.out / SETTINGS_FILE).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ write / read
-    def write(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> Path | None:
-        """Write complete rows as the next shard; the file appears only when whole."""
+    def write(self, rows: Sequence[Mapping[str, Any]] | pa.Table,
+              metadata: Mapping[str, Any] | None = None, at: Path | None = None) -> Path | None:
+        """Write complete rows as the next shard (or over ``at``); the file appears only whole.
+
+        The shard's key-value metadata is :attr:`metadata` updated with ``metadata``.
+        """
         table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows),
                                                                             schema=SCHEMA)
         if table.num_rows == 0:
             return None
-        table = table.select(SCHEMA.names).cast(SCHEMA)
+        meta = {**self.metadata, **(metadata or {})}
+        table = table.select(SCHEMA.names).cast(SCHEMA).replace_schema_metadata(
+            {k: json.dumps(v) for k, v in meta.items()})
         self.out.mkdir(parents=True, exist_ok=True)
-        shards = self.shards()
-        number = _shard_no(shards[-1]) + 1 if shards else 0
-        final = self.out / f"part-{number:05d}.parquet"
-        tmp = self.out / f".{final.name}.tmp"
+        if at is None:
+            shards = self.shards()
+            number = _shard_no(shards[-1]) + 1 if shards else 0
+            at = self.out / f"part-{number:05d}.parquet"
+        tmp = self.out / f".{at.name}.tmp"
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, final)
-        return final
+        os.replace(tmp, at)
+        return at
 
     def read(self, columns: Iterable[str] | None = None) -> pa.Table:
         """All rows (optionally some columns), sorted by source position and rank."""
@@ -140,7 +173,9 @@ class Store:
         if not shards:
             return SCHEMA.empty_table().select(cols) if cols else SCHEMA.empty_table()
         keys = [c for c in ("position", "rank") if cols is None or c in cols]
-        table = pa.concat_tables(pq.read_table(p, columns=cols, schema=SCHEMA) for p in shards)
+        table = pa.concat_tables(
+            pq.read_table(p, columns=cols, schema=SCHEMA).replace_schema_metadata()
+            for p in shards)
         return table.sort_by([(k, "ascending") for k in keys]) if keys else table
 
     def stored_ids(self) -> set[str]:

@@ -1,0 +1,267 @@
+"""Dataset runs that never lose or mix work: durable progress, signals, one writer, resume.
+
+A tiny random CNN (``tinynets.small_cnn``, 32×32 input) on a folder of 12 small random images,
+so each run takes a second or two; a subprocess runs the dataset and is killed (SIGKILL) or
+stopped (SIGTERM, SIGHUP) once shards exist, then the run is resumed here and compared with an
+uninterrupted run: every image exactly once, the same maps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from tinynets import small_cnn
+
+from opticam_widgets.bundle import ModelBundle
+from opticam_widgets.dataset import explain_dataset, load_results
+from opticam_widgets.dataset.compaction import META_REPLACES, compact, recover
+from opticam_widgets.dataset.fingerprint import SettingsMismatchError
+from opticam_widgets.dataset.lock import LOCK_FILE, StoreBusyError, StoreLock
+from opticam_widgets.dataset.store import META_RUN, META_SETTINGS, Store
+from opticam_widgets.dataset.writer import ShardWriter
+from opticam_widgets.preprocess import Preprocess
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+KW = {"max_iter": 4, "batch_size": 2, "num_workers": 0, "progress": False}
+N_IMAGES = 12
+
+
+def tiny(seed: int = 0) -> ModelBundle:
+    """The tiny CNN at 32×32 (the same weights in every process for a seed)."""
+    return ModelBundle(small_cnn(seed=seed).eval(), Preprocess(size=(32, 32)), name="tiny")
+
+
+def make_folder(root: Path, n: int = N_IMAGES) -> Path:
+    gen = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        arr = (gen.random((24 + i, 40, 3)) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / f"img{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("tiny_photos"))
+
+
+@pytest.fixture(scope="module")
+def reference(folder, tmp_path_factory):
+    """An uninterrupted run of the folder."""
+    return explain_dataset(tiny(), folder, tmp_path_factory.mktemp("ref") / "r", **KW)
+
+
+def assert_same_maps(a, b) -> None:
+    ta, tb = a.table, b.table
+    assert list(ta["id"]) == list(tb["id"]) and ta["id"].is_unique
+    for i in ta.index:
+        assert np.abs(a.low_res(i) - b.low_res(i)).max() <= 1e-6
+        assert np.abs(a.weights(i) - b.weights(i)).max() <= 1e-6
+
+
+CHILD = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from test_dataset_runs import tiny, KW
+from opticam_widgets.dataset import explain_dataset
+
+def slow(done, total):
+    print("done", done, flush=True)
+    time.sleep({pause})
+
+explain_dataset(tiny(), {folder!r}, {out!r}, callback=slow, flush_every=1e-3, **KW)
+print("finished", flush=True)
+"""
+
+
+def start_child(folder: Path, out: Path, pause: float = 0.4) -> subprocess.Popen:
+    code = CHILD.format(tests=str(TESTS), folder=str(folder), out=str(out), pause=pause)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_shards(out: Path, proc: subprocess.Popen, count: int = 2,
+                    timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list(out.glob("part-*.parquet"))) < count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no shard appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM", "SIGHUP"])
+def test_killed_or_stopped_run_resumes_to_every_image_once(sig, folder, reference, tmp_path):
+    out = tmp_path / "r"
+    proc = start_child(folder, out)
+    wait_for_shards(out, proc)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    kept = load_results(out).table
+    assert 2 <= len(kept) < N_IMAGES and kept["id"].is_unique
+    if sig != "SIGKILL":  # stopped cleanly: a line on how to resume
+        assert f"stopped by {sig}" in err and "resume=True" in err
+    else:  # the dead process's lock is still described in the file, and taken over
+        assert json.loads((out / LOCK_FILE).read_text())["pid"] == proc.pid
+    resumed = explain_dataset(tiny(), folder, out, **KW)
+    assert_same_maps(resumed, reference)
+    assert len(list(out.glob("part-*.parquet"))) == 1  # the small shards were compacted
+
+
+def test_cli_sigterm_exits_nonzero_with_a_resume_line(tmp_path):
+    from opticam_widgets.zoo import sample_images
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, img in list(sample_images().items())[:4]:
+        img.save(src / f"{name}.png")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "opticam_widgets", "explain-dataset", str(src), "--out",
+           str(out), "--iters", "30", "--batch-size", "1", "--flush-every", "0.001",
+           "--no-progress", "--metrics", "none"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wait_for_shards(out, proc, count=1, timeout=300)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # the run finished before the signal arrived
+        pytest.skip("the run ended before SIGTERM")
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in err and "run the same command again" in err
+    assert "resume=True" not in err  # the CLI's words, not the API's
+
+
+def test_two_racing_writers_one_wins_no_row_twice(folder, reference, tmp_path):
+    out = tmp_path / "r"
+    procs = [start_child(folder, out, pause=1.0) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes[0] == 0 and codes[1] != 0, results
+    err = next(e for p, (_, e) in zip(procs, results) if p.returncode != 0)
+    assert "StoreBusyError" in err and "in use by another run" in err
+    assert "pid" in err and "host" in err and "started" in err
+    assert_same_maps(load_results(out), reference)
+
+
+def test_lock_in_one_process_and_after_release(tmp_path):
+    with StoreLock(tmp_path):
+        with pytest.raises(StoreBusyError, match=rf"pid {os.getpid()}, started"):
+            StoreLock(tmp_path).acquire()
+        with pytest.raises(StoreBusyError, match="`out`.*in use"):
+            explain_dataset(tiny(), [str(tmp_path / "x.png")], tmp_path, **KW)
+    with StoreLock(tmp_path):  # released: taken again
+        pass
+
+
+def test_resume_with_other_weights_or_settings_is_refused(folder, reference, tmp_path):
+    out = tmp_path / "r"
+    stop = threading.Event()
+    explain_dataset(tiny(), folder, out, cancel=stop, callback=lambda done, total: stop.set(),
+                    **KW)
+    assert len(load_results(out).table) == 2  # one batch, then cancelled
+    with pytest.raises(SettingsMismatchError, match=r"weights: stored 'blake2b:\w+', now "
+                                                    r"'blake2b:\w+'.*pass resume=False") as e:
+        explain_dataset(tiny(seed=1), folder, out, **KW)
+    assert [d[0] for d in e.value.differences] == ["weights"]
+    assert "--no-resume" in e.value.message("--no-resume")
+    with pytest.raises(SettingsMismatchError, match=r"max_iter: stored 4, now 5"):
+        explain_dataset(tiny(), folder, out, **{**KW, "max_iter": 5})
+    # the batch size alone changes nothing (batch-independent maps): the resume is accepted
+    done = explain_dataset(tiny(), folder, out, **{**KW, "batch_size": 5})
+    assert_same_maps(done, reference)
+    meta = pq.read_schema(sorted(out.glob("part-*.parquet"))[0]).metadata
+    assert json.loads(meta[META_SETTINGS.encode()])["weights"].startswith("blake2b:")
+    assert json.loads(meta[META_RUN.encode()])["batch_size"] in (2, 5)
+    again = explain_dataset(tiny(seed=1), folder, out, resume=False, **KW)
+    assert len(again.table) == N_IMAGES
+
+
+def test_repaired_file_is_retried(folder, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted(folder.glob("*.png"))[:3]:
+        (src / p.name).write_bytes(p.read_bytes())
+    (src / "zz.png").write_bytes(b"not an image")
+    out = tmp_path / "r"
+    first = explain_dataset(tiny(), src, out, **KW).table
+    assert first.loc[first["id"] == "zz.png", "error"].notna().all()
+    assert len(explain_dataset(tiny(), src, out, **KW).table) == 4  # unchanged: kept
+    (src / "zz.png").write_bytes((folder / "img05.png").read_bytes())
+    t = explain_dataset(tiny(), src, out, **KW).table
+    assert len(t) == 4 and t["id"].is_unique and t["error"].isna().all()
+    assert t.loc[t["id"] == "zz.png", "file_size"].iloc[0] == (src / "zz.png").stat().st_size
+
+
+@pytest.mark.parametrize("batch_size", [2, 5])
+def test_maps_do_not_depend_on_the_batch(folder, reference, tmp_path, batch_size):
+    res = explain_dataset(tiny(), folder, tmp_path / "r", **{**KW, "batch_size": batch_size})
+    for i in res.table.index:  # bit for bit: each row is optimized alone
+        assert np.array_equal(res.low_res(i), reference.low_res(i))
+    from opticam_widgets import OptiCAM
+    from opticam_widgets.images import to_pixel_tensor
+
+    cam = OptiCAM(tiny(), max_iter=4, tol=1e-3, patience=10)
+    for i in (0, 7):
+        ref = cam.explain(to_pixel_tensor(res.table.loc[i, "path"]))
+        assert np.abs(res.saliency(i) - ref.saliency[0].numpy()).max() < 1e-5
+
+
+def test_shard_writer_flushes_by_count_and_time(tmp_path):
+    now = [0.0]
+    store = Store(tmp_path)
+    writer = ShardWriter(store, shard_size=3, flush_every=10.0, clock=lambda: now[0])
+    row = {"position": 0, "id": "a", "error": "x"}
+    writer.add([row] * 4)  # 3 written, 1 waits
+    assert len(store.shards()) == 1
+    now[0] = 5.0
+    writer.add([row])
+    assert len(store.shards()) == 1  # 2 waiting, 5 s: not yet
+    now[0] = 10.5
+    writer.add([row])
+    assert len(store.shards()) == 2 and writer.shards_written == 2
+    writer.flush()
+    assert len(store.read()) == 6
+
+
+def test_compaction_and_recovery_of_a_crashed_compaction(tmp_path):
+    store = Store(tmp_path)
+    for i in range(5):
+        store.write([{"position": i, "id": str(i), "error": "e"}])
+    assert compact(store, shard_size=4) == 3  # 5 shards of 1 row -> 4 + 1 rows
+    assert [pq.ParquetFile(p).metadata.num_rows for p in store.shards()] == [1, 4]
+    # a compaction that died after writing the merged shard: the next writer cleans up
+    small = [store.write([{"position": 5 + i, "id": f"s{i}", "error": "e"}]) for i in range(2)]
+    both = pa.concat_tables([pq.read_table(p).replace_schema_metadata() for p in small])
+    store.write(both, {META_REPLACES: [p.name for p in small]})
+    assert len(store.read()) == 9  # a duplicate of each small shard's row until recovered
+    assert recover(store) == 2
+    ids = store.read(["id"]).column("id").to_pylist()
+    assert len(ids) == 7 and len(set(ids)) == 7
+
+
+def test_store_is_a_dataset_without_the_package(reference):
+    out = str(reference.out)
+    n = len(reference.table)
+    assert len(pd.read_parquet(out)) == n
+    meta = pq.read_schema(next(reference.out.glob("part-*.parquet"))).metadata
+    assert json.loads(meta[b"opticam.format"]) == 2
+    duckdb = pytest.importorskip("duckdb")
+    assert duckdb.sql(f"select count(*) from '{out}/*.parquet'").fetchall()[0][0] == n
+    polars = pytest.importorskip("polars")
+    assert polars.read_parquet(f"{out}/*.parquet").height == n
