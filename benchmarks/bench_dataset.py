@@ -3,8 +3,9 @@
 * images/s of the local engine at batch 1, 8 and 16 on the default model (EfficientNet-Lite0)
   and ResNet-50 (random weights), with ``batching="independent"`` (default) and ``"shared"``,
   and the max |Δ| of a map from its batch-1 map in each mode; the ratio of its wall time to
-  the model's own batched forward+backward × the iterations run (``tol=None``: every row runs ``max_iter``; the ratio
-  includes decoding, the prediction pass, the AD/AI/AG passes and the Parquet writes);
+  the model's own batched forward+backward × the iterations run (``tol=None``: every row runs
+  ``max_iter``; the ratio includes decoding, the prediction pass, the AD/AI/AG passes and the
+  Parquet writes);
 * the gain of per-row early stopping (``tol=1e-3, patience=10``) over running every step, and
   the iterations a batch-level rule (a batch waits for its slowest row) would have run;
 * the Ray engine's overhead over the local engine on the same 64 images (a local Ray instance
