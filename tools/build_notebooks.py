@@ -62,48 +62,52 @@ widget = OptiCAMWidget(load_default_model()).show(sample_image("chelsea"))
 * The map appears at iteration 0 (the channel-mean map) and refines live; the plot shows the
   score of the masked image at each iteration.
 
-The optimization runs in a background thread: the notebook stays usable meanwhile.
-`widget.wait()` blocks until the current run ends, which scripts (and this tutorial) use.
+The optimization runs in a background thread: the notebook stays usable meanwhile, and
+**Run All** shows the map refining live. So no cell below waits for the run: a cell that
+waits (`widget.wait()`) would hold the kernel, and the widget above would stop refining on
+screen until it returns. In a script, `widget.wait()` is what you want.
+
+**Your own photo**: press **Open photos…** (several at once) or drop photos on the widget, or
+give a path, a list or a folder: `widget.show("photos/")`.
 """),
     code("""
 # NBVAL_CHECK_OUTPUT
-result = widget.wait()
-label = widget.labels[result.target[0]]
-print("explained class:", label)
-print("map keeps the class score better than iteration 0:",
-      bool(result.final_score[0] >= result.initial_score[0]))
+print("explained class:", widget.labels[widget.target])
+print("photo:", widget.images[0].rgb.shape)
 """),
     md("""
 ## Reading the result
 
-`widget.result` is an `OptiCAMResult`: the map (`saliency`, values in [0, 1] at the photo's own
-resolution), the channel weights, the score history, and the scores of the original, the
-iteration-0 and the final masked image. `widget.saliency` is the current map as a NumPy array.
+`widget.result` is an `OptiCAMResult` (live during a run): the map (`saliency`, values in
+[0, 1] at the photo's own resolution), the channel weights, the score history, and the scores
+of the original, the iteration-0 and the final masked image. `widget.saliency` is the current
+map as a NumPy array. Run the next cell again once the status line says the run has ended.
 """),
     code("""
-# NBVAL_CHECK_OUTPUT
 r = widget.result
-print("map shape:", tuple(r.saliency.shape), "in [0, 1]:",
-      bool(r.saliency.min() >= 0 and r.saliency.max() <= 1))
-print("target layer:", r.layer)
-print("iterations run > 0:", r.iterations > 0)
-print("saliency array:", widget.saliency.shape, widget.saliency.dtype)
+if widget.running or r is None:
+    print("still optimizing: run this cell again when the status line says it has ended")
+else:
+    print("map shape:", tuple(r.saliency.shape), "in [0, 1]:",
+          bool(r.saliency.min() >= 0 and r.saliency.max() <= 1))
+    print("target layer:", r.layer, "· iterations run:", r.iterations)
+    print("saliency array:", widget.saliency.shape, widget.saliency.dtype)
 """),
     md("""
 `widget.figure()` gives a matplotlib figure of the image, the map, the overlay and the score
-curve, ready for a report; `widget.save("chelsea.png")` writes the overlay as a PNG.
-"""),
-    code("""
-fig = widget.figure()
+curve, ready for a report; `widget.save("chelsea.png")` writes the overlay as a PNG (never over
+an existing file), and **Download** and **Code** under the canvas give the PNG with its
+settings and the code that reproduces the map.
 """),
     md("""
 ## Several images
 
-Give a list to get an image selector; each image keeps its own predictions and results.
+Give a list (or a dict of named photos) to get an image selector; each image keeps its own
+predictions and results.
 """),
     code("""
 gallery = OptiCAMWidget.default().show(
-    [sample_image("coffee"), sample_image("astronaut")], run=False)
+    {"coffee": sample_image("coffee"), "astronaut": sample_image("astronaut")}, run=False)
 """),
     md("""
 Next: `02_headless_api.ipynb` (the API without a UI), `03_your_own_model.ipynb` (train a small
@@ -473,14 +477,18 @@ class (Opti-CAM, Zhang et al., [arXiv 2301.07002](https://arxiv.org/abs/2301.070
 at once and refines live while the weights are optimized; the plot follows the score of the
 masked image. Model: EfficientNet-Lite0 (ImageNet), offline.
 
-Start it as an app with `make app` (Voilà), or run it as a notebook.
+**Your own photos**: press **Open photos…** (several at once), or drop photos on the app. Every
+control works from the keyboard (Tab, arrows; ←/→ on *Image* step through the photos).
 """),
     code("""
 from opticam_widgets import OptiCAMWidget, sample_image
 
-photos = [sample_image(name) for name in ("chelsea", "coffee", "astronaut", "rocket")]
+photos = {"cat": sample_image("chelsea"), "coffee": sample_image("coffee"),
+          "astronaut": sample_image("astronaut"), "rocket": sample_image("rocket")}
+"""),
+    code("""
 widget = OptiCAMWidget.default().show(photos, run=False)
-# Explain when a page shows the widget (Voilà's page connects after this cell has run), so the
+# Explain when a page shows the widget (Voila's page connects after this cell has run), so the
 # map refines on screen; nothing here blocks (no widget.wait()), the page appears at once.
 widget.canvas.canvas.on_client_ready(lambda *_: widget.run())
 """),
