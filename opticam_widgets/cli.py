@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image file, or sample:NAME for a bundled photo (see `opticam samples`)")
     which = ex.add_mutually_exclusive_group()
     which.add_argument("--target", type=class_index, action="append", metavar="N",
-                       help="class index to explain (repeat for several); default: top-1")
+                       help="class index or label name to explain (repeat for several); "
+                            "default: top-1")
     which.add_argument("--top", type=positive_int, metavar="K",
                        help="explain the K most probable classes of each image")
     add_run_options(ex)
@@ -168,18 +169,23 @@ class _Plan(NamedTuple):
 
 
 def _plans(cam: Any, images: list[tuple[str, Any]], args: argparse.Namespace,
-           model_name: str) -> list[_Plan]:
+           model_name: str, labels: Sequence[str] | None = None) -> list[_Plan]:
     """Predict every image first, so that a bad --target fails before any bar or file appears."""
+    from .classes import class_index as lookup
+
     plans = []
     for stem, pixels in images:
         probs = cam.predict(pixels)[0]
         classes = probs.shape[0]
         if args.target:
-            bad = [t for t in args.target if t >= classes]
+            bad = [t for t in args.target if isinstance(t, int) and t >= classes]
             if bad:
                 raise _UsageError(f"--target {bad[0]} is out of range: {model_name} has "
                                   f"{classes} classes (0..{classes - 1})")
-            targets = list(args.target)
+            try:
+                targets = [lookup(t, labels, classes, name="--target") for t in args.target]
+            except ValueError as exc:
+                raise _UsageError(str(exc).replace("`--target`", "--target")) from None
         else:
             targets = probs.topk(min(args.top or 1, classes)).indices.tolist()
         plans.append(_Plan(stem, pixels, probs, targets))
@@ -245,7 +251,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         bundle.model.to(device)
     cam = OptiCAM(bundle, convention=args.convention, score=args.score, device=device,
                   max_iter=args.iters, lr=args.lr, schedule=args.schedule)
-    plans = _plans(cam, images, args, bundle.name)
+    plans = _plans(cam, images, args, bundle.name, bundle.labels)
     args.out.mkdir(parents=True, exist_ok=True)
     steps = cam.max_iter
     bar = tqdm(total=sum(len(p.targets) for p in plans) * steps, unit="it", desc="Opti-CAM",

@@ -43,7 +43,23 @@ def converter(kind: type, what: str, ok: Callable[[Any], bool]) -> Callable[[str
 positive_int = converter(int, "a positive integer", lambda v: v >= 1)
 positive_float = converter(float, "a positive number", lambda v: math.isfinite(v) and v > 0)
 unit_float = converter(float, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
-class_index = converter(int, "a class index >= 0", lambda v: v >= 0)
+_index = converter(int, "a class index >= 0", lambda v: v >= 0)
+
+
+def class_index(text: str) -> int | str:
+    """An argparse ``type=``: a class index >= 0, or a label name (text that is not a number).
+
+    The label is looked up in the model's labels once the model is loaded.
+
+    Example:
+        >>> class_index("281"), class_index("tabby")
+        (281, 'tabby')
+    """
+    try:
+        float(text)
+    except ValueError:
+        return text
+    return _index(text)
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -236,3 +236,18 @@ def test_class_index_takes_an_index_or_a_label_and_refuses_floats_and_booleans()
         class_index(3, labels)
     with pytest.raises(ValueError, match="has no labels"):
         class_index("tabby", None, 5)
+
+
+def test_cli_target_by_label_name(capsys, tmp_path):
+    from opticam_widgets.cli import main
+
+    code = main(["explain", "sample:chelsea", "--target", "Egyptian cat", "--target", "281",
+                 "--iters", "1", "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.glob("*.png"))[:2] == [
+        "chelsea_281_tabby.png", "chelsea_285_egyptian_cat.png"]
+    code = main(["explain", "sample:chelsea", "--target", "Egyptain cat", "--out",
+                 str(tmp_path / "no")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--target 'Egyptain cat' is not one of" in err
+    assert "did you mean 'Egyptian cat'" in err and not (tmp_path / "no").exists()
