@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from .hfprocessor import from_image_processor, is_image_processor
 from .images import Preprocess, coerce_preprocess
 from .modelspec import check_eager, declared_input_size, required_input_size
 
@@ -45,7 +46,8 @@ def unpack_model(model: Any, preprocess: Any = None) -> tuple[nn.Module, Preproc
     An explicit ``preprocess`` wins over the bundle's; ``None`` with a bare module gives
     ImageNet mean/std at the size the model declares
     (:func:`~opticam_widgets.modelspec.declared_input_size`: timm, Hugging Face, torchvision
-    ViT), else 224×224 (see :func:`~opticam_widgets.images.coerce_preprocess`).
+    ViT), else 224×224 (see :func:`~opticam_widgets.images.coerce_preprocess`). A Hugging
+    Face image processor is read too (:mod:`~opticam_widgets.hfprocessor`).
 
     Raises:
         TypeError: ``model`` is neither an ``nn.Module`` nor a bundle, or cannot be explained
@@ -70,7 +72,8 @@ def unpack_model(model: Any, preprocess: Any = None) -> tuple[nn.Module, Preproc
     check_eager(model)
     if preprocess is None:
         return model, Preprocess(size=declared_input_size(model) or (224, 224))
-    spec = coerce_preprocess(preprocess)
+    spec = (from_image_processor(preprocess) if is_image_processor(preprocess)
+            else coerce_preprocess(preprocess))
     required = required_input_size(model)
     if required is not None and spec.size is not None and spec.size != required:
         raise ValueError(

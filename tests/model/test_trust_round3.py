@@ -251,3 +251,17 @@ def test_cli_target_by_label_name(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and "--target 'Egyptain cat' is not one of" in err
     assert "did you mean 'Egyptian cat'" in err and not (tmp_path / "no").exists()
+
+
+def test_a_hugging_face_image_processor_is_read_as_the_preprocessing():
+    from transformers import ViTImageProcessor
+
+    processor = ViTImageProcessor(size={"height": 48, "width": 40}, image_mean=[0.1, 0.2, 0.3],
+                                  image_std=[0.4, 0.5, 0.6])
+    cam = OptiCAM(small_cnn(), preprocess=processor)
+    assert cam.preprocess == Preprocess(size=(48, 40), mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))
+    processor = ViTImageProcessor(size={"height": 48, "width": 48}, do_normalize=False)
+    assert OptiCAM(small_cnn(), preprocess=processor).preprocess.std == (1.0, 1.0, 1.0)
+    processor = ViTImageProcessor(size={"height": 48, "width": 48}, rescale_factor=1.0)
+    with pytest.raises(ValueError, match="rescales pixels by 1.0, not 1/255"):
+        OptiCAM(small_cnn(), preprocess=processor)
