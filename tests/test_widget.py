@@ -237,8 +237,9 @@ def test_blocking_run_updates_result_progress_and_canvas(make_widget):
     assert c.progress.max == 8 and c.progress.value == 8
     assert "iterations" in c.status.value and widget.error is None and not widget.running
     assert c.stop_button.disabled
-    assert "AD " in c.metrics.value and "AG " in c.metrics.value
+    assert "AD ↓" in c.metrics.value and "AG ↑" in c.metrics.value
     assert set(widget.metrics) >= {"AD", "AG"}
+    assert f"<td>{widget.metrics['AD']:.1f}%</td>" in c.metrics.value
     assert len(c.score_plot.points) == result.scores.shape[1]
     # heatmap layer received RGBA arrays at half the canvas size (313 x 448), scaled up by the
     # canvas (step 0 + final at least); the export still composites at full size
@@ -677,11 +678,18 @@ def test_compare_with_channel_mean_baseline(make_widget):
     widget.wait(timeout=120)
     panel = widget.compare
     assert panel.box.layout.display == ""
-    assert "channel-mean" in panel.caption.value and "AD " in panel.caption.value
+    assert "channel-mean" in panel.caption.value and "map" in panel.caption.value
     assert widget.cam.layer_name in panel.caption.value
+    # one metrics table: Opti-CAM's column and the baseline's, each metric explained
+    table = widget.controls.metrics.value
+    assert "<th scope='col'>Opti-CAM</th><th scope='col'>channel-mean</th>" in table
+    assert f"<td>{widget.metrics['AD']:.1f}%</td>" in table
+    assert "title='Average Drop:" in table
+    assert widget.controls.map_title.value == "<b>Opti-CAM</b> map"
     assert panel.canvas.saliency is not None and spy.calls == []
     widget.controls.compare.value = None
     assert panel.box.layout.display == "none"
+    assert "channel-mean" not in widget.controls.metrics.value  # back to Opti-CAM's column
 
 
 def test_comparison_follows_new_images_not_its_cache(make_widget):

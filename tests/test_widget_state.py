@@ -189,7 +189,10 @@ def test_messages_escape_every_dynamic_part(results):
     assert "<script>" not in caption_html(evil, evil, {"error": evil})
     assert "<script>" not in status_html("ok", [evil])
     assert "<script>" not in settings_html(5, 0.2, evil)
-    assert metrics_html(None) == "" and "AD 12.5%" in metrics_html({"AD": 12.5, "AG": 3.0})
+    assert "<script>" not in metrics_html({"AD": 1.0, "AG": 1.0}, [(evil, {"error": evil})])
+    table = metrics_html({"AD": 12.5, "AG": 3.0})
+    assert metrics_html(None) == "" and "<td>12.5%</td>" in table and "<td>3.0%</td>" in table
+    assert "title='Average Drop:" in table and "title='Average Gain:" in table
 
 
 def test_result_messages_say_how_the_run_ended(results):

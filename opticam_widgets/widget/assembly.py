@@ -23,7 +23,7 @@ from .actions import ExportActions
 from .canvas import SaliencyCanvas
 from .common import close_widgets
 from .compare import ComparePanel, Comparison
-from .controls import WIDGET_CSS, Controls, build_controls, layout
+from .controls import WIDGET_CSS, Controls, build_controls, colorbar_html, layout
 from .display import Display
 from .export import Exporter
 from .messages import GREETING, error_html, esc, toned
@@ -99,7 +99,7 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
     view = ResultView(controls, canvas, notes)
     worker = Worker("opticam-widget")
     comparison = Comparison(compare, cam, worker, session,
-                            lambda exc: owner.set_trait("error", exc))
+                            lambda exc: owner.set_trait("error", exc), table=controls.metrics)
     display = Display(bundle, text, busy=lambda: bool(owner.running), css=WIDGET_CSS)
     canvas.observe(display.schedule, "revision")  # the saved picture follows the screen
 
@@ -114,6 +114,8 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
         dlink((controls.opacity, "value"), (target, "opacity"))
         dlink((controls.colormap, "value"), (target, "cmap"))
         dlink((controls.view, "value"), (target, "view"))
+    controls.colormap.observe(lambda ch: setattr(controls.colorbar, "value",
+                                                 colorbar_html(ch["new"])), "value")
     controls.run_button.on_click(lambda _b: owner.run())
     controls.stop_button.on_click(lambda _b: owner.stop())
     view.status(GREETING)

@@ -23,7 +23,7 @@ from ..explainer import OptiCAM
 from ..jobs import Worker, exiting
 from .canvas import SaliencyCanvas
 from .common import close_widgets
-from .messages import caption_html, note_html
+from .messages import caption_html, metrics_html, note_html
 from .state import Session
 
 __all__ = ["BaselineKey", "Cancelled", "ComparePanel", "Comparison", "compute_baseline",
@@ -179,11 +179,13 @@ class Comparison:
         worker: The widget's worker (one job at a time uses the model).
         session: The widget's images and selection.
         on_error: Called with the exception of a failed baseline.
+        table: Where the metrics table goes (Opti-CAM's column, then the baseline's).
     """
 
     def __init__(self, panel: ComparePanel, cam: OptiCAM, worker: Worker, session: Session,
-                 on_error: Callable[[BaseException], None]) -> None:
+                 on_error: Callable[[BaseException], None], table: w.HTML | None = None) -> None:
         self.panel = panel
+        self.table = table
         self.cam = cam
         self.worker = worker
         self.session = session
@@ -207,6 +209,7 @@ class Comparison:
         """
         key = self.wanted()
         self.panel.set_visible(key is not None)
+        self.tabulate(key)
         if key is None:
             return
         if key in self.cache:
@@ -218,6 +221,15 @@ class Comparison:
         else:
             self.worker.submit(lambda job_cancel: self._compute(key, job_cancel), "baseline",
                                cancel_previous=False, on_skip=lambda: self._cancelled(key))
+
+    def tabulate(self, key: BaselineKey | None) -> None:
+        """One metrics table: the map shown's column, and the baseline's when it is known."""
+        if self.table is None or exiting():
+            return
+        entry = self.session.shown if self.session.images else None
+        ours = entry.metrics if entry is not None else None
+        others = [(key.method, self.cache[key][1])] if key in self.cache else []
+        self.table.value = metrics_html(ours, others)
 
     def _cancelled(self, key: BaselineKey) -> None:
         """Say that the baseline was cancelled (before or while it was computed)."""
@@ -243,3 +255,4 @@ class Comparison:
             return
         if key == self.wanted():
             panel.show_result(method, self.cam.layer_name, *self.cache[key])
+            self.tabulate(key)

@@ -31,6 +31,7 @@ __all__ = [
     "action_buttons",
     "build_controls",
     "class_controls",
+    "colorbar_html",
     "compare_control",
     "display_controls",
     "export_controls",
@@ -57,6 +58,8 @@ WIDGET_CSS = """
 .opticam-widget .widget-toggle-button { width: auto; min-width: 6em; flex: 0 0 auto; }
 .opticam-widget .widget-html-content { white-space: normal; overflow-wrap: anywhere;
   line-height: 1.45; }
+body[data-jp-theme-light="false"] .opticam-widget .opticam-plot,
+.theme-dark .opticam-widget .opticam-plot { filter: invert(0.9) hue-rotate(180deg); }
 .opticam-widget :focus-visible, .opticam-widget select:focus, .opticam-widget input:focus,
 .opticam-widget textarea:focus { outline: 2px solid var(--jp-brand-color1, #1565c0) !important;
   outline-offset: 1px; }
@@ -146,6 +149,24 @@ def display_controls(
     return view, alpha, colormap
 
 
+def colorbar_html(cmap: str) -> str:
+    """The colour scale of the heatmap: ``low`` … ``high`` importance, in ``cmap``'s colours.
+
+    Example:
+        >>> "linear-gradient(to right, #000080" in colorbar_html("jet")
+        True
+    """
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    stops = ", ".join(to_hex(colormaps[cmap](t / 8)) for t in range(9))
+    return ("<span role='img' aria-label='colour scale: from low (left) to high (right) "
+            "importance' style='display:inline-flex;align-items:center;gap:4px;"
+            "font-size:12px'>low<span style='display:inline-block;width:110px;height:10px;"
+            f"border:1px solid #888;background:linear-gradient(to right, {stops})'></span>"
+            "high</span>")
+
+
 def action_buttons() -> tuple[w.Button, w.Button]:
     """Run and Stop buttons (Stop is enabled while a run is going).
 
@@ -176,6 +197,7 @@ def progress_controls() -> tuple[w.IntProgress, w.HTML, ScorePlot, w.HTML]:
     status = w.HTML(value="", layout=w.Layout(min_height="1.6em"))
     status.add_class("opticam-status")  # announced politely (see .upload)
     plot = ScorePlot(240, 120)
+    plot.add_class("opticam-plot")  # dark themes invert it (see WIDGET_CSS)
     metrics = w.HTML(value="")
     return bar, status, plot, metrics
 
@@ -260,8 +282,12 @@ class Controls:
     status: w.HTML
     #: Score-over-iterations plot (an ipycanvas Canvas).
     score_plot: ScorePlot
-    #: Faithfulness of the current map (Average Drop / Gain).
+    #: Faithfulness of the current map (Average Drop / Gain), and of the baseline compared.
     metrics: w.HTML
+    #: The main map's title (the comparison's map has its own).
+    map_title: w.HTML
+    #: The heatmap's colour scale (follows the colormap).
+    colorbar: w.HTML
     #: Baseline method to show beside the Opti-CAM map, or None.
     compare: w.Dropdown
     #: File name for Save PNG (a plain name; empty: automatic).
@@ -300,6 +326,8 @@ def build_controls(baselines: tuple[str, ...] = BASELINES) -> Controls:
                     class_search=search, image_select=image_control(), photos=PhotoDrop(),
                     view=view, opacity=opacity, colormap=cmap, run_button=run, stop_button=stop,
                     progress=bar, status=status, score_plot=plot, metrics=metrics,
+                    map_title=w.HTML("<b>Opti-CAM</b> map"),
+                    colorbar=w.HTML(colorbar_html(cmap.value)),
                     compare=compare_control(baselines), save_path=path, save_button=save,
                     download_button=download, code_button=code, save_status=message, code=box)
 
@@ -320,9 +348,9 @@ def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget) -> w.V
         w.HBox([c.iterations, c.lr, c.convention], layout=row),
         w.HBox([c.run_button, c.stop_button, c.progress], layout=row),
         c.status,
-        w.HBox([canvas, compare_panel, side], layout=w.Layout(flex_flow="row wrap",
-                                                               align_items="flex-start")),
-        w.HBox([c.view, c.opacity, c.colormap], layout=row),
+        w.HBox([w.VBox([c.map_title, canvas]), compare_panel, side],
+               layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
+        w.HBox([c.view, c.opacity, c.colormap, c.colorbar], layout=row),
         w.HBox([c.compare, c.save_path, c.save_button, c.download_button, c.code_button],
                layout=row),
         c.save_status,

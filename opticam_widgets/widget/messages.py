@@ -7,7 +7,7 @@ dynamic part (class names, error messages, paths come from users) and returns HT
 Example:
     >>> esc("<b>&")
     '&lt;b&gt;&amp;'
-    >>> metrics_html({"AD": 12.5, "AG": 3.0}).endswith("AD 12.5% · AG 3.0%</span>")
+    >>> "<td>12.5%</td>" in metrics_html({"AD": 12.5, "AG": 3.0})
     True
 """
 
@@ -168,26 +168,60 @@ def saved_html(path: Any) -> str:
     return f"Saved <code>{esc(path)}</code>"
 
 
-def metrics_html(metrics: dict | None) -> str:
-    """One line "AD x% · AG y%", or why the metrics are missing.
+#: The faithfulness metrics the widget shows, with what each means (the table's tooltips).
+METRICS = (
+    ("AD", "AD ↓", "Average Drop: how much the class probability falls when the model sees "
+                   "only the image masked by the map (x⊙S); lower is better"),
+    ("AG", "AG ↑", "Average Gain: how much the class probability rises on x⊙S; higher is "
+                   "better"),
+)
+
+
+def metrics_html(metrics: dict | None, others: Sequence[tuple[str, dict | None]] = ()) -> str:
+    """One small table of the maps' metrics: Opti-CAM's column, then ``(name, metrics)``'s.
+
+    Each metric's row header carries a tooltip saying what it means and which way is better;
+    a column whose metrics are missing says why.
 
     Example:
-        >>> metrics_html({"error": "no <GPU>"}).endswith("unavailable: no &lt;GPU&gt;</span>")
+        >>> html = metrics_html({"AD": 12.0, "AG": 3.5}, [("gradcam", {"AD": 30.0, "AG": 1.0})])
+        >>> "<th scope='col'>gradcam</th>" in html and "30.0%" in html
+        True
+        >>> "unavailable: no &lt;GPU&gt;" in metrics_html({"error": "no <GPU>"})
         True
     """
     if not metrics:
         return ""
+    columns = [("Opti-CAM", metrics), *others]
+    head = "".join(f"<th scope='col'>{esc(name)}</th>" for name, _ in columns)
+    rows = []
+    for key, label, meaning in METRICS:
+        cells = "".join(f"<td>{cell(m, key)}</td>" for _, m in columns)
+        rows.append(f"<tr><th scope='row' title='{esc(meaning)}'><abbr title='{esc(meaning)}'>"
+                    f"{label}</abbr></th>{cells}</tr>")
+    return (f"<table class='opticam-metrics' style='border-collapse:collapse'>"
+            f"<caption style='text-align:left'>faithfulness (hover a metric)</caption>"
+            f"<tr><td></td>{head}</tr>{''.join(rows)}</table>")
+
+
+def cell(metrics: dict | None, key: str) -> str:
+    """A metric's cell: ``12.3%``, ``…`` while unknown, or why it is unavailable."""
+    if not metrics:
+        return "…"
     if "error" in metrics:
-        return toned("warning", f"metrics unavailable: {esc(metrics['error'])}")
-    return ("<span title='Average Drop (lower is better) and Average Gain (higher is better) "
-            f"of the class probability on x⊙S'>AD {metrics['AD']:.1f}% · "
-            f"AG {metrics['AG']:.1f}%</span>")
+        return toned("warning", f"unavailable: {esc(metrics['error'])}")
+    value = metrics.get(key)
+    return "–" if value is None else f"{float(value):.1f}%"
 
 
-def caption_html(method: str, layer: str, metrics: dict | None) -> str:
-    """The comparison panel's caption: method, layer, metrics."""
-    return (f"<b>{esc(method)}</b> · same layer <code>{esc(layer)}</code><br>"
-            f"{metrics_html(metrics)}")
+def caption_html(method: str, layer: str, metrics: dict | None = None) -> str:
+    """The comparison panel's title: method and layer (its metrics are in the table).
+
+    Example:
+        >>> caption_html("gradcam", "bn2")
+        '<b>gradcam</b> map · same layer <code>bn2</code>'
+    """
+    return f"<b>{esc(method)}</b> map · same layer <code>{esc(layer)}</code>"
 
 
 def note_html(message: str, tone: str = "muted") -> str:

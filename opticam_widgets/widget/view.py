@@ -100,7 +100,10 @@ class ResultView:
         """Draw an entry: map and score plot, and (unless ``live``) metrics and status."""
         result, c = entry.result, self.controls
         self.preview(self.displayed(result), result.convention)
-        c.score_plot.plot(result.scores[0].numpy(), max_iter or entry.key.iterations,
+        # live: the axis spans the iterations asked; an ended run's: those it ran (a run
+        # stopped at 31 of 500 fills the plot, not 6% of it)
+        c.score_plot.plot(result.scores[0].numpy(),
+                          (max_iter or entry.key.iterations) if live else None,
                           score_name=result.score, convention=result.convention)
         if live:
             return
