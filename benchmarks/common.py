@@ -63,6 +63,38 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+#: ``ONEDNN_MAX_CPU_ISA`` values that cap oneDNN below AVX-512, by the label they give.
+_ONEDNN_CAPS = {"SSE41": "SSE4.1", "AVX": "AVX", "AVX2": "AVX2", "AVX2_VNNI": "AVX2",
+                "AVX2_VNNI_2": "AVX2"}
+
+
+def _best_isa(flags: set[str]) -> str:
+    if "avx512f" in flags:
+        return "AVX-512 BF16" if {"avx512_bf16", "amx_bf16"} & flags else "AVX-512"
+    return "AVX2" if "avx2" in flags else "no AVX2"
+
+
+def cpu_isa() -> str:
+    """The instruction set the kernels run with: "AVX-512 BF16", "AVX-512", "AVX2", ...
+
+    What the CPU has (``/proc/cpuinfo``), lowered by what the run allows: ATen's vector kernels
+    (``ATEN_CPU_CAPABILITY``, read back from torch) and oneDNN's convolutions
+    (``ONEDNN_MAX_CPU_ISA``). Timings and float rounding both depend on it, so every benchmark
+    report names it; bf16 pays only where it says "BF16". When the two libraries run at
+    different levels, both are named.
+    """
+    flags = cpu_flags()
+    best = _best_isa(flags)
+    aten = torch.backends.cpu.get_cpu_capability().upper()
+    aten_label = best if aten.startswith("AVX512") else "AVX2" if aten.startswith("AVX2") \
+        else aten.lower()
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    onednn_label = _ONEDNN_CAPS.get(cap, best)
+    if aten_label == onednn_label:
+        return aten_label
+    return f"{onednn_label} (oneDNN), {aten_label} (ATen)"
+
+
 def load_average() -> str:
     """The 1/5/15-minute load averages, or ``"n/a"``."""
     try:
@@ -91,6 +123,7 @@ def machine_table() -> str:
         ("CPU", cpu_model()),
         ("cores (os.cpu_count)", str(os.cpu_count())),
         ("torch threads", str(torch.get_num_threads())),
+        ("instruction set (ISA) used", cpu_isa()),
         ("bf16 instructions", bf16),
         ("load average (1/5/15 min) at start", load_average()),
         ("python", platform.python_version()),

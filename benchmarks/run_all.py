@@ -59,10 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         "# opticam-widgets — performance report",
         "",
         f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} by "
-        f"`python benchmarks/run_all.py`{' (quick mode)' if C.QUICK else ''}. CPU, "
-        f"{C.THREADS} threads, 224×224 inputs. Everything compared is measured side by side in "
-        "this process, interleaved; medians of repeats; ratios matter more than absolute times "
-        "(other processes may share the cores: see the load average).",
+        f"`python benchmarks/run_all.py`{' (quick mode)' if C.QUICK else ''}. CPU "
+        f"({C.cpu_isa()}), {C.THREADS} threads, 224×224 inputs. Everything compared is measured "
+        "side by side in this process, interleaved; medians of repeats; ratios matter more than "
+        "absolute times (other processes may share the cores: see the load average).",
         "",
         "## Machine",
         "",

@@ -13,6 +13,8 @@ from opticam_widgets.baselines import BASELINES, baseline_map
 from opticam_widgets.bundle import ModelBundle
 from opticam_widgets.images import Preprocess
 
+pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
+
 pytest.importorskip("torchcam")
 
 NATIVE = Preprocess(size=None)

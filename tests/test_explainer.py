@@ -13,6 +13,8 @@ from opticam_widgets import ModelBundle, OptiCAM, OptiCAMResult
 from opticam_widgets.explainer import saliency_from_weights
 from opticam_widgets.images import Preprocess
 
+pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
+
 
 def colour_cam(**kw) -> OptiCAM:
     return OptiCAM(ColourNet(), preprocess=IDENTITY, **kw)

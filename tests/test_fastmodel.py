@@ -17,6 +17,8 @@ from opticam_widgets.fastmodel import folded_copy, inner_loop_model
 from opticam_widgets.features import model_guard
 from opticam_widgets.images import Preprocess
 
+pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
+
 PRE = Preprocess(size=None)
 
 

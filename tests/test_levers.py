@@ -22,7 +22,7 @@ import math
 import pytest
 import torch
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.numeric]  # numeric: rerun by `make portable`
 
 FULL = 100
 

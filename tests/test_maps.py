@@ -14,6 +14,8 @@ from opticam_widgets.baselines import baseline_map
 from opticam_widgets.images import Preprocess
 from opticam_widgets.maps import channel_mean_map, minmax_normalize, resize_maps
 
+pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
+
 G = torch.Generator().manual_seed(0)
 
 

@@ -22,6 +22,8 @@ from opticam_widgets.metrics import (
     masked_probabilities,
 )
 
+pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
+
 NATIVE = Preprocess(size=None)  # feed the tiny test images at their own size
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import torch
 from tinynets import IDENTITY, ColourNet, small_cnn, two_squares
 from torch import nn
@@ -17,6 +18,8 @@ from opticam_widgets.optimize import (
     adam_factory,
     initial_logits,
 )
+
+pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 
 X = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
 

@@ -1,13 +1,16 @@
 """Issue 17: ``OptiCAM(schedule=...)``: the paper's Adam stays the default and unchanged;
 ``"fast"`` (Adam on the map, projected onto channel weights) and its pieces.
 
-The quality test runs the default model on sample photos with a fixed setting (everything in
-the loop is deterministic): it counts passes, never seconds.
+The quality test runs the default model on sample photos with a fixed setting: it counts
+passes, never seconds, and states its claims over the photos (median, every photo at a lower
+bar), since one photo's count moves with the CPU's float rounding (issue 25). It runs with the
+thread count the process has: ``make portable`` reruns it capped at AVX2, on 1 and 2 threads.
 """
 
 from __future__ import annotations
 
 import functools
+import statistics
 
 import pytest
 import torch
@@ -30,13 +33,24 @@ from opticam_widgets.schedules import (
     schedule_factory,
 )
 
+pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
+
 #: Photos where the fast schedule is tested against the paper's 100-iteration run: all eight
-#: sample photos. Measured (1 thread, this code): 7, 8, 12, 12, 11, 13, 11, 12 passes; the
-#: paper's run takes 68, 63, 54, 60, 51, 59, 54, 40 (chelsea … clock).
+#: sample photos. Per photo, the number of passes is a chaotic function of float rounding (Adam's
+#: sign-like steps amplify it): it moves by several passes between CPUs (AVX-512 vs AVX2) and
+#: thread counts, so the claims are made over the eight photos, with margins; the per-photo
+#: figures for each ISA are in benchmarks/results/time_to_quality*.md.
 QUALITY_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle", "camera", "coins",
                   "clock")
-#: Passes within which "fast" must reach 95% of the paper run's 100-iteration gain on them.
-FAST_PASSES = 16
+#: Passes the fast schedule is given (its ``max_iter`` + 1), as in the benchmark.
+FAST_PASSES = 32
+#: Median over the photos of the passes "fast" needs to reach 95% of the paper run's gain.
+#: Measured medians: 14 (AVX-512 BF16, 1 thread), see the benchmark for the others.
+MEDIAN_PASSES = 20
+#: Median over the photos of fast's passes ÷ the paper's passes to that bar (measured 0.23).
+MEDIAN_RATIO = 1 / 3
+#: Every photo reaches 90% of the paper run's gain within the passes it is given.
+WORST_FRACTION = 0.90
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,15 +58,6 @@ def _bundle():  # noqa: ANN202 - a ModelBundle
     from opticam_widgets.zoo import load_default_model
 
     return load_default_model()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # noqa: ANN202 - a generator fixture
-    """One thread: these small models and 7 × 7 maps only lose to thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _passes_to(scores: Tensor, bar: float) -> int | None:
@@ -207,20 +212,29 @@ def test_fast_runs_both_conventions_and_several_starts() -> None:
 
 
 # ------------------------------------------------------------------ quality on the default model
-@pytest.mark.parametrize("photo", QUALITY_PHOTOS)
-def test_fast_reaches_the_paper_bar_within_stated_passes(photo: str) -> None:
+def _passes_to_fraction(photo: str) -> tuple[int | None, int | None, int | None]:
+    """(fast passes to 95%, paper passes to 95%, fast passes to 90%) of the paper's gain."""
     from opticam_widgets.zoo import sample_image
 
     bundle, image = _bundle(), sample_image(photo)
     paper = OptiCAM(bundle).explain(image)  # the paper's run: Adam, lr 0.2, 100 iterations
     s0, best = float(paper.scores[0, 0]), float(paper.final_score[0])
-    bar = s0 + 0.95 * (best - s0)
     fast = OptiCAM(bundle, schedule="fast", max_iter=FAST_PASSES - 1).explain(image)
     assert float(fast.scores[0, 0]) == pytest.approx(s0, rel=1e-5)  # same start
-    reached = _passes_to(fast.scores[0], bar)
-    assert reached is not None and reached <= FAST_PASSES, (photo, bar, fast.scores[0])
-    paper_passes = _passes_to(paper.scores[0], bar)
-    assert paper_passes is not None and paper_passes > 2 * FAST_PASSES
+    bar95, bar90 = s0 + 0.95 * (best - s0), s0 + WORST_FRACTION * (best - s0)
+    return (_passes_to(fast.scores[0], bar95), _passes_to(paper.scores[0], bar95),
+            _passes_to(fast.scores[0], bar90))
+
+
+def test_fast_reaches_the_paper_bar_in_a_fraction_of_its_passes() -> None:
+    rows = {photo: _passes_to_fraction(photo) for photo in QUALITY_PHOTOS}
+    never = FAST_PASSES + 1  # a photo that never reaches the bar counts past the budget
+    fast = [f if f is not None else never for f, _, _ in rows.values()]
+    assert all(p is not None for _, p, _ in rows.values()), rows  # the paper reaches its bar
+    ratios = [f / p for f, (_, p, _) in zip(fast, rows.values())]
+    assert statistics.median(fast) <= MEDIAN_PASSES, rows
+    assert statistics.median(ratios) <= MEDIAN_RATIO, rows
+    assert all(f90 is not None for _, _, f90 in rows.values()), rows
 
 
 # ----------------------------------------------------------------- opt-in beyond OptiCAM

@@ -10,6 +10,8 @@ from torch import Tensor, nn
 from opticam_widgets import OptiCAM, Preprocess
 from opticam_widgets.features import capture, model_guard
 
+pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
+
 IDENTITY = Preprocess(size=None, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 

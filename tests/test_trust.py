@@ -13,6 +13,8 @@ from opticam_widgets.cli import main
 from opticam_widgets.images import Preprocess
 from opticam_widgets.metrics import deletion, faithfulness
 
+pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
+
 PRE = Preprocess(size=None)
 X = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
 

@@ -24,6 +24,8 @@ from opticam_widgets.zoo import (
     sample_images,
 )
 
+pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
+
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 ESPRESSO = 967
 
@@ -153,8 +155,12 @@ def test_opticam_on_chelsea_improves_the_score_and_lands_on_the_cat():
     # artifact of float-level differences that this optimization amplifies)
     top = s >= np.quantile(s, 0.95)  # the 5% most salient pixels
     assert (top & cat).sum() / top.sum() > 0.6
-    y, x = np.unravel_index(int(s.argmax()), s.shape)
-    assert cat[y, x]
+    # Not the argmax: on a broad map it is one pixel of a near-tie, and it moves with the CPU's
+    # float rounding (inside the cat with AVX-512, on the blurred strip at x = 419 with AVX2).
+    # The map's centre of mass is stable: measured x = 247 with AVX2 (the cat spans 20..375).
+    xs = np.arange(s.shape[1])
+    centre = float((s.sum(0) * xs).sum() / s.sum())
+    assert 20 + 50 < centre < 375 - 50
 
 
 # --------------------------------------------------------------------------- labels
