@@ -160,18 +160,33 @@ class LayerPicker:
         else:
             self.found.append(candidate)
 
+    def _renormed(self, module: nn.Module, inputs: Any, t: Tensor) -> bool:
+        """Whether ``t`` is a norm's token / channels-last output (not a feature).
+
+        Also when a parameter-free module (``Dropout``, torchvision Swin's ``Permute``) passes
+        such an output on.
+        """
+        if id(t) in self.normed:
+            return True
+        first = inputs[0] if isinstance(inputs, tuple) and inputs else None
+        if isinstance(first, Tensor) and id(first) in self.normed and next(
+                module.parameters(), None) is None and t.numel() == first.numel():
+            self.normed[id(t)] = t
+            return True
+        return False
+
     def find(self, name: str, module: nn.Module, pooling: bool) -> Any:
         """The hook of one module during auto-detection."""
-        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        def hook(_m: nn.Module, inputs: Any, out: Any) -> None:
             t = batch_tensor(out, self.batch)
             if t is None:
+                return
+            if self._renormed(module, inputs, t):
                 return
             if pooling or id(t) in self.pooled:
                 self.pooled[id(t)] = t
                 return
             if t.shape[0] != self.batch or not t.is_floating_point():
-                return
-            if id(t) in self.normed:  # a final norm's tokens passed on by a Dropout
                 return
             layout = self._layout(t, module)
             if layout is None and self.reshape is None and _is_norm(module) and detect_layout(

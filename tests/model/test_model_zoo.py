@@ -1,4 +1,4 @@
-"""The model zoo: 75 architectures (timm, torchvision, Hugging Face), shallow and random-weight at
+"""The model zoo: 67 architectures (timm, torchvision, Hugging Face), shallow and random-weight at
 their real widths, each checked twice.
 
 1. Against the ground truth: the map Opti-CAM captures (layer picked automatically) equals the
@@ -54,7 +54,9 @@ def corner_gradients(model: nn.Module, layer: str, size: tuple[int, int]) -> lis
     x = image(size, len(CORNERS)).requires_grad_(True)
     with model_guard(model):
         maps = spatial_with_grad(model, x, layer)
-        total = sum(maps[i, :, r, c].sum() for i, (r, c) in enumerate(CORNERS))
+        # a random mix of the channels (their plain sum is constant after a LayerNorm)
+        mix = torch.randn(maps.shape[1], generator=torch.Generator().manual_seed(2))
+        total = sum(maps[i, :, r, c] @ mix for i, (r, c) in enumerate(CORNERS))
         (grad,) = torch.autograd.grad(total, x)
     return list(grad.abs().sum(1))
 
@@ -101,6 +103,8 @@ def test_captured_map_is_the_librarys_own(built):
 
 def test_corner_cells_see_their_own_place(built):
     arch, model, layer, _ = built
+    if not arch.local:
+        pytest.skip(f"{arch.name}: cells mixed globally at random weights (see zoo_models)")
     if layer_layout(model, image(arch.size), layer) == "nchw":
         pytest.skip("a (B, C, h, w) map is read as it is (the reference test checks it); a "
                     "random CNN's receptive field is too broad for this check at a 2×2 grid")
