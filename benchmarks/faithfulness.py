@@ -29,6 +29,9 @@ from opticam_widgets.explainer import OptiCAM
 from opticam_widgets.metrics import deletion, faithfulness, insertion
 from opticam_widgets.zoo import SAMPLE_NAMES, load_default_model, sample_image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+
 NAMES = {
     "opticam": "Opti-CAM",
     "channel-mean": "Channel mean (Opti-CAM iter. 0)",
@@ -115,8 +118,8 @@ def main(argv: list[str] | None = None) -> str:
         "Photos: " + "; ".join(photo_lines) + ".",
         "",
         f"Timings: torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-        f"{platform.machine()}; they include only the map, not the metrics, and depend on the "
-        "machine's load.",
+        f"{platform.machine()} ({C.cpu_isa()}); they include only the map, not the metrics, and "
+        "depend on the machine's load.",
         "",
         "Reproduce: `make bench-faithfulness` (or `python benchmarks/faithfulness.py --help`).",
         "",

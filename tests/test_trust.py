@@ -187,8 +187,14 @@ def test_forty_classes_on_the_default_model_in_batches():
     small = OptiCAM(bundle, max_iter=2, max_batch=8).explain(image, target=top)
     large = OptiCAM(bundle, max_iter=2, max_batch=40).explain(image, target=top)
     assert small.saliency.shape == (40, 300, 451)
-    torch.testing.assert_close(small.final_score, large.final_score, atol=1e-3, rtol=1e-4)
-    torch.testing.assert_close(small.low_res, large.low_res, atol=1e-4, rtol=0)
+    # Batches of 8 and of 40 run other convolution kernels: iteration 0 (the same map) scores
+    # alike to rounding (measured 3.7e-6 relative, AVX2); Adam's first, sign-like steps
+    # amplify that to 0.5% of the score and 0.023 of the map after two steps (AVX2). A row
+    # given another row's class or map would miss by whole logits and r well below 0.9.
+    torch.testing.assert_close(small.scores[:, 0], large.scores[:, 0], atol=0, rtol=1e-4)
+    torch.testing.assert_close(small.final_score, large.final_score, atol=0, rtol=2e-2)
+    for a, b in zip(small.low_res, large.low_res):
+        assert float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]) > 0.98
 
 
 # ------------------------------------------------------------------ CLI devices
