@@ -265,3 +265,81 @@ def test_store_is_a_dataset_without_the_package(reference):
     assert duckdb.sql(f"select count(*) from '{out}/*.parquet'").fetchall()[0][0] == n
     polars = pytest.importorskip("polars")
     assert polars.read_parquet(f"{out}/*.parquet").height == n
+
+
+def test_api_and_cli_stores_are_interchangeable(bundle, tmp_path, capsys):
+    from opticam_widgets.cli import main
+    from opticam_widgets.zoo import sample_images
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, img in list(sample_images().items())[:2]:
+        img.resize((64, 48)).save(src / f"{name}.png")
+    (src / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    explain_dataset(bundle, src, out, max_iter=1, batch_size=2, num_workers=0, progress=False)
+    shards = sorted(out.glob("part-*.parquet"))
+    cli = ["explain-dataset", str(src), "--out", str(out), "--no-progress", "--iters"]
+    assert main([*cli, "1", "--batch-size", "1"]) == 0  # the CLI resumes the API's store
+    printed = capsys.readouterr().out
+    assert "2 rows, 2 images, 0 errors, 1 non-image files skipped" in printed
+    assert sorted(out.glob("part-*.parquet")) == shards  # nothing was redone
+    assert main([*cli, "2"]) == 2
+    err = capsys.readouterr().err
+    assert "max_iter: stored 1, now 2" in err and "--no-resume" in err
+    assert "resume=False" not in err
+
+
+def test_two_node_ray_cluster_with_a_node_killed(folder, tmp_path, monkeypatch):
+    """A head and a worker node (separate raylets on this machine); the worker node is killed
+    after the first batch arrives: every image once, maps equal to the local engine's."""
+    ray = pytest.importorskip("ray")
+    psutil = pytest.importorskip("psutil")
+    from ray.cluster_utils import Cluster
+    from slow_net import SlowNet
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(TESTS)]))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    model = ModelBundle(SlowNet().eval(), Preprocess(size=(32, 32)), name="slow")
+    local = explain_dataset(model, folder, tmp_path / "local", **KW)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    cluster = Cluster()
+    killed, nodes = [], []
+
+    def kill_worker(done, total):
+        if not killed:
+            cluster.remove_node(nodes[1], allow_graceful=False)
+            killed.append(done)
+
+    try:
+        nodes.append(cluster.add_node(num_cpus=4, include_dashboard=False))  # the head
+        nodes.append(cluster.add_node(num_cpus=2))
+        ray.init(address=cluster.address, log_to_driver=False)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        res = explain_dataset(model, folder, tmp_path / "ray", engine="ray", ray_actors=2,
+                              callback=kill_worker, **KW)
+        assert killed and killed[0] < N_IMAGES
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 1
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert_same_maps(res, local)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, [p.name() for p in left]
+
+
+def test_ray_started_by_the_call_leaves_no_process(folder, tmp_path):
+    ray = pytest.importorskip("ray")
+    psutil = pytest.importorskip("psutil")
+    assert not ray.is_initialized()
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    paths = sorted(str(p) for p in folder.glob("*.png"))[:2]
+    res = explain_dataset(tiny(), paths, tmp_path / "r", engine="ray", **KW)
+    assert len(res.table) == 2 and not ray.is_initialized()
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert not left, [p.name() for p in left]  # right after the call, not a minute later

@@ -66,6 +66,10 @@ def _cmd_explain_dataset(args: argparse.Namespace) -> int:
               f"are stored in {exc.out}; run the same command again to finish (--resume is "
               "the default)", file=sys.stderr)
         return 128 + exc.signum
+    except KeyboardInterrupt:
+        print(f"opticam: interrupted: the complete rows are stored in {args.out}; run the same "
+              "command again to finish (--resume is the default)", file=sys.stderr)
+        return 130
     print(results)
     if metrics:
         summary = results.summary(by=None)

@@ -2,10 +2,13 @@
 
 :class:`BatchExplainer` is what both engines run on each batch (the local engine in-process,
 the Ray engine once per actor), so they produce the same rows from the same batch. It uses the
-public engine API only: ``OptiCAM.predict`` (one forward: the classes to explain),
-``OptiCAM.explain`` on the batch (one optimization, every row at once, each row stopping on its
-own plateau; its feature-resolution map ``low_res``) and the faithfulness functions of
-:mod:`~opticam_widgets.metrics`.
+public engine API only: ``OptiCAM.predict`` (the classes to explain), ``OptiCAM.explain`` (its
+feature-resolution map ``low_res``) and the faithfulness functions of
+:mod:`~opticam_widgets.metrics`. With ``batching="independent"`` (the default) each (image,
+class) row is predicted, optimized and measured on its own, so its floats are those of
+``explain`` on that image alone whatever the batch; ``"shared"`` runs the batch as one
+optimization (every row at once, each stopping on its own plateau), faster on a GPU but with
+maps that depend on the batch by amplified float rounding.
 """
 
 from __future__ import annotations

@@ -58,6 +58,41 @@ def _start(ray: Any) -> bool:
     return True
 
 
+def _child_pids() -> set[int]:
+    """Pids of this process's descendants (psutil ships with Ray)."""
+    try:
+        import psutil
+    except ImportError:  # depends on the Ray build
+        return set()
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def _shutdown(ray: Any, before: set[int], grace: float = 5.0) -> None:
+    """Stop the local Ray this call started, and every process it left behind.
+
+    Its idle worker processes would otherwise outlive the call by about a minute.
+    """
+    left = _child_pids() - before
+    ray.shutdown()
+    if not left:
+        return
+    import psutil
+
+    procs = []
+    for pid in left:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(alive, timeout=grace)
+
+
 class _DecodeBatch:
     """Ray task: one input row (a batch of items) -> the decoded batch, pickled."""
 
@@ -153,6 +188,7 @@ def run_ray(model: Any, explainer: BatchExplainer, source: Source, writer: Shard
         ``True`` when every item was handled, ``False`` when cancelled.
     """
     ray = import_ray()
+    before = _child_pids()
     started = _start(ray)
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.enable_progress_bars, ctx.execution_options.preserve_order)
@@ -173,7 +209,7 @@ def run_ray(model: Any, explainer: BatchExplainer, source: Source, writer: Shard
     finally:
         ctx.enable_progress_bars, ctx.execution_options.preserve_order = saved
         if started:
-            ray.shutdown()
+            _shutdown(ray, before)
 
 
 def _drive(ray: Any, explainer: BatchExplainer, source: Source, writer: ShardWriter,
