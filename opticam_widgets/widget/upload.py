@@ -41,7 +41,7 @@ import anywidget
 from PIL import Image, UnidentifiedImageError
 from traitlets import Unicode
 
-__all__ = ["KEYBOARD_JS", "PhotoDrop", "photo_name"]
+__all__ = ["KEYBOARD_JS", "KeyboardHelper", "PhotoDrop", "photo_name"]
 
 #: Longest file name kept from the browser (longer ones are cut, the extension kept).
 MAX_NAME = 80
@@ -84,15 +84,38 @@ function stepImages(root, event) {
   sel.selectedIndex = next;
   sel.dispatchEvent(new Event('change', {bubbles: true}));
 }
+function stepTiles(root, event) {
+  if (!event.target.closest || !event.target.closest('.opticam-tile-open')) return;
+  if (event.key !== 'ArrowLeft' && event.key !== 'ArrowRight') return;
+  const tiles = Array.from(root.querySelectorAll('.opticam-tile-open'))
+    .filter((b) => b.getClientRects().length > 0);
+  const at = tiles.indexOf(event.target.closest('.opticam-tile-open'));
+  const next = tiles[at + (event.key === 'ArrowRight' ? 1 : -1)];
+  event.preventDefault();
+  if (next) next.focus();
+}
 function keyboard(root) {
   if (root.__opticamKeyboard) return;
   root.__opticamKeyboard = true;
   tend(root);
   new MutationObserver(() => tend(root)).observe(root, {childList: true, subtree: true});
-  // ipycanvas swallows every key on a focused canvas (Tab included): let Tab leave it
+  // an explorer's detail opened (shown, or a new title): bring it into view
+  new MutationObserver((changes) => {
+    const opened = changes.some((m) => m.target.closest && (m.target.closest(
+      '.opticam-detail-title') || (m.type === 'attributes' &&
+      m.target.classList.contains('opticam-explorer-detail'))));
+    const detail = root.querySelector('.opticam-explorer-detail');
+    if (opened && detail && detail.getClientRects().length)
+      requestAnimationFrame(() => detail.scrollIntoView({block: 'nearest'}));
+  }).observe(root, {childList: true, subtree: true, characterData: true, attributes: true,
+                    attributeFilter: ['style']});
   root.addEventListener('keydown', (e) => {
+    if (e.__opticamSeen) return;  // an explorer holds a widget: one root handles a key
+    e.__opticamSeen = true;
+    // ipycanvas swallows every key on a focused canvas (Tab included): let Tab leave it
     if (e.key === 'Tab' && e.target.tagName === 'CANVAS') e.stopPropagation();
     stepImages(root, e);
+    stepTiles(root, e);
   }, true);
 }
 """
@@ -179,6 +202,20 @@ CSS = """
 .opticam-drop .opticam-open { width: auto; padding: 0 10px; }
 .opticam-drop-hint { color: var(--jp-ui-font-color2, #555); font-size: 12px; }
 .opticam-dragging { outline: 3px dashed var(--jp-brand-color1, #1565c0); outline-offset: 2px; }
+"""
+
+#: The keyboard helper's ES module: it only tends the root it is in (an explorer's).
+HELPER_ESM = KEYBOARD_JS + """
+function render({el}) {
+  el.classList.add('opticam-keyboard');
+  const attach = (tries) => {
+    const root = el.closest('.opticam-explorer, .opticam-widget');
+    if (root) keyboard(root);
+    else if (tries > 0) setTimeout(() => attach(tries - 1), 100);
+  };
+  attach(100);
+}
+export default { render };
 """
 
 Photos = list[tuple[str, Image.Image]]
@@ -271,3 +308,22 @@ class PhotoDrop(anywidget.AnyWidget):
             self.receive(names if isinstance(names, list) else [], list(buffers or []))
         finally:
             self.send({"event": "read"})
+
+
+class KeyboardHelper(anywidget.AnyWidget):
+    """An invisible part that makes the box it is in keyboard- and screen-reader-friendly.
+
+    Put it in a box of CSS class ``opticam-explorer`` (or ``opticam-widget``): see
+    :data:`KEYBOARD_JS`; ←/→ on a tile's open button (``opticam-tile-open``) move to the
+    neighbouring tile.
+
+    Example:
+        >>> KeyboardHelper().layout.display
+        'none'
+    """
+
+    _esm = HELPER_ESM
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.layout.display = "none"

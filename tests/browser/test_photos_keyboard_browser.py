@@ -20,8 +20,8 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import new_page, save_if_failed, shutdown_kernels
-from pagetools import App, Widget, wait_for, widget_errors
+from conftest import new_page, save_failure, save_if_failed, shutdown_kernels
+from pagetools import BACKGROUND_JS, App, Widget, contrast, wait_for, widget_errors
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
@@ -180,6 +180,20 @@ def test_keyboard_path_and_axe(lab_widget, artifacts):
              for w in ("Open photos", "Class", "Run", "Opacity", "Download")]
     assert order == sorted(order), names
 
+    # --- the focus is visible: an outline of at least 3:1 against what is behind it
+    for control in (widget.class_select, widget.button("Run"), widget.slider_handle("Opacity")):
+        control.focus()
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Tab")  # focus by the keyboard (:focus-visible)
+        outline = control.evaluate(
+            "e => { const s = getComputedStyle(e); return [s.outlineStyle, s.outlineWidth,"
+            " s.outlineColor]; }")
+        assert outline[0] != "none" and float(outline[1].rstrip("px")) >= 2, outline
+        colour = [float(v) for v in outline[2][outline[2].index("(") + 1:-1].split(",")[:3]]
+        # the outline is drawn outside the control (offset 1px): against what is around it
+        behind = control.evaluate_handle("e => e.parentElement").evaluate(BACKGROUND_JS)
+        assert contrast(colour, behind) >= 3.0, (outline, behind)
+
     # --- ArrowDown on the class list picks the next class; the notebook's cell stays
     cell = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex")
     select = widget.class_select
@@ -192,6 +206,16 @@ def test_keyboard_path_and_axe(lab_widget, artifacts):
         "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex") == cell
     wait_for(lambda: app.kernel_value("widget.controls.class_select.index") == "1", 20,
              "the kernel's class to follow")
+
+    # --- Iterations can be typed (the slider's readout is a text field): no 60-px drag
+    readout = widget.root.locator(".widget-slider", has_text="Iterations").locator(
+        ".widget-readout")
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("37")
+    page.keyboard.press("Enter")
+    wait_for(lambda: app.kernel_value("widget.controls.iterations.value") == "37", 20,
+             "the typed number of iterations")
 
     # --- ←/→ on the image selector step through the photos
     images = widget.root.locator(".opticam-images select")
@@ -210,3 +234,27 @@ def test_keyboard_path_and_axe(lab_widget, artifacts):
     handles = widget.root.locator(".noUi-handle")
     assert {handles.nth(i).get_attribute("aria-label") for i in range(handles.count())} >= {
         "Iterations", "Learning rate", "Opacity"}
+
+
+def test_voila_app_is_named_and_axe_clean(browser, lab_server, notebook_dir, artifacts,
+                                          request):
+    """In Voilà (what a non-programmer meets): the open button, no canvas in the Tab order,
+    and axe-core finds no violation in the widget."""
+    name = tiny_notebook(notebook_dir, "photos-voila.ipynb")
+    page = new_page(browser, lab_server)
+    try:
+        page.goto(f"{lab_server}/voila/render/{name}", wait_until="commit")
+        widget = Widget.find(page, timeout=180)
+        widget.wait_finished(120, "the first run")
+        assert widget.root.locator("button.opticam-open").is_visible()
+        wait_for(lambda: widget.root.locator("canvas[tabindex='0']").count() == 0, 20,
+                 "the canvases out of the Tab order")
+        violations = axe_violations(page, widget.root)
+        assert violations == [], violations
+        assert not widget_errors(page), widget_errors(page)
+    except BaseException:
+        save_failure(page, artifacts, request.node.name)
+        raise
+    finally:
+        page.context.close()
+        shutdown_kernels(lab_server)
