@@ -240,10 +240,12 @@ def capture(model: nn.Module, x: Tensor, target_layer: LayerSpec = None,
 
     With ``target_layer=None`` the layer is detected in the same pass: the outermost module
     producing the last spatial map (more than one cell) before global pooling, never a tensor
-    inside attention, and for transformers the last block's output rather than the final norm:
-    ``layer4`` for a torchvision ResNet, ``bn2`` for timm EfficientNet, ``blocks`` for a timm
-    ViT or DeiT, ``layers`` for timm Swin, ``stages`` for timm ConvNeXt. All hooks are removed
-    before this function returns or raises.
+    inside attention or a classification head, and for transformers the last block's output
+    rather than the final norm (:mod:`~opticam_widgets.picker`): ``layer4`` for a torchvision
+    ResNet, ``bn2`` for timm EfficientNet, ``blocks`` for a timm ViT or DeiT, ``layers`` for
+    timm Swin, ``stages`` for timm ConvNeXt. Hiera tokens in mask-unit order are put back in
+    row-major order with the model's own reroll (:mod:`~opticam_widgets.tokenorder`). All
+    hooks are removed before this function returns or raises.
 
     The model's output may be logits (B, classes), a Hugging Face ``ModelOutput`` with
     ``.logits``, a dict with ``"logits"``, or a tuple whose first item is the logits
