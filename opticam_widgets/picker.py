@@ -147,13 +147,15 @@ class LayerPicker:
         layout = detect_layout(t, self.size, self.hints, module)
         return None if layout != "nchw" and _is_norm(module) else layout
 
-    def _add(self, name: str, module: nn.Module, t: Tensor) -> None:
+    def _add(self, name: str, module: nn.Module, t: Tensor, source: Any) -> None:
         last = self.found[-1] if self.found else None
         if last is not None and t is last.out and isinstance(module, nn.Identity):
             return  # the same tensor passed on unchanged: keep the module that made it
         width = _per_location_classifier(module)
-        if width is None and last is not None and t is last.out:
-            width = last.classifier_width  # an in-place activation after the classifier
+        if width is None and last is not None and (t is last.out or (
+                source is last.out and t.shape == last.out.shape
+                and next(module.parameters(), None) is None)):
+            width = last.classifier_width  # an activation after the classifier
         candidate = Candidate(name, module, t, t.detach().clone(), width)
         if width is None:
             self.found = [candidate]
@@ -198,13 +200,17 @@ class LayerPicker:
             if hw[0] * hw[1] <= 1:
                 self.tiny = (name, hw)
                 return
-            self._add(name, module, t)
+            self._add(name, module, t, inputs[0] if isinstance(inputs, tuple) and inputs else None)
 
         return hook
 
     def chosen(self, classes: int) -> None:
-        """Settle auto-detection once the model's number of logits is known."""
-        keep = [c for c in self.found if c.classifier_width != classes]
+        """Settle auto-detection once the model's number of logits is known.
+
+        The last candidate not made by a per-location classifier as wide as the logits; when
+        every candidate is (a tiny all-convolutional net), the last one.
+        """
+        keep = [c for c in self.found if c.classifier_width != classes] or self.found[-1:]
         if keep:
             c = keep[-1]
             self.name, self.module, self.out, self.copy = c.name, c.module, c.out, c.copy

@@ -265,3 +265,20 @@ def test_a_hugging_face_image_processor_is_read_as_the_preprocessing():
     processor = ViTImageProcessor(size={"height": 48, "width": 48}, rescale_factor=1.0)
     with pytest.raises(ValueError, match="rescales pixels by 1.0, not 1/255"):
         OptiCAM(small_cnn(), preprocess=processor)
+
+
+def test_class_score_maps_of_a_1x1_classifier_are_not_features():
+    x = torch.rand(1, 3, 12, 12)
+
+    def net(classes_conv: int, linear: int | None) -> nn.Module:
+        layers = [nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, classes_conv, 1), nn.ReLU(),
+                  nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        return seeded(lambda: nn.Sequential(*layers, *(
+            [nn.Linear(classes_conv, linear)] if linear else [])))
+
+    with torch.no_grad():
+        assert capture(net(4, None), x)[0] == "1"  # NiN: the 1×1 conv to 4 classes skipped
+        assert capture(net(4, 5), x)[0] == "3"  # 4 channels, 5 classes: a feature map
+        only = seeded(lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(),
+                                            nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+        assert capture(only, x)[0] == "1"  # nothing else to take: the last map
