@@ -217,6 +217,21 @@ def test_export_csv_and_contact_sheet(explorer, tmp_path):
     assert "selection is empty" in explorer.export_status.value
 
 
+def test_tiles_are_named_buttons_that_open_their_row(explorer):
+    """The keyboard's and screen reader's tile: a button named by the row's file name."""
+    rows = explorer.page_rows
+    tiles = explorer.grid.tiles[: len(rows)]
+    names = [str(explorer.table.loc[r, "id"]).rsplit("/", 1)[-1] for r in rows]
+    assert [t.open_button.description for t in tiles] == names
+    assert all(name not in t.caption.value for t, name in zip(tiles, names))  # said once
+    tiles[2].open_button.click()
+    assert explorer.detail.row == rows[2] and explorer.detail.box.layout.display == ""
+    assert "brand-color1" in tiles[2].box.layout.border
+    classes = explorer.root.children[-2].children  # the two panes: grid beside the detail
+    assert [c._dom_classes for c in classes] == [("opticam-explorer-grid",),
+                                                 ("opticam-explorer-detail",)]
+
+
 def test_click_opens_the_static_view(explorer, results):
     tile = explorer.grid.tiles[1]
     row = tile.row

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..checks import check_int
 from ..widget.common import close_widgets
+from ..widget.upload import KeyboardHelper
 from .controls import FilterControls, Pager
 from .detail import DetailView, check_model
 from .export import sheet_array, tile_caption, write_contact_sheet, write_csv
@@ -41,7 +42,23 @@ from .query import Query, browse_table, is_wrong, page_count, page_of, select, s
 from .summary import SummaryView
 from .thumbs import Thumbnails, decode_jpeg
 
-__all__ = ["OptiCAMExplorer"]
+__all__ = ["EXPLORER_CSS", "OptiCAMExplorer"]
+
+#: The explorer's stylesheet (inside its root): two panes, the grid beside the detail, which
+#: stays in view while the grid scrolls; tile buttons wrap their names (never cut); a visible
+#: focus outline.
+EXPLORER_CSS = """<style>
+.opticam-explorer .jupyter-widgets { max-width: 100%; min-width: 0; }
+.opticam-explorer .widget-text input { min-width: 0; }
+.opticam-explorer .opticam-explorer-grid { flex: 1 1 300px; min-width: 0; }
+.opticam-explorer .opticam-explorer-detail { flex: 2 1 440px; min-width: 0; position: sticky;
+  top: 0; z-index: 1; background: var(--jp-layout-color0, #fff); }
+.opticam-explorer .opticam-tile-open { white-space: normal; overflow-wrap: anywhere;
+  line-height: 1.25; padding: 2px 4px; text-align: left; font-size: 12px; }
+.opticam-explorer :focus-visible, .opticam-explorer select:focus,
+.opticam-explorer input:focus { outline: 2px solid var(--jp-brand-color1, #1565c0) !important;
+  outline-offset: 1px; }
+</style>"""
 
 
 def _shell() -> Any:
@@ -113,8 +130,13 @@ class OptiCAMExplorer:
         self.detail = DetailView(self.results, model, self._thumbnail)
         self._errors = int(self.results.errors["id"].nunique())
         self._build_export()
-        self.root = w.VBox([self.controls.box, self.summary_view.box, self.pager.box,
-                            self.grid.box, self.detail.box, self._export_box],
+        self.grid.box.add_class("opticam-explorer-grid")
+        self.detail.box.add_class("opticam-explorer-detail")
+        panes = w.Box([self.grid.box, self.detail.box], layout=w.Layout(
+            display="flex", flex_flow="row wrap", align_items="flex-start", grid_gap="10px",
+            width="100%"))
+        self.root = w.VBox([w.HTML(EXPLORER_CSS), KeyboardHelper(), self.controls.box,
+                            self.summary_view.box, self.pager.box, panes, self._export_box],
                            layout=w.Layout(width="100%", grid_gap="6px"))
         self.root.add_class("opticam-explorer")
         self._skip_in: int | None = None  # execution count whose cell value is not displayed
@@ -156,7 +178,8 @@ class OptiCAMExplorer:
         rows = page_of(self.selection, page, self.page_size)
         self.page = page
         tiles = self.thumbs.get([int(i) for i in rows.index])
-        self.grid.fill([(int(label), tiles[int(label)], caption_html(r), is_wrong(r["correct"]))
+        self.grid.fill([(int(label), tiles[int(label)], caption_html(r, name=False),
+                         is_wrong(r["correct"]), str(r["id"]).rsplit("/", 1)[-1])
                         for label, r in rows.iterrows()])
         self.grid.mark_opened(self.detail.row, self._wrong(rows))
         first = page * self.page_size

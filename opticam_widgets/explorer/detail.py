@@ -100,6 +100,7 @@ class DetailView:
         #: The index label of the row shown, or ``None``.
         self.row: int | None = None
         self.title = w.HTML()
+        self.title.add_class("opticam-detail-title")  # a new title scrolls the view to it
         self.close_button = w.Button(description="close", icon="times",
                                      layout=w.Layout(width="auto"))
         self.close_button.on_click(lambda _b: self.hide())

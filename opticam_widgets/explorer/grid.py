@@ -40,12 +40,12 @@ OPENED = "var(--jp-brand-color1, #1976d2)"
 
 def _line(text: str, title: str = "", colour: str = FONT, bold: bool = False) -> str:
     weight = "font-weight:600;" if bold else ""
-    return (f"<div title='{escape(title or text, quote=True)}' style='overflow:hidden;"
-            f"text-overflow:ellipsis;white-space:nowrap;color:{colour};{weight}'>"
+    return (f"<div title='{escape(title or text, quote=True)}' style='white-space:normal;"
+            f"overflow-wrap:anywhere;color:{colour};{weight}'>"
             f"{escape(text)}</div>")
 
 
-def caption_html(row: Mapping[str, Any]) -> str:
+def caption_html(row: Mapping[str, Any], *, name: bool = True) -> str:
     """The caption of a tile: file name, true class, predicted class and probability.
 
     A wrong prediction is marked ``✗`` in the theme's error colour; a right one ``✓``; a row
@@ -60,9 +60,9 @@ def caption_html(row: Mapping[str, Any]) -> str:
     correct = row.get("correct")
     wrong = is_wrong(correct)
     mark = "✗ " if wrong else "" if is_unknown(correct) else "✓ "
-    name = str(row["id"]).rsplit("/", 1)[-1]
-    lines = [_line(name, str(row["id"])),
-             _line(f"true: {row['true_class']}"),
+    file_name = str(row["id"]).rsplit("/", 1)[-1]
+    lines = [_line(file_name, str(row["id"]))] if name else []
+    lines += [_line(f"true: {row['true_class']}"),
              _line(f"{mark}{row['predicted_class']} {100 * float(row['predicted_prob']):.0f}%",
                    colour=WRONG if wrong else FONT, bold=True)]
     if row.get("target_class") != row.get("predicted_class"):
@@ -72,7 +72,11 @@ def caption_html(row: Mapping[str, Any]) -> str:
 
 
 class Tile:
-    """One thumbnail of the grid: a canvas (click to open) and a caption.
+    """One thumbnail of the grid: a canvas (click to open), an open button and a caption.
+
+    The button (CSS class ``opticam-tile-open``) is the tile for the keyboard and screen
+    readers: named by the row's file name, Enter or Space opens the row, ←/→ move to the
+    neighbouring tile (see :mod:`~opticam_widgets.widget.upload`).
 
     Args:
         on_open: Called with the row's index label when the tile is clicked.
@@ -85,14 +89,20 @@ class Tile:
         self.canvas = Canvas(width=160, height=120,
                              layout=w.Layout(width="100%", height="auto"))
         self.canvas.on_mouse_down(lambda _x, _y: self.click())
+        self.open_button = w.Button(layout=w.Layout(width="100%", height="auto", min_width="0"))
+        self.open_button.add_class("opticam-tile-open")
+        self.open_button.on_click(lambda _b: self.click())
         self.caption = w.HTML(layout=w.Layout(width="100%", overflow="hidden"))
-        self.box = w.VBox([self.canvas, self.caption], layout=w.Layout(
+        self.box = w.VBox([self.canvas, self.open_button, self.caption], layout=w.Layout(
             border=f"1px solid {BORDER}", padding="3px", overflow="hidden", min_width="0"))
         self.box.add_class("opticam-explorer-tile")
 
-    def draw(self, row: int, rgb: np.ndarray, caption: str, *, wrong: bool) -> None:
+    def draw(self, row: int, rgb: np.ndarray, caption: str, *, wrong: bool,
+             name: str = "") -> None:
         """Show a row (call inside :func:`ipycanvas.hold_canvas` to batch a page)."""
         self.row = row
+        self.open_button.description = name or f"row {row}"
+        self.open_button.tooltip = f"open {name or row} in the detail view"
         h, w_ = rgb.shape[:2]
         if (self.canvas.height, self.canvas.width) != (h, w_):
             self.canvas.width, self.canvas.height = w_, h
@@ -132,11 +142,11 @@ class Grid:
             grid_template_columns="repeat(auto-fill, minmax(120px, 1fr))",
             grid_gap="6px", width="100%"))
 
-    def fill(self, rows: list[tuple[int, np.ndarray, str, bool]]) -> None:
-        """Show ``(row, tile pixels, caption HTML, wrong)`` in order; hide the other tiles."""
+    def fill(self, rows: list[tuple[int, np.ndarray, str, bool, str]]) -> None:
+        """Show ``(row, tile pixels, caption HTML, wrong, name)`` in order; hide the others."""
         with DRAW_LOCK, hold_canvas():
-            for tile, (row, rgb, caption, wrong) in zip(self.tiles, rows):
-                tile.draw(row, rgb, caption, wrong=wrong)
+            for tile, (row, rgb, caption, wrong, name) in zip(self.tiles, rows):
+                tile.draw(row, rgb, caption, wrong=wrong, name=name)
         for tile in self.tiles[len(rows):]:
             tile.hide()
 
@@ -148,4 +158,5 @@ class Grid:
 
     def close(self) -> None:
         """Close every widget of the grid."""
-        close_widgets(self.box, *(t.canvas for t in self.tiles))
+        close_widgets(self.box, *(t.canvas for t in self.tiles),
+                      *(t.open_button for t in self.tiles))

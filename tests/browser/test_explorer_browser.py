@@ -20,7 +20,7 @@ import pytest
 from conftest import new_page, save_if_failed, shutdown_kernels
 from pagetools import App, Widget, colormap_fraction, shot, wait_for, widget_errors
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]  # a hang detector (a 2-core CI)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 NOTEBOOK = "explorer_browser_test.ipynb"
@@ -111,10 +111,15 @@ def test_explorer_filters_wrong_and_opens_a_live_widget(lab, artifacts):
     assert all("✗" in c for c in captions), captions
     assert lab.kernel_value("len(explorer.selection)") == str(wrong)
 
-    # --- click a thumbnail: the live widget opens and draws the row's map
+    # --- click a thumbnail: the live widget opens beside the grid, in view, and draws
     _visible_tiles(root)[0].locator("canvas").click()
     widget = Widget.find(page, timeout=120)  # the embedded OptiCAMWidget
     widget.wait_finished(180, "the live run of the clicked row")
+    stage = widget.main_canvas()
+    assert _in_view(page, stage), "the detail is off screen after the click"
+    grid_box = root.locator(".opticam-explorer-grid").bounding_box()
+    if root.bounding_box()["width"] >= 760:  # room for both panes: the detail is beside
+        assert stage.bounding_box()["x"] >= grid_box["x"] + grid_box["width"] - 1
     row = lab.kernel_value("explorer.detail.row")
     assert row == lab.kernel_value("int(explorer.selection.index[0])")
     stage = widget.main_canvas()
@@ -128,6 +133,22 @@ def test_explorer_filters_wrong_and_opens_a_live_widget(lab, artifacts):
     assert np.abs(overlay - original).mean() > 8.0
     widget.click_toggle("overlay")
     wait_for(lambda: widget.canvas_changed(stage, original), 30, "the overlay view")
+
+    # --- the keyboard: tiles are named buttons; ←/→ move between them, Enter opens one
+    buttons = root.locator(".opticam-tile-open")
+    first_button = _visible_tiles(root)[0].locator(".opticam-tile-open")
+    assert first_button.inner_text().strip() == lab.kernel_value(
+        "str(explorer.selection.iloc[0]['id']).rsplit('/', 1)[-1]").strip("'")
+    first_button.focus()
+    page.keyboard.press("ArrowRight")
+    focused = page.evaluate("() => document.activeElement.textContent.trim()")
+    second_name = _visible_tiles(root)[1].locator(".opticam-tile-open").inner_text().strip()
+    assert focused == second_name
+    page.keyboard.press("Enter")
+    wait_for(lambda: lab.kernel_value("explorer.detail.row")
+             == lab.kernel_value("int(explorer.selection.index[1])"), 30, "Enter to open")
+    assert buttons.count() == 24
+    assert root.locator("canvas[tabindex='0']").count() == 0  # no canvas takes the focus
 
     body = page.inner_text("body")
     assert not any(bad in body for bad in ("Error displaying widget", "model not found"))
@@ -143,3 +164,13 @@ def test_explorer_filters_wrong_and_opens_a_live_widget(lab, artifacts):
     DOCS.mkdir(exist_ok=True)
     root.screenshot(path=str(DOCS / "explorer.png"))
     page.screenshot(path=str(artifacts / "explorer-page.png"))
+
+
+def _in_view(page, locator) -> bool:
+    """Whether most of ``locator`` lies inside the window (what the user sees now)."""
+    box = locator.bounding_box()
+    size = page.viewport_size
+    if not box:
+        return False
+    top, bottom = max(box["y"], 0), min(box["y"] + box["height"], size["height"])
+    return bottom - top >= 0.5 * box["height"]
