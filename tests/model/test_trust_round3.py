@@ -282,3 +282,24 @@ def test_class_score_maps_of_a_1x1_classifier_are_not_features():
         only = seeded(lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(),
                                             nn.AdaptiveAvgPool2d(1), nn.Flatten()))
         assert capture(only, x)[0] == "1"  # nothing else to take: the last map
+
+
+def test_widget_select_class_takes_a_label_and_refuses_floats_and_booleans():
+    from opticam_widgets import OptiCAMWidget
+
+    widget = OptiCAMWidget(small_cnn(), labels=["tench", "tabby", "tiger cat", "lynx"],
+                           preprocess={"size": (32, 32)})
+    try:
+        widget.set_images(torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3)),
+                          run=False)
+        widget.controls.iterations.value = 2
+        widget.select_class("Tabby")
+        widget.wait(timeout=300)
+        assert widget.controls.class_select.value == 1
+        assert widget.run(blocking=True).target == (1,)
+        for bad, kind in ((2.7, TypeError), (True, TypeError), ("puma", ValueError)):
+            with pytest.raises(kind, match="`target`"):
+                widget.select_class(bad)
+        assert widget.controls.class_select.value == 1  # nothing else was selected
+    finally:
+        widget.close()
