@@ -33,7 +33,8 @@ from ..jobs import exiting, tracked
 from ..render import to_png_bytes
 from .messages import esc
 
-__all__ = ["Display", "get_shell", "mimebundle", "picture_bundle", "stylesheet"]
+__all__ = ["Display", "get_shell", "mimebundle", "picture_bundle", "reopened_html",
+           "stylesheet"]
 
 #: The widget-view MIME type of ipywidgets.
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -92,9 +93,30 @@ def picture_bundle(data: dict[str, Any], metadata: dict[str, Any],
     out["text/html"] = (
         f"<img class='opticam-picture {name}' src='data:image/png;base64,{png}' "
         f"width='{size.get('width', '')}' height='{size.get('height', '')}' "
-        f"style='max-width:100%;height:auto' alt='{esc(out['text/plain'])}'>")
+        f"style='max-width:100%;height:auto' alt='{esc(out['text/plain'])}'>"
+        + reopened_html(name))
     out["image/png"] = png
     return out, {"image/png": size}
+
+
+def reopened_html(picture: str) -> str:
+    """A caption under the picture, and a rule that hides the widget output's error text.
+
+    In a reopened notebook (kernel gone) the front end cannot find the live widget's model
+    and writes "Error displaying widget: model not found" in its output, just above the
+    picture; that output (one holding no widget) is hidden and the caption says what the
+    picture is. Hidden, like the picture, while the live widget is there.
+
+    Example:
+        >>> "run the cell" in reopened_html("opticam-picture-1")
+        True
+    """
+    hide = (f".jp-OutputArea-child:has(+ .jp-OutputArea-child .{picture})"
+            ":not(:has(.widget-box, .widget-vbox, .widget-hbox, canvas))")
+    return (f"<div class='opticam-picture {picture}' style='font-size:12px;"
+            "color:var(--jp-ui-font-color1, #333)'>The widget as it was when the notebook "
+            "was saved: run the cell to use it live.</div>"
+            f"<style>{hide} {{ display: none; }}</style>")
 
 
 def stylesheet(picture: str, css: str = "") -> str:

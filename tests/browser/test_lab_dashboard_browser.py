@@ -275,11 +275,18 @@ def test_lab_reopened_notebook_shows_the_last_picture(lab, artifacts):
     app.save_and_shutdown()
     page.reload()
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=90_000)
-    page.wait_for_selector(".jp-Notebook .jp-OutputArea-output", timeout=90_000)
+    # the widget's own output (its model is gone) is hidden: wait for one that shows
+    page.wait_for_selector(".jp-Notebook .jp-OutputArea-output >> visible=true",
+                           timeout=90_000)
     picture = page.locator(".jp-OutputArea-output img >> visible=true").last
     picture.wait_for(state="visible", timeout=60_000)
     wait_for(lambda: (picture.bounding_box() or {}).get("width", 0) > 100, 30,
              "the saved picture to be displayed")
+    # a caption says what the picture is; no "Error displaying widget" is left on screen
+    page.locator("text=run the cell to use it live >> visible=true").first.wait_for(
+        timeout=20_000)
+    failures = page.locator("text=Error displaying widget >> visible=true")
+    assert failures.count() == 0, failures.first.inner_text()
     page.screenshot(path=str(artifacts / "lab-reopened.png"))
     saved = shot(picture)
     h, w = screen.shape[:2]

@@ -90,11 +90,16 @@ def test_notebook7_reopened_notebook_shows_the_last_picture(nb7, artifacts):
     screen = shot(widget.main_canvas())
     app.save_and_shutdown()
     page.reload()
-    page.wait_for_selector(".jp-Notebook .jp-OutputArea-output", timeout=90_000)
+    # the widget's own output (its model is gone) is hidden: wait for one that shows
+    page.wait_for_selector(".jp-Notebook .jp-OutputArea-output >> visible=true",
+                           timeout=90_000)
     picture = page.locator(".jp-OutputArea-output img >> visible=true").last
     picture.wait_for(state="visible", timeout=60_000)
     wait_for(lambda: (picture.bounding_box() or {}).get("width", 0) > 100, 30,
              "the saved picture to be displayed")
+    page.locator("text=run the cell to use it live >> visible=true").first.wait_for(
+        timeout=20_000)  # a caption, and no "Error displaying widget" on screen
+    assert page.locator("text=Error displaying widget >> visible=true").count() == 0
     page.screenshot(path=str(artifacts / "notebook7-reopened.png"))
     from PIL import Image
 
