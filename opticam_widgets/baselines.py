@@ -57,6 +57,7 @@ from torch import Tensor, nn
 from . import defaults
 from .bundle import ModelBundle, unpack_model
 from .checks import check_int, model_device, model_dtype, plain_tensor
+from .classes import model_labels
 from .explainer import OptiCAM
 from .features import LayerSpec, capture, layer_layout, model_guard, resolve_layer
 from .images import Preprocess, as_pixel_batch
@@ -184,8 +185,9 @@ def baseline_map(
             preprocessing is used when ``preprocess`` is None).
         image: One image (path, PIL, ndarray, tensor (3, H, W) in [0, 1]), a batch tensor
             (B, 3, H, W) or a list of same-size images.
-        target: ``None`` (top-1 class), an int (every image), one int per image, or, for a
-            single image, several classes (then N = len(target) maps).
+        target: ``None`` (top-1 class), a class index or a bundle's label name (every
+            image), one per image, or, for a single image, several classes (then
+            N = len(target) maps).
         target_layer: A module of the model or its dotted name; ``None`` asks the engine
             (``OptiCAM(model, preprocess=...).layer_name``) so Opti-CAM's layer is used.
         preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
@@ -208,6 +210,7 @@ def baseline_map(
     """
     name = _method(method)
     batch_size = check_int("batch_size", batch_size, 1)
+    names = model_labels(model)
     model, pre = unpack_model(model, preprocess)
     methods = None if name == "channel-mean" else _torchcam(name)  # fail early when missing
     with torch.inference_mode(False):  # the gradient CAMs need autograd, even when called in it
@@ -225,7 +228,7 @@ def baseline_map(
                     f"(B, C, h, w) maps, but its output is {layout!r}: use 'channel-mean', or "
                     f"OptiCAM, which read token and channels-last layouts")
             classes, index = resolve_targets(target, images.shape[0], logits.shape[1],
-                                             logits.argmax(dim=1))
+                                             logits.argmax(dim=1), names=names)
             if name == "channel-mean":
                 return channel_mean_map(feats[index.to(feats.device)], size).cpu()
             cams = _torchcam_maps(methods, name, _PixelModel(model, pre), module,

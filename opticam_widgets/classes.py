@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["class_index"]
+from .bundle import ModelBundle
+
+__all__ = ["class_index", "model_labels"]
 
 
 def _by_label(label: str, names: Sequence[str] | None, name: str) -> int:
@@ -65,3 +67,29 @@ def class_index(value: Any, names: Sequence[str] | None, classes: int | None = N
         raise ValueError(f"`{name}` {int(value)} is out of range: a class index of this model "
                          f"is in 0..{count - 1} ({count} classes)")
     return int(value)
+
+
+def model_labels(model: Any, labels: Any = None) -> list[str] | None:
+    """The class names a model's targets are looked up in: ``labels``, else a bundle's.
+
+    Args:
+        model: An ``nn.Module`` (no labels of its own) or a
+            :class:`~opticam_widgets.bundle.ModelBundle`.
+        labels: One name per class, overriding the bundle's; ``None`` keeps them.
+
+    Raises:
+        TypeError: ``labels`` is not a list of strings.
+
+    Example:
+        >>> from torch import nn
+        >>> model_labels(ModelBundle(nn.Identity(), labels=["cat", "dog"]))
+        ['cat', 'dog']
+    """
+    if labels is None:
+        labels = model.labels if isinstance(model, ModelBundle) else None
+        return None if labels is None else [str(n) for n in labels]
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence) or not all(
+            isinstance(n, str) for n in labels) or not labels:
+        raise TypeError("`labels` must be a non-empty list of class names (str), one per "
+                        f"class; got {type(labels).__name__}")
+    return list(labels)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .bundle import ModelBundle
 from .checks import check_int
+from .classes import model_labels
 from .images import as_pixel_batch
 from .maps import resize_maps
 from .probes import class_probabilities, eval_mode, original_probabilities, prepare
@@ -172,7 +173,7 @@ def _curve(kind: str, model: Any, images: Any, saliency: Any, targets: Target,
     counts = torch.tensor([round(t * npix / steps) for t in range(steps + 1)])
 
     with eval_mode(net):
-        _, t = original_probabilities(net, pre, x, index, targets, bs)
+        _, t = original_probabilities(net, pre, x, index, targets, bs, model_labels(model))
         pairs = [(i, j) for i in range(n) for j in range(steps + 1)]
         out = torch.empty(n, steps + 1)
         for start in range(0, len(pairs), bs):
@@ -222,7 +223,8 @@ def insertion(
         model: A classifier returning logits, or a ModelBundle.
         images: One image or a batch (pixel values in [0, 1]).
         saliency: Maps (H, W) / (N, H, W), any real values (only their order matters).
-        targets: ``None`` (top-1 class of the unmasked image), an int, or one int per map.
+        targets: ``None`` (top-1 class of the unmasked image), an int or a bundle's label
+            name, or one per map.
         preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
         steps: Number of steps; the curve has ``steps + 1`` points.
         baseline: ``"blur"`` (RISE's insertion default: Gaussian blur, kernel 11, σ 5),
@@ -271,7 +273,8 @@ def deletion(
         model: A classifier returning logits, or a ModelBundle.
         images: One image or a batch (pixel values in [0, 1]).
         saliency: Maps (H, W) / (N, H, W), any real values (only their order matters).
-        targets: ``None`` (top-1 class of the unmasked image), an int, or one int per map.
+        targets: ``None`` (top-1 class of the unmasked image), an int or a bundle's label
+            name, or one per map.
         preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
         steps: Number of steps; the curve has ``steps + 1`` points.
         baseline: ``"black"`` (RISE's deletion default), ``"blur"``, ``"mean"`` or a pixel

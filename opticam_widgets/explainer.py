@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -36,6 +36,7 @@ from .checks import (
     plain_tensor,
     warn_if_flat,
 )
+from .classes import model_labels
 from .defaults import (
     CONVENTIONS,
     DEFAULT_CONVENTION,
@@ -121,6 +122,8 @@ class OptiCAM:
             map, projected onto channel weights: the paper's quality in far fewer steps on the
             models measured; :mod:`~opticam_widgets.schedules`, ``lr`` scales its step; see
             ``benchmarks/results/time_to_quality.md``).
+        labels: One name per class, so that ``explain(target=...)`` takes label names
+            (default: a bundle's labels, else none: indices only).
 
     Example:
         >>> import torch
@@ -152,7 +155,9 @@ class OptiCAM:
         max_batch: int = DEFAULT_MAX_BATCH,
         reshape: Reshape = None,
         schedule: str = "paper",
+        labels: Sequence[str] | None = None,
     ) -> None:
+        self.labels = model_labels(model, labels)
         model, self.preprocess = unpack_model(model, preprocess)
         self.model = model
         self.target_layer = target_layer
@@ -294,9 +299,9 @@ class OptiCAM:
         Args:
             image: One image (path, PIL, ndarray, tensor (3, H, W) in [0, 1]), a batch tensor
                 (B, 3, H, W), or a list of same-size images.
-            target: ``None`` (top-1 class), an int (same class for every image), a list with
-                one class per image, or, for a single image, several classes explained
-                together in one batch.
+            target: ``None`` (top-1 class), a class index or a label name (same class for
+                every image; names need ``labels``), a list with one class per image, or,
+                for a single image, several classes explained together in one batch.
             max_iter: Overrides the constructor's ``max_iter``.
             lr: Overrides the constructor's ``lr``.
             convention: Overrides the constructor's ``convention``.
@@ -349,7 +354,7 @@ class OptiCAM:
             layer, feats, logits = capture(self.model, xn, self._layer_spec(), self.reshape)
             self._layer_name = layer
             targets, index = resolve_targets(target, x.shape[0], logits.shape[1],
-                                             logits.argmax(dim=1))
+                                             logits.argmax(dim=1), names=self.labels)
             targets, index = targets.to(self.device), index.to(self.device)
             net = (inner_loop_model(self.model, xn, logits) if self.fold_batchnorm
                    else self.model)

@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from .bundle import ModelBundle
+from .classes import model_labels
 from .curves import BASELINE_IMAGES, CurveResult, curve_auc, deletion, insertion
 from .maps import resize_maps
 from .probes import RANGE_TOL, class_probabilities, eval_mode, original_probabilities, prepare
@@ -223,8 +224,8 @@ def masked_probabilities(
         saliency: Maps in [0, 1], (H, W), (N, H, W) or (N, 1, H, W) (tensor or ndarray), one
             per image, or N maps for a single image; resized bilinearly to the image size when
             their size differs. An ``OptiCAMResult`` is accepted too.
-        targets: ``None`` (top-1 class of each unmasked image), an int for every map, or one
-            int per map.
+        targets: ``None`` (top-1 class of each unmasked image), an int or a bundle's label
+            name for every map, or one per map.
         preprocess: A :class:`~opticam_widgets.images.Preprocess` or anything
             :func:`~opticam_widgets.images.coerce_preprocess` accepts; None means the
             bundle's, or ImageNet 224×224 for a bare module.
@@ -256,7 +257,7 @@ def _masked(model: Any, images: Any, saliency: Any, targets: Targets, preprocess
     net, pre, x, s, index, bs = prepare(model, images, saliency, preprocess, batch_size, True)
     s = resize_maps(s, tuple(x.shape[-2:]))
     with eval_mode(net):
-        p, t = original_probabilities(net, pre, x, index, targets, bs)
+        p, t = original_probabilities(net, pre, x, index, targets, bs, model_labels(model))
         o = []
         for start in range(0, index.shape[0], bs):
             rows = index[start:start + bs]
@@ -280,7 +281,7 @@ def faithfulness(
         model: A classifier returning logits, or a ModelBundle.
         images: One image or a batch (pixel values in [0, 1]).
         saliency: Maps in [0, 1] — see :func:`masked_probabilities`.
-        targets: ``None`` (top-1 class), an int, or one int per map.
+        targets: ``None`` (top-1 class), an int or a bundle's label name, or one per map.
         preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
         batch_size: Images per forward pass.
 

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -119,8 +119,12 @@ def class_probabilities(model: nn.Module, pre: Preprocess, x: Tensor, targets: T
 
 
 def original_probabilities(model: nn.Module, pre: Preprocess, images: Tensor, index: Tensor,
-                           targets: Target, batch_size: int) -> tuple[Tensor, Tensor]:
-    """Probability of the unmasked images (one per row) and the resolved targets (N,)."""
+                           targets: Target, batch_size: int,
+                           names: Sequence[str] | None = None) -> tuple[Tensor, Tensor]:
+    """Probability of the unmasked images (one per row) and the resolved targets (N,).
+
+    ``names``: the model's labels, where label names in ``targets`` are looked up.
+    """
     device = model_device(model)
     first = pre.normalize(pre.resize(images[:1].to(device)))
     classes = _logits(model, first).shape[1]
@@ -128,7 +132,7 @@ def original_probabilities(model: nn.Module, pre: Preprocess, images: Tensor, in
         p_img, top1 = class_probabilities(model, pre, images, None, batch_size)
         return p_img[index], top1[index]
     t, _ = resolve_targets(targets, index.shape[0], classes, name="targets",
-                           what="saliency maps", several_for_one=False)
+                           what="saliency maps", several_for_one=False, names=names)
     if images.shape[0] == index.shape[0]:
         p, _ = class_probabilities(model, pre, images, t, batch_size)
         return p, t

@@ -361,8 +361,11 @@ class TestModelLevelValidation:
             faithfulness(net, images, s, 7, NATIVE)
         with pytest.raises(ValueError, match="`targets` has 2 entries for 3"):
             faithfulness(net, images, s, [0, 1], NATIVE)
-        with pytest.raises(TypeError, match="`targets`"):
+        with pytest.raises(ValueError, match="`targets` 'cat' is a label name, but this model has "
+                                             "no labels; give the class index"):
             faithfulness(net, images, s, "cat", NATIVE)
+        with pytest.raises(TypeError, match="`targets` must be a class index"):
+            faithfulness(net, images, s, [0, 1.0, 2], NATIVE)
         with pytest.raises(TypeError, match="`targets`"):
             faithfulness(net, images, s, torch.tensor([0.5, 1.0, 2.0]), NATIVE)
 

@@ -49,9 +49,10 @@ def test_bad_images(image, exc, match):
         (-1, ValueError, "out of range"),
         ([0, 1, 2], ValueError, "3 entries for 2 images"),
         ([], ValueError, "empty"),
-        ("cat", TypeError, "target"),
+        ("cat", ValueError, "`target` .cat. is a label name, but this model has no labels"),
         (1.5, TypeError, "target"),
-        ([0.5, 1.0], TypeError, "ints"),
+        ([0.5, 1.0], TypeError, "`target` must be a class index"),
+        (True, TypeError, "got bool True"),
         (torch.tensor([0.5]), TypeError, "integer"),
     ],
 )

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..bundle import unpack_model
 from ..checks import check_int, check_positive
+from ..classes import model_labels
 from ..defaults import DEFAULT_LR, DEFAULT_MAX_ITER, DEFAULT_PATIENCE, WIDGET_TOL
 from .compaction import compact, drop_rows, recover
 from .compute import METRICS, BatchExplainer, check_target
@@ -145,7 +146,8 @@ def explain_dataset(
             ``(image, label)``, or any iterable of images.
         out: The results folder (created; see :class:`~opticam_widgets.dataset.store.Store`).
         target: ``None`` (top-1, default), ``"true"`` (the true label; images without one are
-            reported in ``error``), a class index, ``("top", k)`` (k rows per image), or a
+            reported in ``error``), a class index or label name (the bundle's labels),
+            ``("top", k)`` (k rows per image), or a
             callable ``(probs, item) -> class or classes``.
         batch_size: Images per optimization (models without a fixed input size: 1).
         max_iter: Adam steps per map (the paper's 100).
@@ -202,7 +204,8 @@ def explain_dataset(
     store = Store(out)
     cam_kwargs = {"max_iter": max_iter, "lr": lr, "tol": tol, "patience": patience,
                   **cam_kwargs}
-    explainer = BatchExplainer(model, target=check_target(target), metrics=metrics,
+    target = check_target(target, labels=model_labels(model))  # a label name -> its index
+    explainer = BatchExplainer(model, target=target, metrics=metrics,
                                cam_kwargs=cam_kwargs, batching=batching)
     src = open_source(source, explainer.labels)
     if explainer.pre.size is None:

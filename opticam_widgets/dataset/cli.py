@@ -27,11 +27,14 @@ __all__ = ["add_subcommands", "parse_target"]
 def parse_target(text: str) -> Any:
     """``top1`` -> None, ``true`` -> "true", ``top3`` -> ("top", 3), ``281`` -> 281.
 
+    Anything else is a label name, looked up in the model's labels once it is loaded.
+
     Example:
-        >>> parse_target("top3"), parse_target("281"), parse_target("top1")
-        (('top', 3), 281, None)
+        >>> parse_target("top3"), parse_target("281"), parse_target("top1"), parse_target("tabby")
+        (('top', 3), 281, None, 'tabby')
     """
-    text = text.strip().lower()
+    name = text.strip()
+    text = name.lower()
     if text in ("top1", "top-1", "predicted"):
         return None
     if text == "true":
@@ -40,7 +43,10 @@ def parse_target(text: str) -> Any:
         return ("top", int(text[3:]))
     if text.isdigit():
         return int(text)
-    raise argparse.ArgumentTypeError(f"expected top1, true, topK or a class index, got {text!r}")
+    if not name or name.lstrip("+-").replace(".", "", 1).isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected top1, true, topK, a class index or a label name, got {name!r}")
+    return name
 
 
 def _cmd_explain_dataset(args: argparse.Namespace) -> int:

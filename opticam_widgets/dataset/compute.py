@@ -17,10 +17,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..bundle import ModelBundle, unpack_model
+from ..classes import class_index
 from ..explainer import OptiCAM
 from ..metrics import (
     average_drop,
@@ -47,19 +49,29 @@ METRICS = (True, False, "paper", "full")
 TargetSpec = Union[None, str, int, tuple, Callable[..., Any]]
 
 
-def check_target(target: Any, classes: int | None = None) -> Any:
-    """Validate ``target`` for a dataset run; returns it (``("top", k)`` as a tuple).
+def check_target(target: Any, classes: int | None = None,
+                 labels: Sequence[str] | None = None) -> Any:
+    """Validate ``target`` for a dataset run; returns it, a label name as its class index.
+
+    ``("top", k)`` is returned as a tuple; names are looked up in ``labels`` by
+    :func:`~opticam_widgets.classes.class_index`.
+
+    Raises:
+        TypeError: a float or a bool (not a class index).
+        ValueError: anything else that is no target; a name not in ``labels``.
 
     Example:
-        >>> check_target(("top", 3))
-        ('top', 3)
+        >>> check_target(("top", 3)), check_target("Tabby", labels=["tench", "tabby"])
+        (('top', 3), 1)
     """
     if target is None or target == "true" or callable(target):
         return target
-    if isinstance(target, int) and not isinstance(target, bool):
+    if isinstance(target, (str, bool, float, np.bool_, np.floating)):
+        return class_index(target, labels, classes)
+    if isinstance(target, (int, np.integer)):
         if target < 0 or (classes is not None and target >= classes):
             raise ValueError(f"`target` {target} is out of range for {classes} classes")
-        return target
+        return int(target)
     if isinstance(target, (tuple, list)) and len(target) == 2 and target[0] == "top" \
             and isinstance(target[1], int) and not isinstance(target[1], bool) and target[1] >= 1:
         return ("top", int(target[1]))

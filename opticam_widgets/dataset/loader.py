@@ -159,5 +159,6 @@ def make_loader(source: Source, skip: set[str], preprocess: Preprocess, batch_si
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate, persistent_workers=False,
                         worker_init_fn=ignore_stop_signals if num_workers else None,
-                        prefetch_factor=2 if num_workers else None)
+                        prefetch_factor=2 if num_workers else None,
+                        generator=torch.Generator())  # its base seed: not the user's RNG
     return loader, total
