@@ -44,7 +44,8 @@ class ClassPicker:
         self.search = w.Text(placeholder="search names", description=label, style=_WIDE,
                              continuous_update=True, layout=w.Layout(width="100%"))
         self.select = w.SelectMultiple(options=names, rows=min(5, max(2, len(names))),
-                                       layout=w.Layout(width="100%"))
+                                       layout=w.Layout(width="100%"),
+                                       tooltip=f"{label}: choose one or more")  # its name
         self.box = w.VBox([self.search, self.select],
                           layout=w.Layout(flex="1 1 220px", min_width="180px"))
         self._quiet = False  # the picker is updating its own options: one change, not three

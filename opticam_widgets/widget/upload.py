@@ -66,6 +66,8 @@ function tend(root) {
     if (!e.hasAttribute('data-lm-suppress-shortcuts'))
       e.setAttribute('data-lm-suppress-shortcuts', 'true');
   }
+  // a picture of ipywidgets' Image has no text alternative: its neighbours say what it shows
+  for (const img of root.querySelectorAll('img:not([alt])')) img.setAttribute('alt', '');
   for (const e of root.querySelectorAll('.opticam-live, .opticam-status')) {
     if (e.getAttribute('aria-live') !== 'polite') {
       e.setAttribute('aria-live', 'polite');

@@ -149,6 +149,18 @@ def test_explorer_filters_wrong_and_opens_a_live_widget(lab, artifacts):
              == lab.kernel_value("int(explorer.selection.index[1])"), 30, "Enter to open")
     assert buttons.count() == 24
     assert root.locator("canvas[tabindex='0']").count() == 0  # no canvas takes the focus
+    # every control named (axe-core's naming rules); the whole report kept as an artifact
+    import axe_playwright_python
+
+    page.add_script_tag(content=Path(axe_playwright_python.__file__).with_name(
+        "axe.min.js").read_text())
+    violations = root.evaluate(
+        "async (r) => (await axe.run(r, {resultTypes: ['violations']})).violations.map("
+        "v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.target.join(' '))}))")
+    (artifacts / "explorer-axe.json").write_text(json.dumps(violations, indent=1))
+    naming = {"button-name", "label", "select-name", "aria-input-field-name",
+              "aria-toggle-field-name", "input-button-name", "link-name"}
+    assert [v for v in violations if v["id"] in naming] == [], violations
 
     body = page.inner_text("body")
     assert not any(bad in body for bad in ("Error displaying widget", "model not found"))
