@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tinynets import SMALL, tiny_cnn
 from torch import nn
 
 from opticam_widgets.defaults import WIDGET_PATIENCE, WIDGET_TOL
@@ -26,17 +27,6 @@ from opticam_widgets.jobs import Worker, running_jobs
 from opticam_widgets.render import COLORMAPS
 from opticam_widgets.widget import OptiCAMWidget, SaliencyCanvas
 from opticam_widgets.widget.canvas import display_size
-
-SMALL = {"size": (32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
-
-
-def tiny_cnn(classes: int = 4, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes),
-    ).eval()
 
 
 class Hooked(nn.Module):

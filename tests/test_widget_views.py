@@ -11,20 +11,9 @@ import pytest
 import torch
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
-from torch import nn
+from tinynets import SMALL, tiny_cnn
 
 from opticam_widgets.widget import OptiCAMWidget
-
-SMALL = {"size": (32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
-
-
-def tiny_cnn(classes: int = 4, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes),
-    ).eval()
 
 
 @pytest.fixture

@@ -58,3 +58,17 @@ def small_cnn(classes: int = 5, seed: int = 0) -> nn.Module:
         nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, classes),
     )
+
+
+#: The widget tests' preprocessing: 32×32 photos, a fixed mean and std.
+SMALL = {"size": (32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+
+
+def tiny_cnn(classes: int = 4, seed: int = 0) -> nn.Module:
+    """Two 3×3 convolutions, pooling and a linear head: the widget tests' model."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes),
+    ).eval()
