@@ -37,20 +37,34 @@ def seeded(build: Callable[[], nn.Module]) -> nn.Module:
         return build().eval()
 
 
-def timm_arch(name: str, size: int = 64, local: bool = True, **kwargs: Any) -> Arch:
+def timm_arch(name: str, size: int = 64, local: bool = True, via: str | None = None,
+              **kwargs: Any) -> Arch:
+    """``via``: a timm class (``"focalnet.FocalNet"``) built with ``kwargs`` instead of the
+    registered model, where the registry will not take a shallower depth."""
     def build() -> nn.Module:
+        import importlib
+
         import timm
 
-        return timm.create_model(name, pretrained=False, num_classes=CLASSES, **kwargs)
+        if via is None:
+            return timm.create_model(name, pretrained=False, num_classes=CLASSES, **kwargs)
+        module, cls = via.rsplit(".", 1)
+        return getattr(importlib.import_module(f"timm.models.{module}"), cls)(
+            num_classes=CLASSES, **kwargs)
 
     return Arch(f"timm:{name}", lambda: seeded(build), "timm", (size, size), kwargs, local)
 
 
-def tv_arch(name: str, layer: str, size: int = 64, **kwargs: Any) -> Arch:
+def tv_arch(name: str, layer: str, size: int = 64, shallow: bool = False, **kwargs: Any) -> Arch:
+    """``shallow``: the model's class at its real widths with one block per stage
+    (:func:`tv_shallow`; torchvision's builder functions fix the depth)."""
     def build() -> nn.Module:
         import torchvision.models as tvm
 
-        return tvm.get_model(name, weights=None, num_classes=CLASSES, **kwargs)
+        if not shallow:
+            return tvm.get_model(name, weights=None, num_classes=CLASSES, **kwargs)
+        cls, args = tv_shallow(name)
+        return cls(num_classes=CLASSES, **args, **kwargs)
 
     return Arch(f"torchvision:{name}", lambda: seeded(build), layer, (size, size), kwargs)
 
@@ -77,7 +91,8 @@ TIMM = [
     timm_arch("convnext_atto"), timm_arch("convnextv2_atto"),
     timm_arch("repvgg_a0"),
     timm_arch("edgenext_xx_small"), timm_arch("poolformer_s12"),
-    timm_arch("mobilevit_xxs"), timm_arch("mobilevitv2_050"), timm_arch("repvit_m0_9"),
+    timm_arch("mobilevit_xxs"), timm_arch("mobilevitv2_050"),
+    timm_arch("repvit_m0_9", depth=(1, 1, 1, 1)),
     timm_arch("efficientvit_b0"), timm_arch("inception_next_atto"),
     timm_arch("vit_tiny_patch16_224", **VIT),
     timm_arch("vit_tiny_patch16_384", 96, depth=2, img_size=96),
@@ -98,24 +113,55 @@ TIMM = [
     timm_arch("tnt_s_patch16_224", 64, depth=2, img_size=64),
     timm_arch("hiera_tiny_224", 64, img_size=(64, 64)),
     timm_arch("pvt_v2_b0"), timm_arch("davit_tiny", depths=(1, 1, 1, 1)),
-    timm_arch("focalnet_tiny_srf"), timm_arch("tiny_vit_5m_224"),
+    timm_arch("focalnet_tiny_srf", via="focalnet.FocalNet", embed_dim=96, depths=(1, 1, 1, 1)),
+    timm_arch("tiny_vit_5m_224", depths=(1, 1, 1, 1)),
     # LeViT's last 2×2 stage attends globally with learned biases: random weights favour the
     # top-left cell everywhere, so only its reference map is checked
-    timm_arch("levit_128s", 128, local=False, img_size=128),
-    timm_arch("coat_lite_tiny", 128, img_size=128),
+    timm_arch("levit_128s", 128, local=False, img_size=128, depth=(1, 1, 1)),
+    timm_arch("coat_lite_tiny", 128, img_size=128, serial_depths=(1, 1, 1, 1)),
 ]
 
 TORCHVISION = [
     tv_arch("resnet18", "layer4"),
     tv_arch("vgg11", "features.19"), tv_arch("alexnet", "features.11", 96),
     tv_arch("squeezenet1_1", "features"),
-    tv_arch("mobilenet_v2", "features"), tv_arch("mobilenet_v3_small", "features"),
-    tv_arch("shufflenet_v2_x0_5", "conv5"), tv_arch("mnasnet0_5", "layers"),
-    tv_arch("efficientnet_b0", "features"), tv_arch("regnet_y_400mf", "trunk_output"),
-    tv_arch("convnext_tiny", "features"), tv_arch("googlenet", "inception5b", 64,
-                                                  aux_logits=False, init_weights=False),
-    tv_arch("swin_t", "features"), tv_arch("vit_b_16", "encoder.layers", 64, image_size=64),
+    tv_arch("mobilenet_v2", "features", shallow=True), tv_arch("mobilenet_v3_small", "features"),
+    tv_arch("shufflenet_v2_x0_5", "conv5", shallow=True), tv_arch("mnasnet0_5", "layers"),
+    tv_arch("efficientnet_b0", "features", shallow=True),
+    tv_arch("regnet_y_400mf", "trunk_output"),
+    tv_arch("convnext_tiny", "features", shallow=True),
+    tv_arch("googlenet", "inception5b", 64, aux_logits=False, init_weights=False),
+    tv_arch("swin_t", "features", shallow=True),
+    tv_arch("vit_b_16", "encoder.layers", 64, image_size=64),
 ]
+
+def tv_shallow(name: str) -> tuple[type, dict[str, Any]]:
+    """A torchvision model's class and arguments at its real widths, one block per stage."""
+    from torchvision.models import convnext, efficientnet, mobilenetv2, shufflenetv2
+    from torchvision.models import swin_transformer as swin
+
+    if name == "mobilenet_v2":  # (expansion, channels, blocks, stride) of MobileNetV2
+        rows = [[1, 16, 1, 1], [6, 24, 1, 2], [6, 32, 1, 2], [6, 64, 1, 2], [6, 96, 1, 1],
+                [6, 160, 1, 2], [6, 320, 1, 1]]
+        return mobilenetv2.MobileNetV2, {"inverted_residual_setting": rows}
+    if name == "shufflenet_v2_x0_5":
+        return shufflenetv2.ShuffleNetV2, {"stages_repeats": [1, 1, 1],
+                                           "stages_out_channels": [24, 48, 96, 192, 1024]}
+    if name == "efficientnet_b0":  # B0's stages, one layer each
+        stages = [(1, 3, 1, 32, 16), (6, 3, 2, 16, 24), (6, 5, 2, 24, 40), (6, 3, 2, 40, 80),
+                  (6, 5, 1, 80, 112), (6, 5, 2, 112, 192), (6, 3, 1, 192, 320)]
+        return efficientnet.EfficientNet, {"inverted_residual_setting": [
+            efficientnet.MBConvConfig(*row, num_layers=1) for row in stages], "dropout": 0.2}
+    if name == "convnext_tiny":
+        widths = (96, 192, 384, 768, None)
+        return convnext.ConvNeXt, {"block_setting": [
+            convnext.CNBlockConfig(widths[i], widths[i + 1], 1) for i in range(4)]}
+    if name == "swin_t":
+        return swin.SwinTransformer, {"patch_size": [4, 4], "embed_dim": 96,
+                                      "depths": [1, 1, 1, 1], "num_heads": [3, 6, 12, 24],
+                                      "window_size": [7, 7]}
+    raise KeyError(name)
+
 
 HF = [
     hf_arch("ViT", 32, image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
