@@ -23,6 +23,17 @@ WIDGET_PACKAGES = ("jupyter-widgets", "ipycanvas", "jupyterlab-manager", "widget
 WIDGET_FAILURES = ("Error displaying widget", "model not found", "Failed to load model class")
 
 
+def one_cell_notebook(folder, source: str, name: str) -> str:
+    """Write a notebook of one code cell (a Python 3 kernel) into ``folder``; return its name."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source.strip())])
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                 "name": "python3"}
+    nbformat.write(nb, folder / name)
+    return name
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.25, describe=None):
     """Poll ``predicate`` until it returns something truthy (or an array); return it."""
     deadline = time.monotonic() + timeout

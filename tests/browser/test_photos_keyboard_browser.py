@@ -17,11 +17,18 @@ import base64
 import io
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 from conftest import new_page, save_failure, save_if_failed, shutdown_kernels
-from pagetools import BACKGROUND_JS, App, Widget, contrast, wait_for, widget_errors
+from pagetools import (
+    BACKGROUND_JS,
+    App,
+    Widget,
+    contrast,
+    one_cell_notebook,
+    wait_for,
+    widget_errors,
+)
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
@@ -82,14 +89,6 @@ def png(seed: int, size: tuple[int, int]) -> bytes:
     return buf.getvalue()
 
 
-def tiny_notebook(folder: Path, name: str) -> str:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SOURCE.strip())])
-    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                 "name": "python3"}
-    nbformat.write(nb, folder / name)
-    return name
-
-
 def image_names(widget: Widget) -> list[str]:
     select = widget.root.locator(".opticam-images select")
     return [t.strip() for t in select.locator("option").all_inner_texts()]
@@ -105,7 +104,7 @@ def axe_violations(page, root) -> list[dict]:
 
 @pytest.fixture()
 def lab_widget(browser, lab_server, notebook_dir, artifacts, request):
-    name = tiny_notebook(notebook_dir, f"photos-{request.node.name[:20]}.ipynb")
+    name = one_cell_notebook(notebook_dir, SOURCE, f"photos-{request.node.name[:20]}.ipynb")
     page = new_page(browser, lab_server)
     try:
         app = App(page, lab_server)
@@ -240,7 +239,7 @@ def test_voila_app_is_named_and_axe_clean(browser, lab_server, notebook_dir, art
                                           request):
     """In Voilà (what a non-programmer meets): the open button, no canvas in the Tab order,
     and axe-core finds no violation in the widget."""
-    name = tiny_notebook(notebook_dir, "photos-voila.ipynb")
+    name = one_cell_notebook(notebook_dir, SOURCE, "photos-voila.ipynb")
     page = new_page(browser, lab_server)
     try:
         page.goto(f"{lab_server}/voila/render/{name}", wait_until="commit")

@@ -15,11 +15,10 @@ import json
 import re
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 from conftest import new_page, save_failure, shutdown_kernels
-from pagetools import App, Widget, wait_for, widget_errors
+from pagetools import App, Widget, one_cell_notebook, wait_for, widget_errors
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -38,14 +37,6 @@ widget.show(torch.rand(3, 60, 80, generator=torch.Generator().manual_seed(0)))
 """
 
 
-def tiny_notebook(folder: Path, name: str) -> str:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SOURCE.strip())])
-    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                 "name": "python3"}
-    nbformat.write(nb, folder / name)
-    return name
-
-
 def tree(folder: Path) -> list[str]:
     """The files a user sees (Jupyter's own dot-folders, written as it runs, left out)."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
@@ -54,7 +45,7 @@ def tree(folder: Path) -> list[str]:
 
 def test_voila_downloads_png_and_json_without_server_write(browser, lab_server, notebook_dir,
                                                           artifacts, request):
-    name = tiny_notebook(notebook_dir, "voila-saving.ipynb")
+    name = one_cell_notebook(notebook_dir, SOURCE, "voila-saving.ipynb")
     root = notebook_dir.parent
     before = tree(root)
     page = new_page(browser, lab_server)
@@ -92,7 +83,7 @@ def test_voila_downloads_png_and_json_without_server_write(browser, lab_server, 
 
 def test_lab_save_refuses_paths_and_never_overwrites(browser, lab_server, notebook_dir,
                                                      artifacts, request):
-    name = tiny_notebook(notebook_dir, "lab-saving.ipynb")
+    name = one_cell_notebook(notebook_dir, SOURCE, "lab-saving.ipynb")
     root = notebook_dir.parent
     page = new_page(browser, lab_server)
     try:
