@@ -126,3 +126,10 @@ def test_api_page(browser, site: str, artifacts: Path) -> None:
     assert any("resnet18" in c for c in shown["code"])
     assert not shown["broken"], shown["broken"]
     assert shown["errors"] == []
+    # an API page with a picture: the widget's, shown above its class
+    shown = _read(browser, site, artifacts, "reference/api/widget/", "api-widget")
+    assert shown["h1"] == ["The widget"]
+    assert any(src.endswith("widget.png") for src in shown["images"]), shown["images"]
+    assert not shown["broken"], shown["broken"]
+    assert any("show(" in c for c in shown["code"])
+    assert shown["errors"] == []
