@@ -12,6 +12,7 @@ their real widths, each checked twice.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -66,6 +67,17 @@ def halves(grad: Tensor) -> tuple[float, float, float, float]:
     h, w = grad.shape
     return (float(grad[: h // 2].sum()), float(grad[h - h // 2:].sum()),
             float(grad[:, : w // 2].sum()), float(grad[:, w - w // 2:].sum()))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: a second thread only spins (CPU time, no speed); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=zm.ARCHS, ids=[a.name for a in zm.ARCHS])
