@@ -273,8 +273,11 @@ def test_bad_arguments(images):
         baseline_map("gradcam", net, images, 9, target_layer="3", preprocess=SMALL)
     with pytest.raises(ValueError, match="`target` has 3 entries for 2 images"):
         baseline_map("gradcam", net, images, [0, 1, 2], target_layer="3", preprocess=SMALL)
-    with pytest.raises(TypeError, match="`target`"):
+    with pytest.raises(ValueError, match="`target` 'cat' is a label name, but this model has no "
+                                         "labels; give the class index"):
         baseline_map("gradcam", net, images, "cat", target_layer="3", preprocess=SMALL)
+    with pytest.raises(TypeError, match="`target` must be a class index .* float 1.0"):
+        baseline_map("gradcam", net, images, 1.0, target_layer="3", preprocess=SMALL)
     with pytest.raises(ValueError, match=r"`image` values must lie in \[0, 1\]"):
         baseline_map("gradcam", net, images[0] * 255, target_layer="3")
     with pytest.raises(ValueError, match="`batch_size` must be >= 1"):
