@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 APP_PORT ?= 8866
 
-.PHONY: lab app test install lint unit portable notebooks browser bench bench-faithfulness chromium clean binder-check wheel-check docs docs-doctest docs-serve
+.PHONY: lab app test install lint unit portable notebooks browser bench bench-portability bench-faithfulness chromium clean binder-check wheel-check docs docs-doctest docs-serve
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,10 @@ test: lint unit portable notebooks docs browser wheel-check
 bench: $(STAMP)
 	$(PIP) install --quiet -e ".[bench]"
 	$(PY) benchmarks/run_all.py
+
+# passes to quality with the CPU's best ISA and capped at AVX2, 1 and 2 threads (counts, not times)
+bench-portability: $(STAMP)
+	$(PY) benchmarks/bench_portability.py
 
 bench-faithfulness: $(STAMP)
 	$(PY) benchmarks/faithfulness.py
