@@ -216,7 +216,10 @@ def test_widget_comparison_runs_at_the_models_input_size(bundle, monkeypatch):
         size = bundle.preprocess.size
         assert seen == [((3, *size), torch.float32)]
         panel = widget.compare
-        assert "AD " in panel.caption.value and "error" not in panel.caption.value.lower()
+        assert "channel-mean" in panel.caption.value
+        table = widget.controls.metrics.value  # the metrics: Opti-CAM's column, the baseline's
+        assert "<th scope='col'>channel-mean</th>" in table and "AD" in table
+        assert "unavailable" not in table and "…" not in table
         x = bundle.preprocess.resize(to_pixel_tensor(img)[None])[0]
         ref = original("channel-mean", bundle.model, x, widget.target,
                        target_layer=widget.cam.layer_name, preprocess=bundle.preprocess)
