@@ -32,3 +32,13 @@ def test_quickstart_peak_memory_within_binder_limit():
     assert out.returncode == 0, out.stdout + out.stderr
     peak = float(re.search(r"peak memory of .*: (\d+) MiB", out.stdout).group(1))
     assert peak < 2048
+
+
+def test_peak_memory_is_the_notebooks_own_not_its_parents():
+    # ru_maxrss survives exec: a child of a large process (pytest) reported the parent's peak
+    code = ("import sys, numpy; big = numpy.ones(64_000_000); import subprocess; "
+            "print(subprocess.run([sys.executable, '-c', 'import binder_memory as b; "
+            "print(b.peak_mib())'], capture_output=True, text=True, "
+            f"cwd={str(ROOT / 'tools')!r}).stdout)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert 0 < float(out.stdout) < 200, out.stdout + out.stderr  # parent holds 488 MiB
