@@ -21,7 +21,7 @@ CLASSES = 4
 def measure(name: str, model: nn.Module, pre: dict, image: Tensor, max_iter: int,
             repeats: int) -> tuple:
     """One table row: per-class cost batched vs sequential, speed-up, map agreement."""
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     cam = OptiCAM(model, preprocess=pre)
     probs = cam.predict(image)[0]
@@ -59,7 +59,7 @@ def run() -> C.Section:
                             C.chelsea(), 5 if quick else 20, repeats))
     except ImportError:  # pragma: no cover
         pass
-    from opticam_widgets.images import IMAGENET_MEAN, IMAGENET_STD
+    from opticam_widgets.inputs.images import IMAGENET_MEAN, IMAGENET_STD
 
     rows.append(measure("ResNet-50 (random weights), random image", C.resnet50(),
                         {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "size": None},

@@ -44,7 +44,7 @@ def photo(width: int, height: int) -> Any:
     """``chelsea`` resized with PIL (bicubic) to ``width`` × ``height``, an RGB PIL image."""
     from PIL import Image
 
-    from opticam_widgets.zoo import sample_image
+    from opticam_widgets.model.zoo import sample_image
 
     img = sample_image("chelsea")
     img = img if isinstance(img, Image.Image) else Image.fromarray(img)
@@ -122,7 +122,7 @@ def widget_session(bundle: Any, image: Any) -> dict[str, float]:
 
 def explain_once(bundle: Any, image: Any) -> float:
     """Seconds of one default ``OptiCAM(bundle).explain(image)``."""
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     cam = OptiCAM(bundle)
     start = time.perf_counter()

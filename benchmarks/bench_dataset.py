@@ -37,7 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "dataset.md"
 
 def write_photos(folder: Path, n: int) -> Path:
     """``n`` distinct photos (crops / mirrors of the sample photos) as JPEG files."""
-    from opticam_widgets.zoo import sample_images
+    from opticam_widgets.model.zoo import sample_images
 
     photos = list(sample_images().values())
     folder.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def small_store(root: Path) -> Path:
     if given:
         return Path(given)
     from opticam_widgets import explain_dataset, load_default_model
-    from opticam_widgets.zoo import sample_images
+    from opticam_widgets.model.zoo import sample_images
 
     photos = root / "photos"
     for name, img in sample_images().items():

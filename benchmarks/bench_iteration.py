@@ -6,7 +6,7 @@ separately. The floor is one forward+backward of the frozen model as given (para
 grad, input with grad, ``logit[c].backward()``). Target: ratio ≤ 1.05.
 
 The engine runs its loop on a BatchNorm-folded, channels_last copy of the model
-(:mod:`opticam_widgets.fastmodel`), which computes the same function with fewer passes, so it
+(:mod:`opticam_widgets.model.folding`), which computes the same function with fewer passes, so it
 goes below that floor. Two more columns keep this honest: the copy's own frozen forward+backward
 (what the engine's loop really costs at least: its ratio is the engine's own overhead) and the
 engine with ``fold_batchnorm=False`` (the model as given).
@@ -61,8 +61,8 @@ def measure(name: str, model: nn.Module, mean: tuple, std: tuple, image: Tensor,
             t2: int, repeats: int, precision: str = "fp32") -> IterationCost:
     """Interleave: frozen fwd+bwd ×(T2−T1) of the model and of the engine's folded copy,
     explain(T1), explain(T2) with and without folding, a no-grad forward."""
-    from opticam_widgets.explainer import OptiCAM
-    from opticam_widgets.fastmodel import folded_copy
+    from opticam_widgets.engine.explainer import OptiCAM
+    from opticam_widgets.model.folding import folded_copy
 
     pre = {"mean": mean, "std": std, "size": None}
     cam = OptiCAM(model, preprocess=pre, precision=precision)
@@ -126,7 +126,7 @@ def models() -> list[tuple[str, nn.Module, tuple, tuple]]:
     Lite0 is the embedded default (real ImageNet weights) when available, else timm's
     architecture with random weights; either way the cost per iteration is the same.
     """
-    from opticam_widgets.images import IMAGENET_MEAN, IMAGENET_STD
+    from opticam_widgets.inputs.images import IMAGENET_MEAN, IMAGENET_STD
 
     out = [("ResNet-50 (torchvision, random weights)", C.resnet50(), IMAGENET_MEAN,
             IMAGENET_STD)]
@@ -185,8 +185,9 @@ def run() -> C.Section:
         "per round (the timings of a round are adjacent in time) and their median reported: "
         "slow drifts in the machine's load cancel out.",
         "The engine's loop runs a copy of the model with the eval-mode BatchNorms folded into "
-        "the convolutions before them and channels_last weights (`opticam_widgets/fastmodel.py`;"
-        " same logits to ≈ 1e-5, checked on every new model): that is why it runs below the "
+        "the convolutions before them and channels_last weights "
+        "(`opticam_widgets/model/folding.py`; same logits to ≈ 1e-5, checked on every new "
+        "model): that is why it runs below the "
         "model's own forward+backward. Against the copy's own forward+backward, the ratio is "
         "the engine's overhead per step (map, mask, Adam, bookkeeping).",
         "Per step the engine computes the map's min and max on a ≈ 16 × 16 sub-grid that "

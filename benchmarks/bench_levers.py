@@ -90,7 +90,7 @@ class Trace:
 def run_lever(cam_for: Callable[[Lever], Any], lever: Lever, pixels: Tensor,
               target: int) -> Trace:
     """Run one lever once, tracing the best score per step."""
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     cam: OptiCAM = cam_for(lever)
     trace = Trace()
@@ -120,7 +120,7 @@ def time_to_quality(rounds: int) -> tuple[list[str], list[str]]:
     """The main table (logit) and the probability table; returns (tables, notes)."""
     from bench_peers import muppet_map
 
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     bundle = C.default_bundle(wait_s=300)
     model, spec = bundle.model, bundle.preprocess
@@ -237,8 +237,8 @@ def time_to_quality(rounds: int) -> tuple[list[str], list[str]]:
 
 def precision_per_iteration(repeats: int) -> str:
     """Per-iteration cost of bf16 vs fp32, with and without BatchNorm folding, on two models."""
-    from opticam_widgets.explainer import OptiCAM
-    from opticam_widgets.images import IMAGENET_MEAN, IMAGENET_STD
+    from opticam_widgets.engine.explainer import OptiCAM
+    from opticam_widgets.inputs.images import IMAGENET_MEAN, IMAGENET_STD
 
     image = C.random_image()
     quick = C.QUICK

@@ -58,8 +58,8 @@ def _clear_grads(model: nn.Module) -> None:
 
 def speed(repeats: int, max_iter: int) -> tuple[C.Section, dict[str, float]]:
     """ResNet-50 timing: ours vs MUPPET (trainable and frozen parameters)."""
-    from opticam_widgets.explainer import OptiCAM
-    from opticam_widgets.images import IMAGENET_MEAN, IMAGENET_STD
+    from opticam_widgets.engine.explainer import OptiCAM
+    from opticam_widgets.inputs.images import IMAGENET_MEAN, IMAGENET_STD
 
     image = C.random_image()
     ours_model = C.resnet50()
@@ -129,7 +129,7 @@ def speed(repeats: int, max_iter: int) -> tuple[C.Section, dict[str, float]]:
 
 def quality(repeats: int, max_iter: int) -> tuple[str, list[str], dict[str, MapRun], int]:
     """Default Lite0 + chelsea: MUPPET's default run vs ours, shared scoring."""
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     bundle = C.default_bundle(wait_s=300)
     model = bundle.model

@@ -49,8 +49,8 @@ def measure_here() -> dict:
     import common as C
     import torch
 
-    from opticam_widgets.explainer import OptiCAM
-    from opticam_widgets.zoo import load_default_model, sample_image
+    from opticam_widgets.engine.explainer import OptiCAM
+    from opticam_widgets.model.zoo import load_default_model, sample_image
 
     bundle, rows = load_default_model(), {}
     for photo in PHOTOS:

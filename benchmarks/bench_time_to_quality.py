@@ -8,7 +8,7 @@ bar is 95% of the paper run's 100-iteration gain over iteration 0. For each run 
 passes (scored iterates, iteration 0 included; each is one forward+backward of the model, the
 fast schedule's own work per step is in its time) and the wall time until its best score
 reaches the bar, the ratio of those times (fast ÷ paper), the final score, and AD/AI/AG
-(:func:`opticam_widgets.metrics.faithfulness`) of each run's map.
+(:func:`opticam_widgets.evaluation.metrics.faithfulness`) of each run's map.
 
 Goal (issue 17): fast ÷ paper time to the bar ≤ 1/3 in median over the photos and ≤ 1/2 on
 every photo, on the default model and on ResNet-50, with AD/AI/AG no worse.
@@ -75,7 +75,7 @@ def explain(cam: Any, image: Any) -> Run:
 
 def faithfulness(model: Any, image: Any, run: Run) -> dict[str, float]:
     """AD/AI/AG (percent) of one run's map."""
-    from opticam_widgets.metrics import faithfulness as metric
+    from opticam_widgets.evaluation.metrics import faithfulness as metric
 
     out = metric(model, image, run.saliency[None])
     return {k: out[k] for k in ("AD", "AI", "AG")}
@@ -88,7 +88,7 @@ def fmt(value: float, digits: int = 0) -> str:
 
 def measure_model(title: str, model: Any, photos: dict[str, Any]) -> tuple[str, list[str]]:
     """The per-photo table of one model; returns (markdown, notes)."""
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     paper = OptiCAM(model, max_iter=PAPER_ITERS)
     fast = OptiCAM(model, max_iter=FAST_ITERS, schedule="fast")
@@ -138,8 +138,8 @@ def paper_sensitivity(title: str, model: Any, photos: dict[str, Any],
     Runs the paper's schedule at ``LR_FACTORS`` × lr on every photo (quality only, untimed)
     and says whether the fast run's means are no worse than the least good of the paper's.
     """
-    from opticam_widgets.defaults import DEFAULT_LR
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
+    from opticam_widgets.support.defaults import DEFAULT_LR
 
     runs = {DEFAULT_LR: mean["paper"]}
     for factor in LR_FACTORS:
@@ -231,14 +231,14 @@ DID_NOT_WORK = [
     "paper-style Adam steps reaches the bar in 17–22 passes (8 steps at 5–10 × lr, 5 at "
     "10–15, 12 at 5), not with 3 × 10 or 5 × 5, and rounding-level changes move 5 × 10 from "
     "17 to 22 passes (time ratio 0.51 at 22): chaotic. Kept: Adam steps on u from the "
-    "stalled point itself (module docstring of opticam_widgets.schedules): 11–17 passes for "
+    "stalled point itself (module docstring of opticam_widgets.engine.schedules): 11–17 passes for "
     "3–12 steps at 1–15 × lr.",
 ]
 
 
 def run() -> C.Section:
     """The time-to-quality section (both models)."""
-    from opticam_widgets.zoo import load_default_model, sample_images
+    from opticam_widgets.model.zoo import load_default_model, sample_images
 
     C.setup(threads=1)
     section = C.Section("Time to quality: schedule='fast' vs the paper's run (issue 17)")
@@ -257,7 +257,12 @@ def run() -> C.Section:
         table, notes = measure_model(title, model, photos)
         section.tables.append(table)
         section.notes += notes
-    from opticam_widgets.schedules import FAST_BETAS, FAST_MAP_STEP, RESTART_LR, RESTART_STEPS
+    from opticam_widgets.engine.schedules import (
+        FAST_BETAS,
+        FAST_MAP_STEP,
+        RESTART_LR,
+        RESTART_STEPS,
+    )
 
     section.notes += [
         f"Paper: Adam, lr 0.2, u = 0, {PAPER_ITERS} iterations. Fast: OptiCAM(schedule='fast'), "
@@ -266,8 +271,8 @@ def run() -> C.Section:
         "iterations. One thread. Passes count scored iterates (iteration 0 included); times "
         "are from the call's start (feature capture, and the fast schedule's Jacobian, solve "
         "and warm-started projection included), both runs of a photo back to back.",
-        "AD/AI/AG: opticam_widgets.metrics.faithfulness of each run's final map (percent; AD "
-        "lower is better, AI and AG higher).",
+        "AD/AI/AG: opticam_widgets.evaluation.metrics.faithfulness of each run's final map "
+        "(percent; AD lower is better, AI and AG higher).",
     ] + DID_NOT_WORK
     return section
 

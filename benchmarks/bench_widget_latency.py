@@ -131,8 +131,8 @@ def thread_penalty(bundle: Any, image: Any, repeats: int) -> dict[str, float]:
     worker does for every run), and in a persistent thread fed by a queue."""
     import queue
 
-    from opticam_widgets.explainer import OptiCAM
-    from opticam_widgets.images import to_pixel_tensor
+    from opticam_widgets.engine.explainer import OptiCAM
+    from opticam_widgets.inputs.images import to_pixel_tensor
 
     cam = OptiCAM(bundle)
     pixels = to_pixel_tensor(image)
@@ -191,7 +191,7 @@ def run() -> C.Section:
     except ImportError as exc:
         section.notes.append(f"the widget is not available ({exc}): skipped.")
         return section
-    from opticam_widgets.zoo import sample_image
+    from opticam_widgets.model.zoo import sample_image
 
     bundle = C.default_bundle(wait_s=300)
     image = sample_image("chelsea")

@@ -199,9 +199,9 @@ def lite2() -> Any | None:
         return None
     import timm
 
-    from opticam_widgets.bundle import ModelBundle
-    from opticam_widgets.preprocess import Preprocess
-    from opticam_widgets.zoo import imagenet_labels, map_checkpoint
+    from opticam_widgets.inputs.preprocess import Preprocess
+    from opticam_widgets.model.bundle import ModelBundle
+    from opticam_widgets.model.zoo import imagenet_labels, map_checkpoint
 
     torch.manual_seed(0)
     model = timm.create_model("tf_efficientnet_lite2", pretrained=False, num_classes=1000)
@@ -226,13 +226,13 @@ def default_bundle(wait_s: float = 0.0) -> Any:
     """The embedded default model (EfficientNet-Lite0, ImageNet) as a ModelBundle.
 
     Args:
-        wait_s: Poll this long for ``opticam_widgets.zoo`` to appear (another engineer
+        wait_s: Poll this long for ``opticam_widgets.model.zoo`` to appear (another engineer
             writes it); 0 tries once.
     """
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            from opticam_widgets.zoo import load_default_model
+            from opticam_widgets.model.zoo import load_default_model
 
             return load_default_model()
         except ImportError:
@@ -244,11 +244,12 @@ def default_bundle(wait_s: float = 0.0) -> Any:
 def chelsea(size: int = SIZE) -> Tensor:
     """scikit-image's ``chelsea`` as a (1, 3, size, size) pixel tensor in [0, 1].
 
-    Resized with the engine's own :class:`~opticam_widgets.images.Preprocess`, so our explainer
+    Resized with the engine's own :class:`~opticam_widgets.inputs.images.Preprocess`, so our
+    explainer
     and a peer see exactly the same pixels.
     """
-    from opticam_widgets.images import Preprocess, as_pixel_batch
-    from opticam_widgets.zoo import sample_image
+    from opticam_widgets.inputs.images import Preprocess, as_pixel_batch
+    from opticam_widgets.model.zoo import sample_image
 
     pixels = as_pixel_batch(sample_image("chelsea"))
     return Preprocess(size=(size, size)).resize(pixels).contiguous()

@@ -2,7 +2,8 @@
 
 For each photo the default model (EfficientNet-Lite0) predicts its top-1 class; Opti-CAM (the
 engine's defaults: 100 iterations, lr 0.2, constructive, logit score) and each baseline of
-``opticam_widgets.baselines`` explain that class on the same target layer. Every map is scored
+``opticam_widgets.evaluation.baselines`` explain that class on the same target layer. Every map is
+scored
 with Average Drop / Average Increase / Average Gain (masking in pixel space, black baseline) and
 RISE insertion (blurred baseline) / deletion (black baseline) AUCs. The markdown table goes to
 stdout and to ``benchmarks/results/faithfulness.md``.
@@ -24,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from opticam_widgets.baselines import BASELINES, baseline_map
-from opticam_widgets.explainer import OptiCAM
-from opticam_widgets.metrics import deletion, faithfulness, insertion
-from opticam_widgets.zoo import SAMPLE_NAMES, load_default_model, sample_image
+from opticam_widgets.engine.explainer import OptiCAM
+from opticam_widgets.evaluation.baselines import BASELINES, baseline_map
+from opticam_widgets.evaluation.metrics import deletion, faithfulness, insertion
+from opticam_widgets.model.zoo import SAMPLE_NAMES, load_default_model, sample_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from .lazy import lazy_attribute
+from .support.lazy import lazy_attribute
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "OptiCAM": "explainer",
-    "OptiCAMResult": "result",
-    "OptiCAMProgress": "result",
-    "ModelBundle": "bundle",
-    "Preprocess": "images",
+    "OptiCAM": "engine.explainer",
+    "OptiCAMResult": "engine.result",
+    "OptiCAMProgress": "engine.result",
+    "ModelBundle": "model.bundle",
+    "Preprocess": "inputs.preprocess",
     "OptiCAMWidget": "widget",
-    "load_default_model": "zoo",
-    "from_torchvision": "zoo",
-    "imagenet_labels": "zoo",
-    "sample_image": "zoo",
-    "sample_images": "zoo",
+    "load_default_model": "model.zoo",
+    "from_torchvision": "model.zoo",
+    "imagenet_labels": "model.zoo",
+    "sample_image": "model.zoo",
+    "sample_images": "model.zoo",
     "explain_dataset": "dataset",
     "load_results": "dataset",
     "DatasetResults": "dataset",

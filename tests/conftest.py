@@ -34,9 +34,9 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
 def bundle() -> Any:
     """The embedded default model (EfficientNet-Lite0 with its preprocessing and labels).
 
-    Built once per process (:func:`~opticam_widgets.zoo.load_default_model` shares the network
+    Built once per process (:func:`~opticam_widgets.model.zoo.load_default_model` shares the network
     between calls anyway); tests must leave it as they found it, as the product does.
     """
-    from opticam_widgets.zoo import load_default_model
+    from opticam_widgets.model.zoo import load_default_model
 
     return load_default_model()

@@ -1,4 +1,4 @@
-"""Tests of opticam_widgets.baselines: shapes, exact maps on tiny CNNs, model hygiene."""
+"""Tests of opticam_widgets.evaluation.baselines: shapes, exact maps on tiny CNNs, model hygiene."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from opticam_widgets.baselines import BASELINES, baseline_map
-from opticam_widgets.bundle import ModelBundle
-from opticam_widgets.images import Preprocess
+from opticam_widgets.evaluation.baselines import BASELINES, baseline_map
+from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.model.bundle import ModelBundle
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 
@@ -187,7 +187,7 @@ def test_constant_gradcam_map_is_zeros():
 
 
 def test_model_bundle_and_default_layer_from_the_engine(images):
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     net = messy_model()
     bundle = ModelBundle(net, preprocess=SMALL)
@@ -300,9 +300,9 @@ def test_missing_torchcam_gives_install_hint(images, monkeypatch):
 @pytest.mark.slow
 def test_opticam_beats_gradcam_on_sample_photos():
     """Opti-CAM: lower Average Drop and higher Average Gain than Grad-CAM (paper, Table 2)."""
-    zoo = pytest.importorskip("opticam_widgets.zoo")
-    from opticam_widgets.explainer import OptiCAM
-    from opticam_widgets.metrics import faithfulness
+    zoo = pytest.importorskip("opticam_widgets.model.zoo")
+    from opticam_widgets.engine.explainer import OptiCAM
+    from opticam_widgets.evaluation.metrics import faithfulness
 
     bundle = zoo.load_default_model()
     photos = [zoo.sample_image(n) for n in ("chelsea", "coffee", "astronaut")]

@@ -22,14 +22,14 @@ import pytest
 import torch
 from PIL import Image
 
-from opticam_widgets.defaults import WIDGET_PATIENCE, WIDGET_TOL
-from opticam_widgets.explainer import OptiCAM
-from opticam_widgets.images import Preprocess, to_pixel_tensor
-from opticam_widgets.photos import as_float_pixels, as_image_batch, to_image_tensor
-from opticam_widgets.render import resize_map
-from opticam_widgets.result import OptiCAMResult
+from opticam_widgets.display.render import resize_map
+from opticam_widgets.engine.explainer import OptiCAM
+from opticam_widgets.engine.result import OptiCAMResult
+from opticam_widgets.inputs.images import Preprocess, to_pixel_tensor
+from opticam_widgets.inputs.photos import as_float_pixels, as_image_batch, to_image_tensor
+from opticam_widgets.model.zoo import sample_image
+from opticam_widgets.support.defaults import WIDGET_PATIENCE, WIDGET_TOL
 from opticam_widgets.widget.canvas import scale_picture
-from opticam_widgets.zoo import sample_image
 
 ROOT = Path(__file__).resolve().parent.parent
 BINDER_MB = 2048
@@ -165,7 +165,7 @@ import contextlib, io, json, resource, sys
 import torch
 torch.set_num_threads(2)
 from PIL import Image
-from opticam_widgets.zoo import load_default_model, sample_image
+from opticam_widgets.model.zoo import load_default_model, sample_image
 from opticam_widgets.widget import OptiCAMWidget
 img = sample_image("chelsea")
 img = img if isinstance(img, Image.Image) else Image.fromarray(img)
@@ -197,7 +197,7 @@ def test_fifty_megapixel_photo_in_the_widget_stays_under_binders_2_gb():
 def test_widget_comparison_runs_at_the_models_input_size(bundle, monkeypatch):
     """A baseline in the comparison panel is computed, with its metrics, on the photo resized to
     the model's input (as the widget's Opti-CAM metrics are): no full-size float copy."""
-    from opticam_widgets import baselines
+    from opticam_widgets.evaluation import baselines
 
     seen = []
     original = baselines.baseline_map

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from opticam_widgets.cli import main
-from opticam_widgets.zoo import SAMPLE_NAMES, sample_image
+from opticam_widgets.cli.main import main
+from opticam_widgets.model.zoo import SAMPLE_NAMES, sample_image
 
 QUICK = ["--iters", "3", "--no-progress"]
 

@@ -19,9 +19,9 @@ import torch
 
 from opticam_widgets import OptiCAM, explain_dataset, load_results
 from opticam_widgets.dataset import SCHEMA
-from opticam_widgets.images import Preprocess, to_pixel_tensor
-from opticam_widgets.metrics import average_drop, average_gain, average_increase
-from opticam_widgets.zoo import sample_images
+from opticam_widgets.evaluation.metrics import average_drop, average_gain, average_increase
+from opticam_widgets.inputs.images import Preprocess, to_pixel_tensor
+from opticam_widgets.model.zoo import sample_images
 
 ITERS = 3
 SETTINGS = {"max_iter": ITERS, "batch_size": 8, "num_workers": 0, "progress": False}
@@ -297,7 +297,7 @@ def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, bundle, 
 
 
 def test_cli_explain_dataset_and_report(folder, tmp_path, capsys):
-    from opticam_widgets.cli import main
+    from opticam_widgets.cli.main import main
 
     src = tmp_path / "src" / "espresso"
     src.mkdir(parents=True)

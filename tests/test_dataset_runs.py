@@ -26,14 +26,14 @@ import pytest
 from PIL import Image
 from tinynets import small_cnn
 
-from opticam_widgets.bundle import ModelBundle
 from opticam_widgets.dataset import explain_dataset, load_results
 from opticam_widgets.dataset.compaction import META_REPLACES, compact, recover
 from opticam_widgets.dataset.fingerprint import SettingsMismatchError
 from opticam_widgets.dataset.lock import LOCK_FILE, StoreBusyError, StoreLock
 from opticam_widgets.dataset.store import META_RUN, META_SETTINGS, Store
 from opticam_widgets.dataset.writer import ShardWriter
-from opticam_widgets.preprocess import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
+from opticam_widgets.model.bundle import ModelBundle
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -125,7 +125,7 @@ def test_killed_or_stopped_run_resumes_to_every_image_once(sig, folder, referenc
 
 
 def test_cli_sigterm_exits_nonzero_with_a_resume_line(tmp_path):
-    from opticam_widgets.zoo import sample_images
+    from opticam_widgets.model.zoo import sample_images
 
     src = tmp_path / "src"
     src.mkdir()
@@ -214,7 +214,7 @@ def test_maps_do_not_depend_on_the_batch(folder, reference, tmp_path, batch_size
     for i in res.table.index:  # bit for bit: each row is optimized alone
         assert np.array_equal(res.low_res(i), reference.low_res(i))
     from opticam_widgets import OptiCAM
-    from opticam_widgets.images import to_pixel_tensor
+    from opticam_widgets.inputs.images import to_pixel_tensor
 
     cam = OptiCAM(tiny(), max_iter=4, tol=1e-3, patience=10)
     for i in (0, 7):
@@ -268,8 +268,8 @@ def test_store_is_a_dataset_without_the_package(reference):
 
 
 def test_api_and_cli_stores_are_interchangeable(bundle, tmp_path, capsys):
-    from opticam_widgets.cli import main
-    from opticam_widgets.zoo import sample_images
+    from opticam_widgets.cli.main import main
+    from opticam_widgets.model.zoo import sample_images
 
     src = tmp_path / "src"
     src.mkdir()

@@ -52,7 +52,7 @@ def test_the_build_hook_fails_on_a_missing_name(tmp_path: Path) -> None:
 
     (tmp_path / "reference" / "api").mkdir(parents=True)
     (tmp_path / "reference" / "api" / "engine.md").write_text(
-        "::: opticam_widgets.explainer.OptiCAM\n")
+        "::: opticam_widgets.engine.explainer.OptiCAM\n")
     with pytest.raises(PluginError, match="opticam_widgets.load_default_model"):
         docs_hooks.on_pre_build({"docs_dir": str(tmp_path)})
 
@@ -82,7 +82,7 @@ def test_schema_page_has_every_column_with_its_comment() -> None:
 
 
 def test_cli_page_is_the_parsers_help() -> None:
-    from opticam_widgets.cli import build_parser
+    from opticam_widgets.cli.main import build_parser
 
     before = os.environ.get("COLUMNS")
     page = docs_pages.cli_page()
@@ -143,6 +143,6 @@ def test_docstrings_read_as_markdown() -> None:
     assert doctest.testmod(docs_griffe).failed == 0
     assert doctest.testmod(docs_pages).failed == 0
     assert doctest.testmod(docs_notebooks).failed == 0
-    text = docs_griffe.markdown("A :class:`~opticam_widgets.bundle.ModelBundle`.\n\n"
+    text = docs_griffe.markdown("A :class:`~opticam_widgets.model.bundle.ModelBundle`.\n\n"
                                 "    Example:\n        >>> 1\n        1\n")
     assert text == "A `ModelBundle`.\n\n    Examples:\n        >>> 1\n        1\n"

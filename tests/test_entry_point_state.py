@@ -14,11 +14,17 @@ import pytest
 import torch
 from tinynets import small_cnn
 
-from opticam_widgets import OptiCAM, load_default_model, render, sample_image
-from opticam_widgets.baselines import baseline_map
-from opticam_widgets.cli import main
-from opticam_widgets.images import Preprocess
-from opticam_widgets.metrics import deletion, faithfulness, insertion, masked_probabilities
+from opticam_widgets import OptiCAM, load_default_model, sample_image
+from opticam_widgets.cli.main import main
+from opticam_widgets.display import render
+from opticam_widgets.evaluation.baselines import baseline_map
+from opticam_widgets.evaluation.metrics import (
+    deletion,
+    faithfulness,
+    insertion,
+    masked_probabilities,
+)
+from opticam_widgets.inputs.images import Preprocess
 
 PRE = Preprocess(size=None)
 X = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))

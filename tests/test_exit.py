@@ -114,7 +114,7 @@ def test_show_then_exit_during_the_run():
     code, out, err, _, at_exit = run_script("""
         from opticam_widgets import OptiCAMWidget, load_default_model, sample_image
         w = OptiCAMWidget(load_default_model()).show(sample_image("chelsea"))
-        from opticam_widgets.jobs import running_jobs
+        from opticam_widgets.support.jobs import running_jobs
         EXTRA["jobs at the end of the script"] = len(running_jobs())
     """)
     assert code == 0, err
@@ -131,7 +131,7 @@ def test_comparison_running_at_exit():
     code, out, err, result, at_exit = run_script(setup=(WATCH,), body="""
         import threading
         from opticam_widgets import OptiCAMWidget, load_default_model, sample_image
-        from opticam_widgets.jobs import running_jobs
+        from opticam_widgets.support.jobs import running_jobs
         START_AT, GATE = 2, None
         bundle = load_default_model()
         w = OptiCAMWidget(bundle)
@@ -168,7 +168,7 @@ def test_sigint_during_a_blocking_run():
             w.run(blocking=True)
         except KeyboardInterrupt:
             handle.remove()
-            from opticam_widgets.jobs import running_jobs
+            from opticam_widgets.support.jobs import running_jobs
             print("RESULT", json.dumps({
                 "same": state(model) == before, "running": w.running, "error": repr(w.error),
                 "jobs": len(running_jobs()), "status": w.controls.status.value}), flush=True)
@@ -231,7 +231,7 @@ def test_sigint_during_wait_stops_the_background_run():
         except KeyboardInterrupt:
             after = calls[0]
             handle.remove()
-            from opticam_widgets.jobs import running_jobs
+            from opticam_widgets.support.jobs import running_jobs
             print("RESULT", json.dumps({
                 "same": state(model) == before, "running": w.running,
                 "jobs": len(running_jobs()), "forwards after the signal": after - at_signal[0],
@@ -256,7 +256,7 @@ def test_close_cancels_joins_and_lets_the_widget_be_collected():
     import torch
     from torch import nn
 
-    from opticam_widgets.jobs import running_jobs
+    from opticam_widgets.support.jobs import running_jobs
     from opticam_widgets.widget import OptiCAMWidget
 
     torch.manual_seed(0)
@@ -281,7 +281,7 @@ def test_cancel_all_stops_tracked_threads_and_worker_jobs():
     """The registry the atexit handler uses: every kind of job is cancelled and waited for."""
     import threading
 
-    from opticam_widgets.jobs import Worker, cancel_all, running_jobs, tracked
+    from opticam_widgets.support.jobs import Worker, cancel_all, running_jobs, tracked
 
     started, steps = threading.Barrier(3), []
 
@@ -324,7 +324,7 @@ def test_kernel_shutdown_during_a_run():
         client.wait_for_ready(timeout=120)
         reply = client.execute_interactive(textwrap.dedent("""
             from opticam_widgets import OptiCAMWidget, load_default_model, sample_image
-            from opticam_widgets.jobs import running_jobs
+            from opticam_widgets.support.jobs import running_jobs
             w = OptiCAMWidget(load_default_model())
             w.early_stop = False
             w.controls.iterations.value = 500

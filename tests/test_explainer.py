@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from tinynets import IDENTITY, ColourNet, small_cnn, two_squares
 
 from opticam_widgets import ModelBundle, OptiCAM, OptiCAMResult
-from opticam_widgets.explainer import saliency_from_weights
-from opticam_widgets.images import Preprocess
+from opticam_widgets.engine.explainer import saliency_from_weights
+from opticam_widgets.inputs.images import Preprocess
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 

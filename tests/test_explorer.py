@@ -20,10 +20,10 @@ import torch
 from PIL import Image
 
 from opticam_widgets import OptiCAMExplorer, explain_dataset
+from opticam_widgets.display.render import overlay
+from opticam_widgets.evaluation.metrics import average_drop, average_gain, average_increase
 from opticam_widgets.explorer.query import Query, browse_table, select
-from opticam_widgets.metrics import average_drop, average_gain, average_increase
-from opticam_widgets.render import overlay
-from opticam_widgets.zoo import sample_images
+from opticam_widgets.model.zoo import sample_images
 
 ITERS = 3
 #: Photo -> class folder: right classes, deliberately wrong ones, and a folder that is no class.

@@ -12,10 +12,10 @@ from tinynets import small_cnn
 from torch import nn
 
 from opticam_widgets import OptiCAM
-from opticam_widgets.explainer import saliency_from_weights
-from opticam_widgets.fastmodel import folded_copy, inner_loop_model
-from opticam_widgets.features import model_guard
-from opticam_widgets.images import Preprocess
+from opticam_widgets.engine.explainer import saliency_from_weights
+from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.model.features import model_guard
+from opticam_widgets.model.folding import folded_copy, inner_loop_model
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 

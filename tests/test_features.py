@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchvision.models import resnet18
 
 from opticam_widgets import OptiCAM, Preprocess
-from opticam_widgets.features import capture, model_guard
+from opticam_widgets.model.features import capture, model_guard
 
 IDENTITY = Preprocess(size=None, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 

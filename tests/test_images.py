@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from opticam_widgets.images import (
+from opticam_widgets.inputs.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageFileNotFoundError,
@@ -663,7 +663,7 @@ def test_embedded_colour_profile_is_applied_on_every_path(tmp_path):
     float and the uint8 paths; an sRGB profile changes nothing."""
     from PIL import ImageCms
 
-    from opticam_widgets.photos import to_image_tensor
+    from opticam_widgets.inputs.photos import to_image_tensor
 
     arr = np.zeros((8, 8, 3), np.uint8)
     arr[..., 0] = 255

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from opticam_widgets.layouts import (
+from opticam_widgets.model.layouts import (
     LayoutHints,
     check_reshape,
     detect_layout,

@@ -35,7 +35,7 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def image():
-    from opticam_widgets.zoo import sample_image
+    from opticam_widgets.model.zoo import sample_image
 
     return sample_image("chelsea")
 
@@ -43,7 +43,7 @@ def image():
 @pytest.fixture(scope="module")
 def reference(bundle, image):
     """The fp32 run of 100 iterations at lr 0.2, with the best-so-far map at steps 0 and 10."""
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     snapshots = {}
 
@@ -63,7 +63,7 @@ def test_reference_explains_the_cat(reference):
 
 
 def test_bf16_map_close_to_fp32(bundle, image, reference):
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     _, snapshots = reference
     fp32_10, fp32_0 = snapshots[10], snapshots[0]
@@ -80,7 +80,7 @@ def test_bf16_map_close_to_fp32(bundle, image, reference):
 
 
 def test_early_stop_within_one_percent_of_full_run(bundle, image, reference):
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     full, _ = reference
     # the widget's settings: stop when no step improved the best score by > 0.1% for 10 steps
@@ -95,7 +95,7 @@ def test_early_stop_within_one_percent_of_full_run(bundle, image, reference):
 
 
 def test_early_stop_stops_on_a_plateau(bundle, image):
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     result = OptiCAM(bundle, tol=1e-2, patience=3).explain(image, max_iter=FULL)
     assert result.iterations < FULL and not result.cancelled
@@ -111,7 +111,7 @@ def test_early_stop_stops_on_a_plateau(bundle, image):
 
 
 def test_cosine_schedule_runs_and_improves(bundle, image):
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     cam = OptiCAM(bundle, lr_schedule="cosine")
     result = cam.explain(image, max_iter=30, lr=0.5)
@@ -127,10 +127,10 @@ def test_cosine_schedule_runs_and_improves(bundle, image):
 
 def test_batchnorm_folding_keeps_the_function_and_the_score(bundle, image, reference):
     """The default loop runs a folded copy; the model as given reaches the same quality."""
-    from opticam_widgets.explainer import OptiCAM
-    from opticam_widgets.fastmodel import inner_loop_model
-    from opticam_widgets.features import model_guard
-    from opticam_widgets.images import as_pixel_batch
+    from opticam_widgets.engine.explainer import OptiCAM
+    from opticam_widgets.inputs.images import as_pixel_batch
+    from opticam_widgets.model.features import model_guard
+    from opticam_widgets.model.folding import inner_loop_model
 
     full, snapshots = reference
     x = bundle.preprocess.normalize(bundle.preprocess.resize(as_pixel_batch(image)))

@@ -1,4 +1,4 @@
-"""Tests of opticam_widgets.metrics: AD / AI / AG, insertion / deletion, model hygiene."""
+"""Tests of the metrics module: AD / AI / AG, insertion / deletion, model hygiene."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from opticam_widgets.bundle import ModelBundle
-from opticam_widgets.images import Preprocess
-from opticam_widgets.metrics import (
+from opticam_widgets.evaluation.metrics import (
     BASELINE_IMAGES,
     CurveResult,
     average_drop,
@@ -21,6 +19,8 @@ from opticam_widgets.metrics import (
     insertion,
     masked_probabilities,
 )
+from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.model.bundle import ModelBundle
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 

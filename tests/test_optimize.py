@@ -10,14 +10,14 @@ from tinynets import IDENTITY, ColourNet, small_cnn, two_squares
 from torch import nn
 
 from opticam_widgets import OptiCAM
-from opticam_widgets.images import Preprocess
-from opticam_widgets.masking import Masker
-from opticam_widgets.optimize import (
+from opticam_widgets.engine.masking import Masker
+from opticam_widgets.engine.optimize import (
     OptimizationRun,
     Problem,
     adam_factory,
     initial_logits,
 )
+from opticam_widgets.inputs.images import Preprocess
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 

@@ -83,7 +83,7 @@ def _fake_wheel(path: Path, members: set[str], version: str,
         zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.4\nName: opticam-widgets\n"
                     f"Version: {version}\nLicense-Expression: {license}\nLicense-File: LICENSE\n")
         zf.writestr(f"{info}/entry_points.txt",
-                    "[console_scripts]\nopticam = opticam_widgets.cli:main\n")
+                    "[console_scripts]\nopticam = opticam_widgets.cli.main:main\n")
         zf.writestr(f"{info}/licenses/LICENSE", "Apache License")
     return path
 
@@ -92,14 +92,16 @@ def test_wheel_inspection_catches_a_missing_module(tmp_path):
     check = _checker()
     version = check.source_version(ROOT)
     members = check.expected_wheel_files(ROOT)
-    assert "opticam_widgets/explainer.py" in members and "opticam_widgets/py.typed" in members
+    assert "opticam_widgets/engine/explainer.py" in members
+    assert "opticam_widgets/py.typed" in members
     assert any(m.startswith("opticam_widgets/widget/") for m in members)
 
     complete = _fake_wheel(tmp_path / "complete.whl", members, version)
     assert check.wheel_problems(complete, version, members) == []
 
-    partial = _fake_wheel(tmp_path / "partial.whl", members - {"opticam_widgets/zoo.py"}, version)
-    assert check.wheel_problems(partial, version, members) == ["missing opticam_widgets/zoo.py"]
+    zoo = "opticam_widgets/model/zoo.py"
+    partial = _fake_wheel(tmp_path / "partial.whl", members - {zoo}, version)
+    assert check.wheel_problems(partial, version, members) == [f"missing {zoo}"]
 
     untyped = _fake_wheel(tmp_path / "untyped.whl", members - {"opticam_widgets/py.typed"},
                           version)

@@ -18,8 +18,13 @@ from tinynets import ColourNet
 from torch import nn
 
 from opticam_widgets import OptiCAM
-from opticam_widgets.images import to_pixel_tensor
-from opticam_widgets.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, coerce_preprocess
+from opticam_widgets.inputs.images import to_pixel_tensor
+from opticam_widgets.inputs.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocess,
+    coerce_preprocess,
+)
 
 M, S = IMAGENET_MEAN, IMAGENET_STD
 M255, S255 = [m * 255 for m in M], [s * 255 for s in S]

@@ -1,4 +1,4 @@
-"""Tests for opticam_widgets.render (pure numpy rendering)."""
+"""Tests for opticam_widgets.display.render (pure numpy rendering)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from opticam_widgets import render
-from opticam_widgets.render import (
+from opticam_widgets.display import render
+from opticam_widgets.display.render import (
     COLORMAPS,
     as_uint8_image,
     colorize,

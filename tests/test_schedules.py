@@ -16,10 +16,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from opticam_widgets.explainer import OptiCAM
-from opticam_widgets.maps import low_res_saliency
-from opticam_widgets.optimize import adam_factory
-from opticam_widgets.schedules import (
+from opticam_widgets.engine.explainer import OptiCAM
+from opticam_widgets.engine.maps import low_res_saliency
+from opticam_widgets.engine.optimize import adam_factory
+from opticam_widgets.engine.schedules import (
     FAST_BETAS,
     FAST_MAP_STEP,
     RESTART_LR,
@@ -55,7 +55,7 @@ WORST_FRACTION = 0.90
 
 @functools.lru_cache(maxsize=1)
 def _bundle():  # noqa: ANN202 - a ModelBundle
-    from opticam_widgets.zoo import load_default_model
+    from opticam_widgets.model.zoo import load_default_model
 
     return load_default_model()
 
@@ -214,7 +214,7 @@ def test_fast_runs_both_conventions_and_several_starts() -> None:
 # ------------------------------------------------------------------ quality on the default model
 def _passes_to_fraction(photo: str) -> tuple[int | None, int | None, int | None]:
     """(fast passes to 95%, paper passes to 95%, fast passes to 90%) of the paper's gain."""
-    from opticam_widgets.zoo import sample_image
+    from opticam_widgets.model.zoo import sample_image
 
     bundle, image = _bundle(), sample_image(photo)
     paper = OptiCAM(bundle).explain(image)  # the paper's run: Adam, lr 0.2, 100 iterations
@@ -244,9 +244,9 @@ def test_fast_schedule_in_the_widget_gives_explains_map() -> None:
 
     import numpy as np
 
-    from opticam_widgets.defaults import WIDGET_PATIENCE, WIDGET_TOL
+    from opticam_widgets.model.zoo import sample_image
+    from opticam_widgets.support.defaults import WIDGET_PATIENCE, WIDGET_TOL
     from opticam_widgets.widget import OptiCAMWidget
-    from opticam_widgets.zoo import sample_image
 
     bundle, img = _bundle(), sample_image("coffee")
     with pytest.raises(ValueError, match="`schedule`"):
@@ -269,10 +269,10 @@ def test_fast_schedule_in_the_widget_gives_explains_map() -> None:
 
 
 def test_fast_schedule_in_the_dataset_engine_and_both_commands(tmp_path, capsys) -> None:
-    from opticam_widgets.cli import main
+    from opticam_widgets.cli.main import main
     from opticam_widgets.dataset import explain_dataset
-    from opticam_widgets.defaults import DEFAULT_PATIENCE, WIDGET_TOL
-    from opticam_widgets.zoo import sample_image
+    from opticam_widgets.model.zoo import sample_image
+    from opticam_widgets.support.defaults import DEFAULT_PATIENCE, WIDGET_TOL
 
     bundle, paths = _bundle(), []
     for name in ("chelsea", "rocket"):

@@ -15,10 +15,10 @@ from test_fastmodel import bn_net, x_in
 from torch import nn
 
 from opticam_widgets import OptiCAM
-from opticam_widgets.fastmodel import inner_loop_model
-from opticam_widgets.features import model_guard
-from opticam_widgets.images import Preprocess, to_pixel_tensor
-from opticam_widgets.zoo import load_default_model, sample_image
+from opticam_widgets.inputs.images import Preprocess, to_pixel_tensor
+from opticam_widgets.model.features import model_guard
+from opticam_widgets.model.folding import inner_loop_model
+from opticam_widgets.model.zoo import load_default_model, sample_image
 
 PRE = Preprocess(size=None)
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from opticam_widgets import OptiCAM, Preprocess
-from opticam_widgets.features import capture, model_guard
+from opticam_widgets.model.features import capture, model_guard
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 
@@ -262,7 +262,7 @@ def test_torchcam_baselines_refuse_token_layers():
     """Grad-CAM (torchcam) reads a layer as (B, C, h, w): on ViT tokens it gave 2 maps for one
     image; now it says why, while the channel-mean baseline reads the tokens right."""
     pytest.importorskip("torchcam")
-    from opticam_widgets.baselines import baseline_map
+    from opticam_widgets.evaluation.baselines import baseline_map
 
     model = timm_model("vit_tiny_patch16_224", depth=1)
     image = torch.rand(3, 224, 224)

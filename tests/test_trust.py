@@ -8,10 +8,10 @@ from tinynets import small_cnn
 from torch import nn
 
 from opticam_widgets import OptiCAM
-from opticam_widgets.baselines import baseline_map
-from opticam_widgets.cli import main
-from opticam_widgets.images import Preprocess
-from opticam_widgets.metrics import deletion, faithfulness
+from opticam_widgets.cli.main import main
+from opticam_widgets.evaluation.baselines import baseline_map
+from opticam_widgets.evaluation.metrics import deletion, faithfulness
+from opticam_widgets.inputs.images import Preprocess
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 
@@ -180,7 +180,7 @@ def test_premises_and_early_stop_with_batches():
 
 
 def test_forty_classes_on_the_default_model_in_batches():
-    from opticam_widgets.zoo import load_default_model, sample_image
+    from opticam_widgets.model.zoo import load_default_model, sample_image
 
     bundle, image = load_default_model(), sample_image("chelsea")
     top = OptiCAM(bundle).predict(image)[0].topk(40).indices.tolist()

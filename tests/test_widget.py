@@ -1,7 +1,7 @@
 """Headless tests of OptiCAMWidget, driven through its public API and controls.
 
 Runs are blocking or waited. Test hooks used (all public): ``widget.images`` (per-image
-predictions), ``opticam_widgets.jobs.running_jobs()`` (background jobs),
+predictions), ``opticam_widgets.support.jobs.running_jobs()`` (background jobs),
 ``opticam_widgets.widget.display.get_shell`` (replaced to fake IPython),
 ``SaliencyCanvas.saliency`` (the map drawn).
 """
@@ -22,9 +22,9 @@ from PIL import Image
 from tinynets import SMALL, tiny_cnn
 from torch import nn
 
-from opticam_widgets.defaults import WIDGET_PATIENCE, WIDGET_TOL
-from opticam_widgets.jobs import Worker, running_jobs
-from opticam_widgets.render import COLORMAPS
+from opticam_widgets.display.render import COLORMAPS
+from opticam_widgets.support.defaults import WIDGET_PATIENCE, WIDGET_TOL
+from opticam_widgets.support.jobs import Worker, running_jobs
 from opticam_widgets.widget import OptiCAMWidget, SaliencyCanvas
 from opticam_widgets.widget.canvas import display_size
 
@@ -154,7 +154,7 @@ def test_controls_ranges_and_defaults(make_widget):
 
 
 def test_default_preprocess_note_and_imagenet_labels():
-    from opticam_widgets.zoo import imagenet_labels
+    from opticam_widgets.model.zoo import imagenet_labels
 
     widget = OptiCAMWidget(tiny_cnn(classes=1000), top_k=3)
     try:
@@ -168,8 +168,8 @@ def test_default_preprocess_note_and_imagenet_labels():
 
 
 def test_bundle_carries_labels_and_preprocess():
-    from opticam_widgets.bundle import ModelBundle
-    from opticam_widgets.images import Preprocess
+    from opticam_widgets.inputs.images import Preprocess
+    from opticam_widgets.model.bundle import ModelBundle
 
     bundle = ModelBundle(tiny_cnn(3), preprocess=Preprocess(size=(24, 24)),
                          labels=["ant", "bee", "cow"], name="toy")
@@ -697,7 +697,7 @@ def test_comparison_follows_new_images_not_its_cache(make_widget):
 
 
 def test_compare_degrades_without_torchcam(make_widget, monkeypatch):
-    import opticam_widgets.baselines as baselines
+    import opticam_widgets.evaluation.baselines as baselines
 
     def missing(*args, **kwargs):
         raise ImportError("No module named 'torchcam'")
@@ -767,7 +767,7 @@ def test_worker_serializes_jobs_and_queues():
 
 @pytest.mark.slow
 def test_default_model_on_chelsea():
-    from opticam_widgets.zoo import sample_image
+    from opticam_widgets.model.zoo import sample_image
 
     widget = OptiCAMWidget.default()
     try:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from opticam_widgets import OptiCAM
-from opticam_widgets.images import Preprocess
+from opticam_widgets.inputs.images import Preprocess
 from opticam_widgets.widget.export import png_name, render_view
 from opticam_widgets.widget.messages import (
     caption_html,
@@ -156,7 +156,7 @@ def test_class_names():
     with pytest.raises(ValueError, match="2 names but the model has 3 outputs"):
         ClassNames.for_model(["ant", "bee"], 3)
     assert ClassNames.for_model(None, 3).names == ["class 0", "class 1", "class 2"]
-    from opticam_widgets.zoo import imagenet_labels
+    from opticam_widgets.model.zoo import imagenet_labels
 
     assert ClassNames.for_model(None, 1000).names == list(imagenet_labels())
 

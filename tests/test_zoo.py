@@ -8,10 +8,10 @@ import timm
 import torch
 from PIL import Image
 
-from opticam_widgets import zoo
-from opticam_widgets.bundle import ModelBundle
-from opticam_widgets.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, to_pixel_tensor
-from opticam_widgets.zoo import (
+from opticam_widgets.inputs.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, to_pixel_tensor
+from opticam_widgets.model import zoo
+from opticam_widgets.model.bundle import ModelBundle
+from opticam_widgets.model.zoo import (
     SAMPLE_NAMES,
     CheckpointMismatchError,
     ModelDownloadError,
@@ -134,7 +134,7 @@ def test_checkpoint_that_is_not_a_state_dict(timm_state):
 
 @pytest.mark.slow
 def test_opticam_on_chelsea_improves_the_score_and_lands_on_the_cat():
-    from opticam_widgets.explainer import OptiCAM
+    from opticam_widgets.engine.explainer import OptiCAM
 
     cam = OptiCAM(load_default_model(), max_iter=30, lr=0.5)
     result = cam.explain(sample_image("chelsea"))

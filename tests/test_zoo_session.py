@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from opticam_widgets import zoo
-from opticam_widgets.images import as_pixel_batch, coerce_preprocess, to_pixel_tensor
+from opticam_widgets.inputs.images import as_pixel_batch, coerce_preprocess, to_pixel_tensor
+from opticam_widgets.model import zoo
 
 
 def session() -> tuple:
@@ -61,7 +61,7 @@ def test_first_load_of_the_default_model_keeps_the_users_seed_and_dtype():
     from the user's RNG, and a float64 default dtype still gives the float32 model."""
     code = textwrap.dedent("""
         import torch
-        from opticam_widgets.zoo import load_default_model
+        from opticam_widgets.model.zoo import load_default_model
         torch.set_default_dtype(torch.float64)
         torch.manual_seed(0)
         expected = torch.rand(3)

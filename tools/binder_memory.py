@@ -38,7 +38,7 @@ def main() -> int:
     matplotlib.use("Agg")
     from IPython.core.interactiveshell import InteractiveShell
 
-    from opticam_widgets.jobs import running_jobs
+    from opticam_widgets.support.jobs import running_jobs
 
     shell = InteractiveShell.instance()
     cells = [c for c in json.load(open(args.notebook))["cells"] if c["cell_type"] == "code"]

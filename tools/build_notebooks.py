@@ -128,7 +128,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from opticam_widgets import OptiCAM, load_default_model, sample_image
-from opticam_widgets.render import overlay
+from opticam_widgets.display.render import overlay
 
 torch.manual_seed(0)
 bundle = load_default_model()
@@ -334,7 +334,7 @@ print(f"pointing game over {len(hits)} images: above 80%:", score > 0.8)
 """),
     code("""
 import matplotlib.pyplot as plt
-from opticam_widgets.render import overlay
+from opticam_widgets.display.render import overlay
 
 fig, axes = plt.subplots(2, 6, figsize=(15, 5))
 for i in range(6):
@@ -363,7 +363,7 @@ below say so and skip themselves cleanly when you are offline.
 import torch
 
 from opticam_widgets import OptiCAM, Preprocess, from_torchvision, sample_image
-from opticam_widgets.zoo import ModelDownloadError
+from opticam_widgets.model.zoo import ModelDownloadError
 
 image = sample_image("chelsea")
 try:
@@ -560,7 +560,7 @@ t[cols].round(3).head(10)
 ## The paper's table
 
 AD ↓, AI ↑ and AG ↑ (%) over the whole set and per explained class, computed with the
-functions of `opticam_widgets.metrics` on the stored probabilities.
+functions of `opticam_widgets.evaluation.metrics` on the stored probabilities.
 """),
     code("""
 results.summary().round(1)

@@ -4,7 +4,7 @@ Public names: ``opticam_widgets.__all__`` and the ``__all__`` of each subpackage
 (:data:`SUBPACKAGES`). Documented: every ``::: identifier`` (a mkdocstrings directive) in the
 pages under ``docs/reference/api/``. A public name is covered when one directive's identifier
 imports to the very same object, so a name documented where it is defined (say
-``opticam_widgets.explainer.OptiCAM``) covers its public alias (``opticam_widgets.OptiCAM``).
+``opticam_widgets.engine.explainer.OptiCAM``) covers its public alias (``opticam_widgets.OptiCAM``).
 
 Run ``python tools/docs_api.py`` to list what is missing; the site's build runs the same check
 (``tools/docs_hooks.py``) and fails on any missing name.

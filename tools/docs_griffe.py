@@ -3,7 +3,7 @@
 - The docstrings (Google style) head their doctests ``Example:``; griffe reads only
   ``Examples:`` as an examples section (``>>>`` lines shown as Python with their output) and
   would render ``Example:`` as a note of plain Markdown: the heading is renamed.
-- Sphinx roles (``:class:`~opticam_widgets.bundle.ModelBundle```, ``:func:`f```) become inline
+- Sphinx roles (``:class:`~opticam_widgets.model.bundle.ModelBundle```, ``:func:`f```) become inline
   code (``ModelBundle``, ``f``): a leading ``~`` keeps the last part of the name, as in Sphinx.
 
 Only what griffe loads changes; the source is not touched.

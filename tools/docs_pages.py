@@ -29,7 +29,7 @@ HELP_WIDTH = "96"
 
 def cli_page() -> str:
     """The CLI reference: ``opticam --help`` and each subcommand's help, from the parser."""
-    from opticam_widgets.cli import build_parser
+    from opticam_widgets.cli.main import build_parser
 
     old = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = HELP_WIDTH
@@ -37,7 +37,7 @@ def cli_page() -> str:
         parser = build_parser()
         parts = ["# Command line: `opticam`", "",
                  "Generated at build time from the command's own argparse parser "
-                 "(`opticam_widgets.cli.build_parser`), so it cannot drift from the code. "
+                 "(`opticam_widgets.cli.main.build_parser`), so it cannot drift from the code. "
                  "`python -m opticam_widgets` is the same command.", "",
                  "```text", parser.format_help().rstrip(), "```", ""]
         for name, sub in _subcommands(parser).items():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..lazy import lazy_attribute
+from ..support.lazy import lazy_attribute
 
 _LAZY = {
     "ENGINES": "api",

@@ -8,10 +8,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..bundle import unpack_model
-from ..checks import check_int, check_positive
-from ..classes import model_labels
-from ..defaults import DEFAULT_LR, DEFAULT_MAX_ITER, DEFAULT_PATIENCE, WIDGET_TOL
+from ..engine.classes import model_labels
+from ..model.bundle import unpack_model
+from ..support.checks import check_int, check_positive
+from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER, DEFAULT_PATIENCE, WIDGET_TOL
 from .compaction import compact, drop_rows, recover
 from .compute import METRICS, BatchExplainer, check_target
 from .fingerprint import check_same_run, run_settings
@@ -33,7 +33,7 @@ ENGINES = ("local", "ray")
 def _resolve_model(model: Any) -> Any:
     """A module or bundle as given; a text spec ("default", "torchvision:NAME") loaded."""
     if isinstance(model, str):
-        from ..zoo import load_model
+        from ..model.zoo import load_model
 
         return load_model(model)
     unpack_model(model)  # raises TypeError naming `model`
@@ -138,7 +138,7 @@ def explain_dataset(
     ``KeyboardInterrupt``) says how to resume.
 
     Args:
-        model_or_bundle: A classifier, a :class:`~opticam_widgets.bundle.ModelBundle` (its
+        model_or_bundle: A classifier, a :class:`~opticam_widgets.model.bundle.ModelBundle` (its
             preprocessing and labels are used), or a spec such as ``"default"`` or
             ``"torchvision:resnet50"``.
         source: A folder (recursive; an ImageFolder layout gives the true labels, matched to
@@ -181,7 +181,7 @@ def explain_dataset(
             by Adam's per-channel steps, then makes a map depend on its batch companions (by
             up to ~0.05 on the default model), and the batch size becomes a setting the
             store is checked against.
-        **cam_kwargs: More :class:`~opticam_widgets.explainer.OptiCAM` arguments
+        **cam_kwargs: More :class:`~opticam_widgets.engine.explainer.OptiCAM` arguments
             (``target_layer``, ``convention``, ``score``, ``precision``, ...).
 
     Returns:

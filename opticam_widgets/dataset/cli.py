@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cliargs import add_run_options, positive_float, positive_int
+from ..cli.args import add_run_options, positive_float, positive_int
 
 __all__ = ["add_subcommands", "parse_target"]
 

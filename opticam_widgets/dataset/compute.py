@@ -4,8 +4,8 @@
 the Ray engine once per actor), so they produce the same rows from the same batch. It uses the
 public engine API only: ``OptiCAM.predict`` (the classes to explain), ``OptiCAM.explain`` (its
 feature-resolution map ``low_res``) and the faithfulness functions of
-:mod:`~opticam_widgets.metrics`. With ``batching="independent"`` (the default) each (image,
-class) row is predicted, optimized and measured on its own, so its floats are those of
+:mod:`~opticam_widgets.evaluation.metrics`. With ``batching="independent"`` (the default) each
+(image, class) row is predicted, optimized and measured on its own, so its floats are those of
 ``explain`` on that image alone whatever the batch; ``"shared"`` runs the batch as one
 optimization (every row at once, each stopping on its own plateau), faster on a GPU but with
 maps that depend on the batch by amplified float rounding.
@@ -21,10 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..bundle import ModelBundle, unpack_model
-from ..classes import class_index
-from ..explainer import OptiCAM
-from ..metrics import (
+from ..engine.classes import class_index
+from ..engine.explainer import OptiCAM
+from ..evaluation.metrics import (
     average_drop,
     average_gain,
     average_increase,
@@ -32,6 +31,7 @@ from ..metrics import (
     insertion,
     masked_probabilities,
 )
+from ..model.bundle import ModelBundle, unpack_model
 from .loader import Batch, Decoded
 
 __all__ = ["BATCHING", "METRICS", "BatchExplainer", "TargetSpec", "check_target"]
@@ -54,7 +54,7 @@ def check_target(target: Any, classes: int | None = None,
     """Validate ``target`` for a dataset run; returns it, a label name as its class index.
 
     ``("top", k)`` is returned as a tuple; names are looked up in ``labels`` by
-    :func:`~opticam_widgets.classes.class_index`.
+    :func:`~opticam_widgets.engine.classes.class_index`.
 
     Raises:
         TypeError: a float or a bool (not a class index).
@@ -114,10 +114,10 @@ class BatchExplainer:
     """Explain batches of decoded images; returns store rows (dicts in the store's schema).
 
     Args:
-        model: A module or :class:`~opticam_widgets.bundle.ModelBundle`.
+        model: A module or :class:`~opticam_widgets.model.bundle.ModelBundle`.
         target: See :func:`check_target`.
         metrics: See :data:`METRICS`.
-        cam_kwargs: Arguments of :class:`~opticam_widgets.explainer.OptiCAM` (max_iter, lr,
+        cam_kwargs: Arguments of :class:`~opticam_widgets.engine.explainer.OptiCAM` (max_iter, lr,
             tol, patience, target_layer, ...).
         curve_steps: Steps of the insertion / deletion curves (``metrics="full"``).
         batching: See :data:`BATCHING`. ``"independent"`` predicts, optimizes and measures

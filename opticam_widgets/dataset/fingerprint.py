@@ -3,7 +3,7 @@
 A resume appends rows to a store, so it must prove that the new rows come from the same
 computation as the stored ones. :func:`run_settings` records the model's *weights* (a BLAKE2b
 digest of its ``state_dict``: names, dtypes, shapes and bytes, buffers included), the layer, the
-preprocessing, every :class:`~opticam_widgets.explainer.OptiCAM` setting that changes a map
+preprocessing, every :class:`~opticam_widgets.engine.explainer.OptiCAM` setting that changes a map
 (taken from the explainer, so the defaults are written whether or not they were passed: the
 Python API and the CLI write the same keys), the batching mode and the package's version.
 Settings that only change float rounding (device, ``max_batch``, the engine, and the batch
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..bundle import ModelBundle
+from ..model.bundle import ModelBundle
 from .compute import BatchExplainer
 
 __all__ = ["SettingsMismatchError", "check_same_run", "run_settings", "weights_digest"]

@@ -5,7 +5,7 @@ whose workers decode and resize) for the local engine, :func:`decode` directly i
 tasks. An image that cannot be read becomes a record with an ``error`` message instead of an
 exception, so one bad file never stops a run.
 
-The resize is the model's own :meth:`~opticam_widgets.images.Preprocess.resize`, the one
+The resize is the model's own :meth:`~opticam_widgets.inputs.images.Preprocess.resize`, the one
 ``OptiCAM.explain`` applies before masking: explaining the resized image optimizes exactly the
 same problem as explaining the photo (masking happens at the model's input size either way).
 """
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ..images import Preprocess, to_pixel_tensor
+from ..inputs.images import Preprocess, to_pixel_tensor
 from .sources import Item, Source
 
 __all__ = ["THUMBNAIL", "Batch", "Decoded", "DecodedDataset", "collate", "decode", "make_loader"]

@@ -4,8 +4,8 @@ Memory is bounded whatever the dataset's size: the loader holds ``prefetch`` bat
 one batch and at most ``shard_size`` finished rows, which go to disk as a shard (at the latest
 every ``flush_every`` seconds, :class:`~.writer.ShardWriter`). A cancel (``cancel`` event,
 ``Ctrl-C``, SIGTERM / SIGHUP, or the process exiting: the run is a job of
-:mod:`~opticam_widgets.jobs`) drops the batch in flight and writes the rows already complete,
-so the store holds complete shards of complete rows only.
+:mod:`~opticam_widgets.support.jobs`) drops the batch in flight and writes the rows already
+complete, so the store holds complete shards of complete rows only.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..jobs import tracked
+from ..support.jobs import tracked
 from .compute import BatchExplainer
 from .loader import make_loader
 from .sources import Source

@@ -119,7 +119,7 @@ class _ExplainActor:
         if threads:
             torch.set_num_threads(threads)  # this actor's own process
         if isinstance(model, str):
-            from ..zoo import load_model
+            from ..model.zoo import load_model
 
             model = load_model(model)
         if torch.cuda.is_available():

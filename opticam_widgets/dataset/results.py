@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..maps import saliency_from_weights
-from ..metrics import average_drop, average_gain, average_increase
+from ..engine.maps import saliency_from_weights
+from ..evaluation.metrics import average_drop, average_gain, average_increase
 from .store import Store
 
 __all__ = ["HEAVY_COLUMNS", "DatasetResults", "load_results", "rebuild_saliency"]
@@ -32,7 +32,7 @@ def rebuild_saliency(low_res: Any, size: tuple[int, int]) -> np.ndarray:
     The engine's map is ``minmax(upsample(cam))`` with the min and max of the upsampled map;
     the stored map is an affine image of ``cam`` (positive scale), and min-max normalisation
     ignores positive affine changes, so ``minmax(upsample(stored))`` (the engine's own maths,
-    :func:`~opticam_widgets.maps.saliency_from_weights` with a single unit weight) is the map
+    :func:`~opticam_widgets.engine.maps.saliency_from_weights` with a single unit weight) is the map
     ``explain`` returns at that size, to float rounding.
 
     Example:
@@ -156,7 +156,7 @@ class DatasetResults:
         """A row's photo, uint8 (H, W, 3): read from its path, else the thumbnail."""
         r = self.table.loc[row]
         if isinstance(r["path"], str) and os.path.isfile(r["path"]):
-            from ..images import to_pixel_tensor
+            from ..inputs.images import to_pixel_tensor
 
             pixels = to_pixel_tensor(r["path"], name="path")
             return (pixels.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
@@ -165,7 +165,7 @@ class DatasetResults:
     def overlay(self, row: int, alpha: float = 0.5, cmap: str = "jet",
                 full: bool = False) -> np.ndarray:
         """The map over the image, uint8 RGB: the thumbnail (or the photo with ``full``)."""
-        from ..render import overlay
+        from ..display.render import overlay
 
         img = self.image(row) if full else self.thumbnail(row)
         return overlay(img, self.saliency(row, img.shape[:2]), alpha=alpha, cmap=cmap)
@@ -177,10 +177,10 @@ class DatasetResults:
         With true labels: ``accuracy`` (overall, % of labelled images predicted right), and
         per class ``precision`` (% of the labelled images predicted as the class that are of
         it) and ``recall`` (% of the images of the class predicted as it). Computed with
-        :func:`~opticam_widgets.metrics.average_drop`,
-        :func:`~opticam_widgets.metrics.average_increase` and
-        :func:`~opticam_widgets.metrics.average_gain` on the stored probabilities; insertion
-        and deletion AUC means when they were computed (``metrics="full"``).
+        :func:`~opticam_widgets.evaluation.metrics.average_drop`,
+        :func:`~opticam_widgets.evaluation.metrics.average_increase` and
+        :func:`~opticam_widgets.evaluation.metrics.average_gain` on the stored probabilities;
+        insertion and deletion AUC means when they were computed (``metrics="full"``).
         """
         import pandas as pd
 

@@ -31,7 +31,7 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
-from ..checks import check_int
+from ..support.checks import check_int
 from ..widget.common import close_widgets
 from ..widget.upload import KeyboardHelper
 from .controls import FilterControls, Pager

@@ -22,8 +22,8 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
-from ..bundle import ModelBundle
-from ..render import overlay, to_png_bytes
+from ..display.render import overlay, to_png_bytes
+from ..model.bundle import ModelBundle
 from ..widget.common import close_widgets
 from .grid import FONT
 from .query import is_unknown, is_wrong
@@ -44,7 +44,7 @@ def check_model(model: Any, settings: dict[str, Any]) -> Any:
     if model is None:
         return None
     if isinstance(model, str):
-        from ..zoo import load_model
+        from ..model.zoo import load_model
 
         model = load_model(model)
     from torch import nn

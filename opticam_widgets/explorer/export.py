@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..render import to_png_bytes
+from ..display.render import to_png_bytes
 from .query import is_unknown, is_wrong
 
 __all__ = ["CSV_COLUMNS", "sheet_array", "tile_caption", "write_contact_sheet", "write_csv"]

@@ -5,7 +5,7 @@
 filters (the explained rows only, with display names and the score gain); a :class:`Query`
 says which rows to keep and in which order; :func:`select` applies it; :func:`page_of` cuts
 one page; :func:`selection_summary` gives the paper's AD / AI / AG of any selection with the
-public functions of :mod:`opticam_widgets.metrics`.
+public functions of :mod:`opticam_widgets.evaluation.metrics`.
 
 Example:
     >>> import pandas as pd
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import average_drop, average_gain, average_increase
+from ..evaluation.metrics import average_drop, average_gain, average_increase
 
 __all__ = [
     "CORRECTNESS",
@@ -240,11 +240,11 @@ def page_of(selection: Any, page: int, page_size: int) -> Any:
 def selection_summary(selection: Any) -> dict[str, Any]:
     """Count, images, accuracy and the paper's AD / AI / AG (%) of a selection.
 
-    AD / AI / AG are :func:`~opticam_widgets.metrics.average_drop`,
-    :func:`~opticam_widgets.metrics.average_increase` and
-    :func:`~opticam_widgets.metrics.average_gain` of the rows with faithfulness terms (``None``
-    when no row has them, e.g. ``metrics=False``); accuracy over the rows with a true label
-    only (``labelled`` of them).
+    AD / AI / AG are :func:`~opticam_widgets.evaluation.metrics.average_drop`,
+    :func:`~opticam_widgets.evaluation.metrics.average_increase` and
+    :func:`~opticam_widgets.evaluation.metrics.average_gain` of the rows with faithfulness terms
+    (``None`` when no row has them, e.g. ``metrics=False``); accuracy over the rows with a true
+    label only (``labelled`` of them).
 
     Example:
         >>> import pandas as pd

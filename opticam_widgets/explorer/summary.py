@@ -1,8 +1,8 @@
 """The summary of the explorer's selection: a line of numbers and a small matplotlib plot.
 
 The numbers come from :func:`~.query.selection_summary` (the paper's AD / AI / AG through
-:mod:`opticam_widgets.metrics`); the plot is the distribution of the selection's drop or gain
-term (what the faithfulness filter looks at), or the mean drop per predicted class. It is a
+:mod:`opticam_widgets.evaluation.metrics`); the plot is the distribution of the selection's drop or
+gain term (what the faithfulness filter looks at), or the mean drop per predicted class. It is a
 PNG with its own white background, so it reads the same in light and dark themes.
 
 Example:

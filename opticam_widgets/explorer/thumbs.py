@@ -5,8 +5,8 @@ offset: from the light ``position`` and ``rank`` columns) and reads the JPEG thu
 rows asked for, one row group at a time: memory follows the page and the store's row-group
 size, never the dataset. :class:`Thumbnails` overlays each row's stored map
 (:meth:`DatasetResults.low_res <opticam_widgets.dataset.results.DatasetResults.low_res>`,
-resized and drawn by :func:`opticam_widgets.render.overlay`) and keeps the tiles in a small LRU
-cache bounded by a few pages.
+resized and drawn by :func:`opticam_widgets.display.render.overlay`) and keeps the tiles in a small
+LRU cache bounded by a few pages.
 
 Example:
     >>> tiles = Thumbnails(load_results("results/"), capacity=48)  # doctest: +SKIP
@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..dataset.store import Store
-from ..render import overlay
+from ..display.render import overlay
 
 __all__ = ["ThumbnailReader", "Thumbnails", "decode_jpeg"]
 
@@ -116,7 +116,7 @@ class Thumbnails:
         """Tiles of rows from their thumbnail bytes (grey for ``None``).
 
         The stored feature-resolution map is drawn as it is (resized by
-        :func:`~opticam_widgets.render.overlay`, no engine call): it is normalised to span
+        :func:`~opticam_widgets.display.render.overlay`, no engine call): it is normalised to span
         [0, 1] at the photo's size, so at the thumbnail's size it spans [0, 1] to within the
         resampling of its extremes (under 1% of the range). The detail view shows the exact map.
         """

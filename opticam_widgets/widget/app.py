@@ -1,7 +1,7 @@
 """``OptiCAMWidget``: Opti-CAM, live in a notebook.
 
 The widget composes the controls (:mod:`.controls`) and a layered canvas (:mod:`.canvas`) and
-drives the headless engine (:class:`~opticam_widgets.explainer.OptiCAM`) in a worker thread
+drives the headless engine (:class:`~opticam_widgets.engine.explainer.OptiCAM`) in a worker thread
 (:mod:`.runner`), so the kernel stays usable while a map is optimized. The iteration-0 map
 (the channel-mean CAM) is drawn at once; the map, progress bar, status line and score plot then
 refresh a few times per second until the run ends, is stopped, or stops early on a plateau.
@@ -15,7 +15,7 @@ Lifecycle: the widget's own controls keep it alive while they are open (a displa
 keeps working when its Python name is dropped); :meth:`OptiCAMWidget.close` cancels and joins
 its jobs and closes every widget, after which nothing of the package holds it. Jobs still
 running when the interpreter exits (a script ending during a run, a kernel shut down) are
-cancelled and joined by :mod:`opticam_widgets.jobs`, so the process exits cleanly.
+cancelled and joined by :mod:`opticam_widgets.support.jobs`, so the process exits cleanly.
 
 Example:
     >>> from opticam_widgets import OptiCAMWidget, sample_image  # doctest: +SKIP
@@ -34,10 +34,10 @@ from torch import nn
 from traitlets import Any as AnyTrait
 from traitlets import Bool, HasTraits, Int
 
-from ..bundle import ModelBundle
-from ..defaults import DEFAULT_LR, DEFAULT_MAX_ITER, WIDGET_PATIENCE, WIDGET_TOL
-from ..explainer import OptiCAM
-from ..result import OptiCAMResult
+from ..engine.explainer import OptiCAM
+from ..engine.result import OptiCAMResult
+from ..model.bundle import ModelBundle
+from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER, WIDGET_PATIENCE, WIDGET_TOL
 from .assembly import assemble
 from .canvas import SaliencyCanvas
 from .compare import ComparePanel
@@ -62,12 +62,12 @@ class OptiCAMWidget(ExportAPI, HasTraits):
 
     Args:
         model: A classifier returning logits (B, classes), or a
-            :class:`~opticam_widgets.bundle.ModelBundle` (its preprocessing and labels are
+            :class:`~opticam_widgets.model.bundle.ModelBundle` (its preprocessing and labels are
             then used).
         labels: One name per class. Default: the bundle's labels, else the ImageNet names when
             the model has 1000 outputs, else ``"class 0" … "class C-1"``.
         preprocess: The model's resize and normalization (see
-            :func:`~opticam_widgets.images.coerce_preprocess`). Default for a bare module:
+            :func:`~opticam_widgets.inputs.images.coerce_preprocess`). Default for a bare module:
             ImageNet mean/std at 224×224 (said in the status line).
         target_layer: Module or dotted name of the feature layer; ``None`` auto-detects.
         device: Device of the model (``None``: where its parameters are).
@@ -136,7 +136,7 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         Example:
             >>> OptiCAMWidget.default().show(sample_image("chelsea"))  # doctest: +SKIP
         """
-        from ..zoo import load_default_model
+        from ..model.zoo import load_default_model
 
         return cls(load_default_model(), **kwargs)
 
@@ -253,7 +253,7 @@ class OptiCAMWidget(ExportAPI, HasTraits):
     # ------------------------------------------------------------------ results and export
     @property
     def result(self) -> OptiCAMResult | None:
-        """The :class:`~opticam_widgets.explainer.OptiCAMResult` shown (live during a run)."""
+        """The :class:`~opticam_widgets.engine.result.OptiCAMResult` shown (live during a run)."""
         entry = self._parts.session.shown
         return entry.result if entry is not None else None
 

@@ -17,8 +17,8 @@ from typing import Any
 import ipywidgets as w
 from traitlets import dlink
 
-from ..explainer import OptiCAM
-from ..jobs import Worker
+from ..engine.explainer import OptiCAM
+from ..support.jobs import Worker
 from .actions import ExportActions
 from .canvas import SaliencyCanvas
 from .common import close_widgets

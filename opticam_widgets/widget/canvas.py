@@ -29,7 +29,7 @@ from ipycanvas import MultiCanvas, hold_canvas
 from ipywidgets import Layout
 from traitlets import Bool, Enum, Float, HasTraits, Int, Unicode, observe
 
-from ..render import as_uint8_image, colorize, mask_image, resize_map
+from ..display.render import as_uint8_image, colorize, mask_image, resize_map
 from .common import DRAW_LOCK, close_widgets
 from .export import render_view
 
@@ -159,7 +159,7 @@ class SaliencyCanvas(HasTraits):
 
         Args:
             image: uint8 (H, W, 3) or float in [0, 1] (see
-                :func:`~opticam_widgets.render.as_uint8_image`).
+                :func:`~opticam_widgets.display.render.as_uint8_image`).
 
         Returns:
             The picture drawn, uint8 (h, w, 3) at the drawing's size.

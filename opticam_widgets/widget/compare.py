@@ -1,7 +1,7 @@
 """The "compare with" panel: a baseline CAM on the same layer, beside the Opti-CAM map.
 
-Baselines come from :func:`opticam_widgets.baselines.baseline_map` (Grad-CAM, Grad-CAM++ and
-Score-CAM need the optional torchcam extra; without it the panel says so instead of failing).
+Baselines come from :func:`opticam_widgets.evaluation.baselines.baseline_map` (Grad-CAM, Grad-CAM++
+and Score-CAM need the optional torchcam extra; without it the panel says so instead of failing).
 They cannot be cancelled by the library, so :func:`interruptible` makes the model raise
 :class:`Cancelled` at its next forward pass once the job's cancel event is set: a Score-CAM
 (one forward pass per channel) never holds up a new run or ``widget.close()`` for long.
@@ -19,8 +19,8 @@ import ipywidgets as w
 import numpy as np
 from torch import Tensor, nn
 
-from ..explainer import OptiCAM
-from ..jobs import Worker, exiting
+from ..engine.explainer import OptiCAM
+from ..support.jobs import Worker, exiting
 from .canvas import SaliencyCanvas
 from .common import close_widgets
 from .messages import caption_html, metrics_html, note_html
@@ -75,12 +75,12 @@ def compute_baseline(method: str, model: nn.Module, pixels: Tensor, target: int,
     """A baseline map of one image and its faithfulness metrics.
 
     Args:
-        method: A name from :data:`opticam_widgets.baselines.BASELINES`.
+        method: A name from :data:`opticam_widgets.evaluation.baselines.BASELINES`.
         model: The classifier.
         pixels: Image (3, H, W) in [0, 1].
         target: Class index.
         layer: Target layer name (Opti-CAM's, so the comparison is fair).
-        preprocess: The model's :class:`~opticam_widgets.images.Preprocess`.
+        preprocess: The model's :class:`~opticam_widgets.inputs.images.Preprocess`.
         cancel: Set it to abort at the next forward pass (raises :class:`Cancelled`).
 
     Returns:
@@ -94,7 +94,7 @@ def compute_baseline(method: str, model: nn.Module, pixels: Tensor, target: int,
         ImportError: The method needs torchcam and it is not installed.
         Cancelled: ``cancel`` was set.
     """
-    from ..baselines import baseline_map
+    from ..evaluation.baselines import baseline_map
 
     if getattr(preprocess, "size", None) is not None:
         pixels = preprocess.resize(pixels[None])[0]
@@ -103,7 +103,7 @@ def compute_baseline(method: str, model: nn.Module, pixels: Tensor, target: int,
                                 preprocess=preprocess)
         saliency = saliency.detach().float().cpu()
         try:
-            from ..metrics import faithfulness
+            from ..evaluation.metrics import faithfulness
 
             metrics = faithfulness(model, pixels[None], saliency[:1], [target],
                                    preprocess=preprocess)

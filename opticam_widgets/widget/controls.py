@@ -19,8 +19,14 @@ from dataclasses import dataclass, fields
 
 import ipywidgets as w
 
-from ..defaults import BASELINES, CONVENTIONS, DEFAULT_CONVENTION, DEFAULT_LR, DEFAULT_MAX_ITER
-from ..render import COLORMAPS
+from ..display.render import COLORMAPS
+from ..support.defaults import (
+    BASELINES,
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+    DEFAULT_LR,
+    DEFAULT_MAX_ITER,
+)
 from .plot import ScorePlot
 from .upload import PhotoDrop
 

@@ -29,8 +29,8 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
-from ..jobs import exiting, tracked
-from ..render import to_png_bytes
+from ..display.render import to_png_bytes
+from ..support.jobs import exiting, tracked
 from .messages import esc
 
 __all__ = ["Display", "get_shell", "mimebundle", "picture_bundle", "reopened_html",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..render import colorize, mask_image, overlay, to_png_bytes
+from ..display.render import colorize, mask_image, overlay, to_png_bytes
 from .record import download_link, map_record, record_json, reproduce_code
 from .saving import SaveFolder, check_file_name, with_suffix, write_new
 from .state import Session
@@ -46,7 +46,7 @@ def render_view(rgb: np.ndarray, saliency: np.ndarray | None, *, view: str = "ov
     if saliency is None or view == "original":
         return rgb
     if view == "saliency":
-        from ..render import resize_map
+        from ..display.render import resize_map
 
         return colorize(resize_map(saliency, rgb.shape[:2]), cmap)[..., :3]
     if view == "masked":
@@ -71,7 +71,8 @@ def summary_figure(rgb: np.ndarray, result: Any, *, title: str, cmap: str = "jet
 
     Args:
         rgb: The image, uint8 (H, W, 3).
-        result: An :class:`~opticam_widgets.explainer.OptiCAMResult` (its first row is drawn).
+        result: An :class:`~opticam_widgets.engine.result.OptiCAMResult` (its first row is
+            drawn).
         title: Title of the image panel (e.g. the class name).
         cmap: Colormap name.
         opacity: Heatmap opacity of the overlay.

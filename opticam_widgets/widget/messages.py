@@ -136,7 +136,7 @@ def step_html(label: str, progress: Any) -> str:
 
     Args:
         label: :func:`label_html` of the class.
-        progress: The engine's :class:`~opticam_widgets.explainer.OptiCAMProgress`.
+        progress: The engine's :class:`~opticam_widgets.engine.explainer.OptiCAMProgress`.
     """
     return (f"{label} · iteration {progress.step}/{progress.max_iter} · score "
             f"{fmt(float(progress.current_score[0]))} (best "
@@ -148,7 +148,7 @@ def result_html(label: str, result: Any, iterations: int) -> str:
 
     Args:
         label: :func:`label_html` of the class.
-        result: The :class:`~opticam_widgets.explainer.OptiCAMResult`.
+        result: The :class:`~opticam_widgets.engine.explainer.OptiCAMResult`.
         iterations: Iterations requested.
     """
     if result.cancelled:

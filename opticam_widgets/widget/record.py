@@ -17,7 +17,7 @@ import base64
 import json
 from typing import Any
 
-from ..defaults import WIDGET_PATIENCE, WIDGET_TOL
+from ..support.defaults import WIDGET_PATIENCE, WIDGET_TOL
 from .messages import esc
 
 __all__ = ["download_link", "map_record", "preprocess_spec", "record_json", "reproduce_code"]
@@ -32,7 +32,7 @@ def preprocess_spec(pre: Any) -> dict | None:
     ``None`` for a custom ``transform`` (which code cannot spell).
 
     Example:
-        >>> from opticam_widgets.preprocess import Preprocess
+        >>> from opticam_widgets.inputs.preprocess import Preprocess
         >>> preprocess_spec(Preprocess(size=(32, 32), mean=(0, 0, 0), std=(1, 1, 1)))
         {'size': [32, 32], 'mean': [0.0, 0.0, 0.0], 'std': [1.0, 1.0, 1.0]}
     """

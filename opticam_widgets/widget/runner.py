@@ -25,10 +25,10 @@ import torch
 from torch import Tensor
 from traitlets import HasTraits
 
-from ..defaults import WIDGET_PATIENCE, WIDGET_TOL
-from ..explainer import OptiCAM
-from ..jobs import Worker, exiting
-from ..result import OptiCAMResult
+from ..engine.explainer import OptiCAM
+from ..engine.result import OptiCAMResult
+from ..support.defaults import WIDGET_PATIENCE, WIDGET_TOL
+from ..support.jobs import Worker, exiting
 from .canvas import display_size
 from .messages import interrupted_html, not_started_html
 from .state import Entry, RunKey, Session
@@ -176,7 +176,7 @@ class Runner:
         """Class probabilities (C,) float64 of one image and its iteration-0 map, shown size.
 
         In this thread; one resize and one forward pass for both
-        (:meth:`~opticam_widgets.explainer.OptiCAM.preview`).
+        (:meth:`~opticam_widgets.engine.explainer.OptiCAM.preview`).
         """
         size = display_size(int(pixels.shape[-2]), int(pixels.shape[-1]),
                             self.view.canvas.max_size)
@@ -291,7 +291,7 @@ class Runner:
         far as the resize does not commute with the masking (``benchmarks/results/big_photo.md``).
         """
         try:
-            from ..metrics import faithfulness
+            from ..evaluation.metrics import faithfulness
 
             pre = self.cam.preprocess
             if pre.size is None:

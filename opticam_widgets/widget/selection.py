@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 from torch import Tensor
 
-from ..classes import class_index
-from ..result import OptiCAMResult
+from ..engine.classes import class_index
+from ..engine.result import OptiCAMResult
 from .compare import Comparison
 from .controls import Controls
 from .messages import prompt_html, settings_html

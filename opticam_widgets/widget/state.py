@@ -30,9 +30,9 @@ import numpy as np
 from PIL.Image import Image as PILImage
 from torch import Tensor
 
-from ..photos import to_image_tensor
-from ..render import as_uint8_image
-from ..result import OptiCAMResult
+from ..display.render import as_uint8_image
+from ..engine.result import OptiCAMResult
+from ..inputs.photos import to_image_tensor
 
 __all__ = ["ClassNames", "Entry", "ImageState", "ResultCache", "RunKey", "Session",
            "check_labels", "check_top_k", "expand_folder", "image_name", "image_sources",
@@ -244,7 +244,7 @@ class ClassNames:
                                  f"{classes} outputs; give one name per class")
             return cls(given)
         if classes == 1000:
-            from ..zoo import imagenet_labels
+            from ..model.zoo import imagenet_labels
 
             return cls(imagenet_labels())
         return cls([f"class {i}" for i in range(classes)])

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 from PIL import Image
 from opticam_widgets import OptiCAMExplorer, explain_dataset, load_default_model
-from opticam_widgets.zoo import sample_images
+from opticam_widgets.model.zoo import sample_images
 
 # class folders: some right for the model, some deliberately wrong (coins are no tabby)
 FOLDERS = {"chelsea": "tabby", "coffee": "espresso", "camera": "tripod", "astronaut": "espresso",

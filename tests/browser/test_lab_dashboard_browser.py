@@ -153,7 +153,7 @@ def _measure_big_photo_show(app, artifacts) -> None:
     app.add_cell_and_run(
         "import time\nfrom PIL import Image\n"
         "from opticam_widgets import OptiCAMWidget, sample_image\n"
-        "from opticam_widgets.zoo import load_default_model\n"
+        "from opticam_widgets.model.zoo import load_default_model\n"
         "bundle = load_default_model()\n"
         "_cat = sample_image('chelsea')\n"
         "_cat = (_cat if isinstance(_cat, Image.Image) else Image.fromarray(_cat)).convert('RGB')\n"

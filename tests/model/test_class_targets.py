@@ -1,5 +1,5 @@
 """Issue 27: a class asked for by label name wherever a target is taken (engine, baselines,
-metrics, curves, dataset), by the one rule of :func:`opticam_widgets.classes.class_index`;
+metrics, curves, dataset), by the one rule of :func:`opticam_widgets.engine.classes.class_index`;
 floats and booleans refused with a TypeError naming the argument; the model untouched."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from tinynets import ColourNet, two_squares
 from torch import nn
 
 from opticam_widgets import ModelBundle, OptiCAM, Preprocess
-from opticam_widgets.baselines import baseline_map
-from opticam_widgets.curves import insertion
-from opticam_widgets.metrics import faithfulness
+from opticam_widgets.evaluation.baselines import baseline_map
+from opticam_widgets.evaluation.curves import insertion
+from opticam_widgets.evaluation.metrics import faithfulness
 
 LABELS = ["red", "green", "blue"]
 PLAIN = Preprocess(size=None, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))

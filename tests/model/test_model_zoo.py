@@ -19,10 +19,10 @@ import torch
 import zoo_models as zm
 from torch import Tensor, nn
 
-from opticam_widgets.features import capture, layer_layout, model_guard
-from opticam_widgets.layouts import layout_hints, to_spatial
-from opticam_widgets.picker import batch_tensor
-from opticam_widgets.tokenorder import token_order
+from opticam_widgets.model.features import capture, layer_layout, model_guard
+from opticam_widgets.model.layouts import layout_hints, to_spatial
+from opticam_widgets.model.picker import batch_tensor
+from opticam_widgets.model.tokenorder import token_order
 
 CORNERS = ((0, 0), (0, -1), (-1, 0), (-1, -1))
 

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from opticam_widgets import OptiCAM, Preprocess
-from opticam_widgets.classes import class_index
-from opticam_widgets.features import capture, model_guard
-from opticam_widgets.layouts import detect_layout
+from opticam_widgets.engine.classes import class_index
+from opticam_widgets.model.features import capture, model_guard
+from opticam_widgets.model.layouts import detect_layout
 
 NO_RESIZE = Preprocess(size=None)
 
@@ -239,7 +239,7 @@ def test_class_index_takes_an_index_or_a_label_and_refuses_floats_and_booleans()
 
 
 def test_cli_target_by_label_name(capsys, tmp_path):
-    from opticam_widgets.cli import main
+    from opticam_widgets.cli.main import main
 
     code = main(["explain", "sample:chelsea", "--target", "Egyptian cat", "--target", "281",
                  "--iters", "1", "--out", str(tmp_path)])

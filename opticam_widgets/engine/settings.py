@@ -1,4 +1,4 @@
-"""The per-call settings of :meth:`~opticam_widgets.explainer.OptiCAM.explain`, checked.
+"""The per-call settings of :meth:`~opticam_widgets.engine.explainer.OptiCAM.explain`, checked.
 
 Each override is checked as the constructor checks it; ``None`` (or :data:`UNSET` for
 ``tol``, where ``None`` means "no early stopping") keeps the explainer's own value.
@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import check_choice, check_int, check_positive, check_tol
-from .defaults import CONVENTIONS
+from ..support.checks import check_choice, check_int, check_positive, check_tol
+from ..support.defaults import CONVENTIONS
 
 __all__ = ["UNSET", "ExplainSettings", "explain_settings"]
 

@@ -12,8 +12,8 @@ Conventions:
   (3, 5, 3), is refused with a message rather than guessed.
 * torch tensors are channels-first: (3, H, W), (1, H, W), (H, W) or (1, 3, H, W).
 * Values are pixels in [0, 1] (uint8 data is divided by 255); the model's normalization is
-  applied later by :class:`~opticam_widgets.preprocess.Preprocess`, after Opti-CAM's masking
-  (re-exported here with :func:`~opticam_widgets.preprocess.coerce_preprocess`).
+  applied later by :class:`~opticam_widgets.inputs.preprocess.Preprocess`, after Opti-CAM's masking
+  (re-exported here with :func:`~opticam_widgets.inputs.preprocess.coerce_preprocess`).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _from_pil(img: Any, name: str) -> np.ndarray:
     baseline). 16-bit and 32-bit integer images ("I;16", "I") are read as 16-bit data
     (0-65535; all values in 0-255 is ambiguous and refused); float images ("F") must already
     hold values in [0, 1]; "LAB" and embedded ICC profiles are converted by littlecms
-    (:mod:`~opticam_widgets.colorspace`); other modes by Pillow.
+    (:mod:`~opticam_widgets.inputs.colorspace`); other modes by Pillow.
     """
     from PIL import ImageOps
 

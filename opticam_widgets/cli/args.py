@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .defaults import DEFAULT_LR, DEFAULT_MAX_ITER, SCHEDULES
+from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER, SCHEDULES
 
 __all__ = ["add_run_options", "class_index", "converter", "positive_float", "positive_int",
            "unit_float"]

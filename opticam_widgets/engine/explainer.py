@@ -7,8 +7,8 @@ the destructive convention, ``x ⊙ (1 − S)`` loses) the class score, where
 model's normalization, so the baseline is a black image. Only ``u`` is optimized; the model is
 frozen for the duration of the call and restored afterwards.
 
-The map maths live in :mod:`~opticam_widgets.maps`, the loop in
-:mod:`~opticam_widgets.optimize`, the result in :mod:`~opticam_widgets.result`.
+The map maths live in :mod:`~opticam_widgets.engine.maps`, the loop in
+:mod:`~opticam_widgets.engine.optimize`, the result in :mod:`~opticam_widgets.engine.result`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .bundle import ModelBundle, unpack_model
-from .checks import (
+from ..inputs.photos import as_image_batch
+from ..model.bundle import ModelBundle, unpack_model
+from ..model.features import LayerSpec, capture, model_guard, resolve_layer
+from ..model.folding import inner_loop_model
+from ..model.layouts import Reshape, check_reshape
+from ..support.checks import (
     check_choice,
     check_int,
     check_logits,
@@ -36,8 +40,7 @@ from .checks import (
     plain_tensor,
     warn_if_flat,
 )
-from .classes import model_labels
-from .defaults import (
+from ..support.defaults import (
     CONVENTIONS,
     DEFAULT_CONVENTION,
     DEFAULT_LR,
@@ -50,9 +53,7 @@ from .defaults import (
     SCHEDULES,
     SCORES,
 )
-from .fastmodel import inner_loop_model
-from .features import LayerSpec, capture, model_guard, resolve_layer
-from .layouts import Reshape, check_reshape
+from .classes import model_labels
 from .maps import channel_mean_map, saliency_from_weights
 from .masking import Masker, prefers_channels_last
 from .optimize import (
@@ -62,7 +63,6 @@ from .optimize import (
     ScoreFn,
     initial_logits,
 )
-from .photos import as_image_batch
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
 from .schedules import schedule_factory
 from .settings import UNSET, ExplainSettings, explain_settings
@@ -76,7 +76,7 @@ class OptiCAM:
 
     Args:
         model: A classifier returning logits (B, classes), or a
-            :class:`~opticam_widgets.bundle.ModelBundle` (its preprocessing is then used).
+            :class:`~opticam_widgets.model.bundle.ModelBundle` (its preprocessing is then used).
         target_layer: Module or dotted name whose output gives the feature maps; ``None``
             picks the last spatial map before global pooling.
         max_iter: Adam steps per explanation (the seed's default, 100).
@@ -89,7 +89,7 @@ class OptiCAM:
         score: ``"logit"`` (the paper), ``"probability"`` (softmax), or a callable
             ``(logits, targets) -> (N,)``.
         preprocess: The model's resize and normalization, applied after masking (see
-            :func:`~opticam_widgets.images.coerce_preprocess`); default ImageNet mean/std at
+            :func:`~opticam_widgets.inputs.images.coerce_preprocess`); default ImageNet mean/std at
             224×224.
         device: Device of the model; ``None`` uses the device of its parameters.
         tol: Early stopping: each (image, class) row stops when, over its last ``patience``
@@ -103,7 +103,7 @@ class OptiCAM:
         seed: Seed of the random starts when ``nb_premises_at_startup > 1``.
         fold_batchnorm: Run the optimization loop on a cached copy of the model with its
             eval-mode BatchNorms folded into the preceding convolutions and its weights
-            ``channels_last`` (:mod:`~opticam_widgets.fastmodel`): the same function to float
+            ``channels_last`` (:mod:`~opticam_widgets.model.folding`): the same function to float
             rounding, checked against the model's own logits, and faster per step (see
             ``benchmarks/results/``). The loop then never touches the model itself, which is
             frozen (eval mode, ``requires_grad=False``) only during the call's one capture
@@ -116,11 +116,11 @@ class OptiCAM:
             whatever the number of classes. The results are the same as one by one (to float
             rounding).
         reshape: The target layer's layout: ``None`` detects CNN maps, transformer tokens
-            and channels-last maps (:mod:`~opticam_widgets.layouts`); or ``"nchw"``,
+            and channels-last maps (:mod:`~opticam_widgets.model.layouts`); or ``"nchw"``,
             ``"nhwc"``, ``"tokens"``, or a callable ``output -> (B, C, h, w)``.
         schedule: ``"paper"`` (Adam on the logits, the default) or ``"fast"`` (Adam on the
             map, projected onto channel weights: the paper's quality in far fewer steps on the
-            models measured; :mod:`~opticam_widgets.schedules`, ``lr`` scales its step; see
+            models measured; :mod:`~opticam_widgets.engine.schedules`, ``lr`` scales its step; see
             ``benchmarks/results/time_to_quality.md``).
         labels: One name per class, so that ``explain(target=...)`` takes label names
             (default: a bundle's labels, else none: indices only).
@@ -235,7 +235,7 @@ class OptiCAM:
             image: One image or a batch, as for :meth:`explain`.
             size: ``(H, W)`` of the maps (e.g. the size they are shown at; the maps are those
                 at the images' own size, seen at ``size``, as
-                :meth:`~opticam_widgets.result.OptiCAMResult.saliency_at` gives them);
+                :meth:`~opticam_widgets.engine.result.OptiCAMResult.saliency_at` gives them);
                 ``None``: the images' own size.
 
         Returns:

@@ -24,7 +24,8 @@ Target = Union[None, int, str, Sequence[Union[int, str]], Tensor, np.ndarray]
 def _one(value: Any, names: Sequence[str] | None, name: str) -> int:
     """One class request as an int: an index as given (range-checked later) or a label name.
 
-    Floats, booleans and anything else are refused by :func:`~opticam_widgets.classes.class_index`.
+    Floats, booleans and anything else are refused by
+    :func:`~opticam_widgets.engine.classes.class_index`.
     """
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         return int(value)
@@ -78,7 +79,7 @@ def resolve_targets(
         what: Plural noun of the inputs for error messages.
         several_for_one: With a single input, accept several classes (one row each).
         names: The model's labels, where label names are looked up
-            (:func:`~opticam_widgets.classes.class_index`: exact, then case-insensitive).
+            (:func:`~opticam_widgets.engine.classes.class_index`: exact, then case-insensitive).
 
     Returns:
         ``(classes (N,), index (N,))``: class and input index of each row, CPU longs.

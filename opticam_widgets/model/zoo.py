@@ -10,7 +10,7 @@
   only here, and only when the weights are not cached yet).
 * :func:`imagenet_labels`: the 1000 ImageNet class names from torchvision's weights metadata.
 * :func:`sample_image` / :func:`sample_images`: photos that ship inside scikit-image (from
-  :mod:`~opticam_widgets.samples`, re-exported here).
+  :mod:`~opticam_widgets.inputs.samples`, re-exported here).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..inputs.images import Preprocess, coerce_preprocess
+from ..inputs.samples import SAMPLE_DESCRIPTIONS, SAMPLE_NAMES, sample_image, sample_images
 from .bundle import ModelBundle
-from .images import Preprocess, coerce_preprocess
-from .samples import SAMPLE_DESCRIPTIONS, SAMPLE_NAMES, sample_image, sample_images
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -181,7 +181,7 @@ def load_default_model() -> ModelBundle:
     ``model.requires_grad_(True)`` on a ``copy.deepcopy`` of it to fine-tune.
 
     Returns:
-        A :class:`~opticam_widgets.bundle.ModelBundle` with the model, its preprocessing
+        A :class:`~opticam_widgets.model.bundle.ModelBundle` with the model, its preprocessing
         (224×224, mean = std = 0.5), the 1000 ImageNet labels, and the name
         ``"efficientnet_lite0"``.
 
@@ -280,7 +280,7 @@ def from_torchvision(name: str, weights: Any = "DEFAULT") -> ModelBundle:
             (offline; ImageNet preprocessing at 224×224 and ImageNet labels).
 
     Returns:
-        A :class:`~opticam_widgets.bundle.ModelBundle` in eval mode, named
+        A :class:`~opticam_widgets.model.bundle.ModelBundle` in eval mode, named
         ``"torchvision:<name>"``.
 
     Raises:

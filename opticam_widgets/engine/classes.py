@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import ModelBundle
+from ..model.bundle import ModelBundle
 
 __all__ = ["class_index", "model_labels"]
 
@@ -74,7 +74,7 @@ def model_labels(model: Any, labels: Any = None) -> list[str] | None:
 
     Args:
         model: An ``nn.Module`` (no labels of its own) or a
-            :class:`~opticam_widgets.bundle.ModelBundle`.
+            :class:`~opticam_widgets.model.bundle.ModelBundle`.
         labels: One name per class, overriding the bundle's; ``None`` keeps them.
 
     Raises:

@@ -156,12 +156,14 @@ def channel_mean_map(features: Tensor, size: tuple[int, int],
     """Opti-CAM's iteration 0, uniform channel weights: ``minmax(upsample(mean_k A_k))``.
 
     Args:
-        features: (N, K, h, w) ReLU'd feature maps (as :func:`~opticam_widgets.features.capture`
+        features: (N, K, h, w) ReLU'd feature maps (as
+            :func:`~opticam_widgets.model.features.capture`
             returns them).
         size: ``(H, W)`` of the returned maps (e.g. the image's, or the size it is shown at).
         normalize_for: Normalise as the map at this size (e.g. the image's own) and show it at
             ``size``: the full-size map seen at ``size``, as
-            :meth:`~opticam_widgets.result.OptiCAMResult.saliency_at` does. ``None``: ``size``.
+            :meth:`~opticam_widgets.engine.result.OptiCAMResult.saliency_at` does.
+            ``None``: ``size``.
 
     Returns:
         (N, H, W) float32 maps in [0, 1] on the features' device (no autograd).

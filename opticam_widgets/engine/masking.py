@@ -5,7 +5,7 @@ space before the model's normalization, so masked-out pixels are black.
 
 Example:
     >>> import torch
-    >>> from opticam_widgets.images import Preprocess
+    >>> from opticam_widgets.inputs.images import Preprocess
     >>> mask = Masker(Preprocess(size=None), torch.ones(1, 3, 2, 2), "constructive")
     >>> mask(torch.zeros(1, 1, 2, 2)).shape
     torch.Size([1, 3, 2, 2])
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .images import Preprocess
+from ..inputs.images import Preprocess
 
 __all__ = ["Masker", "prefers_channels_last"]
 

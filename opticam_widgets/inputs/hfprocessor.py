@@ -51,7 +51,7 @@ def _hw(size: Any, name: str) -> tuple[int, int]:
 
 
 def from_image_processor(processor: Any) -> Preprocess:
-    """The :class:`~opticam_widgets.preprocess.Preprocess` a Hugging Face image processor states.
+    """The :class:`~.preprocess.Preprocess` a Hugging Face image processor states.
 
     Raises:
         ValueError: a size that gives no input size, or a rescale factor other than 1/255.

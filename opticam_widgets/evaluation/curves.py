@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .bundle import ModelBundle
-from .checks import check_int
-from .classes import model_labels
-from .images import as_pixel_batch
-from .maps import resize_maps
-from .probes import class_probabilities, eval_mode, original_probabilities, prepare
-from .targets import Target
+from ..engine.classes import model_labels
+from ..engine.maps import resize_maps
+from ..engine.targets import Target
+from ..inputs.images import as_pixel_batch
+from ..model.bundle import ModelBundle
+from ..support.checks import check_int
+from .forward import class_probabilities, eval_mode, original_probabilities, prepare
 
 __all__ = ["BASELINE_IMAGES", "CurveResult", "curve_auc", "deletion", "insertion"]
 

@@ -7,7 +7,7 @@ by several units, so the score keeps rising slowly for many steps.
 
 ``schedule="fast"`` (:class:`MapSpaceAdam`) takes its steps on the map instead: the loss
 depends on ``u`` only through the low-resolution normalised map ``m(u)``
-(:func:`~opticam_widgets.maps.low_res_saliency`, ``P = h·w`` values), so each step
+(:func:`~opticam_widgets.engine.maps.low_res_saliency`, ``P = h·w`` values), so each step
 
 1. recovers the map gradient ``g_m`` from the engine's ``g_u = Jᵀ g_m`` (``J = ∂m/∂u``, a
    P × K Jacobian computed on the small map alone, no model pass) by a damped least-squares
@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .defaults import SCHEDULES
+from ..support.defaults import SCHEDULES
 from .maps import low_res_saliency
 from .optimize import OptimizerFactory, adam_factory, lr_scheduler
 
@@ -253,7 +253,7 @@ def weights_to_logits(w: Tensor, floor: float = WEIGHT_FLOOR) -> Tensor | None:
 class MapSpaceAdam(torch.optim.Optimizer):
     """Adam on the low-resolution map, projected back onto channel logits (``"fast"``).
 
-    Drives the (R, K) logits ``u`` of an :class:`~opticam_widgets.optimize.OptimizationRun`:
+    Drives the (R, K) logits ``u`` of an :class:`~opticam_widgets.engine.optimize.OptimizationRun`:
     :meth:`step` reads ``u.grad`` (of the loss) and writes ``u``; rows with a zero gradient
     (stopped early) are left as they are; a stalled row escapes once (module docstring).
 
@@ -368,7 +368,7 @@ def schedule_factory(schedule: str, lr: float, features: Tensor, size: tuple[int
 
     Args:
         schedule: ``"paper"`` (Adam on the logits at ``lr``, as
-            :func:`~opticam_widgets.optimize.adam_factory`) or ``"fast"``
+            :func:`~opticam_widgets.engine.optimize.adam_factory`) or ``"fast"``
             (:class:`MapSpaceAdam` with a map step of ``FAST_MAP_STEP × lr``).
         lr: The explainer's learning rate.
         features: (B, K, h, w) feature maps of the run's images.

@@ -8,7 +8,7 @@ each direction, and laying the weights out ``channels_last`` lets oneDNN skip it
 weight reorders (speed-ups: ``benchmarks/bench_levers.py`` and the README).
 
 The user's model is never modified: the stand-in is a deep copy, built inside
-:func:`~opticam_widgets.features.model_guard` (eval mode, frozen) and cached per model. It can
+:func:`~opticam_widgets.model.features.model_guard` (eval mode, frozen) and cached per model. It can
 never go stale unnoticed: on **every** call it is run once on the call's input and its logits
 are compared with the model's own (which the caller computed anyway), to a tolerance a few
 times the folding's float rounding; on any difference it is rebuilt, and if the rebuilt copy
@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from .checks import logits_of
+from ..support.checks import logits_of
 
 __all__ = ["folded_copy", "inner_loop_model"]
 
@@ -191,7 +191,7 @@ def _set_submodule(net: nn.Module, name: str, module: nn.Module) -> None:
 def folded_copy(model: nn.Module, x: Tensor) -> tuple[nn.Module, int]:
     """A frozen eval-mode copy of ``model`` with BatchNorms folded into their convolutions.
 
-    Call inside :func:`~opticam_widgets.features.model_guard` (the copy inherits eval mode).
+    Call inside :func:`~opticam_widgets.model.features.model_guard` (the copy inherits eval mode).
     The copy's 4-D weights are ``channels_last``. ``model`` itself is not touched.
 
     Args:
@@ -269,7 +269,7 @@ def _checked_copy(model: nn.Module, x: Tensor, logits: Tensor) -> nn.Module | No
 def inner_loop_model(model: nn.Module, x: Tensor, logits: Tensor) -> nn.Module:
     """The module to run in the optimization loop: a checked folded copy, or ``model`` itself.
 
-    Call inside :func:`~opticam_widgets.features.model_guard`. The copy is cached per model.
+    Call inside :func:`~opticam_widgets.model.features.model_guard`. The copy is cached per model.
     On every call a cached copy is checked against ``logits`` (one forward of the copy on
     ``x``, no backward); it is rebuilt when it differs or when the model's fingerprint
     (tensors, modules, plain attributes) or the weighted sums of its tensors changed, and

@@ -1,8 +1,8 @@
 """Running a classifier on (masked) pixel images for the faithfulness metrics.
 
-Shared by :mod:`~opticam_widgets.metrics` (Average Drop / Increase / Gain) and
-:mod:`~opticam_widgets.curves` (insertion / deletion): checking the maps, pairing them with
-their images, and class probabilities in batches, with the model frozen in eval mode.
+Shared by :mod:`~opticam_widgets.evaluation.metrics` (Average Drop / Increase / Gain) and
+:mod:`~opticam_widgets.evaluation.curves` (insertion / deletion): checking the maps, pairing them
+with their images, and class probabilities in batches, with the model frozen in eval mode.
 
 Example:
     >>> import torch
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .bundle import unpack_model
-from .checks import check_int, check_logits, model_device, model_dtype
-from .features import model_guard
-from .images import Preprocess, as_pixel_batch
-from .targets import Target, resolve_targets
+from ..engine.targets import Target, resolve_targets
+from ..inputs.images import Preprocess, as_pixel_batch
+from ..model.bundle import unpack_model
+from ..model.features import model_guard
+from ..support.checks import check_int, check_logits, model_device, model_dtype
 
 __all__ = ["RANGE_TOL", "class_probabilities", "eval_mode", "original_probabilities", "prepare"]
 

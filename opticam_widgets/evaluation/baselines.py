@@ -54,19 +54,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import defaults
-from .bundle import ModelBundle, unpack_model
-from .checks import check_int, model_device, model_dtype, plain_tensor
-from .classes import model_labels
-from .explainer import OptiCAM
-from .features import LayerSpec, capture, layer_layout, model_guard, resolve_layer
-from .images import Preprocess, as_pixel_batch
-from .maps import channel_mean_map, minmax_normalize, resize_maps
-from .targets import Target, resolve_targets
+from ..engine.classes import model_labels
+from ..engine.explainer import OptiCAM
+from ..engine.maps import channel_mean_map, minmax_normalize, resize_maps
+from ..engine.targets import Target, resolve_targets
+from ..inputs.images import Preprocess, as_pixel_batch
+from ..model.bundle import ModelBundle, unpack_model
+from ..model.features import LayerSpec, capture, layer_layout, model_guard, resolve_layer
+from ..support import defaults
+from ..support.checks import check_int, model_device, model_dtype, plain_tensor
 
 __all__ = ["BASELINES", "baseline_map"]
 
-#: Methods accepted by :func:`baseline_map` (:data:`opticam_widgets.defaults.BASELINES`, as
+#: Methods accepted by :func:`baseline_map` (:data:`opticam_widgets.support.defaults.BASELINES`, as
 #: the list this name has always been).
 BASELINES: list[str] = list(defaults.BASELINES)
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from .checks import check_logits
+from ..support.checks import check_logits
 from .layouts import Reshape, check_reshape, detect_layout, to_spatial
 from .picker import POOLING, LayerPicker
 from .preflight import check_capturable
@@ -236,20 +236,20 @@ def capture(model: nn.Module, x: Tensor, target_layer: LayerSpec = None,
     The layer's own output is kept (a copy taken in the hook, so later in-place operations of
     the model cannot change it) and converted to (B, C, h, w): patch tokens (B, N, C) lose
     their class, distillation and register tokens and become an h × w grid; channels-last
-    (B, h, w, C) outputs are permuted (:mod:`~opticam_widgets.layouts`).
+    (B, h, w, C) outputs are permuted (:mod:`~opticam_widgets.model.layouts`).
 
     With ``target_layer=None`` the layer is detected in the same pass: the outermost module
     producing the last spatial map (more than one cell) before global pooling, never a tensor
     inside attention or a classification head, and for transformers the last block's output
-    rather than the final norm (:mod:`~opticam_widgets.picker`): ``layer4`` for a torchvision
+    rather than the final norm (:mod:`~opticam_widgets.model.picker`): ``layer4`` for a torchvision
     ResNet, ``bn2`` for timm EfficientNet, ``blocks`` for a timm ViT or DeiT, ``layers`` for
     timm Swin, ``stages`` for timm ConvNeXt. Hiera tokens in mask-unit order are put back in
-    row-major order with the model's own reroll (:mod:`~opticam_widgets.tokenorder`). All
+    row-major order with the model's own reroll (:mod:`~opticam_widgets.model.tokenorder`). All
     hooks are removed before this function returns or raises.
 
     The model's output may be logits (B, classes), a Hugging Face ``ModelOutput`` with
     ``.logits``, a dict with ``"logits"``, or a tuple whose first item is the logits
-    (:func:`~opticam_widgets.checks.check_logits`).
+    (:func:`~opticam_widgets.support.checks.check_logits`).
 
     Args:
         model: The model (call inside :func:`model_guard`).

@@ -27,8 +27,8 @@ Pure functions (:func:`average_drop`, :func:`average_increase`, :func:`average_g
 ``torch.no_grad()`` in eval mode, in batches, and leave it exactly as they found it (train/eval
 flags restored, no hook registered, parameters and their ``.grad`` untouched).
 
-The curves live in :mod:`~opticam_widgets.curves` and the shared model plumbing in
-:mod:`~opticam_widgets.probes`; every public name is importable from here as well.
+The curves live in :mod:`~opticam_widgets.evaluation.curves` and the shared model plumbing in
+:mod:`~opticam_widgets.evaluation.forward`; every public name is importable from here as well.
 
 Example:
     >>> average_drop([0.8, 0.5], [0.4, 0.6])
@@ -45,12 +45,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .bundle import ModelBundle
-from .classes import model_labels
+from ..engine.classes import model_labels
+from ..engine.maps import resize_maps
+from ..engine.targets import Target
+from ..model.bundle import ModelBundle
 from .curves import BASELINE_IMAGES, CurveResult, curve_auc, deletion, insertion
-from .maps import resize_maps
-from .probes import RANGE_TOL, class_probabilities, eval_mode, original_probabilities, prepare
-from .targets import Target
+from .forward import RANGE_TOL, class_probabilities, eval_mode, original_probabilities, prepare
 
 __all__ = [
     "BASELINE_IMAGES",
@@ -219,15 +219,15 @@ def masked_probabilities(
     Args:
         model: A classifier returning logits (B, classes), or a ModelBundle (whose
             preprocessing is used when ``preprocess`` is None).
-        images: One image or a batch, anything :func:`~opticam_widgets.images.as_pixel_batch`
+        images: One image or a batch, anything :func:`~opticam_widgets.inputs.images.as_pixel_batch`
             accepts (pixel values in [0, 1]).
         saliency: Maps in [0, 1], (H, W), (N, H, W) or (N, 1, H, W) (tensor or ndarray), one
             per image, or N maps for a single image; resized bilinearly to the image size when
             their size differs. An ``OptiCAMResult`` is accepted too.
         targets: ``None`` (top-1 class of each unmasked image), an int or a bundle's label
             name for every map, or one per map.
-        preprocess: A :class:`~opticam_widgets.images.Preprocess` or anything
-            :func:`~opticam_widgets.images.coerce_preprocess` accepts; None means the
+        preprocess: A :class:`~opticam_widgets.inputs.images.Preprocess` or anything
+            :func:`~opticam_widgets.inputs.images.coerce_preprocess` accepts; None means the
             bundle's, or ImageNet 224×224 for a bare module.
         batch_size: Images per forward pass.
 

@@ -25,13 +25,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
-from .cliargs import add_run_options, class_index, positive_int, unit_float
-from .defaults import (
+from ..support.defaults import (
     CONVENTIONS,
     DEFAULT_CONVENTION,
     DEFAULT_SCORE,
     SCORES,
 )
+from .args import add_run_options, class_index, positive_int, unit_float
 
 __all__ = ["main"]
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["explain", "sample:chelsea", "--top", "2"]).top
         2
     """
-    from . import __version__
+    from .. import __version__
 
     parser = _Parser(
         prog=PROG,
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                              description="List the sample photos usable as IMG = sample:NAME.")
     samples.set_defaults(func=_cmd_samples)
 
-    from .dataset.cli import add_subcommands
+    from ..dataset.cli import add_subcommands
 
     add_subcommands(sub)  # explain-dataset, report
     return parser
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_samples(args: argparse.Namespace) -> int:
-    from .zoo import SAMPLE_DESCRIPTIONS
+    from ..model.zoo import SAMPLE_DESCRIPTIONS
 
     width = max(map(len, SAMPLE_DESCRIPTIONS))
     for name, text in SAMPLE_DESCRIPTIONS.items():
@@ -135,8 +135,8 @@ def _slug(text: str, limit: int = 40) -> str:
 
 def _load_images(specs: Sequence[str]) -> list[tuple[str, Any]]:
     """Resolve every IMG argument up front, so a typo fails before any model is loaded."""
-    from .images import to_pixel_tensor
-    from .zoo import sample_image
+    from ..inputs.images import to_pixel_tensor
+    from ..model.zoo import sample_image
 
     loaded: list[tuple[str, Any]] = []
     seen: dict[str, int] = {}
@@ -171,7 +171,7 @@ class _Plan(NamedTuple):
 def _plans(cam: Any, images: list[tuple[str, Any]], args: argparse.Namespace,
            model_name: str, labels: Sequence[str] | None = None) -> list[_Plan]:
     """Predict every image first, so that a bad --target fails before any bar or file appears."""
-    from .classes import class_index as lookup
+    from ..engine.classes import class_index as lookup
 
     plans = []
     for stem, pixels in images:
@@ -206,7 +206,7 @@ def _write_maps(result: Any, stem: str, args: argparse.Namespace,
     """Write the .npy and .png of each row of ``result``; yield one report line per row."""
     import numpy as np
 
-    from . import render
+    from ..display import render
 
     out: Path = args.out
     suffix = "_destructive" if args.convention == "destructive" else ""
@@ -227,7 +227,7 @@ def _check_device(spec: str | None) -> Any:
     """The torch device named by --device, checked to exist here (before any model loads)."""
     if spec is None:
         return None
-    from .checks import check_device
+    from ..support.checks import check_device
 
     try:
         return check_device(spec)
@@ -239,9 +239,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from . import render
-    from .explainer import OptiCAM
-    from .zoo import load_model
+    from ..display import render
+    from ..engine.explainer import OptiCAM
+    from ..model.zoo import load_model
 
     render.colorize(np.zeros((2, 2), np.float32), args.cmap)  # fail early on a bad colormap
     device = _check_device(args.device)
@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample:chelsea ...
         0
     """
-    from .zoo import CheckpointMismatchError, ModelDownloadError
+    from ..model.zoo import CheckpointMismatchError, ModelDownloadError
 
     parser = build_parser()
     try:

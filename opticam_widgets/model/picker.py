@@ -1,6 +1,6 @@
 """Which layer output is the feature map: forward hooks that find (or keep) it in one pass.
 
-A layer's output is a candidate when it is a spatial map (:func:`~opticam_widgets.layouts.
+A layer's output is a candidate when it is a spatial map (:func:`~opticam_widgets.model.layouts.
 detect_layout`) with more than one cell for the image's batch. Never candidates: pooling outputs
 (1-D, 2-D and 3-D pools, ``Flatten``; a Hugging Face ``pooler``'s (B, C, 1) is channel
 statistics, not tokens), tensors inside attention, normalization layers on token or

@@ -4,7 +4,7 @@ Defined once here and imported everywhere else; this module imports nothing (not
 the command line can build its parser from it quickly.
 
 Example:
-    >>> from opticam_widgets.defaults import CONVENTIONS, DEFAULT_LR
+    >>> from opticam_widgets.support.defaults import CONVENTIONS, DEFAULT_LR
     >>> CONVENTIONS[0], DEFAULT_LR
     ('constructive', 0.2)
 """
@@ -32,13 +32,13 @@ __all__ = [
 CONVENTIONS: tuple[str, ...] = ("constructive", "destructive")
 #: Accepted names of ``score`` (a callable ``(logits, targets) -> (N,)`` is accepted too).
 SCORES: tuple[str, ...] = ("logit", "probability")
-#: Accepted values of ``OptiCAM(schedule=...)`` (see :mod:`~opticam_widgets.schedules`).
+#: Accepted values of ``OptiCAM(schedule=...)`` (see :mod:`~opticam_widgets.engine.schedules`).
 SCHEDULES: tuple[str, ...] = ("paper", "fast")
 #: Accepted values of ``precision``.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 #: Accepted values of ``lr_schedule`` (``None``: constant learning rate, the paper).
 LR_SCHEDULES: tuple[str | None, ...] = (None, "cosine")
-#: Baseline saliency methods of :func:`~opticam_widgets.baselines.baseline_map`.
+#: Baseline saliency methods of :func:`~opticam_widgets.evaluation.baselines.baseline_map`.
 BASELINES: tuple[str, ...] = ("channel-mean", "gradcam", "gradcam++", "scorecam")
 
 #: Adam steps per explanation (the paper's 100).

@@ -2,12 +2,12 @@
 
 A 12-megapixel photo is 36 MB as uint8 and 146 MB as float32 pixels (50 megapixels: 150 MB and
 600 MB). :func:`to_image_tensor` and :func:`as_image_batch` accept exactly what
-:func:`~opticam_widgets.images.to_pixel_tensor` and
-:func:`~opticam_widgets.images.as_pixel_batch` accept, with the same checks and messages, but
+:func:`~opticam_widgets.inputs.images.to_pixel_tensor` and
+:func:`~opticam_widgets.inputs.images.as_pixel_batch` accept, with the same checks and messages, but
 keep 8-bit sources (RGB/grey/palette PIL images and files without transparency, uint8 arrays and
-tensors) as uint8 (0-255): :meth:`~opticam_widgets.preprocess.Preprocess.resize` reads them as
-``x / 255`` without a full-size float copy, and :func:`as_float_pixels` gives the float pixels
-(exactly those of :func:`~opticam_widgets.images.to_pixel_tensor`) where they are needed.
+tensors) as uint8 (0-255): :meth:`~opticam_widgets.inputs.preprocess.Preprocess.resize` reads them
+as ``x / 255`` without a full-size float copy, and :func:`as_float_pixels` gives the float pixels
+(exactly those of :func:`~opticam_widgets.inputs.images.to_pixel_tensor`) where they are needed.
 
 Example:
     >>> import numpy as np
@@ -53,7 +53,7 @@ def _new_hwc(height: int, width: int) -> np.ndarray:
 def _pil_uint8(img: Any) -> np.ndarray | None:
     """(H, W, 3) uint8 of an 8-bit PIL image without transparency, else ``None``.
 
-    EXIF orientation is applied, as :func:`~opticam_widgets.images.to_pixel_tensor` does.
+    EXIF orientation is applied, as :func:`~opticam_widgets.inputs.images.to_pixel_tensor` does.
     """
     from PIL import ImageOps
 
@@ -116,10 +116,10 @@ def _uint8_view(image: Any) -> Tensor | None:
 def to_image_tensor(image: Any, *, name: str = "image") -> Tensor:
     """One image as a (3, H, W) tensor: uint8 (0-255) for 8-bit sources, else float32 in [0, 1].
 
-    Accepts what :func:`~opticam_widgets.images.to_pixel_tensor` accepts and raises the same
+    Accepts what :func:`~opticam_widgets.inputs.images.to_pixel_tensor` accepts and raises the same
     errors. A uint8 tensor (3, H, W) is returned as it is (a detached view, not a copy: the
-    results of :meth:`~opticam_widgets.explainer.OptiCAM.explain` refuse to be read once it is
-    modified in place); any other 8-bit source gives a channels-first view of an (H, W, 3) array
+    results of :meth:`~opticam_widgets.engine.explainer.OptiCAM.explain` refuse to be read once it
+    is modified in place); any other 8-bit source gives a channels-first view of an (H, W, 3) array
     of its own, so ``t.permute(1, 2, 0).numpy()`` is that array, without a copy.
 
     Example:
@@ -139,7 +139,7 @@ def to_image_tensor(image: Any, *, name: str = "image") -> Tensor:
 def as_image_batch(image: Any, *, name: str = "image") -> Tensor:
     """One image or several as (B, 3, H, W): uint8 for one 8-bit image, else float32 in [0, 1].
 
-    A batch or a list goes through :func:`~opticam_widgets.images.as_pixel_batch` (float32).
+    A batch or a list goes through :func:`~opticam_widgets.inputs.images.as_pixel_batch` (float32).
 
     Example:
         >>> import numpy as np

@@ -1,4 +1,4 @@
-"""What :meth:`~opticam_widgets.explainer.OptiCAM.explain` returns: maps, scores and their inputs.
+"""What ``OptiCAM.explain`` returns: maps, scores and their inputs.
 
 A result keeps the map at the features' resolution (``low_res``), normalised so that its
 bilinear resizing to any size spans [0, 1] (resizing commutes with min-max normalisation); the
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..inputs.photos import as_float_pixels
 from .maps import low_res_saliency, resize_maps
 from .optimize import OptimizationRun
-from .photos import as_float_pixels
 
 __all__ = ["OptiCAMProgress", "OptiCAMResult", "ResultBuilder"]
 
@@ -29,7 +29,7 @@ _ROWS = 64  # rows per batch when a result's maps are built
 
 @dataclass(frozen=True)
 class OptiCAMResult:
-    """The outcome of :meth:`~opticam_widgets.explainer.OptiCAM.explain` for N (image, class) pairs.
+    """The outcome of ``OptiCAM.explain`` for N (image, class) pairs.
 
     Tensors are on the CPU.
 
@@ -174,7 +174,7 @@ class OptiCAMProgress:
 class ResultBuilder:
     """What a run's results are built from besides the run itself (one row per pair).
 
-    Used by :meth:`~opticam_widgets.explainer.OptiCAM.explain`: :meth:`result` and
+    Used by :meth:`~opticam_widgets.engine.explainer.OptiCAM.explain`: :meth:`result` and
     :meth:`progress` turn the run's state into what the caller sees.
     """
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from .hfprocessor import from_image_processor, is_image_processor
-from .images import Preprocess, coerce_preprocess
+from ..inputs.hfprocessor import from_image_processor, is_image_processor
+from ..inputs.images import Preprocess, coerce_preprocess
 from .modelspec import check_eager, declared_input_size, required_input_size
 
 __all__ = ["ModelBundle", "unpack_model"]
@@ -45,14 +45,14 @@ def unpack_model(model: Any, preprocess: Any = None) -> tuple[nn.Module, Preproc
 
     An explicit ``preprocess`` wins over the bundle's; ``None`` with a bare module gives
     ImageNet mean/std at the size the model declares
-    (:func:`~opticam_widgets.modelspec.declared_input_size`: timm, Hugging Face, torchvision
-    ViT), else 224×224 (see :func:`~opticam_widgets.images.coerce_preprocess`). A Hugging
-    Face image processor is read too (:mod:`~opticam_widgets.hfprocessor`).
+    (:func:`~opticam_widgets.model.modelspec.declared_input_size`: timm, Hugging Face, torchvision
+    ViT), else 224×224 (see :func:`~opticam_widgets.inputs.images.coerce_preprocess`). A Hugging
+    Face image processor is read too (:mod:`~opticam_widgets.inputs.hfprocessor`).
 
     Raises:
         TypeError: ``model`` is neither an ``nn.Module`` nor a bundle, or cannot be explained
             (TorchScript, an exported graph, quantized layers:
-            :func:`~opticam_widgets.modelspec.check_eager`).
+            :func:`~opticam_widgets.model.modelspec.check_eager`).
         ValueError: ``preprocess`` resizes to another size than the one the model requires.
 
     Example:

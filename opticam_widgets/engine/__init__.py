@@ -1,0 +1,7 @@
+"""The engine: Opti-CAM itself, headless.
+
+:class:`~opticam_widgets.engine.explainer.OptiCAM` binds a model; :mod:`.optimize` runs the
+optimisation on the channel weights, with the step rules of :mod:`.schedules`; :mod:`.maps` and
+:mod:`.masking` hold the arithmetic of a map and of the masked input; :mod:`.targets` and
+:mod:`.classes` read what to explain; :mod:`.result` is what comes back. Imports no UI.
+"""

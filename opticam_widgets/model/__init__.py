@@ -1,0 +1,7 @@
+"""Reading the user's model: which layer, what shape, what it declares, how to run it fast.
+
+Layer choice and one-shot capture (:mod:`.features`, :mod:`.picker`), feature layouts of CNNs and
+transformers (:mod:`.layouts`, :mod:`.tokenorder`), refusals before a wrong map (:mod:`.preflight`,
+:mod:`.modelspec`), BatchNorm folding for the inner loop (:mod:`.folding`), a model with its
+preprocessing and labels (:mod:`.bundle`) and the offline models (:mod:`.zoo`).
+"""
