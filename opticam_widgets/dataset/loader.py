@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from ..inputs.images import Preprocess, to_pixel_tensor
 from .sources import Item, Source
 
-__all__ = ["THUMBNAIL", "Batch", "Decoded", "DecodedDataset", "collate", "decode", "make_loader"]
+__all__ = ["THUMBNAIL", "Decoded", "DecodedDataset", "ImageBatch", "collate", "decode",
+           "make_loader"]
 
 #: Longest side of the stored JPEG thumbnails, in pixels.
 THUMBNAIL = 160
@@ -57,7 +58,7 @@ def file_stamp(path: str | None) -> tuple[int, int] | None:
 
 
 @dataclass
-class Batch:
+class ImageBatch:
     """A batch: the stacked pixels of the good items, and the records of all of them."""
 
     pixels: Tensor | None
@@ -92,12 +93,12 @@ def decode(image: Any, item: Item, preprocess: Preprocess) -> Decoded:
     return Decoded(item, pixels, size, thumbnail_jpeg(photo), stamp=stamp)
 
 
-def collate(records: Sequence[Decoded]) -> Batch:
+def collate(records: Sequence[Decoded]) -> ImageBatch:
     """Stack the good records' pixels (a ``DataLoader`` ``collate_fn``)."""
     good = [r for r in records if r.error is None]
     bad = [r for r in records if r.error is not None]
     pixels = torch.stack([r.pixels for r in good]) if good else None  # type: ignore[misc]
-    return Batch(pixels, good, bad)
+    return ImageBatch(pixels, good, bad)
 
 
 class DecodedDataset(Dataset):
@@ -144,7 +145,7 @@ def ignore_stop_signals(worker_id: int = 0) -> None:
 
 def make_loader(source: Source, skip: set[str], preprocess: Preprocess, batch_size: int,
                 num_workers: int) -> tuple[DataLoader, int | None]:
-    """A ``DataLoader`` of :class:`Batch` es over the items not in ``skip``, and their count.
+    """A ``DataLoader`` of :class:`ImageBatch` over the items not in ``skip``, and their count.
 
     Streams are read in the main process (``num_workers`` is ignored for them: one pass over
     a user iterator cannot be split between processes).

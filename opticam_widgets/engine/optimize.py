@@ -45,8 +45,8 @@ from ..support.checks import check_score
 from .maps import saliency_from_weights
 from .masking import Masker
 
-__all__ = ["SCORE_FNS", "Batch", "OptimizationRun", "OptimizerFactory", "Problem", "RunSummary",
-           "ScoreFn", "adam_factory", "initial_logits", "lr_scheduler"]
+__all__ = ["SCORE_FNS", "OptimizationRun", "OptimizerFactory", "Problem", "RowBatch",
+           "RunSummary", "ScoreFn", "adam_factory", "initial_logits", "lr_scheduler"]
 
 #: ``(logits, targets) -> (N,)`` scores to maximise (constructive) or minimise (destructive).
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -142,16 +142,17 @@ class Problem:
     sign: float
     image_of_row: Tensor | None = None
 
-    def batch(self, rows: Tensor | None) -> Batch:
+    def batch(self, rows: Tensor | None) -> RowBatch:
         """The data of some rows (``None``: all rows), gathered for one forward pass."""
         if rows is None:
             rows = torch.arange(self.targets.shape[0], device=self.targets.device)
         images = rows if self.image_of_row is None else self.image_of_row[rows]
-        return Batch(self, self.features[images], self.targets[rows], self.masker.subset(images))
+        return RowBatch(self, self.features[images], self.targets[rows],
+                        self.masker.subset(images))
 
 
 @dataclass(frozen=True)
-class Batch:
+class RowBatch:
     """Some rows of a :class:`Problem`, ready to be scored."""
 
     problem: Problem
@@ -217,7 +218,7 @@ class OptimizationRun:
     stopped_at: Tensor | None = None  # (R,) step where each row stopped early, −1 if not
     step_count: int = 0
     cancelled: bool = False
-    cached: tuple[Tensor | None, Batch] | None = None  # the batch of a one-batch run
+    cached: tuple[Tensor | None, RowBatch] | None = None  # the batch of a one-batch run
 
     @classmethod
     def start(cls, problem: Problem, init_u: Tensor, make_optimizer: OptimizerFactory,
@@ -241,7 +242,7 @@ class OptimizationRun:
         """Rows of the run (pairs × trajectories)."""
         return int(self.u.shape[0])
 
-    def _batches(self) -> Iterator[tuple[Tensor | None, Batch]]:
+    def _batches(self) -> Iterator[tuple[Tensor | None, RowBatch]]:
         """The running rows in batches of ``max_batch`` (``None`` rows: all of them).
 
         A one-batch run keeps its batch; otherwise each batch is gathered when it runs and
