@@ -122,7 +122,8 @@ def test_controls_ranges_and_defaults(make_widget):
     widget = make_widget()
     c = widget.controls
     assert (c.iterations.min, c.iterations.max, c.iterations.value) == (1, 500, 6)
-    assert isinstance(c.iterations, w.IntSlider) and isinstance(c.lr, w.FloatLogSlider)
+    assert isinstance(c.iterations, w.BoundedIntText) and isinstance(c.lr, w.FloatLogSlider)
+    assert round(c.iterations_scale.value) == 6  # its log-scale slider follows it
     assert c.lr.base ** c.lr.min == pytest.approx(1e-3)
     assert c.lr.base ** c.lr.max == pytest.approx(1.0)
     assert c.lr.value == pytest.approx(0.2)
@@ -134,7 +135,7 @@ def test_controls_ranges_and_defaults(make_widget):
     assert [v for _, v in c.compare.options][1:] == ["channel-mean", "gradcam", "gradcam++",
                                                    "scorecam"]
     assert isinstance(c.progress, w.IntProgress) and isinstance(c.class_search, w.Combobox)
-    assert c.image_select.layout.display == "none"  # one image: no selector
+    assert c.image_strip.layout.display == "none"  # one image: no strip
     assert c.stop_button.disabled and not widget.running
     # top-k: 4 classes (fewer than top_k=5), labels "class i" with probabilities, sorted
     probs = widget.images[0].probs
@@ -520,8 +521,9 @@ def test_several_images_have_their_own_predictions_and_results(make_widget):
     widget = make_widget(images=images, top_k=2)
     spy = ExplainSpy(widget)
     c = widget.controls
-    assert c.image_select.layout.display != "none"
+    assert c.image_strip.layout.display != "none"
     assert [v for _, v in c.image_select.options] == [0, 1]
+    assert [item["name"] for item in c.image_strip.items] == ["image 1", "image 2"]
     first = widget.run(blocking=True)
     widget.select_image(1)
     widget.wait(timeout=120)

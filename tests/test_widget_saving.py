@@ -219,7 +219,9 @@ def test_a_folder_becomes_the_image_strip(tmp_path):
         widget.set_images(tmp_path, run=False)
         select = widget.controls.image_select
         assert [n for n, _ in select.options] == ["a.png", "b.jpg", "C.PNG"]
-        assert select.layout.display != "none"
+        strip = widget.controls.image_strip  # the strip shows them, named
+        assert strip.layout.display != "none"
+        assert [item["name"] for item in strip.items] == ["a.png", "b.jpg", "C.PNG"]
         assert [im.rgb.shape[:2] for im in widget.images] == [(24, 16), (20, 30), (18, 18)]
         assert widget.images[1].source == str(tmp_path / "b.jpg")
         with pytest.raises(ValueError, match="`images` is a folder with no photo"):

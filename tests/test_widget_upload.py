@@ -48,7 +48,9 @@ def test_dropped_photos_become_the_named_image_strip(widget):
     widget.wait(60)
     select = widget.controls.image_select
     assert [label for label, _ in select.options] == ["cat.png", "dog.bmp"]
-    assert select.layout.display == ""  # several photos: the selector shows
+    strip = widget.controls.image_strip
+    assert strip.layout.display == ""  # several photos: the strip shows them, named
+    assert [item["name"] for item in strip.items] == ["cat.png", "dog.bmp"]
     assert widget.image_index == 0
     np.testing.assert_array_equal(widget.images[0].rgb, cat)  # lossless: the very pixels
     np.testing.assert_array_equal(widget.images[1].rgb, dog)

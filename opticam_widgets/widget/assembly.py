@@ -20,9 +20,11 @@ from traitlets import dlink
 from ..engine.explainer import OptiCAM
 from ..support.jobs import Worker
 from .actions import ExportActions
+from .brush import BrushPanel
 from .canvas import SaliencyCanvas
 from .common import close_widgets
 from .compare import ComparePanel, Comparison
+from .contrast import ContrastPanel
 from .controls import WIDGET_CSS, Controls, build_controls, colorbar_html, layout
 from .display import Display
 from .export import Exporter
@@ -32,6 +34,7 @@ from .runner import Runner
 from .saving import SaveFolder
 from .selection import Selection
 from .state import Session
+from .strip import link_selector
 from .upload import PhotoDrop, Photos
 from .view import ResultView
 
@@ -66,6 +69,10 @@ class Parts:
     exporter: Exporter
     #: The Save, Download and Code buttons.
     actions: ExportActions
+    #: Why A and not B.
+    contrast: ContrastPanel
+    #: Brush to test.
+    brush: BrushPanel
 
     def close(self) -> None:
         """Cancel and join the jobs, then close every widget."""
@@ -73,6 +80,8 @@ class Parts:
         self.display.close()
         self.canvas.close()
         self.compare.close()
+        self.contrast.close()
+        self.brush.close()
         close_widgets(*self.controls.widgets(), self.root)
 
 
@@ -127,13 +136,33 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
     actions = ExportActions(controls, exporter)
     given_photos(owner, controls.photos, view, actions)
     canvas.observe(actions.map_changed, "revision")
-    root = layout(controls, canvas.canvas, compare.box)
+    contrast, brush = extra_panels(cam, worker, session, view, selection, runner, max_size)
+    root = layout(controls, canvas.canvas, compare.box, (contrast.box, brush.box))
     root.add_class("opticam-widget")
     display.attach(root)  # its stylesheet goes inside the widget
     return Parts(controls=controls, canvas=canvas, compare=compare,
                  root=root, session=session, view=view,
                  runner=runner, comparison=comparison, selection=selection, display=display,
-                 exporter=exporter, actions=actions)
+                 exporter=exporter, actions=actions, contrast=contrast, brush=brush)
+
+
+def extra_panels(cam: OptiCAM, worker: Worker, session: Session, view: ResultView,
+                 selection: Selection, runner: Runner,
+                 max_size: int) -> tuple[ContrastPanel, BrushPanel]:
+    """The "why A and not B" and "brush to test" panels, wired to the controls."""
+    controls = view.controls
+    contrast = ContrastPanel(cam, worker, session, lambda: view.names, selection.key,
+                             runner.metrics, max(16, round(max_size * 0.45)))
+    for target in contrast.canvases[:2]:
+        dlink((controls.opacity, "value"), (target, "opacity"))
+        dlink((controls.colormap, "value"), (target, "cmap"))
+    controls.class_select.observe(contrast.classes_changed, "options")
+    brush = BrushPanel(cam, worker, session, lambda: view.names,
+                       max(16, round(max_size * 0.67)))
+    controls.image_select.observe(brush.image_changed, "value")
+    controls.image_strip.observe(brush.image_changed, "items")
+    link_selector(controls.image_strip, controls.image_select)
+    return contrast, brush
 
 
 

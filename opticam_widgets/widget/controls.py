@@ -28,6 +28,8 @@ from ..support.defaults import (
     DEFAULT_MAX_ITER,
 )
 from .plot import ScorePlot
+from .steps import iterations_box, iterations_scale
+from .strip import ImageStrip
 from .upload import PhotoDrop
 
 __all__ = [
@@ -66,6 +68,7 @@ WIDGET_CSS = """
   line-height: 1.45; }
 body[data-jp-theme-light="false"] .opticam-widget .opticam-plot,
 .theme-dark .opticam-widget .opticam-plot { filter: invert(0.9) hue-rotate(180deg); }
+.opticam-brush canvas { cursor: crosshair; touch-action: none; }
 .opticam-widget :focus-visible, .opticam-widget select:focus, .opticam-widget input:focus,
 .opticam-widget textarea:focus { outline: 2px solid var(--jp-brand-color1, #1565c0) !important;
   outline-offset: 1px; }
@@ -75,20 +78,19 @@ body[data-jp-theme-light="false"] .opticam-widget .opticam-plot,
 def optimization_controls(
     iterations: int = DEFAULT_MAX_ITER, lr: float = DEFAULT_LR,
     convention: str = DEFAULT_CONVENTION,
-) -> tuple[w.IntSlider, w.FloatLogSlider, w.ToggleButtons]:
-    """Iterations (1–500), learning rate (1e-3–1, log scale) and convention.
+) -> tuple[w.BoundedIntText, w.FloatLogSlider, w.ToggleButtons]:
+    """Iterations (1–500, typed), learning rate (1e-3–1, log scale) and convention.
 
-    Both sliders use ``continuous_update=False``: they report only when released, and never
-    start a run by themselves (see the module docstring).
+    The iterations box gets its log-scale slider from :mod:`.steps`.
+    Both use ``continuous_update=False``: they report only when typed in full or released, and
+    never start a run by themselves (see the module docstring).
 
     Example:
         >>> iters, lr, conv = optimization_controls()
         >>> iters.value, round(lr.value, 3), conv.value
         (100, 0.2, 'constructive')
     """
-    iters = w.IntSlider(value=iterations, min=1, max=500, step=1, description="Iterations",
-                        continuous_update=False, style=_WIDE,
-                        layout=w.Layout(width="300px"))
+    iters = iterations_box(iterations)
     rate = w.FloatLogSlider(value=lr, base=10, min=-3, max=0, step=0.05,
                             description="Learning rate", readout_format=".3g",
                             continuous_update=False, style=_WIDE,
@@ -120,7 +122,7 @@ def class_controls() -> tuple[w.Dropdown, w.Combobox]:
 
 
 def image_control() -> w.Dropdown:
-    """Image selector, shown only when several images are given.
+    """Image selector: the data of the image strip (:mod:`.strip`), never shown itself.
 
     Example:
         >>> image_control().layout.display
@@ -258,8 +260,10 @@ def export_controls() -> tuple[w.Text, w.Button, w.Button, w.Button, w.HTML, w.T
 class Controls:
     """Every control of the widget, by name (tests and users may set their ``value``)."""
 
-    #: Adam steps (IntSlider 1–500, default 100).
-    iterations: w.IntSlider
+    #: Adam steps, typed (BoundedIntText 1–500, default 100): an int code may set.
+    iterations: w.BoundedIntText
+    #: The same on a log-scale slider (follows and sets ``iterations``).
+    iterations_scale: w.FloatLogSlider
     #: Adam learning rate (FloatLogSlider 1e-3–1, default 0.2).
     lr: w.FloatLogSlider
     #: "constructive" or "destructive".
@@ -268,8 +272,10 @@ class Controls:
     class_select: w.Dropdown
     #: Search over all class names; picking one selects that class.
     class_search: w.Combobox
-    #: Which image, when several were given (value: index).
+    #: Which image, when several were given (value: index; hidden: the strip shows them).
     image_select: w.Dropdown
+    #: Named thumbnails of the images (index linked to ``image_select``).
+    image_strip: ImageStrip
     #: The Open photos… button; the widget takes dropped photos too.
     photos: PhotoDrop
     #: Canvas view: overlay, saliency, masked, original.
@@ -328,8 +334,10 @@ def build_controls(baselines: tuple[str, ...] = BASELINES) -> Controls:
     run, stop = action_buttons()
     bar, status, plot, metrics = progress_controls()
     path, save, download, code, message, box = export_controls()
-    return Controls(iterations=iters, lr=rate, convention=conv, class_select=select,
-                    class_search=search, image_select=image_control(), photos=PhotoDrop(),
+    return Controls(iterations=iters, iterations_scale=iterations_scale(iters), lr=rate,
+                    convention=conv, class_select=select,
+                    class_search=search, image_select=image_control(),
+                    image_strip=ImageStrip(), photos=PhotoDrop(),
                     view=view, opacity=opacity, colormap=cmap, run_button=run, stop_button=stop,
                     progress=bar, status=status, score_plot=plot, metrics=metrics,
                     map_title=w.HTML("<b>Opti-CAM</b> map"),
@@ -338,8 +346,11 @@ def build_controls(baselines: tuple[str, ...] = BASELINES) -> Controls:
                     download_button=download, code_button=code, save_status=message, code=box)
 
 
-def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget) -> w.VBox:
+def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget,
+           extras: tuple[w.Widget, ...] = ()) -> w.VBox:
     """Arrange the controls around the canvas (and the comparison panel beside it).
+
+    ``extras`` (the class contrast, the brush) come last, in the Tab order too.
 
     Example:
         >>> box = layout(build_controls(), w.HTML("canvas"), w.HTML("baseline"))
@@ -350,8 +361,10 @@ def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget) -> w.V
     row = w.Layout(flex_flow="row wrap", align_items="center")
     side = w.VBox([c.score_plot, c.metrics], layout=w.Layout(width="250px"))
     return w.VBox([
-        w.HBox([c.photos, c.image_select, c.class_select, c.class_search], layout=row),
-        w.HBox([c.iterations, c.lr, c.convention], layout=row),
+        w.HBox([c.photos, c.image_select], layout=row),
+        c.image_strip,
+        w.HBox([c.class_select, c.class_search], layout=row),
+        w.HBox([c.iterations, c.iterations_scale, c.lr, c.convention], layout=row),
         w.HBox([c.run_button, c.stop_button, c.progress], layout=row),
         c.status,
         w.HBox([w.VBox([c.map_title, canvas]), compare_panel, side],
@@ -361,4 +374,5 @@ def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget) -> w.V
                layout=row),
         c.save_status,
         c.code,
+        *extras,
     ])

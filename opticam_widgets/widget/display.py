@@ -175,15 +175,26 @@ class Display:
         from IPython.display import display
 
         if self.display_id is None:
-            self.display_id = f"opticam-picture-{uuid.uuid4().hex}"
-            self.style.value = stylesheet(self.display_id, self._css)
-            if self._root is not None:
-                self._root.add_class(f"{self.display_id}-live")
+            self._name_picture(f"opticam-picture-{uuid.uuid4().hex}")
         data, metadata = self._bundle()
         live = {k: v for k, v in data.items() if k in (WIDGET_VIEW, "text/plain")}
         display(live, raw=True)
         picture, picture_metadata = picture_bundle(data, metadata, self.display_id)
         display(picture, raw=True, metadata=picture_metadata, display_id=self.display_id)
+
+    def _name_picture(self, display_id: str) -> None:
+        self.display_id = display_id
+        self.style.value = stylesheet(display_id, self._css)
+        if self._root is not None:
+            self._root.add_class(f"{display_id}-live")
+
+    def adopt(self, display_id: str) -> None:
+        """Keep the picture in the output ``display_id`` (an app's loader), refreshed now.
+
+        The live view is wherever that app put the root.
+        """
+        self._name_picture(display_id)
+        self.update()
 
     def shown(self) -> None:
         """``show`` has displayed the widget: this cell's value is not displayed again."""

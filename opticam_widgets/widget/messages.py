@@ -19,7 +19,10 @@ from typing import Any
 
 __all__ = [
     "GREETING",
+    "brush_html",
     "caption_html",
+    "contrast_titles",
+    "diverging_bar_html",
     "error_html",
     "esc",
     "fmt",
@@ -177,8 +180,9 @@ METRICS = (
 )
 
 
-def metrics_html(metrics: dict | None, others: Sequence[tuple[str, dict | None]] = ()) -> str:
-    """One small table of the maps' metrics: Opti-CAM's column, then ``(name, metrics)``'s.
+def metrics_html(metrics: dict | None, others: Sequence[tuple[str, dict | None]] = (),
+                 first: str = "Opti-CAM") -> str:
+    """One small table of the maps' metrics: ``first``'s column, then ``(name, metrics)``'s.
 
     Each metric's row header carries a tooltip saying what it means and which way is better;
     a column whose metrics are missing says why.
@@ -192,7 +196,7 @@ def metrics_html(metrics: dict | None, others: Sequence[tuple[str, dict | None]]
     """
     if not metrics:
         return ""
-    columns = [("Opti-CAM", metrics), *others]
+    columns = [(first, metrics), *others]
     head = "".join(f"<th scope='col'>{esc(name)}</th>" for name, _ in columns)
     rows = []
     for key, label, meaning in METRICS:
@@ -227,3 +231,49 @@ def caption_html(method: str, layer: str, metrics: dict | None = None) -> str:
 def note_html(message: str, tone: str = "muted") -> str:
     """A plain-text message (escaped here) in a tone of :data:`TONES`."""
     return toned(tone, esc(message))
+
+
+def brush_html(rows: Sequence[tuple[str, bool, float, float]], hidden: float) -> str:
+    """The brush's probabilities: ``(class name, shown?, before, after)`` rows, as a list.
+
+    Example:
+        >>> html = brush_html([("cat", True, 0.62, 0.14)], 0.2)
+        >>> "<b>cat</b>: 62.0% → 14.0% (−48.0 points)" in html and "20% of the photo" in html
+        True
+    """
+    items = []
+    for name, shown, before, after in rows:
+        label = f"<b>{esc(name)}</b>" if shown else esc(name)
+        delta = (after - before) * 100
+        sign = "+" if delta >= 0 else "−"
+        items.append(f"<li>{label}: {before:.1%} → {after:.1%} ({sign}{abs(delta):.1f} "
+                     "points)</li>")
+    head = (f"{hidden:.0%} of the photo filled" if hidden > 0 else "the whole photo")
+    return (f"<div>Class probabilities, {head}:</div><ul aria-label='class probabilities "
+            f"before and after the brush' style='margin:2px 0;padding-left:1.2em'>"
+            f"{''.join(items)}</ul>")
+
+
+def contrast_titles(a: str, b: str) -> tuple[str, str, str]:
+    """The titles of the maps of classes ``a`` and ``b`` and of their difference."""
+    return (f"Opti-CAM map of <b>{esc(a)}</b>", f"Opti-CAM map of <b>{esc(b)}</b>",
+            f"<b>{esc(a)}</b> − <b>{esc(b)}</b> (difference)")
+
+
+def diverging_bar_html(a: str, b: str) -> str:
+    """The difference's colour scale: blue (more for ``b``), white, red (more for ``a``).
+
+    Example:
+        >>> "more for cat" in diverging_bar_html("cat", "dog")
+        True
+    """
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    stops = ", ".join(to_hex(colormaps["RdBu_r"](t / 8)) for t in range(9))
+    label = esc(f"colour scale: blue, more for {b}; white, as much for both; red, more for {a}")
+    return (f"<span role='img' aria-label='{label}' style='display:inline-flex;"
+            "align-items:center;gap:4px;font-size:12px;flex-wrap:wrap'>"
+            f"more for {esc(b)}<span style='display:inline-block;width:90px;height:10px;"
+            f"border:1px solid #888;background:linear-gradient(to right, {stops})'></span>"
+            f"more for {esc(a)}</span>")

@@ -253,7 +253,7 @@ class Runner:
             return  # the interpreter exits: no metrics, nothing to draw
         self.session.layer = result.layer
         shown = self._current(serial, key) and (not cancel.is_set() or result.cancelled)
-        metrics = self._metrics(result) if shown or not result.cancelled else None
+        metrics = self.metrics(result) if shown or not result.cancelled else None
         entry = Entry(key, result, metrics)
         self.session.cache.add(entry)
         if shown:
@@ -283,7 +283,7 @@ class Runner:
 
         return callback
 
-    def _metrics(self, result: OptiCAMResult) -> dict:
+    def metrics(self, result: OptiCAMResult) -> dict:
         """Faithfulness at the model's input size, as the optimisation masks the image.
 
         The image resized there (as the model sees it) masked by the map at that size: never a

@@ -111,7 +111,8 @@ class Selection:
             select = self.controls.image_select
             select.options = [(s.name, i) for i, s in enumerate(self.session.images)]
             select.value = 0
-            select.layout.display = "" if len(self.session.images) > 1 else "none"
+            # the strip names and shows the photos (the dropdown stays as its data, hidden)
+            self.controls.image_strip.show_images([(s.name, s.rgb) for s in self.session.images])
         self.show_image(0, run=run)
 
     def show_image(self, index: int, *, run: bool) -> None:

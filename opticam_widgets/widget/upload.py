@@ -56,7 +56,8 @@ function tend(root) {
   }
   for (const s of root.querySelectorAll('.widget-slider, .widget-hslider')) {
     const label = s.querySelector('.widget-label');
-    const name = label ? label.textContent.trim() : '';
+    // a slider without a visible label is named by its tooltip (the log-scale iterations)
+    const name = (label ? label.textContent.trim() : '') || s.getAttribute('title') || '';
     for (const h of s.querySelectorAll('[role="slider"], .noUi-handle')) {
       if (name && h.getAttribute('aria-label') !== name) h.setAttribute('aria-label', name);
     }
