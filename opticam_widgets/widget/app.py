@@ -297,9 +297,6 @@ class OptiCAMWidget(ExportAPI, HasTraits):
             self.run()
         return self
 
-    def _ipython_display_(self) -> None:
-        """Display the widget: IPython calls this for ``display(widget)`` and a cell's value."""
-        self._parts.display.ipython_display()
     def adopt_picture(self, display_id: str) -> None:
         """Keep the saved picture in the output ``display_id`` (shown by an app's loader).
 
@@ -308,6 +305,9 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         """
         self._parts.display.adopt(display_id)
 
+    def _ipython_display_(self) -> None:
+        """Display the widget: IPython calls this for ``display(widget)`` and a cell's value."""
+        self._parts.display.ipython_display()
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
                           **kwargs: Any) -> tuple[dict, dict]:
