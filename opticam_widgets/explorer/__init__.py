@@ -9,6 +9,8 @@ Needs the dataset extra (``pip install opticam-widgets[dataset]``: pyarrow and p
 
 from ..dataset import DatasetResults  # noqa: F401 - without pyarrow: its clear ImportError
 from .app import OptiCAMExplorer
+from .confusion import Confusion, confusion_counts
 from .query import Query, browse_table, select, selection_summary
 
-__all__ = ["OptiCAMExplorer", "Query", "browse_table", "select", "selection_summary"]
+__all__ = ["Confusion", "OptiCAMExplorer", "Query", "browse_table", "confusion_counts", "select",
+           "selection_summary"]

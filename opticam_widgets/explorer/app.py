@@ -4,15 +4,17 @@ The explorer reads the results of :func:`~opticam_widgets.dataset.api.explain_da
 results object or its folder) and shows a paged grid of thumbnails with their maps, filters
 (true and predicted class with a search over the names, right / wrong, confidence range,
 faithfulness range), a sort, a summary of the selection (the paper's AD / AI / AG, the count,
-a small plot), a detail view (live :class:`~opticam_widgets.widget.app.OptiCAMWidget` when a
+a small plot, a clickable confusion matrix of the labelled rows that filters the grid to
+one cell), a detail view (live :class:`~opticam_widgets.widget.app.OptiCAMWidget` when a
 model is given, else the stored map) and the export of the selection (CSV of ids, PNG contact
 sheet). Only the current page is drawn: thumbnails are read from the store page by page, so
 memory follows the page, not the dataset (the table of numbers is in memory; thumbnails, maps
 at full size and photos are not).
 
-Parts: :mod:`.query` (filter, sort, page, summary numbers: pure pandas), :mod:`.thumbs`
-(reading and drawing tiles), :mod:`.grid`, :mod:`.controls`, :mod:`.summary`,
-:mod:`.detail` (widgets) and :mod:`.export` (files).
+Parts: :mod:`.query` (filter, sort, page, summary numbers) and :mod:`.confusion` (the
+matrix's counts): pure pandas; :mod:`.thumbs` (reading and drawing tiles), :mod:`.grid`,
+:mod:`.controls`, :mod:`.summary`, :mod:`.matrix`, :mod:`.detail` (widgets) and
+:mod:`.export` (files).
 
 Example:
     >>> from opticam_widgets import OptiCAMExplorer  # doctest: +SKIP
@@ -25,6 +27,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +37,12 @@ import numpy as np
 from ..support.checks import check_int
 from ..widget.common import close_widgets
 from ..widget.upload import KeyboardHelper
+from .confusion import confusion_counts
 from .controls import FilterControls, Pager
 from .detail import DetailView, check_model
 from .export import sheet_array, tile_caption, write_contact_sheet, write_csv
 from .grid import FONT, Grid, caption_html
+from .matrix import ConfusionMatrix
 from .query import Query, browse_table, is_wrong, page_count, page_of, select, selection_summary
 from .summary import SummaryView
 from .thumbs import Thumbnails, decode_jpeg
@@ -104,6 +109,8 @@ class OptiCAMExplorer:
         results: The :class:`~opticam_widgets.dataset.results.DatasetResults`.
         table: The browsable rows (explained rows, with display names and score gain).
         controls: The filters and sort (set their ``value`` to filter from code).
+        matrix: The clickable confusion matrix of the labelled rows, a filter
+            (``explorer.matrix.choose("tabby", "tiger cat")``; ``.clear()`` shows all cells).
         grid: The tiles of the page (``explorer.grid.tiles[i].click()`` opens one).
         detail: The detail view (``explorer.detail.widget`` is the live widget).
 
@@ -126,7 +133,8 @@ class OptiCAMExplorer:
         self.controls = FilterControls(self.table)
         self.grid = Grid(self.page_size, self.open)
         self.pager = Pager(self.go_to)
-        self.summary_view = SummaryView()
+        self.matrix = ConfusionMatrix()
+        self.summary_view = SummaryView(self.matrix)
         self.detail = DetailView(self.results, model, self._thumbnail)
         self._errors = int(self.results.errors["id"].nunique())
         self._build_export()
@@ -144,14 +152,15 @@ class OptiCAMExplorer:
         self.page = 0
         self._closed = False
         self.controls.observe(lambda _c: self.refresh())
+        self.matrix.observe(lambda _c: self.refresh(), "chosen")
         self.summary_view.kind.observe(lambda _c: self._summarise(), "value")
         self.refresh()
 
     # ------------------------------------------------------------------ selection and pages
     @property
     def query(self) -> Query:
-        """The :class:`~.query.Query` the controls describe."""
-        return self.controls.query()
+        """The :class:`~.query.Query` the controls and the matrix's chosen cell describe."""
+        return replace(self.controls.query(), cell=self.matrix.cell)
 
     @property
     def pages(self) -> int:
@@ -164,8 +173,15 @@ class OptiCAMExplorer:
         return [int(i) for i in page_of(self.selection, self.page, self.page_size).index]
 
     def refresh(self) -> None:
-        """Apply the controls: new selection, first page, summary."""
-        self.selection = select(self.table, self.query)
+        """Apply the controls: new selection, first page, summary, confusion matrix.
+
+        The matrix counts the rows every other filter keeps (its own cell aside), so another
+        cell can be chosen from it at any time.
+        """
+        query = self.query
+        self.matrix.update(confusion_counts(select(self.table, replace(query, cell=None))))
+        self.selection = select(self.table, query)
+        self.matrix.say(len(self.selection))
         self._summarise()
         self.go_to(0)
 

@@ -70,9 +70,10 @@ def _names(names: Any, index: Any) -> Any:
 def browse_table(table: Any) -> Any:
     """The explained rows of a results table, with what the explorer filters and sorts on.
 
-    Adds ``true_class`` (the true name, :data:`NO_LABEL` without one), ``predicted_class``
-    and ``target_class`` (names, ``class N`` without label names) and ``score_gain`` (final
-    minus iteration-0 score: what the optimisation gained). Rows of images that failed
+    Adds ``true_class`` (the true name, ``class N`` for a label without a name,
+    :data:`NO_LABEL` without either), ``predicted_class`` and ``target_class`` (names,
+    ``class N`` without label names) and ``score_gain`` (final minus iteration-0 score: what
+    the optimisation gained). Rows of images that failed
     (``error`` set) are left out; the index labels stay those of ``table`` (rows of
     :class:`~opticam_widgets.dataset.results.DatasetResults`).
 
@@ -87,8 +88,8 @@ def browse_table(table: Any) -> Any:
         raise ValueError(f"`results` table lacks the columns {missing}: not explain_dataset "
                          "results")
     ok = table.loc[table["error"].isna(), list(_COLUMNS)].copy()
-    true_name = ok["true_name"].astype(object)
-    ok["true_class"] = true_name.where(true_name.notna(), NO_LABEL)
+    known = ok["true_name"].notna() | ok["true_label"].notna()
+    ok["true_class"] = _names(ok["true_name"], ok["true_label"]).where(known, NO_LABEL)
     ok["predicted_class"] = _names(ok["predicted_name"], ok["predicted"])
     ok["target_class"] = _names(ok["target_name"], ok["target"])
     ok["score_gain"] = (ok["final_score"].astype(float) - ok["initial_score"].astype(float))
@@ -130,6 +131,8 @@ class Query:
         faithfulness_range: ``(low, high)`` range of that column, in % (inclusive).
         sort: A column of :data:`SORT_KEYS`.
         descending: Sort from high to low.
+        cell: ``(true class, predicted class)``: keep the labelled rows of that pair only (a
+            cell of the confusion matrix); ``None``: no such filter.
     """
 
     true_classes: tuple[str, ...] = ()
@@ -140,6 +143,7 @@ class Query:
     faithfulness_range: tuple[float, float] = (0.0, 100.0)
     sort: str = "position"
     descending: bool = False
+    cell: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.correctness not in CORRECTNESS:
@@ -156,6 +160,10 @@ class Query:
             if not low <= high:
                 raise ValueError(f"`{name}` must be (low, high) with low <= high, got "
                                  f"{(low, high)}")
+        if self.cell is not None and (len(self.cell) != 2
+                                      or not all(isinstance(n, str) for n in self.cell)):
+            raise ValueError(f"`cell` must be (true class, predicted class) names or None, "
+                             f"got {self.cell!r}")
 
 
 def _in_range(values: Any, bounds: tuple[float, float]) -> Any:
@@ -183,6 +191,9 @@ def select(table: Any, query: Query) -> Any:
         keep &= _in_range(table["predicted_prob"], query.confidence).to_numpy()
     if tuple(query.faithfulness_range) != (0.0, 100.0):
         keep &= _in_range(table[query.faithfulness], query.faithfulness_range).to_numpy()
+    if query.cell is not None:
+        keep &= (table["correct"].notna() & (table["true_class"] == query.cell[0])
+                 & (table["predicted_class"] == query.cell[1])).to_numpy(dtype=bool)
     chosen = table[keep]
     key = chosen[query.sort]
     if key.dtype == object:

@@ -88,16 +88,23 @@ def plot_png(selection: Any, column: str = "drop", kind: str = "histogram") -> b
 
 
 class SummaryView:
-    """The summary line and plot (with the choice of plot)."""
+    """The summary line and plot (with the choice of plot).
 
-    def __init__(self) -> None:
-        self.text = w.HTML(layout=w.Layout(flex="1 1 260px", min_width="200px"))
+    Args:
+        below: A widget under the summary line, beside the plot (the explorer's confusion
+            matrix).
+    """
+
+    def __init__(self, below: w.Widget | None = None) -> None:
+        self.text = w.HTML(layout=w.Layout(width="100%"))
         self.kind = w.ToggleButtons(options=list(PLOTS), value="histogram",
                                     style={"button_width": "100px"})
         self.plot = w.Image(format="png", layout=w.Layout(width="100%", max_width="360px",
                                                           height="auto"))
-        self.box = w.Box([self.text, w.VBox([self.kind, self.plot],
-                                            layout=w.Layout(flex="0 1 360px", min_width="0"))],
+        left = w.VBox([self.text] if below is None else [self.text, below],
+                      layout=w.Layout(flex="1 1 260px", min_width="200px", grid_gap="4px"))
+        self.box = w.Box([left, w.VBox([self.kind, self.plot],
+                                       layout=w.Layout(flex="0 1 360px", min_width="0"))],
                          layout=w.Layout(display="flex", flex_flow="row wrap",
                                          align_items="flex-start", grid_gap="8px",
                                          width="100%"))

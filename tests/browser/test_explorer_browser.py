@@ -4,7 +4,9 @@ The kernel builds a 32-image store (the 8 sample photos, crops and flips, in Ima
 folders of which some are deliberately wrong) with explain_dataset at 3 iterations, and shows
 an explorer with the default model. The test filters to wrong predictions with the explorer's
 own toggle, checks the grid shows exactly those (marked ✗), clicks a thumbnail, and reads the
-embedded live widget's canvas: a map drawn in colormap colours. It saves docs/explorer.png.
+embedded live widget's canvas: a map drawn in colormap colours. Then the confusion matrix: a
+click on a cell (and Enter on another, reached with Tab and the arrows) keeps that cell's rows
+in the grid, Show all cells resets it. It saves docs/explorer.png.
 """
 
 from __future__ import annotations
@@ -149,11 +151,17 @@ def test_explorer_filters_wrong_and_opens_a_live_widget(lab, artifacts):
              == lab.kernel_value("int(explorer.selection.index[1])"), 30, "Enter to open")
     assert buttons.count() == 24
     assert root.locator("canvas[tabindex='0']").count() == 0  # no canvas takes the focus
+
+    _confusion_matrix_filters_the_grid(lab, root)
     # every control named (axe-core's naming rules); the whole report kept as an artifact
     import axe_playwright_python
 
     page.add_script_tag(content=Path(axe_playwright_python.__file__).with_name(
         "axe.min.js").read_text())
+    matrix_violations = root.locator(".opticam-confusion").evaluate(
+        "async (m) => (await axe.run(m, {resultTypes: ['violations']})).violations.map("
+        "v => ({id: v.id, nodes: v.nodes.map(n => n.target.join(' '))}))")
+    assert matrix_violations == [], matrix_violations  # the matrix: no violation at all
     violations = root.evaluate(
         "async (r) => (await axe.run(r, {resultTypes: ['violations']})).violations.map("
         "v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.target.join(' '))}))")
@@ -176,6 +184,79 @@ def test_explorer_filters_wrong_and_opens_a_live_widget(lab, artifacts):
     DOCS.mkdir(exist_ok=True)
     root.screenshot(path=str(DOCS / "explorer.png"))
     page.screenshot(path=str(artifacts / "explorer-page.png"))
+
+
+CELL_NAME = re.compile(r"true (.+), predicted (.+): (\d+) rows?")
+
+
+def _cell(button) -> tuple[str, str, int]:
+    """(true, predicted, rows) of a matrix cell, read from its accessible name."""
+    found = CELL_NAME.fullmatch(button.get_attribute("aria-label"))
+    assert found, button.get_attribute("aria-label")
+    return found.group(1), found.group(2), int(found.group(3))
+
+
+def _shows_only(root, true: str, predicted: str, rows: int) -> bool:
+    """The grid shows ``rows`` tiles (at most a page), each of that true and predicted class."""
+    captions = [t.inner_text() for t in _visible_tiles(root)]
+    return len(captions) == min(rows, 24) and all(
+        f"true: {true}" in c and predicted in c for c in captions)
+
+
+def _confusion_matrix_filters_the_grid(lab, root) -> None:
+    """Click a cell: the grid keeps its rows; Tab reaches the matrix, arrows + Enter choose
+    another; Show all cells resets."""
+    page = lab.page
+    root.locator(".widget-toggle-buttons button", has_text=re.compile("^all$")).click()
+    wait_for(lambda: len(_visible_tiles(root)) == 24, 60, "all rows again")
+    matrix = root.locator(".opticam-confusion")
+    labelled = lab.kernel_value("int(explorer.table['correct'].notna().sum())")
+    assert f"over the {labelled} labelled rows" in matrix.locator("caption").inner_text()
+    full = matrix.locator("button.opticam-cm-cell:not([aria-disabled='true'])")
+    assert full.count() >= 2
+    wrong = matrix.locator(
+        "button.opticam-cm-cell:not(.opticam-cm-diagonal):not([aria-disabled='true'])").first
+    true, predicted, rows = _cell(wrong)
+    assert rows == int(wrong.inner_text()) and true != predicted
+    wrong.click()
+    wait_for(lambda: _shows_only(root, true, predicted, rows), 60,
+             f"the grid filtered to true {true}, predicted {predicted}",
+             describe=lambda: [t.inner_text() for t in _visible_tiles(root)])
+    assert lab.kernel_value("explorer.query.cell") == repr((true, predicted))
+    assert lab.kernel_value("len(explorer.selection)") == str(rows)
+    assert wrong.get_attribute("aria-pressed") == "true"
+    wait_for(lambda: "Grid filtered to true" in matrix.locator("[role=status]").inner_text(),
+             30, "the polite status line")
+
+    # --- the keyboard: one Tab stop (the chosen cell), then Show all cells; arrows + Enter
+    root.locator(".widget-checkbox input").last.focus()  # "descending", just before
+    page.keyboard.press("Tab")
+    focused = "() => document.activeElement.getAttribute('aria-label') || " \
+              "document.activeElement.textContent.trim()"
+    assert page.evaluate(focused) == wrong.get_attribute("aria-label")
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == "Show all cells"
+    wrong.focus()
+    at = (int(wrong.get_attribute("data-r")), int(wrong.get_attribute("data-c")))
+    other = next(full.nth(i) for i in range(full.count())
+                 if full.nth(i).get_attribute("aria-label") != wrong.get_attribute("aria-label"))
+    to = (int(other.get_attribute("data-r")), int(other.get_attribute("data-c")))
+    for key, steps in (("ArrowDown", to[0] - at[0]), ("ArrowUp", at[0] - to[0]),
+                       ("ArrowRight", to[1] - at[1]), ("ArrowLeft", at[1] - to[1])):
+        for _ in range(max(0, steps)):
+            page.keyboard.press(key)
+    assert page.evaluate(focused) == other.get_attribute("aria-label")
+    page.keyboard.press("Enter")
+    true2, predicted2, rows2 = _cell(other)
+    wait_for(lambda: _shows_only(root, true2, predicted2, rows2), 60,
+             f"Enter on true {true2}, predicted {predicted2}")
+    assert lab.kernel_value("explorer.query.cell") == repr((true2, predicted2))
+
+    # --- Show all cells: every row again
+    matrix.locator(".opticam-cm-clear").click()
+    wait_for(lambda: len(_visible_tiles(root)) == 24, 60, "every row after Show all cells")
+    assert lab.kernel_value("explorer.query.cell") == "None"
+    assert matrix.locator("[aria-pressed='true']").count() == 0
 
 
 def _in_view(page, locator) -> bool:
