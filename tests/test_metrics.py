@@ -357,16 +357,16 @@ class TestModelLevelValidation:
 
     def test_targets(self, net, images):
         s = torch.ones(3, 12, 14)
-        with pytest.raises(ValueError, match=r"`targets` 7 is out of range.*5 classes"):
+        with pytest.raises(ValueError, match=r"`target` 7 is out of range.*5 classes"):
             faithfulness(net, images, s, 7, NATIVE)
-        with pytest.raises(ValueError, match="`targets` has 2 entries for 3"):
+        with pytest.raises(ValueError, match="`target` has 2 entries for 3"):
             faithfulness(net, images, s, [0, 1], NATIVE)
-        with pytest.raises(ValueError, match="`targets` 'cat' is a label name, but this model has "
+        with pytest.raises(ValueError, match="`target` 'cat' is a label name, but this model has "
                                              "no labels; give the class index"):
             faithfulness(net, images, s, "cat", NATIVE)
-        with pytest.raises(TypeError, match="`targets` must be a class index"):
+        with pytest.raises(TypeError, match="`target` must be a class index"):
             faithfulness(net, images, s, [0, 1.0, 2], NATIVE)
-        with pytest.raises(TypeError, match="`targets`"):
+        with pytest.raises(TypeError, match="`target`"):
             faithfulness(net, images, s, torch.tensor([0.5, 1.0, 2.0]), NATIVE)
 
     def test_model_and_images(self, net, images):

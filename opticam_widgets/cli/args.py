@@ -17,7 +17,7 @@ from typing import Any
 
 from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER, SCHEDULES
 
-__all__ = ["add_run_options", "class_index", "converter", "positive_float", "positive_int",
+__all__ = ["add_run_options", "converter", "positive_float", "positive_int", "target_arg",
            "unit_float"]
 
 
@@ -43,23 +43,35 @@ def converter(kind: type, what: str, ok: Callable[[Any], bool]) -> Callable[[str
 positive_int = converter(int, "a positive integer", lambda v: v >= 1)
 positive_float = converter(float, "a positive number", lambda v: math.isfinite(v) and v > 0)
 unit_float = converter(float, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
-_index = converter(int, "a class index >= 0", lambda v: v >= 0)
 
 
-def class_index(text: str) -> int | str:
-    """An argparse ``type=``: a class index >= 0, or a label name (text that is not a number).
+def target_arg(text: str) -> Any:
+    """An argparse ``type=`` for ``--target``: the shorthand of the target grammar.
 
-    The label is looked up in the model's labels once the model is loaded.
+    ``top1`` -> ``None`` (the predicted class), ``true`` -> ``"true"`` (the true label),
+    ``topK`` -> ``("top", K)``, ``281`` -> ``281``, anything else a label name, looked up in the
+    model's labels once it is loaded (:func:`~opticam_widgets.engine.targets.as_target` turns
+    them into targets; this module imports no torch).
 
     Example:
-        >>> class_index("281"), class_index("tabby")
-        (281, 'tabby')
+        >>> target_arg("top3"), target_arg("281"), target_arg("top1"), target_arg("tabby")
+        (('top', 3), 281, None, 'tabby')
     """
-    try:
-        float(text)
-    except ValueError:
-        return text
-    return _index(text)
+    name = text.strip()
+    text = name.lower()
+    if text in ("top1", "top-1", "predicted"):
+        return None
+    if text == "true":
+        return "true"
+    if text.startswith("top") and text[3:].isdigit() and int(text[3:]) >= 1:
+        return ("top", int(text[3:]))
+    if text.isdigit():
+        return int(text)
+    if not name or name.lstrip("+-").replace(".", "", 1).isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected top1, true, topK, a class index or a label name (a class index >= 0), "
+            f"got {name!r}")
+    return name
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:

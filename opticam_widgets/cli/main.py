@@ -2,7 +2,7 @@
 
 Usage::
 
-    opticam explain IMG... [--target N]... | [--top K] [--iters N] [--lr X]
+    opticam explain IMG... [--target T]... | [--top K] [--iters N] [--lr X]
                     [--schedule paper|fast] [--convention constructive|destructive]
                     [--out DIR]
                     [--model default|torchvision:NAME[:WEIGHTS]]
@@ -31,7 +31,7 @@ from ..support.defaults import (
     DEFAULT_SCORE,
     SCORES,
 )
-from .args import add_run_options, class_index, positive_int, unit_float
+from .args import add_run_options, positive_int, target_arg, unit_float
 
 __all__ = ["main"]
 
@@ -77,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("images", nargs="+", metavar="IMG",
                     help="image file, or sample:NAME for a bundled photo (see `opticam samples`)")
     which = ex.add_mutually_exclusive_group()
-    which.add_argument("--target", type=class_index, action="append", metavar="N",
-                       help="class index or label name to explain (repeat for several); "
-                            "default: top-1")
+    which.add_argument("--target", type=target_arg, action="append", metavar="T",
+                       help="what to explain: a class index or label name (repeat for "
+                            "several), or topK for the K most probable; default: top1")
     which.add_argument("--top", type=positive_int, metavar="K",
                        help="explain the K most probable classes of each image")
     add_run_options(ex)
@@ -171,23 +171,20 @@ class _Plan(NamedTuple):
 def _plans(cam: Any, images: list[tuple[str, Any]], args: argparse.Namespace,
            model_name: str, labels: Sequence[str] | None = None) -> list[_Plan]:
     """Predict every image first, so that a bad --target fails before any bar or file appears."""
-    from ..engine.classes import class_index as lookup
+    from ..engine.targets import Context, TopK, as_target
 
+    given = args.target or []
+    context = Context(labels=labels, name="--target")
     plans = []
     for stem, pixels in images:
         probs = cam.predict(pixels)[0]
-        classes = probs.shape[0]
-        if args.target:
-            bad = [t for t in args.target if isinstance(t, int) and t >= classes]
-            if bad:
-                raise _UsageError(f"--target {bad[0]} is out of range: {model_name} has "
-                                  f"{classes} classes (0..{classes - 1})")
-            try:
-                targets = [lookup(t, labels, classes, name="--target") for t in args.target]
-            except ValueError as exc:
-                raise _UsageError(str(exc).replace("`--target`", "--target")) from None
-        else:
-            targets = probs.topk(min(args.top or 1, classes)).indices.tolist()
+        try:
+            target = (as_target(given[0] if len(given) == 1 else given, name="--target")
+                      if given else TopK(args.top or 1))
+            targets = target.resolve(probs[None], context).classes.tolist()
+        except (TypeError, ValueError) as exc:
+            raise _UsageError(str(exc).replace("`--target`", "--target").replace(
+                "the model has", f"{model_name} has")) from None
         plans.append(_Plan(stem, pixels, probs, targets))
     return plans
 

@@ -145,10 +145,13 @@ def explain_dataset(
             the model's label names), a list of paths, a torch ``Dataset`` of images or
             ``(image, label)``, or any iterable of images.
         out: The results folder (created; see :class:`~opticam_widgets.dataset.store.Store`).
-        target: ``None`` (top-1, default), ``"true"`` (the true label; images without one are
-            reported in ``error``), a class index or label name (the bundle's labels),
-            ``("top", k)`` (k rows per image), or a
-            callable ``(probs, item) -> class or classes``.
+        target: What to explain in each image (:mod:`~opticam_widgets.engine.targets`):
+            ``None`` or ``TopK()`` (top-1, default), ``"true"`` or ``TrueLabel()`` (the true
+            label; images without one are reported in ``error``), a class index or label name
+            (the bundle's labels), a list of them (those classes in every image),
+            ``("top", k)`` or ``TopK(k)`` (k rows per image), or a callable
+            ``(probs, item) -> class or classes``.
+
         batch_size: Images per optimization (models without a fixed input size: 1).
         max_iter: Adam steps per map (the paper's 100).
         lr: Adam learning rate.

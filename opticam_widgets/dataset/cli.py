@@ -19,34 +19,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli.args import add_run_options, positive_float, positive_int
+from ..cli.args import add_run_options, positive_float, positive_int, target_arg
 
 __all__ = ["add_subcommands", "parse_target"]
 
 
-def parse_target(text: str) -> Any:
-    """``top1`` -> None, ``true`` -> "true", ``top3`` -> ("top", 3), ``281`` -> 281.
-
-    Anything else is a label name, looked up in the model's labels once it is loaded.
-
-    Example:
-        >>> parse_target("top3"), parse_target("281"), parse_target("top1"), parse_target("tabby")
-        (('top', 3), 281, None, 'tabby')
-    """
-    name = text.strip()
-    text = name.lower()
-    if text in ("top1", "top-1", "predicted"):
-        return None
-    if text == "true":
-        return "true"
-    if text.startswith("top") and text[3:].isdigit() and int(text[3:]) >= 1:
-        return ("top", int(text[3:]))
-    if text.isdigit():
-        return int(text)
-    if not name or name.lstrip("+-").replace(".", "", 1).isdigit():
-        raise argparse.ArgumentTypeError(
-            f"expected top1, true, topK, a class index or a label name, got {name!r}")
-    return name
+#: ``--target``'s argparse type: :func:`~opticam_widgets.cli.args.target_arg`, the one CLI
+#: shorthand of the target grammar (``top1``, ``true``, ``topK``, an index, a label name).
+parse_target = target_arg
 
 
 def _cmd_explain_dataset(args: argparse.Namespace) -> int:

@@ -14,15 +14,23 @@ maps that depend on the batch by amplified float rounding.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any, Union
+from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ..engine.classes import class_index
 from ..engine.explainer import OptiCAM
+from ..engine.targets import (
+    Classes,
+    ClassIndex,
+    Context,
+    Label,
+    NoTarget,
+    Target,
+    TargetLike,
+    as_target,
+)
 from ..evaluation.metrics import (
     average_drop,
     average_gain,
@@ -32,7 +40,7 @@ from ..evaluation.metrics import (
     masked_probabilities,
 )
 from ..model.bundle import ModelBundle, unpack_model
-from .loader import Batch, Decoded
+from .loader import Decoded, ImageBatch
 
 __all__ = ["BATCHING", "METRICS", "BatchExplainer", "TargetSpec", "check_target"]
 
@@ -45,38 +53,44 @@ BATCHING = ("independent", "shared")
 #: Accepted values of ``metrics``: AD/AI/AG terms (True/"paper"), plus insertion and deletion
 #: AUC ("full"), or none (False).
 METRICS = (True, False, "paper", "full")
-#: A class request per image: None (top-1), "true", an int, ("top", k) or a callable.
-TargetSpec = Union[None, str, int, tuple, Callable[..., Any]]
+#: What to explain in each image: a :class:`~opticam_widgets.engine.targets.Target`
+#: (``TopK(k)``, ``TrueLabel()``, ``ClassIndex(i)``, ...) or its shorthand (``None``, ``"true"``,
+#: an int, a label name, ``("top", k)``, a callable ``(probs, item) -> class(es)``).
+TargetSpec = TargetLike
 
 
 def check_target(target: Any, classes: int | None = None,
-                 labels: Sequence[str] | None = None) -> Any:
-    """Validate ``target`` for a dataset run; returns it, a label name as its class index.
+                 labels: Sequence[str] | None = None) -> Target:
+    """``target`` as a :class:`~opticam_widgets.engine.targets.Target` for a dataset run.
 
-    ``("top", k)`` is returned as a tuple; names are looked up in ``labels`` by
-    :func:`~opticam_widgets.engine.classes.class_index`.
+    Label names are looked up in ``labels`` now (a name is a
+    :class:`~opticam_widgets.engine.targets.ClassIndex` from here on), so that a typo fails
+    before any image is read.
 
     Raises:
-        TypeError: a float or a bool (not a class index).
-        ValueError: anything else that is no target; a name not in ``labels``.
+        TypeError: a float or a bool (not a class index), or no target at all.
+        ValueError: a name not in ``labels`` (or no labels), an index out of range.
 
     Example:
         >>> check_target(("top", 3)), check_target("Tabby", labels=["tench", "tabby"])
-        (('top', 3), 1)
+        (TopK(k=3), ClassIndex(index=1))
     """
-    if target is None or target == "true" or callable(target):
-        return target
-    if isinstance(target, (str, bool, float, np.bool_, np.floating)):
-        return class_index(target, labels, classes)
-    if isinstance(target, (int, np.integer)):
-        if target < 0 or (classes is not None and target >= classes):
-            raise ValueError(f"`target` {target} is out of range for {classes} classes")
-        return int(target)
-    if isinstance(target, (tuple, list)) and len(target) == 2 and target[0] == "top" \
-            and isinstance(target[1], int) and not isinstance(target[1], bool) and target[1] >= 1:
-        return ("top", int(target[1]))
-    raise ValueError(f"`target` must be None (top-1), 'true' (the true label), a class index, "
-                     f"('top', k) or a callable (probs, item) -> class(es); got {target!r}")
+    parsed = as_target(target, labels)
+    if isinstance(parsed, Label):  # no labels to look the name up in: refused now
+        parsed = parsed.bind(labels)
+    if classes is not None:
+        for index in _fixed_classes(parsed):
+            if not 0 <= index < classes:
+                raise ValueError(f"`target` {index} is out of range for {classes} classes")
+    return parsed
+
+
+def _fixed_classes(target: Target) -> list[int]:
+    if isinstance(target, ClassIndex):
+        return [target.index]
+    if isinstance(target, Classes):
+        return [t.index for t in target.items if isinstance(t, ClassIndex)]
+    return []
 
 
 def _identity(record: Decoded) -> dict[str, Any]:
@@ -91,23 +105,14 @@ def _error_row(record: Decoded, error: str) -> dict[str, Any]:
     return {**_identity(record), "error": error}
 
 
-def _classes_for(target: TargetSpec, probs: Tensor, record: Decoded) -> list[int] | str:
-    """The classes to explain for one image, or why there are none."""
-    if target is None:
-        return [int(probs.argmax())]
-    if target == "true":
-        if record.item.label is None:
-            return "no true label for target='true'"
-        return [record.item.label]
-    if isinstance(target, int):
-        return [target]
-    if isinstance(target, tuple):
-        return probs.topk(min(target[1], probs.shape[0])).indices.tolist()
-    value = target(probs, record.item)
-    values = [value] if isinstance(value, int) else list(value)
-    if not values or not all(isinstance(v, int) and 0 <= v < probs.shape[0] for v in values):
-        return f"`target` callable returned {value!r}; expected class index(es)"
-    return values
+def _classes_for(target: Target, probs: Tensor, record: Decoded,
+                 labels: Sequence[str] | None) -> list[int] | str:
+    """The classes to explain for one image (best first), or why there are none."""
+    try:
+        rows = target.resolve(probs[None], Context(labels=labels, items=[record.item]))
+    except NoTarget as exc:
+        return str(exc)
+    return rows.classes.tolist()
 
 
 class BatchExplainer:
@@ -131,7 +136,8 @@ class BatchExplainer:
         self.net, self.pre = unpack_model(model)
         self.labels: list[str] | None = model.labels if isinstance(model, ModelBundle) else None
         self.cam = OptiCAM(model, **(cam_kwargs or {}))
-        self.target, self.metrics, self.curve_steps = target, metrics, curve_steps
+        self.target = check_target(target, labels=self.labels)
+        self.metrics, self.curve_steps = metrics, curve_steps
         if batching not in BATCHING:
             raise ValueError(f"`batching` must be 'independent' or 'shared'; got {batching!r}")
         self.batching = batching
@@ -146,7 +152,7 @@ class BatchExplainer:
             return None
         return self.labels[index] if self.labels and 0 <= index < len(self.labels) else None
 
-    def __call__(self, batch: Batch, cancel: threading.Event | None = None
+    def __call__(self, batch: ImageBatch, cancel: threading.Event | None = None
                  ) -> list[dict[str, Any]] | None:
         """Rows for every record of ``batch`` (errors included); ``None`` when cancelled."""
         rows = [_error_row(r, r.error or "") for r in batch.bad]
@@ -158,7 +164,7 @@ class BatchExplainer:
                  else self.cam.predict(x))
         index, targets, ranks = [], [], []
         for i, record in enumerate(batch.good):
-            classes = _classes_for(self.target, probs[i], record)
+            classes = _classes_for(self.target, probs[i], record, self.labels)
             if isinstance(classes, str):
                 rows.append(_error_row(record, classes))
                 continue

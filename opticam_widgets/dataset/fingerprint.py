@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..engine.targets import Target
 from ..model.bundle import ModelBundle
 from .compute import BatchExplainer
 
@@ -61,7 +62,9 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def describe(value: Any) -> Any:
-    """A JSON-friendly description: callables by qualified name, tuples as lists."""
+    """A JSON-friendly description: targets by spec, callables by name, tuples as lists."""
+    if isinstance(value, Target):
+        return describe(value.spec())
     if callable(value):
         return getattr(value, "__qualname__", type(value).__qualname__)
     if isinstance(value, tuple):

@@ -19,6 +19,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from ..support.sizes import check_size
+
 __all__ = [
     "COLORMAPS",
     "as_uint8_image",
@@ -131,9 +133,7 @@ def resize_map(saliency: Any, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     arr = _as_map(saliency)
-    h, w = (int(s) for s in size)
-    if h < 1 or w < 1:
-        raise ValueError(f"`size` must be two positive ints (height, width); got {size!r}")
+    h, w = check_size(size)
     if arr.shape == (h, w):
         return arr
     out = np.asarray(Image.fromarray(arr, mode="F").resize((w, h), Image.BILINEAR),

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..inputs.photos import as_image_batch
 from ..model.bundle import ModelBundle, unpack_model
-from ..model.features import LayerSpec, capture, model_guard, resolve_layer
+from ..model.features import LayerSpec, model_guard, resolve_layer
 from ..model.folding import inner_loop_model
 from ..model.layouts import Reshape, check_reshape
 from ..support.checks import (
@@ -53,6 +53,7 @@ from ..support.defaults import (
     SCHEDULES,
     SCORES,
 )
+from ..support.sizes import check_size
 from .classes import model_labels
 from .maps import channel_mean_map, saliency_from_weights
 from .masking import Masker, prefers_channels_last
@@ -63,10 +64,11 @@ from .optimize import (
     ScoreFn,
     initial_logits,
 )
+from .prelude import captured
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
 from .schedules import schedule_factory
 from .settings import UNSET, ExplainSettings, explain_settings
-from .targets import Target, resolve_targets
+from .targets import TargetLike
 
 __all__ = ["CONVENTIONS", "SCORES", "OptiCAM", "OptiCAMProgress", "OptiCAMResult",
            "saliency_from_weights"]
@@ -190,10 +192,9 @@ class OptiCAM:
         """Name of the target layer (auto-detected with one dummy forward when needed)."""
         if self._layer_name is None:
             size = self.preprocess.size or (224, 224)
-            x = torch.zeros(1, 3, *size, device=self.device, dtype=model_dtype(self.model))
-            with model_guard(self.model):
-                self._layer_name = capture(self.model, self.preprocess.normalize(x), None,
-                                           self.reshape)[0]
+            with captured(self.model, self.preprocess, torch.zeros(1, 3, *size), None,
+                          reshape=self.reshape, device=self.device) as seen:
+                self._layer_name = seen.layer
         return self._layer_name
 
     def _layer_spec(self) -> LayerSpec:
@@ -265,26 +266,19 @@ class OptiCAM:
         Example:
             >>> probs, maps = cam.preview(image, size=(112, 112))  # doctest: +SKIP
         """
-        pixels = as_image_batch(image).to(self.device)
+        pixels = as_image_batch(image)
         full = (int(pixels.shape[-2]), int(pixels.shape[-1]))
-        if size is not None and (
-                not isinstance(size, (tuple, list)) or len(size) != 2
-                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)):
-            raise ValueError(f"`size` must be None or two positive ints (height, width); "
-                             f"got {size!r}")
-        x = self.preprocess.normalize(self.preprocess.resize(pixels))
-        with model_guard(self.model):
-            x = x.to(model_dtype(self.model))
-            self._layer_name, feats, logits = capture(self.model, x, self._layer_spec(),
-                                                      self.reshape)
-        shown = full if size is None else (int(size[0]), int(size[1]))
-        probs = torch.softmax(logits, dim=1).cpu()  # capture checked them (float32)
-        return probs, channel_mean_map(feats, shown, normalize_for=full).cpu()
+        shown = full if size is None else check_size(size)
+        with captured(self.model, self.preprocess, pixels, self._layer_spec(),
+                      reshape=self.reshape, device=self.device) as seen:
+            self._layer_name = seen.layer
+        probs = torch.softmax(seen.logits, dim=1).cpu()  # capture checked them (float32)
+        return probs, channel_mean_map(seen.features, shown, normalize_for=full).cpu()
 
     def explain(
         self,
         image: Any,
-        target: Target = None,
+        target: TargetLike = None,
         *,
         max_iter: int | None = None,
         lr: float | None = None,
@@ -299,9 +293,11 @@ class OptiCAM:
         Args:
             image: One image (path, PIL, ndarray, tensor (3, H, W) in [0, 1]), a batch tensor
                 (B, 3, H, W), or a list of same-size images.
-            target: ``None`` (top-1 class), a class index or a label name (same class for
-                every image; names need ``labels``), a list with one class per image, or,
-                for a single image, several classes explained together in one batch.
+            target: What to explain (:mod:`~opticam_widgets.engine.targets`): ``None`` or
+                ``TopK(k)`` (the top-1 or top-k classes of each image), a class index or a
+                label name (same class for every image; names need ``labels``), a list with
+                one class per image, or, for a single image, several classes explained
+                together in one batch.
             max_iter: Overrides the constructor's ``max_iter``.
             lr: Overrides the constructor's ``lr``.
             convention: Overrides the constructor's ``convention``.
@@ -341,22 +337,20 @@ class OptiCAM:
             warn_if_flat(run.history)
             return builder.result(run)
 
-    def _prepare(self, pixels: Tensor, target: Target, settings: ExplainSettings,
+    def _prepare(self, pixels: Tensor, target: TargetLike, settings: ExplainSettings,
                  start: float) -> tuple[ResultBuilder, OptimizationRun, bool]:
         """Capture features and logits (the model frozen only meanwhile), set up the run.
 
         Returns the result builder, the run, and whether the run uses the model itself (no
         folded copy: ``fold_batchnorm=False`` or a model that cannot be folded).
         """
-        x = self.preprocess.resize(pixels.to(self.device))
-        with model_guard(self.model):
-            xn = self.preprocess.normalize(x).to(model_dtype(self.model))
-            layer, feats, logits = capture(self.model, xn, self._layer_spec(), self.reshape)
+        with captured(self.model, self.preprocess, pixels, self._layer_spec(),
+                      reshape=self.reshape, device=self.device) as seen:
+            x, layer, feats, logits = seen.pixels, seen.layer, seen.features, seen.logits
             self._layer_name = layer
-            targets, index = resolve_targets(target, x.shape[0], logits.shape[1],
-                                             logits.argmax(dim=1), names=self.labels)
-            targets, index = targets.to(self.device), index.to(self.device)
-            net = (inner_loop_model(self.model, xn, logits) if self.fold_batchnorm
+            rows = seen.targets(target, self.labels)
+            targets, index = rows.classes.to(self.device), rows.index.to(self.device)
+            net = (inner_loop_model(self.model, seen.inputs, logits) if self.fold_batchnorm
                    else self.model)
         if self.score == "probability" and logits.shape[1] == 1:
             raise ValueError("`score`='probability' is always 1 for a model with one output "

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..inputs.photos import as_float_pixels
+from ..support.sizes import check_size
 from .maps import low_res_saliency, resize_maps
 from .optimize import OptimizationRun
 
@@ -116,9 +117,7 @@ class OptiCAMResult:
             >>> result.saliency_at((60, 80)).shape  # doctest: +SKIP
             torch.Size([1, 60, 80])
         """
-        if (not isinstance(size, (tuple, list)) or len(size) != 2
-                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)):
-            raise ValueError(f"`size` must be two positive ints (height, width); got {size!r}")
+        size = check_size(size)
         low = self.low_res if rows is None else self.low_res[list(rows)]
         # not in place: at the features' own size the resize returns ``low_res`` itself
         return resize_maps(low, (int(size[0]), int(size[1]))).float().clamp(0.0, 1.0)

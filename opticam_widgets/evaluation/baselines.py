@@ -57,12 +57,13 @@ from torch import Tensor, nn
 from ..engine.classes import model_labels
 from ..engine.explainer import OptiCAM
 from ..engine.maps import channel_mean_map, minmax_normalize, resize_maps
-from ..engine.targets import Target, resolve_targets
+from ..engine.prelude import captured
+from ..engine.targets import TargetLike
 from ..inputs.images import Preprocess, as_pixel_batch
 from ..model.bundle import ModelBundle, unpack_model
-from ..model.features import LayerSpec, capture, layer_layout, model_guard, resolve_layer
+from ..model.features import LayerSpec, layer_layout, resolve_layer
 from ..support import defaults
-from ..support.checks import check_int, model_device, model_dtype, plain_tensor
+from ..support.checks import check_int, model_dtype, plain_tensor
 
 __all__ = ["BASELINES", "baseline_map"]
 
@@ -170,7 +171,7 @@ def baseline_map(
     method: str,
     model: nn.Module | ModelBundle,
     image: Any,
-    target: Target = None,
+    target: TargetLike = None,
     *,
     target_layer: LayerSpec = None,
     preprocess: Any = None,
@@ -216,23 +217,22 @@ def baseline_map(
     with torch.inference_mode(False):  # the gradient CAMs need autograd, even when called in it
         images = plain_tensor(as_pixel_batch(image))
         size = (int(images.shape[-2]), int(images.shape[-1]))
-        x = pre.resize(images.to(model_device(model)))
         layer_name, module = _layer(model, pre, target_layer)
-        with model_guard(model):
-            xn = pre.normalize(x).to(model_dtype(model))
-            _, feats, logits = capture(model, xn, layer_name)
-            layout = None if name == "channel-mean" else layer_layout(model, xn, layer_name)
+        with captured(model, pre, images, layer_name) as cap:
+            layout = None if name == "channel-mean" else layer_layout(model, cap.inputs,
+                                                                      layer_name)
             if layout not in (None, "nchw"):
                 raise ValueError(
                     f"`method` {name!r} (torchcam) reads `target_layer` {layer_name!r} as "
                     f"(B, C, h, w) maps, but its output is {layout!r}: use 'channel-mean', or "
                     f"OptiCAM, which read token and channels-last layouts")
-            classes, index = resolve_targets(target, images.shape[0], logits.shape[1],
-                                             logits.argmax(dim=1), names=names)
+            rows = cap.targets(target, names)
             if name == "channel-mean":
-                return channel_mean_map(feats[index.to(feats.device)], size).cpu()
+                return channel_mean_map(cap.features[rows.index.to(cap.features.device)],
+                                        size).cpu()
             cams = _torchcam_maps(methods, name, _PixelModel(model, pre), module,
-                                  x[index.to(x.device)], classes, batch_size)
+                                  cap.pixels[rows.index.to(cap.pixels.device)], rows.classes,
+                                  batch_size)
         return _finish(cams, size)
 
 

@@ -23,11 +23,11 @@ from torch import Tensor, nn
 
 from ..engine.classes import model_labels
 from ..engine.maps import resize_maps
-from ..engine.targets import Target
+from ..engine.targets import TargetLike
 from ..inputs.images import as_pixel_batch
 from ..model.bundle import ModelBundle
 from ..support.checks import check_int
-from .forward import class_probabilities, eval_mode, original_probabilities, prepare
+from .forward import class_probabilities, eval_mode, original_probabilities, pick_target, prepare
 
 __all__ = ["BASELINE_IMAGES", "CurveResult", "curve_auc", "deletion", "insertion"]
 
@@ -158,8 +158,9 @@ def _baseline_image(baseline: Any, x: Tensor, index: Tensor) -> Tensor:
     )
 
 
-def _curve(kind: str, model: Any, images: Any, saliency: Any, targets: Target,
+def _curve(kind: str, model: Any, images: Any, saliency: Any, target: tuple[Any, str],
            preprocess: Any, steps: int, baseline: Any, batch_size: int) -> CurveResult:
+    """One curve per map; ``target``: the request and its argument's name."""
     net, pre, x, s, index, bs = prepare(model, images, saliency, preprocess, batch_size, False)
     steps = check_int("steps", steps, 1)
     work = x if pre.size is None else pre.resize(x)  # pixels ranked at the model's resolution
@@ -173,18 +174,20 @@ def _curve(kind: str, model: Any, images: Any, saliency: Any, targets: Target,
     counts = torch.tensor([round(t * npix / steps) for t in range(steps + 1)])
 
     with eval_mode(net):
-        _, t = original_probabilities(net, pre, x, index, targets, bs, model_labels(model))
+        _, rows = original_probabilities(net, pre, x, index, target[0], bs, model_labels(model),
+                                         target[1])
+        t = rows.classes
         pairs = [(i, j) for i in range(n) for j in range(steps + 1)]
         out = torch.empty(n, steps + 1)
         for start in range(0, len(pairs), bs):
             chunk = pairs[start:start + bs]
-            rows = torch.tensor([i for i, _ in chunk])
+            pick = torch.tensor([i for i, _ in chunk])
             cnt = counts[[j for _, j in chunk]]
-            keep = (rank[rows] < cnt[:, None]).view(-1, 1, *size)  # the first cnt pixels
-            img, bas = work[index[rows]], base[rows]
+            keep = (rank[pick] < cnt[:, None]).view(-1, 1, *size)  # the first cnt pixels
+            img, bas = work[index[pick]], base[pick]
             batch = torch.where(keep, img, bas) if kind == "insertion" else \
                 torch.where(keep, bas, img)
-            prob, _ = class_probabilities(net, pre, batch, t[rows], bs)
+            prob, _ = class_probabilities(net, pre, batch, rows.subset(pick), bs)
             for (i, j), v in zip(chunk, prob.tolist()):
                 out[i, j] = v
     scores = out.numpy().astype(np.float64)
@@ -203,12 +206,13 @@ def insertion(
     model: nn.Module | ModelBundle,
     images: Any,
     saliency: Any,
-    targets: Target = None,
+    target: TargetLike = None,
     preprocess: Any = None,
     *,
     steps: int = 50,
     baseline: Any = "blur",
     batch_size: int = 32,
+    **old: Any,
 ) -> CurveResult:
     """Insertion curve (RISE): put the most salient pixels back on a baseline image first.
 
@@ -223,14 +227,15 @@ def insertion(
         model: A classifier returning logits, or a ModelBundle.
         images: One image or a batch (pixel values in [0, 1]).
         saliency: Maps (H, W) / (N, H, W), any real values (only their order matters).
-        targets: ``None`` (top-1 class of the unmasked image), an int or a bundle's label
-            name, or one per map.
+        target: ``None`` (top-1 class of the unmasked image), an int or a bundle's label
+            name, or one per map (:mod:`~opticam_widgets.engine.targets`).
         preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
         steps: Number of steps; the curve has ``steps + 1`` points.
         baseline: ``"blur"`` (RISE's insertion default: Gaussian blur, kernel 11, σ 5),
             ``"black"``, ``"mean"`` (per-image mean colour) or a pixel tensor (3, H, W) /
             (B, 3, H, W) in [0, 1].
         batch_size: Images per forward pass.
+        **old: ``targets=``, the old name of ``target`` (deprecated).
 
     Returns:
         A :class:`CurveResult`.
@@ -243,12 +248,13 @@ def insertion(
         >>> import torch
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        >>> curve = insertion(net, torch.rand(3, 16, 16), torch.rand(16, 16), targets=0,
+        >>> curve = insertion(net, torch.rand(3, 16, 16), torch.rand(16, 16), target=0,
         ...                   preprocess={"size": None}, steps=4)
         >>> curve.scores.shape, curve.fractions.tolist()
         ((1, 5), [0.0, 0.25, 0.5, 0.75, 1.0])
     """
-    return _curve("insertion", model, images, saliency, targets, preprocess, steps, baseline,
+    target = pick_target(target, old, "insertion")
+    return _curve("insertion", model, images, saliency, target, preprocess, steps, baseline,
                   batch_size)
 
 
@@ -256,12 +262,13 @@ def deletion(
     model: nn.Module | ModelBundle,
     images: Any,
     saliency: Any,
-    targets: Target = None,
+    target: TargetLike = None,
     preprocess: Any = None,
     *,
     steps: int = 50,
     baseline: Any = "black",
     batch_size: int = 32,
+    **old: Any,
 ) -> CurveResult:
     """Deletion curve (RISE): replace the most salient pixels by a baseline image first.
 
@@ -273,13 +280,14 @@ def deletion(
         model: A classifier returning logits, or a ModelBundle.
         images: One image or a batch (pixel values in [0, 1]).
         saliency: Maps (H, W) / (N, H, W), any real values (only their order matters).
-        targets: ``None`` (top-1 class of the unmasked image), an int or a bundle's label
-            name, or one per map.
+        target: ``None`` (top-1 class of the unmasked image), an int or a bundle's label
+            name, or one per map (:mod:`~opticam_widgets.engine.targets`).
         preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
         steps: Number of steps; the curve has ``steps + 1`` points.
         baseline: ``"black"`` (RISE's deletion default), ``"blur"``, ``"mean"`` or a pixel
             tensor in [0, 1].
         batch_size: Images per forward pass.
+        **old: ``targets=``, the old name of ``target`` (deprecated).
 
     Returns:
         A :class:`CurveResult`.
@@ -292,10 +300,11 @@ def deletion(
         >>> import torch
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        >>> curve = deletion(net, torch.rand(3, 16, 16), torch.rand(16, 16), targets=0,
+        >>> curve = deletion(net, torch.rand(3, 16, 16), torch.rand(16, 16), target=0,
         ...                  preprocess={"size": None}, steps=4)
         >>> 0.0 <= curve.mean_auc <= 1.0
         True
     """
-    return _curve("deletion", model, images, saliency, targets, preprocess, steps, baseline,
+    target = pick_target(target, old, "deletion")
+    return _curve("deletion", model, images, saliency, target, preprocess, steps, baseline,
                   batch_size)

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,13 +25,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..engine.targets import Target, resolve_targets
+from ..engine.targets import ClassRows, TopK, resolve
 from ..inputs.images import Preprocess, as_pixel_batch
 from ..model.bundle import unpack_model
 from ..model.features import model_guard
 from ..support.checks import check_int, check_logits, model_device, model_dtype
 
-__all__ = ["RANGE_TOL", "class_probabilities", "eval_mode", "original_probabilities", "prepare"]
+__all__ = ["RANGE_TOL", "class_probabilities", "eval_mode", "original_probabilities", "pick_target",
+           "prepare"]
 
 #: Float round-off allowed outside [0, 1] before a probability or a map is refused.
 RANGE_TOL = 1e-4
@@ -97,49 +99,65 @@ def _logits(model: nn.Module, x: Tensor) -> Tensor:
     return check_logits(model(x.to(model_dtype(model))), x.shape[0]).float()
 
 
-def class_probabilities(model: nn.Module, pre: Preprocess, x: Tensor, targets: Tensor | None,
+def class_probabilities(model: nn.Module, pre: Preprocess, x: Tensor, rows: ClassRows | None,
                         batch_size: int) -> tuple[Tensor, Tensor]:
-    """Softmax probabilities of ``targets`` (or top-1) for pixel batch ``x``, in chunks.
+    """Softmax probability of each row's class (``rows``, or top-1) for pixel batch ``x``.
 
+    ``rows`` are aligned with ``x`` (one per image); ``None`` takes each image's top-1 class.
     Returns ``(prob (N,), class (N,))`` on the CPU. Call inside :func:`eval_mode`.
     """
     device = model_device(model)
     probs, classes = [], []
     for start in range(0, x.shape[0], batch_size):
         chunk = pre.normalize(pre.resize(x[start:start + batch_size].to(device)))
-        pr = torch.softmax(_logits(model, chunk), dim=1)
-        if targets is None:
-            val, cls = pr.max(dim=1)
-        else:
-            cls = targets[start:start + batch_size].to(pr.device)
-            val = pr.gather(1, cls[:, None])[:, 0]
-        probs.append(val.cpu())
-        classes.append(cls.cpu())
+        logits = _logits(model, chunk)
+        part = (TopK(1).resolve(torch.softmax(logits, dim=1)) if rows is None
+                else rows.subset(torch.arange(start, start + chunk.shape[0])))
+        probs.append(part.probability(logits).cpu())
+        classes.append(part.classes)
     return torch.cat(probs), torch.cat(classes)
 
 
-def original_probabilities(model: nn.Module, pre: Preprocess, images: Tensor, index: Tensor,
-                           targets: Target, batch_size: int,
-                           names: Sequence[str] | None = None) -> tuple[Tensor, Tensor]:
-    """Probability of the unmasked images (one per row) and the resolved targets (N,).
+def pick_target(target: Any, old: dict[str, Any], where: str) -> tuple[Any, str]:
+    """``target``, or ``targets=`` (its old name, deprecated), and the name for messages.
 
-    ``names``: the model's labels, where label names in ``targets`` are looked up.
+    ``old``: the other keyword arguments of ``where`` (only ``targets`` is known).
+
+    Raises:
+        TypeError: another keyword, or both ``target`` and ``targets``.
+    """
+    unknown = sorted(set(old) - {"targets"})
+    if unknown:
+        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
+    if old.get("targets") is None:
+        return target, "target"
+    if target is not None:
+        raise TypeError(f"{where}(): give `target` only (`targets` is its old name)")
+    warnings.warn(f"{where}(targets=...) is now target=... (the grammar of OptiCAM.explain)",
+                  DeprecationWarning, stacklevel=3)
+    return old["targets"], "targets"
+
+
+def original_probabilities(model: nn.Module, pre: Preprocess, images: Tensor, index: Tensor,
+                           target: Any, batch_size: int, names: Sequence[str] | None = None,
+                           name: str = "target") -> tuple[Tensor, ClassRows]:
+    """Probability of the unmasked images (one per map) and the map's resolved class rows.
+
+    ``target`` (see :mod:`~opticam_widgets.engine.targets`) is resolved on the images'
+    probabilities, one class per map; ``names``: the model's labels.
     """
     device = model_device(model)
-    first = pre.normalize(pre.resize(images[:1].to(device)))
-    classes = _logits(model, first).shape[1]
-    if targets is None:
-        p_img, top1 = class_probabilities(model, pre, images, None, batch_size)
-        return p_img[index], top1[index]
-    t, _ = resolve_targets(targets, index.shape[0], classes, name="targets",
-                           what="saliency maps", several_for_one=False, names=names)
-    if images.shape[0] == index.shape[0]:
-        p, _ = class_probabilities(model, pre, images, t, batch_size)
-        return p, t
-    # one image, several classes: a single forward pass gives all of them
-    x = pre.normalize(pre.resize(images.to(device)))
-    pr = torch.softmax(_logits(model, x), dim=1)[0].cpu()
-    return pr[t], t
+    chunks = []
+    for start in range(0, images.shape[0], batch_size):
+        x = pre.normalize(pre.resize(images[start:start + batch_size].to(device)))
+        chunks.append(torch.softmax(_logits(model, x), dim=1).cpu())
+    probs = torch.cat(chunks)[index]
+    rows = resolve(target, probs, labels=names, name=name, what="saliency maps",
+                   several_for_one=False)
+    if rows.classes.shape[0] != index.shape[0]:
+        raise ValueError(f"`{name}` gives {rows.classes.shape[0]} classes for "
+                         f"{index.shape[0]} saliency maps; give one class per saliency map")
+    return rows.score(probs), rows
 
 
 def prepare(model: Any, images: Any, saliency: Any, preprocess: Any, batch_size: int,

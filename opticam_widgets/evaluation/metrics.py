@@ -47,10 +47,17 @@ from torch import Tensor, nn
 
 from ..engine.classes import model_labels
 from ..engine.maps import resize_maps
-from ..engine.targets import Target
+from ..engine.targets import TargetLike
 from ..model.bundle import ModelBundle
 from .curves import BASELINE_IMAGES, CurveResult, curve_auc, deletion, insertion
-from .forward import RANGE_TOL, class_probabilities, eval_mode, original_probabilities, prepare
+from .forward import (
+    RANGE_TOL,
+    class_probabilities,
+    eval_mode,
+    original_probabilities,
+    pick_target,
+    prepare,
+)
 
 __all__ = [
     "BASELINE_IMAGES",
@@ -64,9 +71,6 @@ __all__ = [
     "insertion",
     "masked_probabilities",
 ]
-
-#: A target class: ``None`` (top-1 of the unmasked image), one int, or one int per row.
-Targets = Target
 
 # ---------------------------------------------------------------------------- pure functions
 def _as_prob_array(value: Any, name: str) -> np.ndarray:
@@ -206,10 +210,11 @@ def masked_probabilities(
     model: nn.Module | ModelBundle,
     images: Any,
     saliency: Any,
-    targets: Targets = None,
+    target: TargetLike = None,
     preprocess: Any = None,
     *,
     batch_size: int = 32,
+    **old: Any,
 ) -> tuple[Tensor, Tensor]:
     """Class probabilities of the images (``p``) and of the masked images ``x ⊙ S`` (``o``).
 
@@ -224,12 +229,14 @@ def masked_probabilities(
         saliency: Maps in [0, 1], (H, W), (N, H, W) or (N, 1, H, W) (tensor or ndarray), one
             per image, or N maps for a single image; resized bilinearly to the image size when
             their size differs. An ``OptiCAMResult`` is accepted too.
-        targets: ``None`` (top-1 class of each unmasked image), an int or a bundle's label
-            name for every map, or one per map.
+        target: What to explain, one class per map (:mod:`~opticam_widgets.engine.targets`):
+            ``None`` (top-1 class of each unmasked image), an int or a bundle's label name for
+            every map, or a list with one per map.
         preprocess: A :class:`~opticam_widgets.inputs.images.Preprocess` or anything
             :func:`~opticam_widgets.inputs.images.coerce_preprocess` accepts; None means the
             bundle's, or ImageNet 224×224 for a bare module.
         batch_size: Images per forward pass.
+        **old: ``targets=``, the old name of ``target`` (deprecated).
 
     Returns:
         ``(p, o)``: two float32 CPU tensors of shape (N,).
@@ -244,36 +251,40 @@ def masked_probabilities(
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         >>> p, o = masked_probabilities(net, torch.rand(2, 3, 32, 32), torch.ones(2, 32, 32),
-        ...                             targets=[0, 1], preprocess={"size": None})
+        ...                             target=[0, 1], preprocess={"size": None})
         >>> torch.allclose(p, o)
         True
     """
-    p, o, _ = _masked(model, images, saliency, targets, preprocess, batch_size)
+    target = pick_target(target, old, "masked_probabilities")
+    p, o, _ = _masked(model, images, saliency, target, preprocess, batch_size)
     return p, o
 
 
-def _masked(model: Any, images: Any, saliency: Any, targets: Targets, preprocess: Any,
+def _masked(model: Any, images: Any, saliency: Any, target: tuple[Any, str], preprocess: Any,
             batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``p``, ``o`` and the classes; ``target``: the request and its argument's name."""
     net, pre, x, s, index, bs = prepare(model, images, saliency, preprocess, batch_size, True)
     s = resize_maps(s, tuple(x.shape[-2:]))
     with eval_mode(net):
-        p, t = original_probabilities(net, pre, x, index, targets, bs, model_labels(model))
+        p, rows = original_probabilities(net, pre, x, index, target[0], bs, model_labels(model),
+                                         target[1])
         o = []
         for start in range(0, index.shape[0], bs):
-            rows = index[start:start + bs]
-            masked = x[rows] * s[start:start + bs, None]
-            o.append(class_probabilities(net, pre, masked, t[start:start + bs], bs)[0])
-    return p.float(), torch.cat(o).float(), t
+            chunk = torch.arange(start, min(start + bs, index.shape[0]))
+            masked = x[index[chunk]] * s[chunk, None]
+            o.append(class_probabilities(net, pre, masked, rows.subset(chunk), bs)[0])
+    return p.float(), torch.cat(o).float(), rows.classes
 
 
 def faithfulness(
     model: nn.Module | ModelBundle,
     images: Any,
     saliency: Any,
-    targets: Targets = None,
+    target: TargetLike = None,
     preprocess: Any = None,
     *,
     batch_size: int = 32,
+    **old: Any,
 ) -> dict[str, Any]:
     """Average Drop, Average Increase and Average Gain of saliency maps, per image and averaged.
 
@@ -281,9 +292,11 @@ def faithfulness(
         model: A classifier returning logits, or a ModelBundle.
         images: One image or a batch (pixel values in [0, 1]).
         saliency: Maps in [0, 1] — see :func:`masked_probabilities`.
-        targets: ``None`` (top-1 class), an int or a bundle's label name, or one per map.
+        target: ``None`` (top-1 class), an int or a bundle's label name, or one per map
+            (:mod:`~opticam_widgets.engine.targets`).
         preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
         batch_size: Images per forward pass.
+        **old: ``targets=``, the old name of ``target`` (deprecated).
 
     Returns:
         A dict with keys
@@ -308,7 +321,8 @@ def faithfulness(
         >>> res["AD"], res["AG"]
         (0.0, 0.0)
     """
-    p_t, o_t, t = _masked(model, images, saliency, targets, preprocess, batch_size)
+    target = pick_target(target, old, "faithfulness")
+    p_t, o_t, t = _masked(model, images, saliency, target, preprocess, batch_size)
     p, o = _pair(p_t, o_t)
     ad, ai, ag = _drop_terms(p, o), _increase_terms(p, o), _gain_terms(p, o)
     return {

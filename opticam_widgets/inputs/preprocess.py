@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..support.sizes import check_size
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocess", "coerce_preprocess"]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -170,21 +172,10 @@ def _checked_transform(transform: Callable[[Tensor], Tensor], x: Tensor) -> Tens
 
 
 def _check_size(size: Any) -> tuple[int, int]:
-    """Validate a ``(height, width)`` (or a single int) and return it as a tuple of ints."""
+    """A ``(height, width)``, or a single int for a square (:func:`check_size`'s rule)."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         size = (size, size)
-    ok = isinstance(size, (Sequence, np.ndarray)) and not isinstance(size, (str, bytes))
-    if ok:
-        items = list(size)
-        ok = len(items) == 2 and all(
-            isinstance(s, (int, float, np.integer, np.floating)) and not isinstance(s, bool)
-            and float(s).is_integer() and s >= 1 for s in items
-        )
-    if not ok:
-        raise ValueError(
-            f"`size` must be (height, width) with positive ints, an int, or None; got {size!r}"
-        )
-    return int(items[0]), int(items[1])
+    return check_size(size)
 
 
 _PREPROCESS_FIELDS = frozenset(f.name for f in fields(Preprocess))

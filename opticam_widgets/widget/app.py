@@ -184,11 +184,14 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         """Class index shown (``None`` before an image is given)."""
         return self._parts.session.target
 
-    def select_class(self, target: int | str) -> None:
+    def select_class(self, target: Any) -> None:
         """Explain class ``target`` for the current image (cached result or a new run).
 
-        ``target`` is a class index or a label name (exact, then case-insensitive); a float
-        or a bool is refused (``TypeError``), an unknown name or index too (``ValueError``).
+        ``target`` is one class in the target grammar
+        (:mod:`~opticam_widgets.engine.targets`): a class index, a label name (exact, then
+        case-insensitive), ``ClassIndex``/``Label``, or ``None``/``TopK()`` for the image's
+        top class; a float or a bool is refused (``TypeError``), an unknown name or index, or
+        a target of several classes too (``ValueError``).
 
         Example:
             >>> widget.select_class(281)  # doctest: +SKIP

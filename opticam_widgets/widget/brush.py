@@ -149,7 +149,7 @@ class BrushPanel:
                               layout=w.Layout(width="auto"))
         #: The probabilities before → after (a polite live region).
         self.text = w.HTML("")
-        self.text.add_class("opticam-live")
+        self.text.add_class("opticam-panel-live")  # announced politely (see .upload)
         self.panel = w.VBox([
             w.HBox([self.size, *self.hide, self.reset],
                    layout=w.Layout(flex_flow="row wrap", align_items="center")),

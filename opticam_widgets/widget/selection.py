@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
+import torch
 from torch import Tensor
 
-from ..engine.classes import class_index
 from ..engine.result import OptiCAMResult
+from ..engine.targets import TargetLike, resolve
 from .compare import Comparison
 from .controls import Controls
 from .messages import prompt_html, settings_html
@@ -131,12 +133,16 @@ class Selection:
             self.controls.class_select.options = self.view.classes(state)
             self.controls.class_select.value = state.target
 
-    def select_class(self, target: int | str) -> None:
-        """Explain class ``target`` (an index or a label name) for the image shown."""
+    def select_class(self, target: TargetLike) -> None:
+        """Explain ``target`` (one class: an index, a label name, a target) in the image shown."""
         names = self.view.names
-        target = class_index(target, None if names is None else names.names,
-                             0 if names is None else len(names))
         state = self.session.image
+        rows = resolve(target, torch.from_numpy(np.asarray(state.probs))[None],
+                       labels=None if names is None else names.names, several_for_one=False)
+        if rows.classes.shape[0] != 1:
+            raise ValueError(f"`target` asks for {rows.classes.shape[0]} classes; the widget "
+                             f"explains one class at a time")
+        target = int(rows.classes[0])
         if state.offer(target):
             self._fill_classes(state)
         self.controls.class_select.value = target

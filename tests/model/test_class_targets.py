@@ -1,5 +1,6 @@
 """Issue 27: a class asked for by label name wherever a target is taken (engine, baselines,
-metrics, curves, dataset), by the one rule of :func:`opticam_widgets.engine.classes.class_index`;
+metrics, curves, dataset), by the one rule of :func:`opticam_widgets.engine.classes.class_index`
+(through the target grammar, :mod:`opticam_widgets.engine.targets`);
 floats and booleans refused with a TypeError naming the argument; the model untouched."""
 
 from __future__ import annotations
@@ -112,19 +113,19 @@ def test_baselines_metrics_and_curves_take_a_bundles_label_name():
     by_name = baseline_map("channel-mean", b, X, target="green")
     assert torch.equal(by_name, baseline_map("channel-mean", b, X, target=1))
     s = OptiCAM(b, max_iter=ITERS).explain(X, target="green").saliency
-    named = faithfulness(b, X, s, targets="Green")
+    named = faithfulness(b, X, s, target="Green")
     assert named["target"] == (1,)
-    assert named == faithfulness(b, X, s, targets=1)
-    assert insertion(b, X, s, targets=["green"], steps=4).target == (1,)
+    assert named == faithfulness(b, X, s, target=1)
+    assert insertion(b, X, s, target=["green"], steps=4).target == (1,)
     with pytest.raises(TypeError, match="`target` must be a class index .* float 1.0"):
         baseline_map("channel-mean", b, X, target=1.0)
-    with pytest.raises(TypeError, match="`targets` must be a class index .* bool True"):
-        faithfulness(b, X, s, targets=True)
-    with pytest.raises(ValueError, match="`targets` 'gren' .*did you mean 'green'"):
-        insertion(b, X, s, targets="gren", steps=4)
-    with pytest.raises(ValueError, match="`targets` 'green' is a label name, but this model has "
+    with pytest.raises(TypeError, match="`target` must be a class index .* bool True"):
+        faithfulness(b, X, s, target=True)
+    with pytest.raises(ValueError, match="`target` 'gren' .*did you mean 'green'"):
+        insertion(b, X, s, target="gren", steps=4)
+    with pytest.raises(ValueError, match="`target` 'green' is a label name, but this model has "
                                          "no labels"):
-        faithfulness(b.model, X, s, targets="green", preprocess=PLAIN)
+        faithfulness(b.model, X, s, target="green", preprocess=PLAIN)
     assert_untouched(before, state(b.model))
 
 
@@ -132,10 +133,12 @@ def test_baselines_metrics_and_curves_take_a_bundles_label_name():
 def test_dataset_target_spec_takes_a_label_name(tmp_path):
     from opticam_widgets.dataset.api import explain_dataset
     from opticam_widgets.dataset.compute import check_target
+    from opticam_widgets.engine.targets import ClassIndex, TopK, TrueLabel
 
-    assert check_target("Blue", labels=LABELS) == 2 and check_target(np.int64(1)) == 1
-    assert check_target("true", labels=LABELS) == "true"
-    assert check_target(["top", 2]) == ("top", 2)
+    assert check_target("Blue", labels=LABELS) == ClassIndex(2)
+    assert check_target(np.int64(1)) == ClassIndex(1)
+    assert check_target("true", labels=LABELS) == TrueLabel()
+    assert check_target(["top", 2]) == TopK(2)
     for bad, match in ((2.7, "float 2.7: round it yourself"), (True, "bool True"),
                        (np.float64(1.0), "float64")):
         with pytest.raises(TypeError, match=f"`target` must be a class index .*{match}"):
