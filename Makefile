@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 APP_PORT ?= 8866
 
-.PHONY: lab app test install lint unit portable notebooks browser bench bench-portability bench-faithfulness chromium clean binder-check wheel-check docs docs-doctest docs-serve
+.PHONY: lab app test install lint unit portable notebooks browser bench bench-portability bench-latency bench-faithfulness chromium clean binder-check wheel-check docs docs-doctest docs-serve
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,11 @@ bench: $(STAMP)
 # passes to quality with the CPU's best ISA and capped at AVX2, 1 and 2 threads (counts, not times)
 bench-portability: $(STAMP)
 	$(PY) benchmarks/bench_portability.py
+
+# what a user waits for in the browser (headless Chromium; JupyterLab and Voila on 127.0.0.1):
+# page open -> photo on screen, Run -> first new map pixels; writes benchmarks/results/latency.md
+bench-latency: $(STAMP) chromium
+	$(PY) benchmarks/bench_latency.py
 
 bench-faithfulness: $(STAMP)
 	$(PY) benchmarks/faithfulness.py
