@@ -244,7 +244,11 @@ def test_app_loader_shows_the_photo_then_the_widget():
 
     def load():
         gate.wait(30)
-        return OptiCAMWidget(tiny_cnn(), preprocess=SMALL, save_dir=False)
+        made = OptiCAMWidget(tiny_cnn(), preprocess=SMALL, save_dir=False)
+        made.controls.iterations.value = 3
+        for layer in range(2):  # a page holds the models as soon as the kernel makes them
+            made.canvas.canvas[layer]._handle_frontend_event(None, {"event": "client_ready"}, [])
+        return made
 
     photos = {"cat": (np.random.default_rng(0).random((30, 40, 3)) * 255).astype(np.uint8),
               "dog": (np.random.default_rng(1).random((20, 20, 3)) * 255).astype(np.uint8)}
@@ -257,10 +261,27 @@ def test_app_loader_shows_the_photo_then_the_widget():
         widget = app.wait(60)
         assert app.box.children == (widget.widget,)
         assert [item["name"] for item in widget.controls.image_strip.items] == ["cat", "dog"]
+        widget.wait(60)  # the page was there: the first photo is explained at once
+        assert widget.explain_count == 1 and widget.result.target == (widget.target,)
     finally:
         gate.set()
         if app.widget is not None:
             app.widget.close()
+
+
+def test_app_loader_explains_when_a_page_shows_the_widget():
+    cat = (np.random.default_rng(2).random((16, 16, 3)) * 255).astype(np.uint8)
+    app = AppLoader({"cat": cat},
+                    lambda: OptiCAMWidget(tiny_cnn(), preprocess=SMALL, save_dir=False))
+    widget = app.wait(60)
+    try:
+        widget.controls.iterations.value = 3
+        assert widget.explain_count == 0  # no page yet: nothing to refine on screen
+        widget.canvas.canvas[1]._handle_frontend_event(None, {"event": "client_ready"}, [])
+        widget.wait(60)
+        assert widget.explain_count == 1 and widget.result is not None
+    finally:
+        widget.close()
 
 
 def test_app_loader_says_why_it_could_not_start():

@@ -132,7 +132,8 @@ class BrushPanel:
         #: Opens and closes the panel.
         self.toggle = w.ToggleButton(description="Brush to test", icon="paint-brush",
                                      tooltip="paint over the photo and see the class "
-                                             "probabilities change")
+                                             "probabilities change",
+                                     layout=w.Layout(width="auto", align_self="flex-start"))
         #: The photo with the painted pixels filled (a pointer drag paints).
         self.canvas = Canvas(width=max_size, height=max_size,
                              layout=w.Layout(width=f"{max_size}px", max_width="100%",

@@ -147,6 +147,11 @@ class SaliencyCanvas(HasTraits):
         return int(self.canvas.height), int(self.canvas.width)
 
     @property
+    def on_screen(self) -> bool:
+        """Whether a browser has created the canvas's layers (what is drawn reaches a page)."""
+        return bool(self._ready)
+
+    @property
     def saliency(self) -> np.ndarray | None:
         """The map drawn, float32 (h, w) in [0, 1] at the drawing's size, or ``None``."""
         return self._saliency

@@ -80,7 +80,8 @@ class ContrastPanel:
         self.names, self.key, self.metrics = names, key, metrics
         wide = {"description_width": "initial"}
         self.toggle = w.ToggleButton(description="Why A and not B", icon="balance-scale",
-                                     tooltip="the maps of two classes and their difference")
+                                     tooltip="the maps of two classes and their difference",
+                                     layout=w.Layout(width="auto", align_self="flex-start"))
         self.class_a = w.Dropdown(options=[], description="Why", style=wide,
                                   layout=w.Layout(width="260px"))
         self.class_b = w.Dropdown(options=[], description="and not", style=wide,
@@ -94,8 +95,9 @@ class ContrastPanel:
         self.scale = w.HTML("")
         self.table = w.HTML("")
         self.status = w.HTML("")
-        self.status.add_class("opticam-live")
-        maps = [w.VBox([t, c.canvas]) for t, c in zip(self.titles, self.canvases)]
+        self.status.add_class("opticam-panel-live")  # announced politely
+        column = w.Layout(width=f"{max_size + 12}px", margin="0 8px 4px 0")
+        maps = [w.VBox([t, c.canvas], layout=column) for t, c in zip(self.titles, self.canvases)]
         maps[2].children = (*maps[2].children, self.scale)
         row = w.Layout(flex_flow="row wrap", align_items="flex-start")
         self.panel = w.VBox([

@@ -69,6 +69,7 @@ WIDGET_CSS = """
 body[data-jp-theme-light="false"] .opticam-widget .opticam-plot,
 .theme-dark .opticam-widget .opticam-plot { filter: invert(0.9) hue-rotate(180deg); }
 .opticam-brush canvas { cursor: crosshair; touch-action: none; }
+.opticam-widget .opticam-metrics th, .opticam-widget .opticam-metrics td { padding: 0 8px 0 0; }
 .opticam-widget :focus-visible, .opticam-widget select:focus, .opticam-widget input:focus,
 .opticam-widget textarea:focus { outline: 2px solid var(--jp-brand-color1, #1565c0) !important;
   outline-offset: 1px; }

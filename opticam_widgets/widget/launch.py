@@ -132,11 +132,15 @@ class AppLoader:
             self._say(1, started)
             widget.set_images(self.photos, run=False)
             self._say(2, started)
-            widget.canvas.canvas.on_client_ready(lambda *_: widget.run())
             self.widget = widget
             self.box.children = (widget.widget,)
             if self.display_id is not None:
                 widget.adopt_picture(self.display_id)
+            # explain once a page shows it: a browser that already holds the widget's models
+            # (it made them as the kernel built them) said so before this line, a later one will
+            widget.canvas.canvas.on_client_ready(lambda *_: widget.run())
+            if widget.canvas.on_screen:
+                widget.run()
         except Exception as exc:  # said on the progress line, in words
             self.error = exc
             self.stage.value = toned("error", esc(

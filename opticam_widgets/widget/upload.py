@@ -57,7 +57,8 @@ function tend(root) {
   for (const s of root.querySelectorAll('.widget-slider, .widget-hslider')) {
     const label = s.querySelector('.widget-label');
     // a slider without a visible label is named by its tooltip (the log-scale iterations)
-    const name = (label ? label.textContent.trim() : '') || s.getAttribute('title') || '';
+    const name = (label ? label.textContent.trim() || label.title : '') ||
+      s.getAttribute('title') || '';
     for (const h of s.querySelectorAll('[role="slider"], .noUi-handle')) {
       if (name && h.getAttribute('aria-label') !== name) h.setAttribute('aria-label', name);
     }
@@ -69,7 +70,7 @@ function tend(root) {
   }
   // a picture of ipywidgets' Image has no text alternative: its neighbours say what it shows
   for (const img of root.querySelectorAll('img:not([alt])')) img.setAttribute('alt', '');
-  for (const e of root.querySelectorAll('.opticam-live, .opticam-status')) {
+  for (const e of root.querySelectorAll('.opticam-live, .opticam-status, .opticam-panel-live')) {
     if (e.getAttribute('aria-live') !== 'polite') {
       e.setAttribute('aria-live', 'polite');
       e.setAttribute('role', 'status');
