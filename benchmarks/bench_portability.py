@@ -5,7 +5,7 @@ photos because one photo's pass count is a chaotic function of float rounding: A
 sign-like steps amplify the last bits, and those bits change with the kernels torch picks for
 the CPU (AVX-512 vs AVX2) and with the thread count (reductions split differently). This
 benchmark measures, for each setting, per photo: the passes the paper's 100-iteration run and
-``schedule="fast"`` (31 iterations) need to reach 90% and 95% of the paper run's gain. Pass
+``optimizer="fast"`` (31 iterations) need to reach 90% and 95% of the paper run's gain. Pass
 counts do not depend on the machine's load (they are counts, not times).
 
 Each setting runs in its own process (``ONEDNN_MAX_CPU_ISA``/``ATEN_CPU_CAPABILITY`` and the
@@ -56,7 +56,7 @@ def measure_here() -> dict:
     for photo in PHOTOS:
         image = sample_image(photo)
         paper = OptiCAM(bundle).explain(image)
-        fast = OptiCAM(bundle, schedule="fast", max_iter=FAST_ITERS).explain(image)
+        fast = OptiCAM(bundle, optimizer="fast", max_iter=FAST_ITERS).explain(image)
         s0, best = float(paper.scores[0, 0]), float(paper.final_score[0])
         rows[photo] = {f"{f:.2f}": [_passes(fast.scores[0].tolist(), s0 + f * (best - s0)),
                                     _passes(paper.scores[0].tolist(), s0 + f * (best - s0))]

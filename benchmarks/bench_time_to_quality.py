@@ -1,7 +1,7 @@
-"""Time to quality (issue 17): ``schedule="fast"`` against the paper's default run.
+"""Time to quality (issue 17): ``optimizer="fast"`` against the paper's default run.
 
 For each model and sample photo, the paper's run (Adam, lr 0.2, ``u = 0``, 100 iterations) and
-the fast schedule (``OptiCAM(schedule="fast")``, same lr and start, ``FAST_ITERS`` iterations)
+the fast schedule (``OptiCAM(optimizer="fast")``, same lr and start, ``FAST_ITERS`` iterations)
 run side by side in this process on one thread (``torch.set_num_threads(1)``), one after the
 other per photo (the order alternates). The
 bar is 95% of the paper run's 100-iteration gain over iteration 0. For each run we report the
@@ -91,7 +91,7 @@ def measure_model(title: str, model: Any, photos: dict[str, Any]) -> tuple[str, 
     from opticam_widgets.engine.explainer import OptiCAM
 
     paper = OptiCAM(model, max_iter=PAPER_ITERS)
-    fast = OptiCAM(model, max_iter=FAST_ITERS, schedule="fast")
+    fast = OptiCAM(model, max_iter=FAST_ITERS, optimizer="fast")
     first = next(iter(photos.values()))
     paper.explain(first, max_iter=2)  # warm-up: the folded copy, both code paths
     fast.explain(first, max_iter=2)
@@ -231,8 +231,8 @@ DID_NOT_WORK = [
     "paper-style Adam steps reaches the bar in 17–22 passes (8 steps at 5–10 × lr, 5 at "
     "10–15, 12 at 5), not with 3 × 10 or 5 × 5, and rounding-level changes move 5 × 10 from "
     "17 to 22 passes (time ratio 0.51 at 22): chaotic. Kept: Adam steps on u from the "
-    "stalled point itself (module docstring of opticam_widgets.engine.schedules): 11–17 passes for "
-    "3–12 steps at 1–15 × lr.",
+    "stalled point itself (module docstring of opticam_widgets.engine.optimizers): 11–17 passes "
+    "for 3–12 steps at 1–15 × lr.",
 ]
 
 
@@ -241,7 +241,7 @@ def run() -> C.Section:
     from opticam_widgets.model.zoo import load_default_model, sample_images
 
     C.setup(threads=1)
-    section = C.Section("Time to quality: schedule='fast' vs the paper's run (issue 17)")
+    section = C.Section("Time to quality: optimizer='fast' vs the paper's run (issue 17)")
     photos = sample_images()
     if C.QUICK:
         photos = dict(list(photos.items())[:2])
@@ -257,7 +257,7 @@ def run() -> C.Section:
         table, notes = measure_model(title, model, photos)
         section.tables.append(table)
         section.notes += notes
-    from opticam_widgets.engine.schedules import (
+    from opticam_widgets.engine.optimizers import (
         FAST_BETAS,
         FAST_MAP_STEP,
         RESTART_LR,
@@ -265,7 +265,7 @@ def run() -> C.Section:
     )
 
     section.notes += [
-        f"Paper: Adam, lr 0.2, u = 0, {PAPER_ITERS} iterations. Fast: OptiCAM(schedule='fast'), "
+        f"Paper: Adam, lr 0.2, u = 0, {PAPER_ITERS} iterations. Fast: OptiCAM(optimizer='fast'), "
         f"lr 0.2 (map step {FAST_MAP_STEP * 0.2:g}, betas {FAST_BETAS}; on a stall, "
         f"{RESTART_STEPS} Adam steps on u at {RESTART_LR * 0.2:g}), u = 0, {FAST_ITERS} "
         "iterations. One thread. Passes count scored iterates (iteration 0 included); times "

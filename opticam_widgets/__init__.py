@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "OptiCAM": "engine.explainer",
+    "OptiCAMSettings": "engine.config",
     "OptiCAMResult": "engine.result",
     "OptiCAMProgress": "engine.result",
     "ModelBundle": "model.bundle",

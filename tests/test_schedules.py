@@ -1,4 +1,4 @@
-"""Issue 17: ``OptiCAM(schedule=...)``: the paper's Adam stays the default and unchanged;
+"""Issue 17: ``OptiCAM(optimizer=...)``: the paper's Adam stays the default and unchanged;
 ``"fast"`` (Adam on the map, projected onto channel weights) and its pieces.
 
 The quality test runs the default model on sample photos with a fixed setting: it counts
@@ -18,19 +18,18 @@ from torch import Tensor
 
 from opticam_widgets.engine.explainer import OptiCAM
 from opticam_widgets.engine.maps import low_res_saliency
+from opticam_widgets.engine.nnls import nnls, project_to_logits, projection_system
 from opticam_widgets.engine.optimize import adam_factory
-from opticam_widgets.engine.schedules import (
+from opticam_widgets.engine.optimizers import (
     FAST_BETAS,
     FAST_MAP_STEP,
     RESTART_LR,
     RESTART_STEPS,
     MapSpaceAdam,
+    OptimizerSetup,
     map_gradient,
     map_jacobian,
-    nnls,
-    project_to_logits,
-    projection_system,
-    schedule_factory,
+    optimizer_factory,
 )
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
@@ -75,25 +74,27 @@ def test_paper_is_the_default_and_unchanged() -> None:
     image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
     pre = {"size": None}
     default = OptiCAM(net, max_iter=15, preprocess=pre).explain(image)
-    paper = OptiCAM(net, max_iter=15, preprocess=pre, schedule="paper").explain(image)
-    assert OptiCAM(net, preprocess=pre).schedule == "paper"
+    paper = OptiCAM(net, max_iter=15, preprocess=pre, optimizer="paper").explain(image)
+    assert OptiCAM(net, preprocess=pre).settings.optimizer == "paper"
     assert torch.equal(default.scores, paper.scores)
     assert torch.equal(default.saliency, paper.saliency)
     assert torch.equal(default.weights, paper.weights)
     # "paper" builds exactly the engine's Adam
     u = torch.zeros(1, 4, requires_grad=True)
-    opt, sched = schedule_factory("paper", 0.3, torch.rand(1, 4, 2, 2), (4, 4))(u)
+    setup = OptimizerSetup(lr=0.3, features=torch.rand(1, 4, 2, 2), size=(4, 4))
+    opt, sched = optimizer_factory("paper", setup)(u)
     ref, _ = adam_factory(0.3)(torch.zeros(1, 4, requires_grad=True))
     assert type(opt) is type(ref) and opt.defaults == ref.defaults and sched is None
 
 
-def test_unknown_schedule_is_refused() -> None:
+def test_unknown_optimizer_is_refused() -> None:
     from tinynets import small_cnn
 
-    with pytest.raises(ValueError, match="`schedule`"):
-        OptiCAM(small_cnn(), schedule="quick")
-    with pytest.raises(ValueError, match="`schedule`"):
-        schedule_factory("adam", 0.2, torch.rand(1, 4, 2, 2), (4, 4))
+    with pytest.raises(ValueError, match="`optimizer` must be one of 'paper', 'fast'; got 'quick'"):
+        OptiCAM(small_cnn(), optimizer="quick")
+    setup = OptimizerSetup(lr=0.2, features=torch.rand(1, 4, 2, 2), size=(4, 4))
+    with pytest.raises(ValueError, match="`optimizer`"):
+        optimizer_factory("adam", setup)
 
 
 # ------------------------------------------------------------------ pieces of "fast"
@@ -169,7 +170,7 @@ def test_map_space_adam_moves_only_rows_with_a_gradient() -> None:
     assert u[0].abs().sum() > 0 and not u[1].any()
     with pytest.raises(ValueError, match="`features`"):
         MapSpaceAdam(u, torch.rand(1, 3, 2, 2), (4, 4))
-    make = schedule_factory("fast", 0.2, feats, (8, 8))
+    make = optimizer_factory("fast", OptimizerSetup(lr=0.2, features=feats, size=(8, 8)))
     opt = make(torch.zeros(2, 16, requires_grad=True))[0]
     assert opt.defaults["lr"] == FAST_MAP_STEP * 0.2 and opt.defaults["betas"] == FAST_BETAS
 
@@ -202,7 +203,7 @@ def test_fast_runs_both_conventions_and_several_starts() -> None:
     image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
     pre = {"size": None}
     for convention in ("constructive", "destructive"):
-        cam = OptiCAM(net, max_iter=8, preprocess=pre, schedule="fast", convention=convention,
+        cam = OptiCAM(net, max_iter=8, preprocess=pre, optimizer="fast", convention=convention,
                       nb_premises_at_startup=2)
         r = cam.explain(image, target=[1, 2])
         sign = 1.0 if convention == "constructive" else -1.0
@@ -219,7 +220,7 @@ def _passes_to_fraction(photo: str) -> tuple[int | None, int | None, int | None]
     bundle, image = _bundle(), sample_image(photo)
     paper = OptiCAM(bundle).explain(image)  # the paper's run: Adam, lr 0.2, 100 iterations
     s0, best = float(paper.scores[0, 0]), float(paper.final_score[0])
-    fast = OptiCAM(bundle, schedule="fast", max_iter=FAST_PASSES - 1).explain(image)
+    fast = OptiCAM(bundle, optimizer="fast", max_iter=FAST_PASSES - 1).explain(image)
     assert float(fast.scores[0, 0]) == pytest.approx(s0, rel=1e-5)  # same start
     bar95, bar90 = s0 + 0.95 * (best - s0), s0 + WORST_FRACTION * (best - s0)
     return (_passes_to(fast.scores[0], bar95), _passes_to(paper.scores[0], bar95),
@@ -249,7 +250,7 @@ def test_fast_schedule_in_the_widget_gives_explains_map() -> None:
     from opticam_widgets.widget import OptiCAMWidget
 
     bundle, img = _bundle(), sample_image("coffee")
-    with pytest.raises(ValueError, match="`schedule`"):
+    with pytest.raises(ValueError, match="`optimizer`"):
         OptiCAMWidget(bundle, schedule="slow")
     widget = OptiCAMWidget(bundle, schedule="fast")
     try:
@@ -257,7 +258,7 @@ def test_fast_schedule_in_the_widget_gives_explains_map() -> None:
             widget.set_images(img, run=False)
         widget.controls.iterations.value = 8
         widget.run(blocking=True)
-        expected = OptiCAM(bundle, schedule="fast").explain(
+        expected = OptiCAM(bundle, optimizer="fast").explain(
             img, widget.target, max_iter=8, lr=widget.controls.lr.value, tol=WIDGET_TOL,
             patience=WIDGET_PATIENCE)
         paper = OptiCAM(bundle).explain(img, widget.target, max_iter=8, tol=WIDGET_TOL,
@@ -279,9 +280,9 @@ def test_fast_schedule_in_the_dataset_engine_and_both_commands(tmp_path, capsys)
         paths.append(tmp_path / f"{name}.png")
         sample_image(name).save(paths[-1])
     out = tmp_path / "fast"
-    results = explain_dataset(bundle, paths, out, max_iter=6, schedule="fast", metrics=False,
+    results = explain_dataset(bundle, paths, out, max_iter=6, optimizer="fast", metrics=False,
                               progress=False, batch_size=1)
-    cam = OptiCAM(bundle, schedule="fast")
+    cam = OptiCAM(bundle, optimizer="fast")
     for row in range(2):
         target = int(results.table["target"].iloc[row])
         expected = cam.explain(paths[row], target, max_iter=6, tol=WIDGET_TOL,
@@ -289,14 +290,14 @@ def test_fast_schedule_in_the_dataset_engine_and_both_commands(tmp_path, capsys)
         rebuilt = results.saliency(row)  # the map rebuilt at the photo's size
         assert rebuilt.shape == tuple(expected.saliency.shape[1:])
         assert float(abs(rebuilt - expected.saliency[0].numpy()).max()) < 1e-5
-    with pytest.raises(ValueError, match="schedule"):  # a store keeps one schedule
+    with pytest.raises(ValueError, match="optimizer"):  # a store keeps one optimizer
         explain_dataset(bundle, paths, out, max_iter=6, metrics=False, progress=False,
                         batch_size=1)
-    assert main(["explain", str(paths[0]), "--iters", "3", "--schedule", "fast",
+    assert main(["explain", str(paths[0]), "--max-iter", "3", "--optimizer", "fast",
                  "--no-progress", "--out", str(tmp_path / "png")]) == 0
     assert main(["explain-dataset", str(tmp_path / "png"), "--out", str(tmp_path / "ds"),
                  "--iters", "2", "--schedule", "fast", "--metrics", "none",
                  "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["explain", str(paths[0]), "--schedule", "slow"]) == 2
-    assert "--schedule: invalid choice: 'slow'" in capsys.readouterr().err
+    assert "`optimizer` must be one of 'paper', 'fast'; got 'slow'" in capsys.readouterr().err

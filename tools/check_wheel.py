@@ -17,7 +17,7 @@ from the wheel fails CI, not a user:
    ``OptiCAM(load_default_model(), max_iter=3).explain(sample_image("coffee"))`` (asserting the
    package is imported from the fresh environment, the source tree is not on ``sys.path`` and
    ``__version__`` equals the installed metadata), then the CLI
-   ``opticam explain sample:chelsea --iters 3 --out DIR``, checking the files it writes.
+   ``opticam explain sample:chelsea --max-iter 3 --out DIR``, checking the files it writes.
 
 Usage: ``python tools/check_wheel.py [--keep]`` (``make wheel-check``). Prints one line per stage;
 exits non-zero with the failing command's output on any problem.
@@ -227,7 +227,7 @@ def exercise(venv: Path, tmp: Path, version: str, roots: list[Path]) -> dict[str
     if shown != f"opticam {version}":
         raise CheckError(f"`opticam --version` printed {shown!r}, expected 'opticam {version}'")
     maps = scratch / "maps"
-    run([cli, "explain", "sample:chelsea", "--iters", "3", "--out", str(maps), "--no-progress"],
+    run([cli, "explain", "sample:chelsea", "--max-iter", "3", "--out", str(maps), "--no-progress"],
         cwd=scratch, env=env, what="opticam explain sample:chelsea")
     pngs, npys = sorted(maps.glob("chelsea*.png")), sorted(maps.glob("chelsea*.npy"))
     if len(pngs) != 1 or len(npys) != 1:

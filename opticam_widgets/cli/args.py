@@ -4,8 +4,10 @@ Example:
     >>> import argparse
     >>> parser = argparse.ArgumentParser()
     >>> add_run_options(parser)
-    >>> vars(parser.parse_args(["--iters", "5", "--schedule", "fast"]))
-    {'iters': 5, 'lr': 0.2, 'schedule': 'fast'}
+    >>> vars(parser.parse_args(["--max-iter", "5", "--optimizer", "fast"]))
+    {'max_iter': 5, 'lr': 0.2, 'optimizer': 'fast'}
+    >>> vars(parser.parse_args(["--iters", "5", "--schedule", "fast"]))  # the old names
+    {'max_iter': 5, 'lr': 0.2, 'optimizer': 'fast'}
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER, SCHEDULES
+from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER
 
 __all__ = ["add_run_options", "converter", "positive_float", "positive_int", "target_arg",
            "unit_float"]
@@ -75,11 +77,19 @@ def target_arg(text: str) -> Any:
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """``--iters``, ``--lr`` and ``--schedule``: how each map is optimized."""
-    parser.add_argument("--iters", type=positive_int, default=DEFAULT_MAX_ITER, metavar="N",
+    """``--max-iter``, ``--lr`` and ``--optimizer``: how each map is optimized.
+
+    ``--iters`` and ``--schedule`` are kept as aliases of ``--max-iter`` and ``--optimizer``.
+    The optimizer's name is checked by the engine against its registry
+    (:data:`~opticam_widgets.engine.optimizers.OPTIMIZERS`), which this module does not import
+    (the parser is built without importing torch).
+    """
+    parser.add_argument("--max-iter", "--iters", dest="max_iter", type=positive_int,
+                        default=DEFAULT_MAX_ITER, metavar="N",
                         help=f"optimization steps per map (default: {DEFAULT_MAX_ITER})")
     parser.add_argument("--lr", type=positive_float, default=DEFAULT_LR, metavar="X",
                         help=f"Adam learning rate (default: {DEFAULT_LR})")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="paper",
+    parser.add_argument("--optimizer", "--schedule", dest="optimizer", default="paper",
+                        metavar="NAME",
                         help="paper (Adam on the channel weights, default) or fast (steps on "
                              "the map projected back onto weights: the same map quality sooner)")

@@ -2,8 +2,8 @@
 
 Usage::
 
-    opticam explain IMG... [--target T]... | [--top K] [--iters N] [--lr X]
-                    [--schedule paper|fast] [--convention constructive|destructive]
+    opticam explain IMG... [--target T]... | [--top K] [--max-iter N] [--lr X]
+                    [--optimizer paper|fast] [--convention constructive|destructive]
                     [--out DIR]
                     [--model default|torchvision:NAME[:WEIGHTS]]
     opticam samples
@@ -237,20 +237,22 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..display import render
+    from ..engine.config import OptiCAMSettings
     from ..engine.explainer import OptiCAM
     from ..model.zoo import load_model
 
     render.colorize(np.zeros((2, 2), np.float32), args.cmap)  # fail early on a bad colormap
+    settings = OptiCAMSettings(max_iter=args.max_iter, lr=args.lr, optimizer=args.optimizer,
+                               convention=args.convention, score=args.score)  # fail early too
     device = _check_device(args.device)
     images = _load_images(args.images)
     bundle = load_model(args.model)
     if device is not None:
         bundle.model.to(device)
-    cam = OptiCAM(bundle, convention=args.convention, score=args.score, device=device,
-                  max_iter=args.iters, lr=args.lr, schedule=args.schedule)
+    cam = OptiCAM(bundle, device=device, settings=settings)
     plans = _plans(cam, images, args, bundle.name, bundle.labels)
     args.out.mkdir(parents=True, exist_ok=True)
-    steps = cam.max_iter
+    steps = cam.settings.max_iter
     bar = tqdm(total=sum(len(p.targets) for p in plans) * steps, unit="it", desc="Opti-CAM",
                disable=args.no_progress, dynamic_ncols=True, leave=False)
     try:

@@ -17,7 +17,8 @@ from typing import Any
 from ..support.lazy import lazy_attribute
 
 _LAZY = {
-    "ENGINES": "api",
+    "ENGINES": "options",
+    "RunOptions": "options",
     "explain_dataset": "api",
     "DatasetResults": "results",
     "load_results": "results",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -9,25 +10,28 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine.classes import model_labels
+from ..engine.config import OptiCAMSettings
+from ..engine.explainer import OptiCAM
 from ..model.bundle import unpack_model
-from ..support.checks import check_int, check_positive
-from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER, DEFAULT_PATIENCE, WIDGET_TOL
+from ..support.defaults import WIDGET_TOL
 from .compaction import compact, drop_rows, recover
-from .compute import METRICS, BatchExplainer, check_target
+from .compute import BatchExplainer, check_target
 from .fingerprint import check_same_run, run_settings
 from .loader import file_stamp
 from .local import AnyEvent, run_local
 from .lock import StoreLock
+from .options import ENGINES, RunOptions, split_keywords
 from .results import DatasetResults, load_results
 from .signals import RunStopped, stop_on_signals
 from .sources import Source, open_source
 from .store import META_RUN, META_SETTINGS, Store
-from .writer import DEFAULT_FLUSH_EVERY, DEFAULT_SHARD_SIZE, ShardWriter
+from .writer import ShardWriter
 
-__all__ = ["ENGINES", "explain_dataset"]
+__all__ = ["DATASET_SETTINGS", "ENGINES", "RunOptions", "explain_dataset"]
 
-#: Accepted values of ``engine``.
-ENGINES = ("local", "ray")
+#: The settings of a dataset run when none are given: the paper's, with the widget's early
+#: stopping (``tol=None`` runs every row for ``max_iter`` steps, the paper's protocol).
+DATASET_SETTINGS = OptiCAMSettings(tol=WIDGET_TOL)
 
 
 def _resolve_model(model: Any) -> Any:
@@ -77,23 +81,26 @@ def _prepare_store(store: Store, settings: dict[str, Any], resume: bool,
     return _skip_ids(store)
 
 
-def _check_run(engine: Any, metrics: Any, batch_size: Any, shard_size: Any,
-               num_workers: Any, flush_every: Any) -> tuple[Any, int, int, int]:
-    """Validate the run's options; ``(metrics, batch_size, shard_size, num_workers)``."""
-    check_positive("flush_every", flush_every)
-    if engine not in ENGINES:
-        raise ValueError(f"`engine` must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
-    if metrics not in METRICS or isinstance(metrics, int) and not isinstance(metrics, bool):
-        raise ValueError(f"`metrics` must be True, False, 'paper' or 'full'; got {metrics!r}")
-    if engine == "ray":
+def _run_parts(settings: Any, options: RunOptions | None, keywords: dict[str, Any]
+               ) -> tuple[OptiCAMSettings, RunOptions, dict[str, Any]]:
+    """The run's settings, options and layer binding from the arguments and loose keywords."""
+    overrides, more, binding = split_keywords(keywords)
+    if isinstance(settings, OptiCAM):
+        binding = {"target_layer": settings.target_layer, "reshape": settings.reshape,
+                   **binding}
+        settings = settings.settings
+    if settings is not None and not isinstance(settings, OptiCAMSettings):
+        raise TypeError(f"`settings` must be an OptiCAMSettings, an OptiCAM or None, got "
+                        f"{type(settings).__name__}")
+    if options is not None and not isinstance(options, RunOptions):
+        raise TypeError(f"`options` must be a RunOptions or None, got {type(options).__name__}")
+    options = dataclasses.replace(options or RunOptions(), **more)
+    if options.engine == "ray":
         from .ray_engine import import_ray
 
         import_ray()  # a missing extra fails before anything is written
-    workers = (1 if (os.cpu_count() or 1) > 2 else 0) if num_workers is None \
-        else check_int("num_workers", num_workers, 0)
-    return ("full" if metrics == "full" else bool(metrics),
-            check_int("batch_size", batch_size, 1), check_int("shard_size", shard_size, 1),
-            workers)
+    options = dataclasses.replace(options, num_workers=options.workers())
+    return (settings or DATASET_SETTINGS).replace(**overrides), options, binding
 
 
 def explain_dataset(
@@ -102,23 +109,11 @@ def explain_dataset(
     out: str | os.PathLike,
     *,
     target: Any = None,
-    batch_size: int = 16,
-    max_iter: int = DEFAULT_MAX_ITER,
-    lr: float = DEFAULT_LR,
-    tol: float | None = WIDGET_TOL,
-    patience: int = DEFAULT_PATIENCE,
-    engine: str = "local",
-    metrics: bool | str = True,
-    resume: bool = True,
-    progress: bool = True,
-    num_workers: int | None = None,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    flush_every: float = DEFAULT_FLUSH_EVERY,
+    settings: OptiCAMSettings | OptiCAM | None = None,
+    options: RunOptions | None = None,
     cancel: threading.Event | None = None,
     callback: Callable[[int, int | None], Any] | None = None,
-    ray_actors: int | None = None,
-    batching: str = "independent",
-    **cam_kwargs: Any,
+    **keywords: Any,
 ) -> DatasetResults:
     """Explain every image of a dataset with Opti-CAM; store one row per (image, class).
 
@@ -151,41 +146,20 @@ def explain_dataset(
             (the bundle's labels), a list of them (those classes in every image),
             ``("top", k)`` or ``TopK(k)`` (k rows per image), or a callable
             ``(probs, item) -> class or classes``.
-
-        batch_size: Images per optimization (models without a fixed input size: 1).
-        max_iter: Adam steps per map (the paper's 100).
-        lr: Adam learning rate.
-        tol: Early stopping of each row on its plateau (see ``OptiCAM``; the widget's
-            setting by default); ``None`` runs every row for ``max_iter`` steps (the paper's
-            protocol).
-        patience: Window of the early-stopping rule.
-        engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install
-            opticam-widgets[ray]``; uses ``RAY_ADDRESS`` or a running ``ray.init``).
-        metrics: ``True`` (masked probability and AD/AI/AG terms), ``"full"`` (plus insertion
-            and deletion AUC, ≈ 2 × 21 forward passes per row more) or ``False``.
-        resume: Skip the images already stored in ``out`` (same settings and weights
-            required; error rows of a file changed since are retried); ``False`` deletes this
-            package's files in ``out`` first.
-        progress: Show a progress bar (images/s and ETA).
-        num_workers: Decoding processes of the local engine (default: 1 when the machine has
-            more than 2 cores' worth of work to share, else 0).
-        shard_size: Rows per Parquet shard at most; rows are written once this many are done.
-        flush_every: Seconds after which finished rows are written even when fewer than
-            ``shard_size`` (default 60).
+        settings: How each map is made: an
+            :class:`~opticam_widgets.engine.config.OptiCAMSettings`, or an
+            :class:`~opticam_widgets.engine.explainer.OptiCAM` (its settings, target layer and
+            layout; the model is ``model_or_bundle``). Default: :data:`DATASET_SETTINGS` (the
+            paper's, with the widget's early stopping; ``tol=None`` runs every step).
+        options: How the run goes: a :class:`~opticam_widgets.dataset.options.RunOptions`
+            (batch size, engine, metrics, resume, progress, workers, shard size, flush
+            interval, Ray actors, batching).
         cancel: A ``threading.Event``; when set, the run stops within one iteration and keeps
             the complete shards.
         callback: ``callback(done, total)`` after each batch.
-        ray_actors: Ray engine: model replicas (default: one per GPU, else 1).
-        batching: ``"independent"`` (default): each (image, class) row is predicted,
-            optimized and measured on its own, so its map is ``OptiCAM.explain``'s for that
-            image and class to the last bit, whatever the batch size or the other images
-            (a resume with another batch size gives the same maps). ``"shared"``: each batch is
-            one optimization (faster on a GPU); float rounding of the batched model, amplified
-            by Adam's per-channel steps, then makes a map depend on its batch companions (by
-            up to ~0.05 on the default model), and the batch size becomes a setting the
-            store is checked against.
-        **cam_kwargs: More :class:`~opticam_widgets.engine.explainer.OptiCAM` arguments
-            (``target_layer``, ``convention``, ``score``, ``precision``, ...).
+        **keywords: Fields of either, by name, over ``settings`` and ``options``
+            (``max_iter=5``, ``batch_size=8``, ``engine="ray"``, ...), and the layer binding
+            ``target_layer``, ``reshape``.
 
     Returns:
         The :class:`~opticam_widgets.dataset.results.DatasetResults` of ``out``.
@@ -197,49 +171,43 @@ def explain_dataset(
         RunStopped: SIGTERM or SIGHUP arrived; the complete rows are stored.
 
     Example:
-        >>> from opticam_widgets import explain_dataset, load_default_model
-        >>> results = explain_dataset(load_default_model(), "photos/", "results/")  # doctest: +SKIP
+        >>> from opticam_widgets import OptiCAMSettings, explain_dataset, load_default_model
+        >>> results = explain_dataset(load_default_model(), "photos/", "results/",
+        ...                           settings=OptiCAMSettings(max_iter=50),
+        ...                           batch_size=8)  # doctest: +SKIP
         >>> results.summary()  # doctest: +SKIP
     """
-    metrics, batch_size, shard_size, workers = _check_run(engine, metrics, batch_size,
-                                                          shard_size, num_workers, flush_every)
+    settings, options, binding = _run_parts(settings, options, keywords)
     model = _resolve_model(model_or_bundle)
     store = Store(out)
-    cam_kwargs = {"max_iter": max_iter, "lr": lr, "tol": tol, "patience": patience,
-                  **cam_kwargs}
     target = check_target(target, labels=model_labels(model))  # a label name -> its index
-    explainer = BatchExplainer(model, target=target, metrics=metrics,
-                               cam_kwargs=cam_kwargs, batching=batching)
+    explainer = BatchExplainer(model, target=target, metrics=options.metrics,
+                               cam_kwargs={**binding, "settings": settings},
+                               batching=options.batching)
     src = open_source(source, explainer.labels)
-    if explainer.pre.size is None:
-        batch_size = 1  # images keep their own sizes: they cannot be stacked
-    settings = run_settings(model, explainer, target, metrics, batch_size)
-    run = {"engine": engine, "batch_size": batch_size, "model": model, "target": target,
-           "metrics": metrics, "cam_kwargs": cam_kwargs, "num_workers": workers,
-           "progress": progress, "callback": callback, "ray_actors": ray_actors}
+    if explainer.pre.size is None:  # images keep their own sizes: they cannot be stacked
+        options = dataclasses.replace(options, batch_size=1)
+    recorded = run_settings(model, explainer, target, options.metrics, options.batch_size)
     stop = threading.Event()
     with StoreLock(store.out), stop_on_signals(stop) as caught:
-        skip = _prepare_store(store, settings, resume, src)
-        store.metadata[META_RUN] = {"engine": engine, "batch_size": batch_size}
-        writer = ShardWriter(store, shard_size, flush_every)
-        if _run(explainer, src, writer, skip, AnyEvent(cancel, stop), run):
-            compact(store, shard_size)
+        skip = _prepare_store(store, recorded, options.resume, src)
+        store.metadata[META_RUN] = {"engine": options.engine, "batch_size": options.batch_size}
+        writer = ShardWriter(store, options.shard_size, options.flush_every)
+        if _run(model, explainer, src, writer, skip, options, AnyEvent(cancel, stop), callback):
+            compact(store, options.shard_size)
     if caught.signum is not None:
         raise RunStopped(caught.signum, str(store.out), len(store.stored_ids()))
     return load_results(out)
 
 
-def _run(explainer: BatchExplainer, src: Source, writer: ShardWriter, skip: set[str],
-         stop: AnyEvent, run: dict[str, Any]) -> bool:
+def _run(model: Any, explainer: BatchExplainer, src: Source, writer: ShardWriter,
+         skip: set[str], options: RunOptions, stop: AnyEvent,
+         callback: Callable[[int, int | None], Any] | None) -> bool:
     """Run the chosen engine; whether every item was handled."""
-    if run["engine"] == "local":
-        return run_local(explainer, src, writer, skip=skip, batch_size=run["batch_size"],
-                         num_workers=run["num_workers"], progress=run["progress"],
-                         cancel=stop, callback=run["callback"])  # type: ignore[arg-type]
+    if options.engine == "local":
+        return run_local(explainer, src, writer, skip=skip, options=options,
+                         cancel=stop, callback=callback)  # type: ignore[arg-type]
     from .ray_engine import run_ray
 
-    return run_ray(run["model"], explainer, src, writer, skip=skip,
-                   batch_size=run["batch_size"], progress=run["progress"],
-                   actors=run["ray_actors"], target=run["target"], metrics=run["metrics"],
-                   cam_kwargs=run["cam_kwargs"], cancel=stop,  # type: ignore[arg-type]
-                   callback=run["callback"])
+    return run_ray(model, explainer, src, writer, skip=skip, options=options,
+                   cancel=stop, callback=callback)  # type: ignore[arg-type]

@@ -2,8 +2,8 @@
 
 Usage::
 
-    opticam explain-dataset SOURCE --out DIR [--batch-size N] [--iters N] [--lr X]
-                            [--schedule paper|fast]
+    opticam explain-dataset SOURCE --out DIR [--batch-size N] [--max-iter N] [--lr X]
+                            [--optimizer paper|fast]
                             [--target top1|true|N|topK] [--engine local|ray]
                             [--resume | --no-resume] [--metrics paper|full|none]
                             [--shard-size N] [--flush-every SECONDS]
@@ -41,8 +41,8 @@ def _cmd_explain_dataset(args: argparse.Namespace) -> int:
     try:
         results = explain_dataset(
             args.model, args.source, args.out, target=args.target, batch_size=args.batch_size,
-            max_iter=args.iters, lr=args.lr, engine=args.engine, metrics=metrics,
-            resume=args.resume, progress=not args.no_progress, schedule=args.schedule,
+            max_iter=args.max_iter, lr=args.lr, engine=args.engine, metrics=metrics,
+            resume=args.resume, progress=not args.no_progress, optimizer=args.optimizer,
             shard_size=args.shard_size, flush_every=args.flush_every, batching=args.batching)
     except SettingsMismatchError as exc:
         print(f"opticam: error: {exc.message('--no-resume')}", file=sys.stderr)

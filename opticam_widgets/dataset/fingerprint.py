@@ -36,8 +36,7 @@ __all__ = ["SettingsMismatchError", "check_same_run", "run_settings", "weights_d
 
 #: OptiCAM attributes that change a map (beyond float rounding), recorded in the settings.
 _CAM_SETTINGS = ("max_iter", "lr", "tol", "patience", "nb_premises_at_startup", "convention",
-                 "score", "precision", "lr_schedule", "seed", "schedule", "fold_batchnorm",
-                 "reshape")
+                 "score", "precision", "lr_schedule", "seed", "optimizer", "fold_batchnorm")
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -90,7 +89,8 @@ def run_settings(model: Any, explainer: BatchExplainer, target: Any, metrics: An
                        "std": describe(pre.std), "transform": describe(pre.transform)},
         "target": describe(target), "metrics": metrics, "labels": explainer.labels is not None,
         "input_size": describe(pre.size),
-        **{k: describe(getattr(cam, k)) for k in _CAM_SETTINGS},
+        **{k: describe(getattr(cam.settings, k)) for k in _CAM_SETTINGS},
+        "reshape": describe(cam.reshape),
         "batching": explainer.batching,
         **({"batch_size": batch_size} if explainer.batching == "shared" else {}),
         "version": __version__,

@@ -17,6 +17,7 @@ from typing import Any
 from ..support.jobs import tracked
 from .compute import BatchExplainer
 from .loader import make_loader
+from .options import RunOptions
 from .sources import Source
 from .writer import ShardWriter
 
@@ -46,17 +47,19 @@ def progress_bar(total: int | None, enabled: bool) -> Any:
 
 
 def run_local(explainer: BatchExplainer, source: Source, writer: ShardWriter, *,
-              skip: set[str], batch_size: int, num_workers: int, progress: bool,
-              cancel: threading.Event | None = None,
+              skip: set[str], options: RunOptions, cancel: threading.Event | None = None,
               callback: ProgressCallback | None = None) -> bool:
     """Explain every item of ``source`` not in ``skip``; hand the rows to ``writer``.
+
+    ``options``: the run's batch size, decoding workers and progress bar.
 
     Returns:
         ``True`` when every item was handled, ``False`` when cancelled.
     """
-    loader, total = make_loader(source, skip, explainer.pre, batch_size, num_workers)
+    loader, total = make_loader(source, skip, explainer.pre, options.batch_size,
+                                options.workers())
     done = 0
-    bar = progress_bar(total, progress)
+    bar = progress_bar(total, options.progress)
     with tracked("explain_dataset") as job:
         stop = AnyEvent(cancel, job.cancel)
         try:

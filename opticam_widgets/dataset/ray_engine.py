@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from .compute import BatchExplainer
-from .loader import Batch, collate, decode
+from .loader import ImageBatch, collate, decode
 from .local import AnyEvent, ProgressCallback, progress_bar
+from .options import RunOptions
 from .sources import Item, Source
 from .writer import ShardWriter
 
@@ -133,7 +134,7 @@ class _ExplainActor:
 
         out, counts = [], []
         for blob in batch["batch"]:
-            decoded: Batch = pickle.loads(blob)
+            decoded: ImageBatch = pickle.loads(blob)
             out.append(pickle.dumps(self.explainer(decoded)))
             counts.append(len(decoded))
         return {"rows": np.array(out, dtype=object), "images": np.array(counts)}
@@ -178,11 +179,12 @@ def _pipeline(ray: Any, batches: list[list[tuple[Any, Item]]], explainer: BatchE
 
 
 def run_ray(model: Any, explainer: BatchExplainer, source: Source, writer: ShardWriter, *,
-            skip: set[str], batch_size: int, progress: bool,
-            actors: int | None, target: Any, metrics: Any, cam_kwargs: dict[str, Any],
-            cancel: threading.Event | None = None,
+            skip: set[str], options: RunOptions, cancel: threading.Event | None = None,
             callback: ProgressCallback | None = None) -> bool:
     """Explain ``source`` with Ray Data; the driver hands the rows to ``writer``.
+
+    Each actor builds its own ``explainer`` from ``model`` and the explainer's target,
+    metrics, layer and settings; ``options``: the batch size, progress bar and actor count.
 
     Returns:
         ``True`` when every item was handled, ``False`` when cancelled.
@@ -197,15 +199,18 @@ def run_ray(model: Any, explainer: BatchExplainer, source: Source, writer: Shard
         import torch
 
         gpus = ray.cluster_resources().get("GPU", 0) >= 1
-        n = actors or (int(ray.cluster_resources().get("GPU", 0)) if gpus else 1)
+        n = options.ray_actors or (int(ray.cluster_resources().get("GPU", 0)) if gpus else 1)
         # on one machine, actors use this process's torch thread count: the same float
         # rounding as the local engine (Ray would give each actor one thread)
         one_node = len([n for n in ray.nodes() if n.get("Alive")]) == 1
-        args = {"model": model, "target": target, "metrics": metrics, "cam_kwargs": cam_kwargs,
+        cam = explainer.cam
+        args = {"model": model, "target": explainer.target, "metrics": explainer.metrics,
+                "cam_kwargs": {"target_layer": explainer.layer, "reshape": cam.reshape,
+                               "settings": cam.settings},
                 "threads": torch.get_num_threads() if one_node else None,
                 "batching": explainer.batching}
-        return _drive(ray, explainer, source, writer, skip, batch_size, progress,
-                      args, n, gpus, AnyEvent(cancel), callback)
+        return _drive(ray, explainer, source, writer, skip, options.batch_size,
+                      options.progress, args, n, gpus, AnyEvent(cancel), callback)
     finally:
         ctx.enable_progress_bars, ctx.execution_options.preserve_order = saved
         if started:

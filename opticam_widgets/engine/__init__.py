@@ -1,7 +1,8 @@
 """The engine: Opti-CAM itself, headless.
 
-:class:`~opticam_widgets.engine.explainer.OptiCAM` binds a model; :mod:`.optimize` runs the
-optimisation on the channel weights, with the step rules of :mod:`.schedules`; :mod:`.maps` and
+:class:`~opticam_widgets.engine.explainer.OptiCAM` binds a model and holds its settings
+(:mod:`.config`); :mod:`.optimize` runs the optimisation on the channel weights, with an
+optimiser of the registry :mod:`.optimizers` (NNLS in :mod:`.nnls`); :mod:`.maps` and
 :mod:`.masking` hold the arithmetic of a map and of the masked input; :mod:`.targets` and
 :mod:`.classes` read what to explain; :mod:`.result` is what comes back. Imports no UI.
 """

@@ -7,8 +7,10 @@ the destructive convention, ``x ⊙ (1 − S)`` loses) the class score, where
 model's normalization, so the baseline is a black image. Only ``u`` is optimized; the model is
 frozen for the duration of the call and restored afterwards.
 
-The map maths live in :mod:`~opticam_widgets.engine.maps`, the loop in
-:mod:`~opticam_widgets.engine.optimize`, the result in :mod:`~opticam_widgets.engine.result`.
+The settings are one object (:mod:`~opticam_widgets.engine.config`), the map maths live in
+:mod:`~opticam_widgets.engine.maps`, the loop in :mod:`~opticam_widgets.engine.optimize`, its
+step rules in :mod:`~opticam_widgets.engine.optimizers`, the result in
+:mod:`~opticam_widgets.engine.result`.
 """
 
 from __future__ import annotations
@@ -28,159 +30,89 @@ from ..model.features import LayerSpec, model_guard, resolve_layer
 from ..model.folding import inner_loop_model
 from ..model.layouts import Reshape, check_reshape
 from ..support.checks import (
-    check_choice,
-    check_int,
     check_logits,
-    check_positive,
     check_score,
-    check_tol,
     device_for_model,
     logits_of,
     model_dtype,
     plain_tensor,
     warn_if_flat,
 )
-from ..support.defaults import (
-    CONVENTIONS,
-    DEFAULT_CONVENTION,
-    DEFAULT_LR,
-    DEFAULT_MAX_BATCH,
-    DEFAULT_MAX_ITER,
-    DEFAULT_PATIENCE,
-    DEFAULT_SCORE,
-    LR_SCHEDULES,
-    PRECISIONS,
-    SCHEDULES,
-    SCORES,
-)
+from ..support.defaults import CONVENTIONS, SCORES
 from ..support.sizes import check_size
 from .classes import model_labels
+from .config import SETTING_NAMES, OptiCAMSettings
 from .maps import channel_mean_map, saliency_from_weights
 from .masking import Masker, prefers_channels_last
-from .optimize import (
-    SCORE_FNS,
-    OptimizationRun,
-    Problem,
-    ScoreFn,
-    initial_logits,
-)
-from .prelude import captured
+from .optimize import SCORE_FNS, OptimizationRun, Problem, ScoreFn, initial_logits
+from .optimizers import OptimizerSetup, optimizer_factory
+from .prelude import Captured, captured
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
-from .schedules import schedule_factory
-from .settings import UNSET, ExplainSettings, explain_settings
 from .targets import TargetLike
 
 __all__ = ["CONVENTIONS", "SCORES", "OptiCAM", "OptiCAMProgress", "OptiCAMResult",
-           "saliency_from_weights"]
+           "OptiCAMSettings", "saliency_from_weights"]
+
 
 class OptiCAM:
-    """Opti-CAM explainer for a CNN classifier.
+    """Opti-CAM explainer (Zhang et al., arXiv 2301.07002): binds a model, holds its settings.
 
     Args:
         model: A classifier returning logits (B, classes), or a
-            :class:`~opticam_widgets.model.bundle.ModelBundle` (its preprocessing is then used).
+            :class:`~opticam_widgets.model.bundle.ModelBundle` (its preprocessing and labels
+            are then used).
         target_layer: Module or dotted name whose output gives the feature maps; ``None``
             picks the last spatial map before global pooling.
-        max_iter: Adam steps per explanation (the seed's default, 100).
-        lr: Adam learning rate on the channel weights.
-        nb_premises_at_startup: Independent trajectories per (image, class), run in one
-            batch; the first starts from equal weights, the others from seeded random
-            weights; the best final score wins.
-        convention: ``"constructive"`` maximizes the score of ``x ⊙ S``; ``"destructive"``
-            minimizes the score of ``x ⊙ (1 − S)``.
-        score: ``"logit"`` (the paper), ``"probability"`` (softmax), or a callable
-            ``(logits, targets) -> (N,)``.
-        preprocess: The model's resize and normalization, applied after masking (see
-            :func:`~opticam_widgets.inputs.images.coerce_preprocess`); default ImageNet mean/std at
-            224×224.
+        preprocess: The model's resize and normalisation, applied after masking (see
+            :func:`~opticam_widgets.inputs.images.coerce_preprocess`); default ImageNet
+            mean/std at 224×224.
+        reshape: The target layer's layout: ``None`` detects it
+            (:mod:`~opticam_widgets.model.layouts`); or ``"nchw"``, ``"nhwc"``, ``"tokens"``,
+            or a callable ``output -> (B, C, h, w)``.
         device: Device of the model; ``None`` uses the device of its parameters.
-        tol: Early stopping: each (image, class) row stops when, over its last ``patience``
-            steps, its best score gained at most ``tol × |best|`` (relative), and leaves the
-            batch while the others go on. ``None`` (default) runs all steps.
-        patience: See ``tol``.
-        precision: ``"fp32"`` or ``"bf16"`` (autocast + channels_last input; faster on CPUs
-            with AVX-512 BF16 and on GPUs).
-        lr_schedule: ``None`` (constant, the paper) or ``"cosine"`` (decays to 0 at
-            ``max_iter``).
-        seed: Seed of the random starts when ``nb_premises_at_startup > 1``.
-        fold_batchnorm: Run the optimization loop on a cached copy of the model with its
-            eval-mode BatchNorms folded into the preceding convolutions and its weights
-            ``channels_last`` (:mod:`~opticam_widgets.model.folding`): the same function to float
-            rounding, checked against the model's own logits, and faster per step (see
-            ``benchmarks/results/``). The loop then never touches the model itself, which is
-            frozen (eval mode, ``requires_grad=False``) only during the call's one capture
-            forward. ``False`` (or a model that cannot be folded) runs the loop on the model
-            itself, which then stays frozen for the whole call.
-        max_batch: Most rows ((image, class) pairs × trajectories) per forward/backward pass;
-            more rows run in batches of this size, so memory is bounded by one batch's
-            activations (about ``max_batch`` times one image's forward and backward at the
-            model's input size) plus, per row, its channel weights and score history,
-            whatever the number of classes. The results are the same as one by one (to float
-            rounding).
-        reshape: The target layer's layout: ``None`` detects CNN maps, transformer tokens
-            and channels-last maps (:mod:`~opticam_widgets.model.layouts`); or ``"nchw"``,
-            ``"nhwc"``, ``"tokens"``, or a callable ``output -> (B, C, h, w)``.
-        schedule: ``"paper"`` (Adam on the logits, the default) or ``"fast"`` (Adam on the
-            map, projected onto channel weights: the paper's quality in far fewer steps on the
-            models measured; :mod:`~opticam_widgets.engine.schedules`, ``lr`` scales its step; see
-            ``benchmarks/results/time_to_quality.md``).
-        labels: One name per class, so that ``explain(target=...)`` takes label names
-            (default: a bundle's labels, else none: indices only).
+        labels: One name per class, so that targets may be label names (default: a bundle's
+            labels, else none: indices only).
+        settings: An :class:`~opticam_widgets.engine.config.OptiCAMSettings` (default: the
+            paper's).
+        **overrides: Settings by name, applied over ``settings`` (``max_iter``, ``lr``,
+            ``optimizer``, ``nb_premises_at_startup``, ``convention``, ``tol``, ...; see
+            :class:`~opticam_widgets.engine.config.OptiCAMSettings`). Read back as
+            ``cam.settings`` (and ``cam.max_iter`` etc., read-only).
+
+    Raises:
+        TypeError: An unknown setting (the valid ones named) or a value of the wrong type.
+        ValueError: A bad value.
 
     Example:
         >>> import torch
         >>> from torchvision.models import resnet18
         >>> cam = OptiCAM(resnet18().eval(), max_iter=10)
         >>> result = cam.explain(torch.rand(3, 224, 224))
-        >>> result.saliency.shape, cam.layer_name
-        (torch.Size([1, 224, 224]), 'layer4')
+        >>> result.saliency.shape, cam.layer_name, cam.settings.max_iter
+        (torch.Size([1, 224, 224]), 'layer4', 10)
     """
 
     def __init__(
         self,
         model: nn.Module | ModelBundle,
         target_layer: LayerSpec = None,
-        max_iter: int = DEFAULT_MAX_ITER,
-        lr: float = DEFAULT_LR,
-        nb_premises_at_startup: int = 1,
-        convention: str = DEFAULT_CONVENTION,
-        score: str | ScoreFn = DEFAULT_SCORE,
-        preprocess: Any = None,
-        device: str | torch.device | None = None,
         *,
-        tol: float | None = None,
-        patience: int = DEFAULT_PATIENCE,
-        precision: str = "fp32",
-        lr_schedule: str | None = None,
-        seed: int = 0,
-        fold_batchnorm: bool = True,
-        max_batch: int = DEFAULT_MAX_BATCH,
+        preprocess: Any = None,
         reshape: Reshape = None,
-        schedule: str = "paper",
+        device: str | torch.device | None = None,
         labels: Sequence[str] | None = None,
+        settings: OptiCAMSettings | None = None,
+        **overrides: Any,
     ) -> None:
+        if settings is not None and not isinstance(settings, OptiCAMSettings):
+            raise TypeError(f"`settings` must be an OptiCAMSettings or None, got "
+                            f"{type(settings).__name__}")
+        self.settings: OptiCAMSettings = (settings or OptiCAMSettings()).replace(**overrides)
         self.labels = model_labels(model, labels)
         model, self.preprocess = unpack_model(model, preprocess)
         self.model = model
         self.target_layer = target_layer
-        self.max_iter = check_int("max_iter", max_iter, 1)
-        self.lr = check_positive("lr", lr)
-        self.nb_premises_at_startup = check_int("nb_premises_at_startup",
-                                                 nb_premises_at_startup, 1)
-        self.convention = check_choice("convention", convention, CONVENTIONS)
-        if not callable(score):
-            check_choice("score", score, SCORES)
-        self.score = score
-        self.tol, self.patience = check_tol(tol, patience)
-        self.precision = check_choice("precision", precision, PRECISIONS)
-        self.lr_schedule = check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
-        self.seed = check_int("seed", seed, 0)
-        if not isinstance(fold_batchnorm, bool):
-            raise TypeError(f"`fold_batchnorm` must be True or False, got {fold_batchnorm!r}")
-        self.fold_batchnorm = fold_batchnorm
-        self.max_batch = check_int("max_batch", max_batch, 1)
         self.reshape = check_reshape(reshape)
-        self.schedule = check_choice("schedule", schedule, SCHEDULES)
         self.device = device_for_model(self.model, device)
         self._layer_name: str | None = None
         if target_layer is not None:
@@ -200,13 +132,14 @@ class OptiCAM:
     def _layer_spec(self) -> LayerSpec:
         return self.target_layer if self._layer_name is None else self._layer_name
 
-    def _model(self, net: nn.Module, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-        """``net`` on an already normalized batch, in its dtype, at the requested precision.
+    def _model(self, net: nn.Module, x: Tensor, dtype: torch.dtype | None = None,
+               precision: str | None = None) -> Tensor:
+        """``net`` on an already normalized batch, in its dtype, at the run's precision.
 
         ``dtype``: the model's, when known already (the inner loop passes it, to skip a walk
-        over the parameters per step).
+        over the parameters per step); ``precision``: the run's (``None``: the settings').
         """
-        if self.precision == "bf16":
+        if (precision or self.settings.precision) == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 out = net(x.contiguous(memory_format=torch.channels_last))
             return logits_of(out).float()
@@ -280,13 +213,9 @@ class OptiCAM:
         image: Any,
         target: TargetLike = None,
         *,
-        max_iter: int | None = None,
-        lr: float | None = None,
-        convention: str | None = None,
         callback: Callable[[int, OptiCAMProgress], Any] | None = None,
         cancel: threading.Event | None = None,
-        tol: float | None = UNSET,
-        patience: int | None = None,
+        **overrides: Any,
     ) -> OptiCAMResult:
         """Optimize a saliency map for each (image, class) pair.
 
@@ -298,34 +227,32 @@ class OptiCAM:
                 label name (same class for every image; names need ``labels``), a list with
                 one class per image, or, for a single image, several classes explained
                 together in one batch.
-            max_iter: Overrides the constructor's ``max_iter``.
-            lr: Overrides the constructor's ``lr``.
-            convention: Overrides the constructor's ``convention``.
             callback: ``callback(step, progress)`` after scoring iteration 0 and after each
                 step; keep it cheap (call ``progress.result()`` only every few steps).
             cancel: A :class:`threading.Event`; when set, the call returns within one
                 iteration with ``cancelled=True`` and the best map so far.
-            tol: Overrides the constructor's early-stopping tolerance (``None`` disables).
-            patience: Overrides the constructor's ``patience``.
+            **overrides: Settings for this call only (``dataclasses.replace`` of
+                :attr:`settings`), e.g. ``max_iter=20``, ``convention="destructive"``,
+                ``tol=None`` (no early stopping in this call).
 
         Returns:
             An :class:`OptiCAMResult`.
 
         Raises:
-            TypeError: An argument of the wrong kind.
+            TypeError: An argument of the wrong kind; an unknown setting (the valid ones named).
             ValueError: A bad value (image shape or range, class out of range, ...).
 
         Example:
             >>> import torch
             >>> from torchvision.models import resnet18
             >>> cam = OptiCAM(resnet18().eval(), max_iter=5)
-            >>> r = cam.explain(torch.rand(3, 64, 64), target=[1, 2])
+            >>> r = cam.explain(torch.rand(3, 64, 64), target=[1, 2], lr=0.1)
             >>> r.saliency.shape, r.target
             (torch.Size([2, 64, 64]), (1, 2))
         """
         start = time.perf_counter()
-        settings = explain_settings(self, max_iter, lr, convention, tol, patience, callback,
-                                    cancel)
+        settings = self.settings.replace(**overrides)
+        _check_hooks(callback, cancel)
         with torch.inference_mode(False):  # the loop needs autograd, even when called in it
             pixels = plain_tensor(as_image_batch(image))
             builder, run, on_model = self._prepare(pixels, target, settings, start)
@@ -333,57 +260,102 @@ class OptiCAM:
                 lambda step: callback(step, builder.progress(run, step)))
             # no copy to run on: the model itself stays frozen for the run
             with model_guard(self.model) if on_model else contextlib.nullcontext():
-                run = run.run(settings.steps, on_step, cancel)
+                run = run.run(settings.max_iter, on_step, cancel)
             warn_if_flat(run.history)
             return builder.result(run)
 
-    def _prepare(self, pixels: Tensor, target: TargetLike, settings: ExplainSettings,
+    # ------------------------------------------------------------------ the steps of a run
+    def _prepare(self, pixels: Tensor, target: TargetLike, settings: OptiCAMSettings,
                  start: float) -> tuple[ResultBuilder, OptimizationRun, bool]:
-        """Capture features and logits (the model frozen only meanwhile), set up the run.
+        """Set up one run, one step each: capture, loop model, targets, score, builder, run.
 
         Returns the result builder, the run, and whether the run uses the model itself (no
         folded copy: ``fold_batchnorm=False`` or a model that cannot be folded).
         """
         with captured(self.model, self.preprocess, pixels, self._layer_spec(),
                       reshape=self.reshape, device=self.device) as seen:
-            x, layer, feats, logits = seen.pixels, seen.layer, seen.features, seen.logits
-            self._layer_name = layer
-            rows = seen.targets(target, self.labels)
-            targets, index = rows.classes.to(self.device), rows.index.to(self.device)
-            net = (inner_loop_model(self.model, seen.inputs, logits) if self.fold_batchnorm
-                   else self.model)
-        if self.score == "probability" and logits.shape[1] == 1:
-            raise ValueError("`score`='probability' is always 1 for a model with one output "
-                             "(a softmax over one class); use score='logit'")
-        score_fn = self.score if callable(self.score) else SCORE_FNS[self.score]
-        builder = ResultBuilder(
-            pixels=pixels.detach().cpu(), features=feats,
-            target=tuple(int(t) for t in targets.tolist()),
-            image_index=tuple(int(i) for i in index.tolist()),
-            original=check_score(score_fn(logits[index], targets), logits, len(targets),
-                                 grad=False, where="the image itself").detach(), layer=layer,
-            convention=settings.convention,
-            score=self.score if isinstance(self.score, str) else "custom",
-            premises=self.nb_premises_at_startup, max_iter=settings.steps, start=start)
-        problem = _problem(self, net, x, feats, targets, index, score_fn, settings.convention)
-        init = initial_logits(targets.shape[0], self.nb_premises_at_startup, feats.shape[1],
-                              self.seed, self.device)
-        make_optimizer = schedule_factory(self.schedule, settings.lr, feats, problem.size,
-                                          problem.image_of_row, self.lr_schedule, settings.steps)
-        run = OptimizationRun.start(problem, init, make_optimizer, settings.tol,
-                                    settings.patience, self.max_batch)
-        return builder, run, net is self.model
+            self._layer_name = seen.layer  # frozen for the capture and the folding check
+            net = self._loop_model(seen, settings.fold_batchnorm)
+        targets, index = self._targets(target, seen)
+        score_fn = _score_fn(settings.score, seen.logits)
+        builder = _builder(pixels, seen, targets, index, score_fn, settings, start,
+                           layer=self.layer_name)
+        problem = _problem(self, net, seen, targets, index, score_fn, settings)
+        return builder, _start_run(problem, seen.features, len(targets), settings), \
+            net is self.model
+
+    def _loop_model(self, seen: Captured, fold_batchnorm: bool) -> nn.Module:
+        """The model the loop runs on: the cached folded copy, or the model itself."""
+        return inner_loop_model(self.model, seen.inputs, seen.logits) if fold_batchnorm \
+            else self.model
+
+    def _targets(self, target: TargetLike, seen: Captured) -> tuple[Tensor, Tensor]:
+        """The class of each row and the image it is of (on the device)."""
+        rows = seen.targets(target, self.labels)
+        return rows.classes.to(self.device), rows.index.to(self.device)
 
 
-def _problem(cam: OptiCAM, net: nn.Module, x: Tensor, feats: Tensor, targets: Tensor,
-             index: Tensor, score_fn: ScoreFn, convention: str) -> Problem:
-    """The run's fixed data: images once, each (image, class) pair repeated per trajectory."""
-    p = cam.nb_premises_at_startup
+def _read_only(name: str) -> property:
+    return property(lambda cam: getattr(cam.settings, name),
+                    doc=f"``settings.{name}`` (read-only; see :class:`OptiCAMSettings`).")
+
+
+for _name in SETTING_NAMES:  # cam.max_iter, cam.lr, ...: read-only views of cam.settings
+    setattr(OptiCAM, _name, _read_only(_name))
+
+
+def _check_hooks(callback: Any, cancel: Any) -> None:
+    """Refuse a ``callback`` that is not callable and a ``cancel`` that is not an event."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
+    if cancel is not None and not hasattr(cancel, "is_set"):
+        raise TypeError(f"`cancel` must be a threading.Event, got {type(cancel).__name__}")
+
+
+def _score_fn(score: str | ScoreFn, logits: Tensor) -> ScoreFn:
+    """The score function of the settings' ``score``, refused where it means nothing."""
+    if score == "probability" and logits.shape[1] == 1:
+        raise ValueError("`score`='probability' is always 1 for a model with one output "
+                         "(a softmax over one class); use score='logit'")
+    return score if callable(score) else SCORE_FNS[score]
+
+
+def _builder(pixels: Tensor, seen: Captured, targets: Tensor, index: Tensor,
+             score_fn: ScoreFn, settings: OptiCAMSettings, start: float,
+             layer: str) -> ResultBuilder:
+    """What turns the run into results: the inputs, their features, the original scores."""
+    original = check_score(score_fn(seen.logits[index], targets), seen.logits, len(targets),
+                           grad=False, where="the image itself").detach()
+    return ResultBuilder(
+        pixels=pixels.detach().cpu(), features=seen.features,
+        target=tuple(int(t) for t in targets.tolist()),
+        image_index=tuple(int(i) for i in index.tolist()), original=original, layer=layer,
+        convention=settings.convention,
+        score=settings.score if isinstance(settings.score, str) else "custom",
+        premises=settings.nb_premises_at_startup, max_iter=settings.max_iter, start=start)
+
+
+def _problem(cam: OptiCAM, net: nn.Module, seen: Captured, targets: Tensor, index: Tensor,
+             score_fn: ScoreFn, settings: OptiCAMSettings) -> Problem:
+    """The run's fixed data: images once, each (image, class) pair repeated per start."""
+    p, x, convention = settings.nb_premises_at_startup, seen.pixels, settings.convention
     dtype = model_dtype(net)
     return Problem(
-        model=lambda xn: cam._model(net, xn, dtype), features=feats,
-        targets=targets.repeat_interleave(p, dim=0),
+        model=lambda xn: cam._model(net, xn, dtype, settings.precision),
+        features=seen.features, targets=targets.repeat_interleave(p, dim=0),
         masker=Masker(cam.preprocess, x, convention, prefers_channels_last(net)),
         score_fn=score_fn, size=(int(x.shape[-2]), int(x.shape[-1])),
         sign=1.0 if convention == "constructive" else -1.0,
         image_of_row=index.repeat_interleave(p, dim=0))
+
+
+def _start_run(problem: Problem, features: Tensor, pairs: int,
+               settings: OptiCAMSettings) -> OptimizationRun:
+    """The run at its start point, with the settings' optimiser."""
+    init = initial_logits(pairs, settings.nb_premises_at_startup, features.shape[1],
+                          settings.seed, problem.targets.device)
+    setup = OptimizerSetup(lr=settings.lr, features=features, size=problem.size,
+                           image_of_row=problem.image_of_row, lr_schedule=settings.lr_schedule,
+                           steps=settings.max_iter)
+    return OptimizationRun.start(problem, init, optimizer_factory(settings.optimizer, setup),
+                                 settings.tol, settings.patience, settings.max_batch)

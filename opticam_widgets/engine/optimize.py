@@ -13,7 +13,7 @@ its best score gained at most ``tol × |best|``; it leaves the batch (its map is
 best and the model no longer runs on it), and the others go on. A row therefore gets the same
 result in a batch as alone (to float rounding of the batched model).
 
-Hooks for other schedules (e.g. :mod:`opticam_widgets.engine.schedules`): the start point and the
+Hooks for other optimisers (:mod:`opticam_widgets.engine.optimizers`): the start point and the
 optimiser are arguments of :meth:`OptimizationRun.start`:
 
 * ``init_u``: the (R, K) start logits (:func:`initial_logits` gives the default: zeros, i.e.

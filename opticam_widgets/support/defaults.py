@@ -22,7 +22,6 @@ __all__ = [
     "DEFAULT_SCORE",
     "LR_SCHEDULES",
     "PRECISIONS",
-    "SCHEDULES",
     "SCORES",
     "WIDGET_PATIENCE",
     "WIDGET_TOL",
@@ -32,8 +31,6 @@ __all__ = [
 CONVENTIONS: tuple[str, ...] = ("constructive", "destructive")
 #: Accepted names of ``score`` (a callable ``(logits, targets) -> (N,)`` is accepted too).
 SCORES: tuple[str, ...] = ("logit", "probability")
-#: Accepted values of ``OptiCAM(schedule=...)`` (see :mod:`~opticam_widgets.engine.schedules`).
-SCHEDULES: tuple[str, ...] = ("paper", "fast")
 #: Accepted values of ``precision``.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 #: Accepted values of ``lr_schedule`` (``None``: constant learning rate, the paper).

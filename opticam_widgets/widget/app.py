@@ -73,7 +73,8 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         device: Device of the model (``None``: where its parameters are).
         top_k: How many top predictions the class selector lists.
         max_size: Longest side of the canvas in pixels (the image keeps its aspect ratio).
-        schedule: ``"paper"`` (default) or ``"fast"`` (opt-in; see ``OptiCAM(schedule=...)``).
+        schedule: The optimiser, ``"paper"`` (default) or ``"fast"`` (opt-in; see
+            ``OptiCAMSettings(optimizer=...)``).
         save_dir: The one folder the **Save PNG** button writes into (the name typed in the
             widget is a plain file name, never a path). ``None``: the working directory (in
             Jupyter, the notebook's folder), except in Voilà, where visitors get no server
@@ -113,7 +114,7 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         self.top_k = check_top_k(top_k)
         self.cam = OptiCAM(model, target_layer=target_layer, preprocess=preprocess,
                            device=device, max_iter=DEFAULT_MAX_ITER, lr=DEFAULT_LR,
-                           tol=WIDGET_TOL, patience=WIDGET_PATIENCE, schedule=schedule)
+                           tol=WIDGET_TOL, patience=WIDGET_PATIENCE, optimizer=schedule)
         self.name = bundle.name if bundle is not None else type(self.cam.model).__name__
         notes = ["preprocess not given: ImageNet mean/std, 224×224 input"] if (
             bundle is None and preprocess is None) else []

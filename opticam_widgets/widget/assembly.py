@@ -131,7 +131,7 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
     exporter = Exporter(session, lambda: (float(controls.opacity.value), controls.colormap.value,
                                           controls.view.value),
                         lambda: view.names.names if view.names is not None else None,
-                        folder=folder or SaveFolder(), model=model, schedule=cam.schedule,
+                        folder=folder or SaveFolder(), model=model, schedule=cam.settings.optimizer,
                         preprocess=preprocess_spec(cam.preprocess))
     actions = ExportActions(controls, exporter)
     given_photos(owner, controls.photos, view, actions)
