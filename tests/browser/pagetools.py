@@ -11,6 +11,7 @@ import itertools
 import os
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
@@ -65,6 +66,23 @@ def widget_errors(page) -> list[str]:
             if kind in ("error", "pageerror") and any(p in text.lower() for p in WIDGET_PACKAGES)]
 
 
+#: Runs axe-core on an element; resolves to the violations (id, impact, nodes' targets).
+AXE_JS = """async (root) => {
+    const r = await axe.run(root, {resultTypes: ['violations']});
+    return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                   nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}));
+}"""
+
+
+def axe_violations(page, root) -> list[dict]:
+    """axe-core's violations inside ``root`` (axe shipped offline by axe-playwright-python)."""
+    import axe_playwright_python
+
+    script = Path(axe_playwright_python.__file__).with_name("axe.min.js")
+    page.add_script_tag(content=script.read_text())
+    return root.evaluate(AXE_JS)
+
+
 class Widget:
     """The OptiCAM widget's root box on a page, and its parts."""
 
@@ -106,7 +124,8 @@ class Widget:
 
     @property
     def class_select(self):
-        return self.root.locator(".widget-dropdown", has_text="Class").locator("select")
+        label = self.page.locator(".widget-label", has_text=re.compile(r"^Class$"))
+        return self.root.locator(".widget-dropdown", has=label).locator("select")
 
     def option_name(self, index: int) -> str:
         """The class name of the class selector's option ``index`` ("name — 12.3%")."""
@@ -115,6 +134,10 @@ class Widget:
 
     def slider_handle(self, label: str):
         return self.root.locator(".widget-slider", has_text=label).locator(".noUi-handle")
+
+    def iterations_scale(self):
+        """The handle of the iterations' log-scale slider (named by its tooltip)."""
+        return self.root.locator(".opticam-iterations-scale .noUi-handle")
 
     def main_canvas(self):
         """The largest canvas of the widget (the image stage, not the score plot)."""

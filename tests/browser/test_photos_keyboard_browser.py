@@ -5,8 +5,13 @@
   real ``drop`` event carrying a ``DataTransfer`` with a file) replaces them.
 - The keyboard: Tab from the first control reaches every control in order and leaves the
   widget (the canvas keeps no focus), ArrowDown on the class list picks the next class (and
-  does not move JupyterLab to the next cell), ←/→ on the image selector step through photos.
-- axe-core (shipped offline by ``axe-playwright-python``) finds no violation in the widget.
+  does not move JupyterLab to the next cell), ←/→ on the image strip (named thumbnails) step
+  through photos, the iterations are typed or stepped on their log-scale slider.
+- "Why A and not B" from the keyboard: its toggle, two class pickers and its button give two
+  titled maps, their difference and a metrics table; "Brush to test": a real pointer drag on
+  its canvas changes the class probabilities (text), the "hide top" buttons and Reset too.
+- axe-core (shipped offline by ``axe-playwright-python``) finds no violation in the widget,
+  with both panels open.
 
 A tiny random-weight CNN keeps the notebook fast.
 """
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +31,7 @@ from pagetools import (
     BACKGROUND_JS,
     App,
     Widget,
+    axe_violations,
     contrast,
     one_cell_notebook,
     wait_for,
@@ -45,13 +53,6 @@ widget = OptiCAMWidget(net, preprocess={"size": (32, 32)}, max_size=240, save_di
 widget.controls.iterations.value = 5
 widget.show(torch.rand(3, 60, 80, generator=torch.Generator().manual_seed(0)))
 """
-
-#: Runs axe-core on an element; resolves to the violations (id, impact, nodes' targets).
-AXE_JS = """async (root) => {
-    const r = await axe.run(root, {resultTypes: ['violations']});
-    return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                                   nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}));
-}"""
 
 #: What has the focus: its tag, its accessible-ish name and whether it is in ``root``.
 FOCUS_JS = """(root) => {
@@ -90,16 +91,8 @@ def png(seed: int, size: tuple[int, int]) -> bytes:
 
 
 def image_names(widget: Widget) -> list[str]:
-    select = widget.root.locator(".opticam-images select")
-    return [t.strip() for t in select.locator("option").all_inner_texts()]
-
-
-def axe_violations(page, root) -> list[dict]:
-    import axe_playwright_python
-
-    script = Path(axe_playwright_python.__file__).with_name("axe.min.js")
-    page.add_script_tag(content=script.read_text())
-    return root.evaluate(AXE_JS)
+    """The names under the thumbnails of the image strip."""
+    return [t.strip() for t in widget.root.locator(".opticam-thumb-name").all_inner_texts()]
 
 
 @pytest.fixture()
@@ -172,11 +165,14 @@ def test_keyboard_path_and_axe(lab_widget, artifacts):
     names = [name for _tag, name in seen]
     assert not any(tag == "CANVAS" for tag, _ in seen), seen
     assert len(seen) < 40, f"Tab stays in the widget: {seen[-5:]}"
-    for wanted in ("Open photos", "Image", "Class", "Iterations", "Learning rate", "Run",
-                   "overlay", "Opacity", "Colormap", "Compare with", "Download", "Code"):
+    for wanted in ("Open photos", "cat.png", "Class", "Iterations", "Iterations, log scale",
+                   "Learning rate", "Run", "overlay", "Opacity", "Colormap", "Compare with",
+                   "Download", "Code", "Why A and not B", "Brush to test"):
         assert any(n.startswith(wanted) for n in names), (wanted, names)
+    assert "dog.png" not in names  # the strip is one Tab stop (←/→ move inside it)
     order = [next(i for i, n in enumerate(names) if n.startswith(w))
-             for w in ("Open photos", "Class", "Run", "Opacity", "Download")]
+             for w in ("Open photos", "cat.png", "Class", "Iterations", "Run", "Opacity",
+                       "Download", "Why A and not B", "Brush to test")]
     assert order == sorted(order), names
 
     # --- the focus is visible: an outline of at least 3:1 against what is behind it
@@ -206,33 +202,108 @@ def test_keyboard_path_and_axe(lab_widget, artifacts):
     wait_for(lambda: app.kernel_value("widget.controls.class_select.index") == "1", 20,
              "the kernel's class to follow")
 
-    # --- Iterations can be typed (the slider's readout is a text field): no 60-px drag
-    readout = widget.root.locator(".widget-slider", has_text="Iterations").locator(
-        ".widget-readout")
-    readout.click()
+    # --- Iterations are typed in their box, or stepped on a log scale (×1.26 a key)
+    box = widget.root.locator(".widget-text", has_text="Iterations").locator("input")
+    box.click()
     page.keyboard.press("Control+A")
     page.keyboard.type("37")
     page.keyboard.press("Enter")
     wait_for(lambda: app.kernel_value("widget.controls.iterations.value") == "37", 20,
              "the typed number of iterations")
+    widget.iterations_scale().focus()
+    page.keyboard.press("ArrowRight")
+    wait_for(lambda: 37 < int(app.kernel_value("widget.controls.iterations.value")) <= 60, 20,
+             "one step up the log scale", describe=lambda: app.kernel_value(
+                 "widget.controls.iterations.value"))
+    app.kernel_value("setattr(widget.controls.iterations, 'value', 5)")
 
-    # --- ←/→ on the image selector step through the photos
-    images = widget.root.locator(".opticam-images select")
-    images.focus()
+    # --- ←/→ on the image strip step through the photos; the focus follows
+    widget.root.locator(".opticam-thumb[aria-checked='true']").focus()
     page.keyboard.press("ArrowRight")
     wait_for(lambda: app.kernel_value("widget.image_index") == "1", 20, "the next photo")
+    assert page.evaluate("() => document.activeElement.textContent") == "dog.png"
     page.keyboard.press("ArrowLeft")
     wait_for(lambda: app.kernel_value("widget.image_index") == "0", 20, "the previous photo")
+    assert widget.root.locator(".opticam-thumb[aria-checked='true']").inner_text() == "cat.png"
     widget.wait_finished(60, "the run after stepping")
+    why_a_and_not_b(app, widget)
+    brush_to_test(app, widget)
 
     # --- every control named, status announced, focus visible: axe-core finds nothing
     violations = axe_violations(page, widget.root)
+    (artifacts / "widget-axe.json").write_text(json.dumps(violations, indent=1))
     assert violations == [], violations
+    page.screenshot(path=str(artifacts / "widget-panels.png"), full_page=True)
     status = widget.root.locator(".opticam-status")
     assert status.get_attribute("aria-live") == "polite"
     handles = widget.root.locator(".noUi-handle")
     assert {handles.nth(i).get_attribute("aria-label") for i in range(handles.count())} >= {
-        "Iterations", "Learning rate", "Opacity"}
+        "Iterations, log scale", "Learning rate", "Opacity", "Brush size"}
+
+
+def why_a_and_not_b(app, widget: Widget) -> None:
+    """By keyboard: the toggle, the two class pickers, the button; two titled maps, their
+    difference and one metrics table with a column per map."""
+    page = widget.page
+    toggle = widget.root.locator("button", has_text="Why A and not B")
+    toggle.focus()
+    page.keyboard.press("Space")
+    label = page.locator(".widget-label", has_text=re.compile(r"^Why$"))
+    why = widget.root.locator(".widget-dropdown", has=label).locator("select")
+    why.wait_for(state="visible", timeout=20_000)
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.tagName") == "SELECT"
+    page.keyboard.press("Tab")  # "and not": step down to the next class that is not A
+    values = eval(app.kernel_value("[v for _, v in widget._parts.contrast.class_b.options]"))
+    a, b = eval(app.kernel_value("(widget._parts.contrast.class_a.value, "
+                                 "widget._parts.contrast.class_b.value)"))
+    wanted = next(v for v in values[values.index(b) + 1:] if v != a)
+    for _ in range(values.index(wanted) - values.index(b)):
+        page.keyboard.press("ArrowDown")
+    wait_for(lambda: app.kernel_value("widget._parts.contrast.class_b.value") == str(wanted),
+             20, "B chosen by the keyboard")
+    page.keyboard.press("Tab")
+    assert "Explain the difference" in page.evaluate("() => document.activeElement.textContent")
+    page.keyboard.press("Enter")
+    panel = widget.root.locator(".widget-vbox", has=page.locator(
+        "button", has_text="Why A and not B")).last
+    wait_for(lambda: "(difference)" in panel.inner_text(), 120, "the two maps and their "
+             "difference", describe=lambda: panel.inner_text()[:300])
+    text = panel.inner_text()
+    assert text.count("Opti-CAM map of") == 2 and "more for" in text, text
+    assert panel.locator("table.opticam-metrics th[scope='col']").count() == 2
+    assert app.kernel_value("widget._parts.contrast.canvases[2].saliency is not None") == "True"
+
+
+def brush_to_test(app, widget: Widget) -> None:
+    """A pointer drag on the brush's canvas changes the probabilities (text); the "hide top"
+    buttons (keyboard) and Reset too."""
+    page = widget.page
+    toggle = widget.root.locator("button", has_text="Brush to test")
+    toggle.focus()
+    page.keyboard.press("Space")
+    canvas = widget.root.locator(".opticam-brush canvas")
+    canvas.wait_for(state="visible", timeout=20_000)
+    text = widget.root.locator(".opticam-brush .opticam-panel-live")
+    wait_for(lambda: "the whole photo" in text.inner_text(), 20, "the probabilities")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 5, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(box["x"] + 5 + i * (box["width"] - 10) / 10,
+                        box["y"] + box["height"] / 2, steps=2)
+    page.mouse.up()
+    wait_for(lambda: "of the photo filled" in text.inner_text(), 30, "the brushed probabilities",
+             describe=text.inner_text)
+    painted = float(app.kernel_value("1 - float(widget._parts.brush.keep.mean())"))
+    assert 0.02 < painted < 0.2, painted  # a band across the photo
+    assert "→" in text.inner_text() and text.get_attribute("aria-live") == "polite"
+    widget.button("Hide top 50%").focus()
+    page.keyboard.press("Enter")
+    wait_for(lambda: "50% of the photo filled" in text.inner_text(), 30, "the top half hidden",
+             describe=text.inner_text)
+    widget.button("Reset").click()
+    wait_for(lambda: "the whole photo" in text.inner_text(), 20, "the whole photo again")
 
 
 def test_voila_app_is_named_and_axe_clean(browser, lab_server, notebook_dir, artifacts,

@@ -58,7 +58,8 @@ def test_quickstart_widget_in_jupyterlab(lab, page, artifacts):
     # --- the widget renders: sliders, class selector, canvas; no widget errors
     root = page.locator(".jp-OutputArea-output .widget-vbox").first
     root.wait_for(timeout=60_000)
-    assert root.locator(".widget-slider", has_text="Iterations").count() == 1
+    assert root.locator(".widget-text", has_text="Iterations").count() == 1
+    assert root.locator(".opticam-iterations-scale").count() == 1  # its log-scale slider
     assert root.locator(".widget-slider", has_text="Learning rate").count() == 1
     class_select = root.locator(".widget-dropdown", has_text="Class").locator("select")
     assert class_select.count() == 1

@@ -3,7 +3,9 @@ live, then class change, Stop, and a kernel that still answers (the widget runs 
 
 The time from opening the page to the first map is *measured* and written to
 ``test-artifacts/voila.json``; the test asserts what a user would see without a clock: the map
-is on screen while the first run is still going, and changes as it refines.
+is on screen while the first run is still going, and changes as it refines. The app is for a
+non-programmer: photos named by thumbnails, an Open photos… button, no developer text, and
+axe-core finds no violation in it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from conftest import fresh_copy, new_page, save_failure, shutdown_kernels
 from pagetools import (
     WIDGET_FAILURES,
     Widget,
+    axe_violations,
     clipped_texts,
     colormap_fraction,
     install_probe,
@@ -57,6 +60,7 @@ def _walk_through(page, url: str, artifacts) -> None:
     wait_for(lambda: stage.evaluate(PAINTED_JS), 60, "the first map on the canvas",
              interval=0.05)
     shown_s = time.monotonic() - t0
+    _for_a_non_programmer(page, widget)
     install_probe(stage)
 
     # --- it refines live: the map is on screen while the first run still goes, and changes
@@ -78,6 +82,7 @@ def _walk_through(page, url: str, artifacts) -> None:
     body = page.inner_text("body")
     assert not any(bad in body for bad in WIDGET_FAILURES)
     assert clipped_texts(widget.root) == []
+    assert not [t for t in DEVELOPER_TEXT if t in body], body[:400]
 
     # --- heatmap pixels: the map alone is made of colormap colours
     overlay = shot(stage)
@@ -96,7 +101,7 @@ def _walk_through(page, url: str, artifacts) -> None:
     assert np.abs(after - overlay).mean() > 1.0
 
     # --- Stop a long run; the kernel still answers: the next Run finishes
-    iterations = widget.slider_handle("Iterations")
+    iterations = widget.iterations_scale()
     iterations.focus()
     page.keyboard.press("End")
     wait_for(lambda: "500 iterations" in widget.status_text(), 30,
@@ -117,3 +122,20 @@ def _walk_through(page, url: str, artifacts) -> None:
     wait_for(lambda: third in widget.status_text() and "1 iterations ·" in widget.status_text(),
              120, "a run after Stop (the kernel answers)", describe=widget.status_text)
     assert not widget_errors(page), widget_errors(page)
+
+
+#: What no visitor of the app should read: code, commands, the notebook's machinery.
+DEVELOPER_TEXT = ("make app", "widget.", "import ", "OptiCAMWidget", "()", "Traceback")
+
+
+def _for_a_non_programmer(page, widget: Widget) -> None:
+    """Named thumbnails, Open photos…, no developer text; axe-core: no violation."""
+    names = [t.strip() for t in widget.root.locator(".opticam-thumb-name").all_inner_texts()]
+    assert names == ["cat", "coffee", "astronaut", "rocket"]
+    assert widget.root.locator(".opticam-thumb img").count() == 4
+    assert widget.root.locator("[role='radiogroup'][aria-label='Images']").count() == 1
+    assert widget.root.locator("button.opticam-open").is_visible()
+    body = page.inner_text("body")
+    assert not [t for t in DEVELOPER_TEXT if t in body], body[:400]
+    violations = axe_violations(page, widget.root)
+    assert violations == [], violations
