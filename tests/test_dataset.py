@@ -19,6 +19,7 @@ import torch
 
 from opticam_widgets import OptiCAM, explain_dataset, load_results
 from opticam_widgets.dataset import SCHEMA
+from opticam_widgets.dataset.store import ROWS_DIR
 from opticam_widgets.evaluation.metrics import average_drop, average_gain, average_increase
 from opticam_widgets.inputs.images import Preprocess, to_pixel_tensor
 from opticam_widgets.model.zoo import sample_images
@@ -104,16 +105,19 @@ def test_faithfulness_terms_and_summary(local_run):
 
 def test_store_is_plain_parquet(local_run):
     out = local_run.out
-    shards = sorted(out.glob("part-*.parquet"))
-    assert shards and not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    rows = out / ROWS_DIR
+    shards = sorted(rows.glob("part-*.parquet"))
+    assert shards and sorted(rows.iterdir()) == shards  # Parquet files only (Polars needs it)
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
     assert pq.read_schema(shards[0]).remove_metadata().equals(SCHEMA)
-    frame = pd.read_parquet(out)  # pandas, without this package
+    frame = pd.read_parquet(rows)  # pandas, without this package
     assert len(frame) == 25 and len(frame["weights"].dropna().iloc[0]) == 1280
+    assert len(pd.read_parquet(out)) == 25  # the whole folder too (pyarrow skips _ files)
     duckdb = pytest.importorskip("duckdb")
-    n = duckdb.sql(f"select count(*) from '{out}/*.parquet' where error is null").fetchall()[0][0]
-    assert n == 24
+    n = duckdb.sql(f"select count(*) from read_parquet('{rows}') where error is null")
+    assert n.fetchall()[0][0] == 24
     polars = pytest.importorskip("polars")
-    assert polars.read_parquet(f"{out}/*.parquet").height == 25
+    assert polars.read_parquet(rows).height == 25
 
 
 def test_rebuilt_maps_equal_explain_alone_and_shared_batching(local_run, bundle, folder,
@@ -164,7 +168,7 @@ def test_resume_after_cancel_and_interrupt_loses_and_duplicates_nothing(bundle, 
 
     out = tmp_path / "r"
     explain_dataset(bundle, paths, out, cancel=stop, callback=cancel_after_first, **kw)
-    assert len(list(out.glob("part-*.parquet"))) == 1
+    assert len(list((out / ROWS_DIR).glob("part-*.parquet"))) == 1
     assert len(load_results(out).table) == 4
 
     def interrupt_after_one_batch(done, total):
@@ -282,7 +286,7 @@ def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, bundle, 
     try:
         res = explain_dataset(bundle, folder, tmp_path / "ray", engine="ray", **SETTINGS)
         assert ray.is_initialized()  # a Ray the caller started is left running
-        assert ray.data.read_parquet(str(res.out)).count() == 25  # Ray reads the store
+        assert ray.data.read_parquet(str(res.out / ROWS_DIR)).count() == 25  # Ray reads the store
         ray_sources = [explain_dataset(bundle, src, tmp_path / f"ray{i}", engine="ray", **small)
                        for i, src in enumerate((PhotoDataset(photos), iter(photos)))]
     finally:
@@ -292,7 +296,7 @@ def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, bundle, 
                      for i, src in enumerate((PhotoDataset(photos), iter(photos)))]
     for a, b in zip(local_sources, ray_sources):
         assert_same_results(a, b)
-        assert len(b.table) == 3 and len(list(b.out.glob("*.parquet"))) == 2  # 2 + 1 rows
+        assert len(b.table) == 3 and len(list((b.out / ROWS_DIR).iterdir())) == 2  # 2 + 1 rows
     assert ray_sources[0].table["true_name"].tolist() == ["Egyptian cat", "tripod", "tripod"]
 
 
@@ -310,7 +314,7 @@ def test_cli_explain_dataset_and_report(folder, tmp_path, capsys):
     assert load_results(out).table["true_name"].tolist() == ["espresso", "espresso"]
     assert main(["report", str(out)]) == 0
     assert (out / "_report" / "report.md").is_file()
-    assert len(pd.read_parquet(out)) == 2  # the report folder does not disturb readers
+    assert len(pd.read_parquet(out / ROWS_DIR)) == 2  # the report is beside the rows
     assert main(["explain-dataset", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "`source`" in capsys.readouterr().err
 

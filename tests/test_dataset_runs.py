@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -30,7 +29,7 @@ from opticam_widgets.dataset import explain_dataset, load_results
 from opticam_widgets.dataset.compaction import META_REPLACES, compact, recover
 from opticam_widgets.dataset.fingerprint import SettingsMismatchError
 from opticam_widgets.dataset.lock import LOCK_FILE, StoreBusyError, StoreLock
-from opticam_widgets.dataset.store import META_RUN, META_SETTINGS, Store
+from opticam_widgets.dataset.store import META_RUN, META_SETTINGS, ROWS_DIR, Store
 from opticam_widgets.dataset.writer import ShardWriter
 from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.bundle import ModelBundle
@@ -99,7 +98,7 @@ def start_child(folder: Path, out: Path, pause: float = 0.4) -> subprocess.Popen
 def wait_for_shards(out: Path, proc: subprocess.Popen, count: int = 2,
                     timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
-    while len(list(out.glob("part-*.parquet"))) < count:
+    while len(list((out / ROWS_DIR).glob("part-*.parquet"))) < count:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no shard appeared"
         time.sleep(0.05)
@@ -121,7 +120,7 @@ def test_killed_or_stopped_run_resumes_to_every_image_once(sig, folder, referenc
         assert json.loads((out / LOCK_FILE).read_text())["pid"] == proc.pid
     resumed = explain_dataset(tiny(), folder, out, **KW)
     assert_same_maps(resumed, reference)
-    assert len(list(out.glob("part-*.parquet"))) == 1  # the small shards were compacted
+    assert len(Store(out).shards()) == 1  # the small shards were compacted
 
 
 def test_cli_sigterm_exits_nonzero_with_a_resume_line(tmp_path):
@@ -185,7 +184,7 @@ def test_resume_with_other_weights_or_settings_is_refused(folder, reference, tmp
     # the batch size alone changes nothing (batch-independent maps): the resume is accepted
     done = explain_dataset(tiny(), folder, out, **{**KW, "batch_size": 5})
     assert_same_maps(done, reference)
-    meta = pq.read_schema(sorted(out.glob("part-*.parquet"))[0]).metadata
+    meta = pq.read_schema(Store(out).shards()[0]).metadata
     assert json.loads(meta[META_SETTINGS.encode()])["weights"].startswith("blake2b:")
     assert json.loads(meta[META_RUN.encode()])["batch_size"] in (2, 5)
     again = explain_dataset(tiny(seed=1), folder, out, resume=False, **KW)
@@ -255,16 +254,87 @@ def test_compaction_and_recovery_of_a_crashed_compaction(tmp_path):
     assert len(ids) == 7 and len(set(ids)) == 7
 
 
-def test_store_is_a_dataset_without_the_package(reference):
-    out = str(reference.out)
-    n = len(reference.table)
-    assert len(pd.read_parquet(out)) == n
-    meta = pq.read_schema(next(reference.out.glob("part-*.parquet"))).metadata
-    assert json.loads(meta[b"opticam.format"]) == 2
-    duckdb = pytest.importorskip("duckdb")
-    assert duckdb.sql(f"select count(*) from '{out}/*.parquet'").fetchall()[0][0] == n
-    polars = pytest.importorskip("polars")
-    assert polars.read_parquet(f"{out}/*.parquet").height == n
+READERS = """
+import json, sys
+import duckdb, pandas as pd, polars as pl, psutil, pyarrow.parquet as pq, ray
+
+rows = sys.argv[1]
+before = {{p.pid for p in psutil.Process().children(recursive=True)}}
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+try:
+    ids = {{
+        "pandas": pd.read_parquet(rows)["id"].tolist(),
+        "duckdb": [r[0] for r in duckdb.sql(f"select id from read_parquet('{{rows}}')").fetchall()],
+        "polars": pl.read_parquet(rows)["id"].to_list(),
+        "polars-scan": pl.scan_parquet(rows).select("id").collect()["id"].to_list(),
+        "ray": [r["id"] for r in ray.data.read_parquet(rows).select_columns(["id"]).take_all()],
+    }}
+finally:
+    ray.shutdown()
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    for p in left:
+        p.kill()
+    psutil.wait_procs(left, timeout=10)
+shard = sorted(__import__("pathlib").Path(rows).glob("*.parquet"))[0]
+meta = {{k.decode(): json.loads(v) for k, v in pq.read_schema(shard).metadata.items()
+        if k.startswith(b"opticam.")}}
+assert not any(m.startswith("opticam_widgets") for m in sys.modules)
+print(json.dumps({{"ids": {{k: sorted(v) for k, v in ids.items()}}, "meta": meta}}))
+"""
+
+
+@pytest.mark.slow
+def test_store_rows_folder_is_read_by_four_readers_without_the_package(reference, tmp_path):
+    """pandas, DuckDB, Polars (read and scan) and Ray read ``out/rows`` as given, in a process
+    that never imports this package, while the folder has its settings, lock and report."""
+    import shutil
+
+    pytest.importorskip("duckdb"), pytest.importorskip("polars"), pytest.importorskip("ray")
+    out = Path(shutil.copytree(reference.out, tmp_path / "copy"))
+    (out / "_report").mkdir(exist_ok=True)
+    (out / "_report" / "report.md").write_text("# a report beside the rows")
+    assert (out / "_opticam.json").is_file() and (out / LOCK_FILE).is_file()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", READERS.format(), str(out / ROWS_DIR)],
+                          cwd=out, env={**env, "RAY_USAGE_STATS_ENABLED": "0"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    ids = sorted(reference.table["id"])
+    assert len(ids) == N_IMAGES and got["ids"] == {k: ids for k in got["ids"]}
+    assert len(got["ids"]) == 5
+    assert got["meta"]["opticam.format"] == 3
+    assert got["meta"]["opticam.settings"]["weights"] == reference.settings["weights"]
+
+
+def legacy_copy(results, out: Path, moved: int = 0) -> Path:
+    """A format-2 copy of ``results``: shards at the top of ``out`` (``moved`` of them
+    already in ``rows/``, as a migration that died half-way leaves it)."""
+    import shutil
+
+    shutil.copytree(results.out, out)
+    for shard in sorted((out / ROWS_DIR).glob("part-*.parquet"))[moved:]:
+        os.replace(shard, out / shard.name)
+    settings = json.loads((out / "_opticam.json").read_text())
+    (out / "_opticam.json").write_text(json.dumps({**settings, "format": 2}))
+    return out
+
+
+@pytest.mark.parametrize("moved", [0, 1])
+def test_format_2_store_is_read_then_moved_into_rows_by_a_resume(folder, reference, tmp_path,
+                                                                  moved):
+    one = explain_dataset(tiny(), folder, tmp_path / "ref", shard_size=5, **KW)
+    assert len(Store(one.out).shards()) == 3  # 5 + 5 + 2 rows
+    out = legacy_copy(one, tmp_path / "old", moved)
+    assert len(list(out.glob("part-*.parquet"))) == 3 - moved
+    assert_same_maps(load_results(out), reference)  # read as it is, nothing moved
+    assert len(list(out.glob("part-*.parquet"))) == 3 - moved
+    resumed = explain_dataset(tiny(), folder, out, shard_size=5, **KW)
+    assert not list(out.glob("part-*.parquet"))  # moved, nothing redone or written twice
+    assert [p.name for p in Store(out).shards()] == [p.name for p in Store(one.out).shards()]
+    assert all(p.parent.name == ROWS_DIR for p in Store(out).shards())
+    assert_same_maps(resumed, reference)
+    assert json.loads((out / "_opticam.json").read_text())["format"] == 3
 
 
 def test_api_and_cli_stores_are_interchangeable(bundle, tmp_path, capsys):
@@ -278,68 +348,13 @@ def test_api_and_cli_stores_are_interchangeable(bundle, tmp_path, capsys):
     (src / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
     explain_dataset(bundle, src, out, max_iter=1, batch_size=2, num_workers=0, progress=False)
-    shards = sorted(out.glob("part-*.parquet"))
+    shards = sorted((out / ROWS_DIR).glob("part-*.parquet"))
     cli = ["explain-dataset", str(src), "--out", str(out), "--no-progress", "--iters"]
     assert main([*cli, "1", "--batch-size", "1"]) == 0  # the CLI resumes the API's store
     printed = capsys.readouterr().out
     assert "2 rows, 2 images, 0 errors, 1 non-image files skipped" in printed
-    assert sorted(out.glob("part-*.parquet")) == shards  # nothing was redone
+    assert sorted((out / ROWS_DIR).glob("part-*.parquet")) == shards  # nothing was redone
     assert main([*cli, "2"]) == 2
     err = capsys.readouterr().err
     assert "max_iter: stored 1, now 2" in err and "--no-resume" in err
     assert "resume=False" not in err
-
-
-def test_two_node_ray_cluster_with_a_node_killed(folder, tmp_path, monkeypatch):
-    """A head and a worker node (separate raylets on this machine); the worker node is killed
-    after the first batch arrives: every image once, maps equal to the local engine's."""
-    ray = pytest.importorskip("ray")
-    psutil = pytest.importorskip("psutil")
-    from ray.cluster_utils import Cluster
-    from slow_net import SlowNet
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(TESTS)]))
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    model = ModelBundle(SlowNet().eval(), Preprocess(size=(32, 32)), name="slow")
-    local = explain_dataset(model, folder, tmp_path / "local", **KW)
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    cluster = Cluster()
-    killed, nodes = [], []
-
-    def kill_worker(done, total):
-        if not killed:
-            cluster.remove_node(nodes[1], allow_graceful=False)
-            killed.append(done)
-
-    try:
-        nodes.append(cluster.add_node(num_cpus=4, include_dashboard=False))  # the head
-        nodes.append(cluster.add_node(num_cpus=2))
-        ray.init(address=cluster.address, log_to_driver=False)
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
-        res = explain_dataset(model, folder, tmp_path / "ray", engine="ray", ray_actors=2,
-                              callback=kill_worker, **KW)
-        assert killed and killed[0] < N_IMAGES
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 1
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    assert_same_maps(res, local)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-        if not left:
-            break
-        time.sleep(0.5)
-    assert not left, [p.name() for p in left]
-
-
-def test_ray_started_by_the_call_leaves_no_process(folder, tmp_path):
-    ray = pytest.importorskip("ray")
-    psutil = pytest.importorskip("psutil")
-    assert not ray.is_initialized()
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    paths = sorted(str(p) for p in folder.glob("*.png"))[:2]
-    res = explain_dataset(tiny(), paths, tmp_path / "r", engine="ray", **KW)
-    assert len(res.table) == 2 and not ray.is_initialized()
-    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    assert not left, [p.name() for p in left]  # right after the call, not a minute later

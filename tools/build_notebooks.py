@@ -500,10 +500,11 @@ DATASET = [
 
 `OptiCAM.explain` explains a batch in memory. `explain_dataset` explains a **folder** (or a list
 of paths, a torch `Dataset`, any iterable of images): a `DataLoader` decodes and resizes the
-photos, each batch is one optimization in which every image stops on its own plateau, and the
-rows go to **Parquet shards** on disk as they complete. Interrupt it and run it again: it
-resumes where it stopped. `engine="ray"` runs the same thing on Ray Data (a laptop, a multi-GPU
-node or a cluster) and writes the same files.
+photos, each (image, class) row is optimized on its own and stops on its own plateau (so its
+map is the one `OptiCAM.explain` gives for that photo, whatever its batch), and the rows reach
+**Parquet shards** on disk at least every minute. Interrupt it (Ctrl-C, `kill`, a lost SSH
+session) and run it again: it resumes where it stopped. `engine="ray"` runs the same thing on
+Ray Data (a laptop, a multi-GPU node or a cluster) and writes the same files.
 
 Here: the sample photos, cropped and mirrored into 24 images, in an ImageFolder layout (class
 subfolders give the true labels, matched to the model's ImageNet names).
@@ -581,8 +582,8 @@ results.figure(n=4)  # a matplotlib Figure: distributions, worst and best maps
 
 The store holds each map at the features' resolution (7 × 7 here); bilinear upsampling commutes
 with Opti-CAM's min-max normalisation, so the map at the photo's size is rebuilt exactly: it is
-the map `OptiCAM.explain` gives for that photo (for the same batch; batching changes only float
-rounding).
+the map `OptiCAM.explain` gives for that photo (bit for bit with the default
+`batching="independent"`).
 """),
     code("""
 # NBVAL_CHECK_OUTPUT
@@ -600,20 +601,25 @@ ax.set_axis_off()
     md("""
 ## Without this package
 
-The store is plain Parquet: pandas, DuckDB, Polars or Ray read it directly.
+The rows are plain Parquet files in `results/rows/`, a folder that holds nothing else (the
+run's settings and lock sit beside it in `results/`): pandas, DuckDB, Polars and Ray all read
+that one path directly.
 """),
     code("""
 # NBVAL_CHECK_OUTPUT
 import pandas as pd
+import polars as pl  # in the test extra; `pip install polars`
 
-frame = pd.read_parquet(root / "results")
+rows = root / "results" / "rows"
+frame = pd.read_parquet(rows)
 print(len(frame), "rows;", "columns include", [c for c in ("weights", "map") if c in frame])
+print("Polars reads the same folder:", pl.read_parquet(rows).height, "rows")
 """),
     code("""
 import duckdb  # in the test extra; `pip install duckdb`
 
 duckdb.sql(f\"\"\"select target_name, count(*) as n, round(avg(drop), 1) as mean_drop
-              from '{root / "results"}/*.parquet' where error is null
+              from read_parquet('{rows}') where error is null
               group by target_name order by n desc, target_name limit 5\"\"\").df()
 """),
     md("""

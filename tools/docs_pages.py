@@ -81,7 +81,7 @@ def schema_columns(source: str) -> dict[str, str]:
 
 def schema_page() -> str:
     """The store-schema reference: every column, its Arrow type and its meaning."""
-    from opticam_widgets.dataset.store import FORMAT_VERSION, SCHEMA, SETTINGS_FILE
+    from opticam_widgets.dataset.store import FORMAT_VERSION, ROWS_DIR, SCHEMA, SETTINGS_FILE
 
     notes = schema_columns((ROOT / "opticam_widgets" / "dataset" / "store.py").read_text())
     rows, previous = [], ""
@@ -94,9 +94,10 @@ def schema_page() -> str:
         "# The Parquet store's schema", "",
         "Generated at build time from `opticam_widgets.dataset.SCHEMA` and the comment beside "
         "each column in its source. One row per (image, class explained); shards "
-        "`part-NNNNN.parquet` plus the run's settings in "
-        f"`{SETTINGS_FILE}`; store format version {FORMAT_VERSION}. Any Parquet reader "
-        "(pandas, DuckDB, Polars, Ray) reads it without this package: see "
+        f"`{ROWS_DIR}/part-NNNNN.parquet` (that folder holds Parquet files only) plus the "
+        f"run's settings in `{SETTINGS_FILE}` beside it; store format version "
+        f"{FORMAT_VERSION}. Any Parquet reader (pandas, DuckDB, Polars, Ray) reads "
+        f"`out/{ROWS_DIR}` without this package: see "
         "[a dataset and the explorer](../how-to/dataset-and-explorer.md).", "",
         "| column | Arrow type | meaning |", "| --- | --- | --- |", *rows, ""])
 

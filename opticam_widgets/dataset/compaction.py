@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,20 +34,28 @@ META_REPLACES = "opticam.replaces"
 
 
 def recover(store: Store) -> int:
-    """Delete the shards a merged shard replaces, left by a compaction that died; how many."""
+    """Bring a store to a consistent state before a run writes it (its lock held).
+
+    Moves the shards of a format-2 store into ``rows`` (:meth:`~.store.Store.migrate`), then
+    deletes the shards a merged shard replaces, left by a compaction that died.
+
+    Returns:
+        The number of leftover shards deleted.
+    """
+    store.migrate()
     gone = 0
     for shard in store.shards():
         for name in shard_metadata(shard).get(META_REPLACES, []):
-            old = store.out / name
+            old = shard.parent / name
             if old.is_file():
                 old.unlink()
                 gone += 1
     return gone
 
 
-def _groups(store: Store, shard_size: int) -> list[list[tuple[str, int]]]:
+def _groups(store: Store, shard_size: int) -> list[list[tuple[Path, int]]]:
     """Runs of consecutive small shards (each under half ``shard_size``) to merge."""
-    groups: list[list[tuple[str, int]]] = [[]]
+    groups: list[list[tuple[Path, int]]] = [[]]
     total = 0
     for shard in store.shards():
         rows = pq.ParquetFile(shard).metadata.num_rows
@@ -54,7 +63,7 @@ def _groups(store: Store, shard_size: int) -> list[list[tuple[str, int]]]:
             groups.append([])
             total = 0
         if rows * 2 < shard_size:
-            groups[-1].append((shard.name, rows))
+            groups[-1].append((shard, rows))
             total += rows
     return [g for g in groups if len(g) > 1]
 
@@ -67,15 +76,14 @@ def compact(store: Store, shard_size: int) -> int:
     """
     removed = 0
     for group in _groups(store, shard_size):
-        names = [name for name, _ in group]
-        first = store.out / names[0]
-        meta = {k: v for k, v in shard_metadata(first).items() if k != META_REPLACES}
-        table = pa.concat_tables(pq.read_table(store.out / n, schema=SCHEMA)
-                                 .replace_schema_metadata() for n in names)
-        store.write(table, {**meta, META_REPLACES: names})
-        for name in names:
-            (store.out / name).unlink()
-        removed += len(names) - 1
+        paths = [path for path, _ in group]
+        meta = {k: v for k, v in shard_metadata(paths[0]).items() if k != META_REPLACES}
+        table = pa.concat_tables(pq.read_table(p, schema=SCHEMA).replace_schema_metadata()
+                                 for p in paths)
+        store.write(table, {**meta, META_REPLACES: [p.name for p in paths]})
+        for path in paths:
+            path.unlink()
+        removed += len(paths) - 1
     return removed
 
 

@@ -6,8 +6,8 @@ holding process ends, however it ends (``kill -9`` included), so a lock left by 
 is taken over by the next run at once, safely: there is no "is the holder still alive?" guess
 and no window in which two processes could both take it. The file holds the holder's host, pid
 and start time, which the refusal quotes. The file stays behind after the run (its content
-describes the last holder); it is not a Parquet file, and the leading ``_`` keeps Parquet
-readers away from it.
+describes the last holder); it lives beside ``out/rows``, the Parquet-only folder readers are
+given, so it never disturbs them.
 
 A second process on the same folder is refused with a :class:`StoreBusyError` (a
 ``ValueError`` naming ``out``) before it reads or writes anything: the store never holds two

@@ -1,22 +1,28 @@
-"""The results store: a folder of Parquet shards, one row per (image, class), and a settings file.
+"""The results store: a folder of Parquet shards, one row per (image, class), and its side files.
 
 Layout of ``out``::
 
-    out/_opticam.json        run settings (model, weights digest, layer, ...), checked on resume
-    out/_opticam.lock        held by the run writing the folder (:mod:`.lock`)
-    out/part-00000.parquet   shards of complete rows, in :data:`SCHEMA`
-    out/part-00001.parquet   ...
+    out/rows/part-00000.parquet  shards of complete rows, in :data:`SCHEMA`: the dataset
+    out/rows/part-00001.parquet  ...
+    out/_opticam.json            run settings (model, weights, layer, ...), checked on resume
+    out/_opticam.lock            held by the run writing the folder (:mod:`.lock`)
+    out/_report/                 ``opticam report``'s default output
+
+``out/rows`` holds Parquet files and nothing else (Polars refuses a folder holding any other
+file, even in a subfolder), so ``pandas.read_parquet``, ``duckdb.read_parquet``,
+``polars.read_parquet`` / ``scan_parquet`` and ``ray.data.read_parquet`` all read that one path
+unchanged, without this package (:data:`ROWS_DIR`). Everything else lives beside it in ``out``.
 
 Every shard carries Parquet key-value metadata (:data:`META_FORMAT`, :data:`META_SETTINGS`,
 :data:`META_RUN`): the schema version, the run's settings and fingerprint, and the batch size
 and engine of the run that wrote it, so a shard copied on its own still says what it holds.
 
-A shard is written to a hidden ``.part-XXXXX.parquet.tmp`` and renamed when complete, so a crash
-or Ctrl-C never leaves a half shard, and readers that skip hidden and ``_`` files (pyarrow,
-pandas, DuckDB's ``part-*.parquet`` glob, Polars, Ray) never see one. The files are plain
-Parquet: ``pandas.read_parquet(out)``, ``duckdb.sql("select * from 'out/*.parquet'")``,
-``polars.read_parquet("out/*.parquet")`` and ``ray.data.read_parquet(out)`` read them without
-this package.
+A shard is written to a hidden ``out/.part-XXXXX.parquet.tmp`` (outside ``rows``, on the same
+file system) and renamed into ``rows`` when complete, so a crash or Ctrl-C never leaves a half
+shard and a reader of ``rows`` never sees one.
+
+Stores of format 2 and before kept their shards at the top of ``out``; this package still reads
+them, and the next run on one (a resume) moves them into ``rows`` first (:meth:`Store.migrate`).
 
 Example:
     >>> store = Store("results")  # doctest: +SKIP
@@ -34,14 +40,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["FORMAT_VERSION", "META_FORMAT", "META_RUN", "META_SETTINGS", "SCHEMA",
+__all__ = ["FORMAT_VERSION", "META_FORMAT", "META_RUN", "META_SETTINGS", "ROWS_DIR", "SCHEMA",
            "SETTINGS_FILE", "Store", "shard_metadata"]
 
-#: Version of the store's layout and schema (2: file stamps, weights fingerprint, metadata).
-FORMAT_VERSION = 2
+#: Version of the store's layout and schema (2: file stamps, weights fingerprint, metadata;
+#: 3: shards in ``rows/``, a folder of Parquet files only).
+FORMAT_VERSION = 3
 #: Parquet key-value metadata keys of every shard.
 META_FORMAT, META_SETTINGS, META_RUN = "opticam.format", "opticam.settings", "opticam.run"
 SETTINGS_FILE = "_opticam.json"
+#: The subfolder of ``out`` holding the shards, and only them: the path to give a Parquet reader.
+ROWS_DIR = "rows"
 _F32, _I32 = pa.float32(), pa.int32()
 
 #: The columns of a shard (see the README's dataset section for their meaning).
@@ -91,7 +100,7 @@ def shard_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """A shard's ``opticam.*`` key-value metadata, JSON-decoded (``{}`` for none).
 
     Example:
-        >>> shard_metadata("results/part-00000.parquet")["opticam.format"]  # doctest: +SKIP
+        >>> shard_metadata("results/rows/part-00000.parquet")["opticam.format"]  # doctest: +SKIP
         2
     """
     meta = pq.read_schema(path).metadata or {}
@@ -102,9 +111,11 @@ class Store:
     """A results folder: settings, shard writing (atomic) and reading.
 
     Args:
-        out: The folder (created on the first write).
+        out: The folder (created on the first write); shards go to ``out/rows``.
 
     Attributes:
+        out: The folder (a ``Path``).
+        rows_dir: ``out/rows``, the Parquet-only folder readers are given.
         metadata: Key-value metadata written into every new shard (JSON-encoded values).
     """
 
@@ -114,15 +125,41 @@ class Store:
         self.out = Path(out)
         if self.out.exists() and not self.out.is_dir():
             raise ValueError(f"`out` {str(self.out)!r} is a file; give a folder")
+        self.rows_dir = self.out / ROWS_DIR
         self.metadata: dict[str, Any] = {META_FORMAT: FORMAT_VERSION}
 
     # ------------------------------------------------------------------ files
-    def shards(self) -> list[Path]:
-        """The complete shards, in order."""
-        if not self.out.is_dir():
+    def _shards_in(self, folder: Path) -> list[Path]:
+        if not folder.is_dir():
             return []
-        found = [p for p in self.out.glob("part-*.parquet") if p.name[5:10].isdigit()]
+        return [p for p in folder.glob("part-*.parquet") if p.name[5:10].isdigit()]
+
+    def legacy_shards(self) -> list[Path]:
+        """Shards at the top of ``out`` (stores of format 2 and before), in order."""
+        return sorted(self._shards_in(self.out), key=_shard_no)
+
+    def shards(self) -> list[Path]:
+        """The complete shards, in order (those of a store not yet migrated included)."""
+        found = self._shards_in(self.rows_dir) + self._shards_in(self.out)
         return sorted(found, key=_shard_no)
+
+    def migrate(self) -> int:
+        """Move a format-2 store's shards into ``rows``; how many (call with the lock held).
+
+        Each move is an atomic rename within ``out`` and keeps the shard's name, so a run that
+        dies half-way leaves every row in exactly one of the two places, and the next call
+        finishes the move.
+        """
+        legacy = self.legacy_shards()
+        if legacy:
+            self.rows_dir.mkdir(parents=True, exist_ok=True)
+        for path in legacy:
+            target = self.rows_dir / path.name
+            if target.exists():
+                raise ValueError(f"`out` {str(self.out)!r} holds {path.name} both at its top "
+                                 f"and in {ROWS_DIR}/; remove one (or pass resume=False)")
+            os.replace(path, target)
+        return len(legacy)
 
     def read_settings(self) -> dict[str, Any] | None:
         """The stored settings, or ``None`` for a new folder."""
@@ -156,12 +193,12 @@ class Store:
         meta = {**self.metadata, **(metadata or {})}
         table = table.select(SCHEMA.names).cast(SCHEMA).replace_schema_metadata(
             {k: json.dumps(v) for k, v in meta.items()})
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.rows_dir.mkdir(parents=True, exist_ok=True)
         if at is None:
             shards = self.shards()
             number = _shard_no(shards[-1]) + 1 if shards else 0
-            at = self.out / f"part-{number:05d}.parquet"
-        tmp = self.out / f".{at.name}.tmp"
+            at = self.rows_dir / f"part-{number:05d}.parquet"
+        tmp = self.out / f".{at.name}.tmp"  # beside rows/: readers of rows/ never see it
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, at)
         return at
