@@ -251,8 +251,8 @@ def test_fast_schedule_in_the_widget_gives_explains_map() -> None:
 
     bundle, img = _bundle(), sample_image("coffee")
     with pytest.raises(ValueError, match="`optimizer`"):
-        OptiCAMWidget(bundle, schedule="slow")
-    widget = OptiCAMWidget(bundle, schedule="fast")
+        OptiCAMWidget(bundle, optimizer="slow")
+    widget = OptiCAMWidget(bundle, optimizer="fast")
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             widget.set_images(img, run=False)

@@ -73,13 +73,15 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         device: Device of the model (``None``: where its parameters are).
         top_k: How many top predictions the class selector lists.
         max_size: Longest side of the canvas in pixels (the image keeps its aspect ratio).
-        schedule: The optimiser, ``"paper"`` (default) or ``"fast"`` (opt-in; see
-            ``OptiCAMSettings(optimizer=...)``).
         save_dir: The one folder the **Save PNG** button writes into (the name typed in the
             widget is a plain file name, never a path). ``None``: the working directory (in
             Jupyter, the notebook's folder), except in Voilà, where visitors get no server
             write, only **Download** (an app's author who wants server files names a folder);
             ``False``: no server write anywhere.
+        **settings: Opti-CAM's settings (:class:`~opticam_widgets.engine.config.OptiCAMSettings`),
+            e.g. ``optimizer="fast"``; the iterations, learning-rate and convention controls
+            start at them. The widget's own defaults: 100 iterations, lr 0.2, early stop on a
+            plateau (``tol=1e-3, patience=10``).
 
     Example:
         >>> import torch
@@ -106,15 +108,16 @@ class OptiCAMWidget(ExportAPI, HasTraits):
 
     def __init__(self, model: nn.Module | ModelBundle, *, labels: Sequence[str] | None = None,
                  preprocess: Any = None, target_layer: Any = None, device: Any = None,
-                 top_k: int = 5, max_size: int = 448, schedule: str = "paper",
-                 save_dir: str | os.PathLike | bool | None = None) -> None:
+                 top_k: int = 5, max_size: int = 448,
+                 save_dir: str | os.PathLike | bool | None = None, **settings: Any) -> None:
         super().__init__()
         bundle = model if isinstance(model, ModelBundle) else None
         self._labels_arg = check_labels(labels, bundle.labels if bundle is not None else None)
         self.top_k = check_top_k(top_k)
+        widget_defaults = {"max_iter": DEFAULT_MAX_ITER, "lr": DEFAULT_LR, "tol": WIDGET_TOL,
+                           "patience": WIDGET_PATIENCE}
         self.cam = OptiCAM(model, target_layer=target_layer, preprocess=preprocess,
-                           device=device, max_iter=DEFAULT_MAX_ITER, lr=DEFAULT_LR,
-                           tol=WIDGET_TOL, patience=WIDGET_PATIENCE, optimizer=schedule)
+                           device=device, **{**widget_defaults, **settings})
         self.name = bundle.name if bundle is not None else type(self.cam.model).__name__
         notes = ["preprocess not given: ImageNet mean/std, 224×224 input"] if (
             bundle is None and preprocess is None) else []

@@ -102,6 +102,7 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
         model: The model's name (in the downloaded JSON and the code).
     """
     controls = build_controls()
+    start_at(controls, cam)
     canvas = SaliencyCanvas(max_size)
     compare = ComparePanel(max(16, round(max_size * 0.6)))
     session = Session()
@@ -185,3 +186,12 @@ def given_photos(owner: Any, drop: PhotoDrop, view: ResultView, actions: ExportA
 
     drop.on_photos(photos)
     drop.on_refused(refused)
+
+
+def start_at(controls: Controls, cam: OptiCAM) -> None:
+    """Set the optimisation controls to ``cam``'s settings (the widget's ``**settings``)."""
+    settings = cam.settings
+    controls.iterations.value = min(max(settings.max_iter, controls.iterations.min),
+                                    controls.iterations.max)
+    controls.lr.value = settings.lr
+    controls.convention.value = settings.convention

@@ -102,7 +102,7 @@ def reproduce_code(record: dict) -> str:
     source = record.get("source")
     load = (f"image = {source!r}  # a path, a PIL image, an array or a tensor"
             if source else f"# image = ...  # the widget's {record['image']}")
-    extra = f", schedule={s['schedule']!r}" if s.get("schedule", "paper") != "paper" else ""
+    extra = f", optimizer={s['schedule']!r}" if s.get("schedule", "paper") != "paper" else ""
     pre = record.get("preprocess")
     if record["model"] not in DEFAULT_MODELS and pre is not None:
         extra += f",\n              preprocess={pre!r}"
