@@ -1,6 +1,6 @@
 """Portability of the numeric claims (issue 25): passes to quality per CPU instruction set.
 
-The fast schedule's quality test (``tests/test_schedules.py``) states its claims over eight
+The fast schedule's quality test (``tests/engine/test_optimizers.py``) states its claims over eight
 photos because one photo's pass count is a chaotic function of float rounding: Adam's
 sign-like steps amplify the last bits, and those bits change with the kernels torch picks for
 the CPU (AVX-512 vs AVX2) and with the thread count (reductions split differently). This

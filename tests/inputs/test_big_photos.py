@@ -31,7 +31,7 @@ from opticam_widgets.model.zoo import sample_image
 from opticam_widgets.support.defaults import WIDGET_PATIENCE, WIDGET_TOL
 from opticam_widgets.widget.canvas import scale_picture
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BINDER_MB = 2048
 
 

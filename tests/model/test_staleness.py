@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from test_fastmodel import bn_net, x_in
+from test_folding import bn_net, x_in
 from torch import nn
 
 from opticam_widgets import OptiCAM

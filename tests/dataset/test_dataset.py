@@ -279,7 +279,7 @@ def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, bundle, 
     assert not ray.is_initialized()
     # Ray's workers unpickle PhotoDataset by importing this module (a class defined in a
     # notebook travels by value): they need the tests folder on their path
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parent),
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), str(Path(__file__).parents[1]),
                                          os.environ.get("PYTHONPATH")]))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": path}})

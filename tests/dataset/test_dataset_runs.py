@@ -34,7 +34,8 @@ from opticam_widgets.dataset.writer import ShardWriter
 from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.bundle import ModelBundle
 
-TESTS = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent  # this folder's test modules, imported by the children
+TESTS = HERE.parent
 ROOT = TESTS.parent
 KW = {"max_iter": 4, "batch_size": 2, "num_workers": 0, "progress": False}
 N_IMAGES = 12
@@ -89,8 +90,8 @@ print("finished", flush=True)
 
 
 def start_child(folder: Path, out: Path, pause: float = 0.4) -> subprocess.Popen:
-    code = CHILD.format(tests=str(TESTS), folder=str(folder), out=str(out), pause=pause)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
+    code = CHILD.format(tests=str(HERE), folder=str(folder), out=str(out), pause=pause)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS), str(HERE)])}
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

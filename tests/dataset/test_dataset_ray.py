@@ -28,7 +28,8 @@ from opticam_widgets.dataset import explain_dataset, load_results
 from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.bundle import ModelBundle
 
-TESTS = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent  # this folder's test modules, imported by the children
+TESTS = HERE.parent
 ROOT = TESTS.parent
 #: Ports a node would otherwise take at fixed defaults; each node gets free ones.
 NODE_PORTS = ("--node-manager-port", "--object-manager-port", "--metrics-export-port",
@@ -62,7 +63,7 @@ class RayNode:
         ray = Path(sys.executable).with_name("ray")
         ports = [f"{flag}={free_port()}" for flag in NODE_PORTS]
         env = {**os.environ, **AUTH, "RAY_USAGE_STATS_ENABLED": "0",
-               "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
+               "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS), str(HERE)])}
         self.log = open(temp / "ray-start.log", "w")  # noqa: SIM115 (closed in kill)
         self.proc = subprocess.Popen(
             [str(ray), "start", "--block", f"--temp-dir={temp}", "--disable-usage-stats",
@@ -233,7 +234,7 @@ def test_two_node_ray_start_cluster_loses_its_worker_node_mid_run(folder):
     nodes: list[RayNode] = []
     env = {**os.environ, **AUTH, "RAY_ADDRESS": f"127.0.0.1:{port}",
            "RAY_USAGE_STATS_ENABLED": "0",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS), str(HERE)])}
     try:
         start_node(nodes, scratch / "h", "--head", f"--port={port}", "--num-cpus=3",
                    "--include-dashboard=false")
