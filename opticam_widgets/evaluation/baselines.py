@@ -48,7 +48,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -62,14 +63,71 @@ from ..engine.targets import TargetLike
 from ..inputs.images import Preprocess, as_pixel_batch
 from ..model.bundle import ModelBundle, unpack_model
 from ..model.features import LayerSpec, layer_layout, resolve_layer
-from ..support import defaults
 from ..support.checks import check_int, model_dtype, plain_tensor
 
-__all__ = ["BASELINES", "baseline_map"]
+__all__ = ["BASELINES", "Baseline", "BaselineCall", "baseline_map", "register_baseline"]
 
-#: Methods accepted by :func:`baseline_map` (:data:`opticam_widgets.support.defaults.BASELINES`, as
-#: the list this name has always been).
-BASELINES: list[str] = list(defaults.BASELINES)
+
+@dataclass(frozen=True)
+class BaselineCall:
+    """What a baseline's maps are computed from (inside the capture and the model guard).
+
+    Attributes:
+        capture: The capture prelude's result (``features``, ``pixels``, ...).
+        rows: The explained rows (``index``: the image of each row, ``classes``).
+        model: The model behind its normalisation (takes pixels in [0, 1]).
+        module: The target layer's module.
+        size: ``(H, W)`` of the returned maps.
+        batch_size: Masked images per forward pass (for methods that mask).
+    """
+
+    capture: Any
+    rows: Any
+    model: nn.Module
+    module: nn.Module
+    size: tuple[int, int]
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline method: a name, how it computes its maps, what it needs.
+
+    Attributes:
+        name: The method's name (as :func:`baseline_map` takes it).
+        maps: ``BaselineCall -> (N, H, W)`` maps in [0, 1] on the CPU.
+        reads_nchw: The method reads the layer's output as (B, C, h, w) itself (token or
+            channels-last layouts are refused for it).
+        needs_torchcam: The optional torchcam extra is imported before the capture.
+    """
+
+    name: str
+    maps: Callable[[BaselineCall], Tensor]
+    reads_nchw: bool = True
+    needs_torchcam: bool = True
+
+
+#: The baseline methods by name: a new one is one :func:`register_baseline` entry.
+REGISTRY: dict[str, Baseline] = {}
+
+
+def register_baseline(name: str, *, reads_nchw: bool = True, needs_torchcam: bool = True
+                      ) -> Callable[[Callable[[BaselineCall], Tensor]],
+                                    Callable[[BaselineCall], Tensor]]:
+    """Register ``BaselineCall -> maps`` under ``name`` (a decorator).
+
+    Example:
+        >>> @register_baseline("my-cam", needs_torchcam=False)
+        ... def my_cam(call):
+        ...     return torch.zeros(len(call.rows.classes), *call.size)
+        >>> "my-cam" in REGISTRY
+        True
+        >>> del REGISTRY["my-cam"]
+    """
+    def add(fn: Callable[[BaselineCall], Tensor]) -> Callable[[BaselineCall], Tensor]:
+        REGISTRY[name] = Baseline(name, fn, reads_nchw, needs_torchcam)
+        return fn
+    return add
 
 #: Spellings accepted for each method (lower case, without ``-``, ``_`` and spaces).
 _ALIASES = {
@@ -90,6 +148,8 @@ _INSTALL_HINT = (
 
 
 def _method(method: Any) -> str:
+    if isinstance(method, str) and method in REGISTRY:
+        return method
     if not isinstance(method, str):
         raise TypeError(f"`method` must be a string, one of {BASELINES}; got "
                         f"{type(method).__name__}")
@@ -213,39 +273,65 @@ def baseline_map(
     batch_size = check_int("batch_size", batch_size, 1)
     names = model_labels(model)
     model, pre = unpack_model(model, preprocess)
-    methods = None if name == "channel-mean" else _torchcam(name)  # fail early when missing
+    chosen = REGISTRY[name]
+    if chosen.needs_torchcam:
+        _torchcam(name)  # fail early when missing
     with torch.inference_mode(False):  # the gradient CAMs need autograd, even when called in it
         images = plain_tensor(as_pixel_batch(image))
         size = (int(images.shape[-2]), int(images.shape[-1]))
         layer_name, module = _layer(model, pre, target_layer)
         with captured(model, pre, images, layer_name) as cap:
-            layout = None if name == "channel-mean" else layer_layout(model, cap.inputs,
-                                                                      layer_name)
+            layout = layer_layout(model, cap.inputs, layer_name) if chosen.reads_nchw else None
             if layout not in (None, "nchw"):
                 raise ValueError(
                     f"`method` {name!r} (torchcam) reads `target_layer` {layer_name!r} as "
                     f"(B, C, h, w) maps, but its output is {layout!r}: use 'channel-mean', or "
                     f"OptiCAM, which read token and channels-last layouts")
-            rows = cap.targets(target, names)
-            if name == "channel-mean":
-                return channel_mean_map(cap.features[rows.index.to(cap.features.device)],
-                                        size).cpu()
-            cams = _torchcam_maps(methods, name, _PixelModel(model, pre), module,
-                                  cap.pixels[rows.index.to(cap.pixels.device)], rows.classes,
-                                  batch_size)
-        return _finish(cams, size)
+            call = BaselineCall(cap, cap.targets(target, names), _PixelModel(model, pre), module,
+                                size, batch_size)
+            return chosen.maps(call)
 
 
-def _torchcam_maps(methods: Any, name: str, wrapper: nn.Module, module: nn.Module, rows: Tensor,
-                   classes: Tensor, batch_size: int) -> Tensor:
-    """Raw (N, h, w) maps of a torchcam method for pixel ``rows`` (call inside the guard)."""
-    class_idx = [int(c) for c in classes.tolist()]
-    if name == "scorecam":
-        with _extractor(methods.ScoreCAM, wrapper, module, batch_size=int(batch_size)) as ext:
-            with torch.no_grad():
-                wrapper(rows)
-            return ext(class_idx=class_idx)[0]
-    cls = methods.GradCAM if name == "gradcam" else _gradcampp_class(methods)
-    with _extractor(cls, wrapper, module) as ext, torch.enable_grad():
-        scores = wrapper(rows.detach().clone().requires_grad_(True))
-        return ext(class_idx=class_idx, scores=scores)[0]
+def _pixels_and_classes(call: BaselineCall) -> tuple[Tensor, list[int]]:
+    rows = call.rows
+    return call.capture.pixels[rows.index.to(call.capture.pixels.device)], [
+        int(c) for c in rows.classes.tolist()]
+
+
+@register_baseline("channel-mean", reads_nchw=False, needs_torchcam=False)
+def _channel_mean(call: BaselineCall) -> Tensor:
+    """Opti-CAM's iteration 0: the channels' mean, exactly as the engine draws it."""
+    features = call.capture.features
+    return channel_mean_map(features[call.rows.index.to(features.device)], call.size).cpu()
+
+
+@register_baseline("gradcam")
+def _gradcam(call: BaselineCall) -> Tensor:
+    return _gradient_cam(call, _torchcam("gradcam").GradCAM)
+
+
+@register_baseline("gradcam++")
+def _gradcampp(call: BaselineCall) -> Tensor:
+    return _gradient_cam(call, _gradcampp_class(_torchcam("gradcam++")))
+
+
+@register_baseline("scorecam")
+def _scorecam(call: BaselineCall) -> Tensor:
+    pixels, class_idx = _pixels_and_classes(call)
+    with _extractor(_torchcam("scorecam").ScoreCAM, call.model, call.module,
+                    batch_size=int(call.batch_size)) as ext:
+        with torch.no_grad():
+            call.model(pixels)
+        return _finish(ext(class_idx=class_idx)[0], call.size)
+
+
+def _gradient_cam(call: BaselineCall, cls: type) -> Tensor:
+    """A torchcam gradient CAM (``cls``) of the call's rows."""
+    pixels, class_idx = _pixels_and_classes(call)
+    with _extractor(cls, call.model, call.module) as ext, torch.enable_grad():
+        scores = call.model(pixels.detach().clone().requires_grad_(True))
+        return _finish(ext(class_idx=class_idx, scores=scores)[0], call.size)
+
+
+#: Methods accepted by :func:`baseline_map`, in the order the widget lists them.
+BASELINES: list[str] = list(REGISTRY)

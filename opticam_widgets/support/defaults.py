@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 __all__ = [
-    "BASELINES",
     "CONVENTIONS",
     "DEFAULT_CONVENTION",
     "DEFAULT_LR",
@@ -35,8 +34,6 @@ SCORES: tuple[str, ...] = ("logit", "probability")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 #: Accepted values of ``lr_schedule`` (``None``: constant learning rate, the paper).
 LR_SCHEDULES: tuple[str | None, ...] = (None, "cosine")
-#: Baseline saliency methods of :func:`~opticam_widgets.evaluation.baselines.baseline_map`.
-BASELINES: tuple[str, ...] = ("channel-mean", "gradcam", "gradcam++", "scorecam")
 
 #: Adam steps per explanation (the paper's 100).
 DEFAULT_MAX_ITER = 100

@@ -20,8 +20,8 @@ from dataclasses import dataclass, fields
 import ipywidgets as w
 
 from ..display.render import COLORMAPS
+from ..evaluation.baselines import BASELINES
 from ..support.defaults import (
-    BASELINES,
     CONVENTIONS,
     DEFAULT_CONVENTION,
     DEFAULT_LR,
@@ -211,7 +211,7 @@ def progress_controls() -> tuple[w.IntProgress, w.HTML, ScorePlot, w.HTML]:
     return bar, status, plot, metrics
 
 
-def compare_control(methods: tuple[str, ...] = BASELINES) -> w.Dropdown:
+def compare_control(methods: tuple[str, ...] = tuple(BASELINES)) -> w.Dropdown:
     """"Compare with" dropdown: ``None`` or a baseline CAM method.
 
     Example:
@@ -321,7 +321,7 @@ class Controls:
         return [getattr(self, f.name) for f in fields(self)]
 
 
-def build_controls(baselines: tuple[str, ...] = BASELINES) -> Controls:
+def build_controls(baselines: tuple[str, ...] = tuple(BASELINES)) -> Controls:
     """Build every control with its default value.
 
     Example:

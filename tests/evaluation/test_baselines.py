@@ -320,3 +320,22 @@ def test_opticam_beats_gradcam_on_sample_photos():
     ref = {k: sum(v) / len(v) for k, v in theirs.items()}
     assert mean["AD"] < ref["AD"], (mean, ref)
     assert mean["AG"] > ref["AG"], (mean, ref)
+
+
+def test_a_new_baseline_is_one_registry_entry():
+    from opticam_widgets.evaluation import baselines as bl
+
+    @bl.register_baseline("flat-test", needs_torchcam=False)
+    def flat(call):
+        return torch.full((len(call.rows.classes), *call.size), 0.5)
+
+    try:
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                            nn.Flatten(), nn.Linear(4, 3)).eval()
+        out = bl.baseline_map("flat-test", net, torch.rand(2, 3, 32, 32), [1, 2],
+                              target_layer="0", preprocess={"size": None})
+        assert out.shape == (2, 32, 32) and torch.all(out == 0.5)
+    finally:
+        del bl.REGISTRY["flat-test"]
+    with pytest.raises(ValueError, match="unknown"):
+        bl.baseline_map("flat-test", net, torch.rand(3, 32, 32), target_layer="0")
