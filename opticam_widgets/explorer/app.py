@@ -24,8 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
+from ..display.jupyter import get_shell, mimebundle
 from ..support.checks import check_int
 from ..widget.common import close_widgets
 from ..widget.upload import KeyboardHelper
@@ -64,21 +63,6 @@ EXPLORER_CSS = """<style>
 .opticam-explorer input:focus { outline: 2px solid var(--jp-brand-color1, #1565c0) !important;
   outline-offset: 1px; }
 </style>"""
-
-
-def _shell() -> Any:
-    """The running IPython shell, or ``None`` (plain Python, tests)."""
-    from IPython import get_ipython
-
-    return get_ipython()
-
-
-def _jpeg(picture: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(picture).save(buf, format="JPEG", quality=80)
-    return buf.getvalue()
 
 
 def _as_results(results: Any) -> Any:
@@ -308,7 +292,7 @@ class OptiCAMExplorer:
         Example:
             >>> explorer = OptiCAMExplorer("results/").show()  # doctest: +SKIP
         """
-        shell = _shell()
+        shell = get_shell()
         self._publish(shell)
         self._skip_in = shell.execution_count if shell is not None else None
         return self
@@ -324,7 +308,7 @@ class OptiCAMExplorer:
 
     def _ipython_display_(self) -> None:
         """Display for ``display(explorer)`` and a cell's value (not twice in one cell)."""
-        shell = _shell()
+        shell = get_shell()
         if shell is not None and self._skip_in == shell.execution_count:
             self._skip_in = None  # `explorer.show()` as a cell's last line
             return
@@ -335,16 +319,10 @@ class OptiCAMExplorer:
         """The live view, plus a PNG of the current page (for saved notebooks) and text."""
         rows = page_of(self.selection, self.page, self.page_size)
         tiles = self.thumbs.get([int(i) for i in rows.index])
-        data: dict[str, Any] = {} if self._closed else dict(self.root._repr_mimebundle_() or {})
-        data["text/plain"] = repr(self)
-        metadata: dict[str, Any] = {}
-        if len(rows):  # a JPEG: a page of photos is ~10x smaller than as PNG
-            picture = sheet_array([(tiles[int(k)], tile_caption(r), is_wrong(r["correct"]))
-                                   for k, r in rows.iterrows()], columns=8, cell=96)
-            data["image/jpeg"] = base64.b64encode(_jpeg(picture)).decode("ascii")
-            metadata["image/jpeg"] = {"width": int(picture.shape[1]),
-                                      "height": int(picture.shape[0])}
-        return data, metadata
+        picture = sheet_array([(tiles[int(k)], tile_caption(r), is_wrong(r["correct"]))
+                               for k, r in rows.iterrows()], columns=8, cell=96) if len(
+            rows) else None
+        return mimebundle(None if self._closed else self.root, repr(self), picture, "jpeg")
 
     def __repr__(self) -> str:
         return (f"OptiCAMExplorer({str(self.results.out)!r}: {len(self.selection)} of "

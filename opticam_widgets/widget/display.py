@@ -9,8 +9,9 @@ display id (``update_display``) when a run ends and a moment after any other cha
 canvas (view, opacity, colormap, class, image), never during a run. A widget is displayed once
 per cell (``widget.show(img)`` as a cell's last line is not displayed again as its value).
 
-:func:`get_shell` is the one place that looks for IPython; tests replace it (``monkeypatch``) to
-drive the display without a kernel.
+:func:`get_shell` (from :mod:`opticam_widgets.display.jupyter`, which the explorer shares) is
+the one place that looks for IPython; tests replace it here (``monkeypatch``) to drive the
+display without a kernel.
 
 Example:
     >>> data, metadata = mimebundle(None, "text", None)
@@ -20,16 +21,14 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as w
-import numpy as np
 
-from ..display.render import to_png_bytes
+from ..display.jupyter import get_shell, mimebundle
 from ..support.jobs import exiting, tracked
 from .messages import esc
 
@@ -42,33 +41,6 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PICTURE_DELAY_S = 0.4
 
 
-def get_shell() -> Any:
-    """The running IPython shell, or ``None`` (plain Python, tests)."""
-    from IPython import get_ipython
-
-    return get_ipython()
-
-
-def mimebundle(root: w.Widget | None, text: str,
-               picture: np.ndarray | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``(data, metadata)`` of a widget output.
-
-    Args:
-        root: The live widget (its view is included), or ``None`` once closed.
-        text: The ``text/plain`` representation.
-        picture: uint8 (h, w, 3) sent as ``image/png``, or ``None``.
-    """
-    data: dict[str, Any] = {}
-    if root is not None:
-        data.update(root._repr_mimebundle_() or {})
-    data["text/plain"] = text
-    metadata: dict[str, Any] = {}
-    if picture is not None:
-        data["image/png"] = base64.b64encode(to_png_bytes(picture)).decode("ascii")
-        metadata["image/png"] = {"width": int(picture.shape[1]), "height": int(picture.shape[0])}
-    return data, metadata
-
-
 def picture_bundle(data: dict[str, Any], metadata: dict[str, Any],
                    name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The picture output of a widget bundle: its PNG as an ``<img>`` of CSS class ``name``.
@@ -77,6 +49,7 @@ def picture_bundle(data: dict[str, Any], metadata: dict[str, Any],
     too (hidden while the widget is live, like the picture).
 
     Example:
+        >>> import numpy as np
         >>> png = mimebundle(None, "w", np.zeros((2, 3, 3), np.uint8))
         >>> data, _ = picture_bundle(*png, "opticam-picture-1")
         >>> sorted(data), "opticam-picture-1" in data["text/html"]
