@@ -19,7 +19,7 @@ from .compute import BatchExplainer
 from .loader import make_loader
 from .options import RunOptions
 from .sources import Source
-from .writer import ShardWriter
+from .writer import RowSink, ShardWriter
 
 __all__ = ["AnyEvent", "run_local"]
 
@@ -38,14 +38,6 @@ class AnyEvent:
         return any(e.is_set() for e in self._events)
 
 
-def progress_bar(total: int | None, enabled: bool) -> Any:
-    """A tqdm bar counting images (rate and ETA shown by tqdm)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc="explain_dataset", disable=not enabled,
-                dynamic_ncols=True, smoothing=0.1)
-
-
 def run_local(explainer: BatchExplainer, source: Source, writer: ShardWriter, *,
               skip: set[str], options: RunOptions, cancel: threading.Event | None = None,
               callback: ProgressCallback | None = None) -> bool:
@@ -58,8 +50,7 @@ def run_local(explainer: BatchExplainer, source: Source, writer: ShardWriter, *,
     """
     loader, total = make_loader(source, skip, explainer.pre, options.batch_size,
                                 options.workers())
-    done = 0
-    bar = progress_bar(total, options.progress)
+    sink = RowSink(writer, total, options.progress, callback)
     with tracked("explain_dataset") as job:
         stop = AnyEvent(cancel, job.cancel)
         try:
@@ -69,12 +60,7 @@ def run_local(explainer: BatchExplainer, source: Source, writer: ShardWriter, *,
                 rows = explainer(batch, stop)
                 if rows is None:  # cancelled during the optimization: drop this batch
                     return False
-                writer.add(rows)
-                done += len(batch)
-                bar.update(len(batch))
-                if callback is not None:
-                    callback(done, total)
+                sink.add(rows, len(batch))
             return True
         finally:
-            writer.flush()  # complete rows only; no-op when empty
-            bar.close()
+            sink.close()

@@ -28,10 +28,10 @@ from typing import Any
 
 from .compute import BatchExplainer
 from .loader import ImageBatch, collate, decode
-from .local import AnyEvent, ProgressCallback, progress_bar
+from .local import AnyEvent, ProgressCallback
 from .options import RunOptions
 from .sources import Item, Source
-from .writer import ShardWriter
+from .writer import RowSink, ShardWriter
 
 __all__ = ["import_ray", "run_ray"]
 
@@ -228,20 +228,14 @@ def _drive(ray: Any, explainer: BatchExplainer, source: Source, writer: ShardWri
     """
     total = None if source.items is None else sum(it.id not in skip for it in source.items)
     window = None if source.items is not None else writer.shard_size
-    bar = progress_bar(total, progress)
-    done = 0
+    sink = RowSink(writer, total, progress, callback)
     try:
         for batches in _windows(source, skip, batch_size, window):
             ds = _pipeline(ray, batches, explainer, source, args, actors, gpus)
             for out in ds.iter_batches(batch_size=1, batch_format="numpy"):
                 if stop.is_set():
                     return False
-                writer.add(pickle.loads(out["rows"][0]))
-                done += int(out["images"][0])
-                bar.update(int(out["images"][0]))
-                if callback is not None:
-                    callback(done, total)
+                sink.add(pickle.loads(out["rows"][0]), int(out["images"][0]))
         return True
     finally:
-        writer.flush()  # complete rows only; no-op when empty
-        bar.close()
+        sink.close()

@@ -20,7 +20,7 @@ from typing import Any
 
 from .store import Store
 
-__all__ = ["DEFAULT_FLUSH_EVERY", "DEFAULT_SHARD_SIZE", "ShardWriter"]
+__all__ = ["DEFAULT_FLUSH_EVERY", "DEFAULT_SHARD_SIZE", "RowSink", "ShardWriter", "progress_bar"]
 
 #: Rows per shard (at most) by default.
 DEFAULT_SHARD_SIZE = 1024
@@ -65,3 +65,42 @@ class ShardWriter:
         if rows and self.store.write(rows) is not None:
             self.shards_written += 1
         self._last = self._clock()
+
+
+def progress_bar(total: int | None, enabled: bool) -> Any:
+    """A tqdm bar counting images (rate and ETA shown by tqdm)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="explain_dataset", disable=not enabled,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+class RowSink:
+    """Where both engines' finished rows go: the shard writer, the progress bar, the callback.
+
+    Args:
+        writer: The run's shard writer.
+        total: Images to explain (``None``: a stream of unknown length).
+        progress: Show a progress bar.
+        callback: ``callback(done, total)`` after each batch, or ``None``.
+    """
+
+    def __init__(self, writer: ShardWriter, total: int | None, progress: bool,
+                 callback: Callable[[int, int | None], Any] | None) -> None:
+        self.writer, self.total, self.callback = writer, total, callback
+        self.done = 0
+        self.bar = progress_bar(total, progress)
+
+    def add(self, rows: Sequence[dict[str, Any]], images: int) -> None:
+        """Hand ``rows`` (of ``images`` images) to the writer and count them."""
+        self.writer.add(rows)
+        self.done += images
+        self.bar.update(images)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+    def close(self) -> None:
+        """Write the complete rows still waiting (a no-op when none) and close the bar."""
+        self.writer.flush()
+        self.bar.close()
+
