@@ -83,7 +83,7 @@ def _fake_wheel(path: Path, members: set[str], version: str,
         zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.4\nName: opticam-widgets\n"
                     f"Version: {version}\nLicense-Expression: {license}\nLicense-File: LICENSE\n")
         zf.writestr(f"{info}/entry_points.txt",
-                    "[console_scripts]\nopticam = opticam_widgets.cli.main:main\n")
+                    "[console_scripts]\nopticam = opticam_widgets.cli:main\n")
         zf.writestr(f"{info}/licenses/LICENSE", "Apache License")
     return path
 

@@ -139,7 +139,7 @@ def wheel_problems(wheel: Path, version: str, expected: set[str]) -> list[str]:
                         f"!= {LICENSE_EXPRESSION!r}")
     if meta.get_all("License-File") != ["LICENSE"]:
         problems.append(f"METADATA License-File {meta.get_all('License-File')!r} != ['LICENSE']")
-    if "opticam = opticam_widgets.cli.main:main" not in scripts:
+    if "opticam = opticam_widgets.cli:main" not in scripts:
         problems.append("entry_points.txt lacks the `opticam` console script")
     return problems
 
