@@ -224,10 +224,9 @@ BATCHING_NOTES = [
     "batching='independent' (the default) predicts, optimizes and measures each (image, class) "
     "row on its own inside the batch, so a map is the same at every batch size; 'shared' runs "
     "a batch as one optimization. 'shared ÷ independent' is how much faster the shared path "
-    "is at the same batch size, the price of batch independence; on a CPU a batch costs "
-    "about as much as its images one by one, so the price is small, while on a GPU (where a "
-    "batch of 16 costs little more than one image) it is expected to be larger "
-    "(unmeasured: no GPU).",
+    "is at the same batch size, the price of batch independence (the table's last column); "
+    "on a GPU, where a batch of 16 costs little more than one image, it is expected to be "
+    "larger (unmeasured: no GPU). 'shared' stays available as a named option.",
     "|Δ| is between stored feature-resolution maps (normalized to [0, 1]) of the same photo "
     "and class; 'any two' is the largest over every pair of batch sizes 1, 2, 8 and 16.",
 ]
