@@ -59,7 +59,7 @@ def run() -> C.Section:
                             C.chelsea(), 5 if quick else 20, repeats))
     except ImportError:  # pragma: no cover
         pass
-    from opticam_widgets.inputs.images import IMAGENET_MEAN, IMAGENET_STD
+    from opticam_widgets.inputs.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
     rows.append(measure("ResNet-50 (random weights), random image", C.resnet50(),
                         {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "size": None},

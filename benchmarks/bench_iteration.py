@@ -126,7 +126,7 @@ def models() -> list[tuple[str, nn.Module, tuple, tuple]]:
     Lite0 is the embedded default (real ImageNet weights) when available, else timm's
     architecture with random weights; either way the cost per iteration is the same.
     """
-    from opticam_widgets.inputs.images import IMAGENET_MEAN, IMAGENET_STD
+    from opticam_widgets.inputs.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
     out = [("ResNet-50 (torchvision, random weights)", C.resnet50(), IMAGENET_MEAN,
             IMAGENET_STD)]

@@ -238,7 +238,7 @@ def time_to_quality(rounds: int) -> tuple[list[str], list[str]]:
 def precision_per_iteration(repeats: int) -> str:
     """Per-iteration cost of bf16 vs fp32, with and without BatchNorm folding, on two models."""
     from opticam_widgets.engine.explainer import OptiCAM
-    from opticam_widgets.inputs.images import IMAGENET_MEAN, IMAGENET_STD
+    from opticam_widgets.inputs.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
     image = C.random_image()
     quick = C.QUICK

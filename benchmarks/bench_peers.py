@@ -59,7 +59,7 @@ def _clear_grads(model: nn.Module) -> None:
 def speed(repeats: int, max_iter: int) -> tuple[C.Section, dict[str, float]]:
     """ResNet-50 timing: ours vs MUPPET (trainable and frozen parameters)."""
     from opticam_widgets.engine.explainer import OptiCAM
-    from opticam_widgets.inputs.images import IMAGENET_MEAN, IMAGENET_STD
+    from opticam_widgets.inputs.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
     image = C.random_image()
     ours_model = C.resnet50()

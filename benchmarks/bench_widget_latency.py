@@ -132,10 +132,10 @@ def thread_penalty(bundle: Any, image: Any, repeats: int) -> dict[str, float]:
     import queue
 
     from opticam_widgets.engine.explainer import OptiCAM
-    from opticam_widgets.inputs.images import to_pixel_tensor
+    from opticam_widgets.inputs.images import to_image_tensor
 
     cam = OptiCAM(bundle)
-    pixels = to_pixel_tensor(image)
+    pixels = to_image_tensor(image)
     stop = threading.Event()
     stop.set()  # the engine returns right after scoring iteration 0
 

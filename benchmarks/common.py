@@ -244,14 +244,15 @@ def default_bundle(wait_s: float = 0.0) -> Any:
 def chelsea(size: int = SIZE) -> Tensor:
     """scikit-image's ``chelsea`` as a (1, 3, size, size) pixel tensor in [0, 1].
 
-    Resized with the engine's own :class:`~opticam_widgets.inputs.images.Preprocess`, so our
+    Resized with the engine's own :class:`~opticam_widgets.inputs.preprocess.Preprocess`, so our
     explainer
     and a peer see exactly the same pixels.
     """
-    from opticam_widgets.inputs.images import Preprocess, as_pixel_batch
+    from opticam_widgets.inputs.images import as_image_batch
+    from opticam_widgets.inputs.preprocess import Preprocess
     from opticam_widgets.model.zoo import sample_image
 
-    pixels = as_pixel_batch(sample_image("chelsea"))
+    pixels = as_image_batch(sample_image("chelsea"))
     return Preprocess(size=(size, size)).resize(pixels).contiguous()
 
 

@@ -24,7 +24,7 @@ from opticam_widgets.evaluation.metrics import (
     insertion,
     masked_probabilities,
 )
-from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
 
 PRE = Preprocess(size=None)
 X = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))

@@ -10,7 +10,7 @@ from tinynets import IDENTITY, ColourNet, small_cnn, two_squares
 from torch import nn
 
 from opticam_widgets import OptiCAM
-from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.features import capture, layer_candidates, model_guard, resolve_layer
 
 

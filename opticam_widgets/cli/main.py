@@ -135,17 +135,17 @@ def _slug(text: str, limit: int = 40) -> str:
 
 def _load_images(specs: Sequence[str]) -> list[tuple[str, Any]]:
     """Resolve every IMG argument up front, so a typo fails before any model is loaded."""
-    from ..inputs.images import to_pixel_tensor
+    from ..inputs.images import to_image_tensor
     from ..model.zoo import sample_image
 
     loaded: list[tuple[str, Any]] = []
     seen: dict[str, int] = {}
     for spec in specs:
         if spec.startswith("sample:"):
-            pixels = to_pixel_tensor(sample_image(spec), name=spec)
+            pixels = to_image_tensor(sample_image(spec), name=spec)
             stem = spec.split(":", 1)[1]
         else:
-            pixels = to_pixel_tensor(spec, name="IMG")
+            pixels = to_image_tensor(spec, name="IMG")
             stem = Path(spec).stem or "image"
         stem = _slug(stem, 60)
         seen[stem] = seen.get(stem, 0) + 1

@@ -5,7 +5,7 @@ whose workers decode and resize) for the local engine, :func:`decode` directly i
 tasks. An image that cannot be read becomes a record with an ``error`` message instead of an
 exception, so one bad file never stops a run.
 
-The resize is the model's own :meth:`~opticam_widgets.inputs.images.Preprocess.resize`, the one
+The resize is the model's own :meth:`~opticam_widgets.inputs.preprocess.Preprocess.resize`, the one
 ``OptiCAM.explain`` applies before masking: explaining the resized image optimizes exactly the
 same problem as explaining the photo (masking happens at the model's input size either way).
 """
@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ..inputs.images import Preprocess, to_pixel_tensor
+from ..inputs.images import to_image_tensor
+from ..inputs.preprocess import Preprocess
 from .sources import Item, Source
 
 __all__ = ["THUMBNAIL", "Decoded", "DecodedDataset", "ImageBatch", "collate", "decode",
@@ -85,7 +86,7 @@ def decode(image: Any, item: Item, preprocess: Preprocess) -> Decoded:
     """Decode and resize one image; a record with ``error`` set when it cannot be read."""
     stamp = file_stamp(item.path)  # before reading: a change during the read is seen later
     try:
-        photo = to_pixel_tensor(image, name=item.id)
+        photo = to_image_tensor(image, name=item.id)
     except (ValueError, TypeError, OSError) as exc:  # unreadable, missing, bad values
         return Decoded(item, None, None, None, f"{type(exc).__name__}: {exc}", stamp)
     size = (int(photo.shape[1]), int(photo.shape[2]))

@@ -156,9 +156,9 @@ class DatasetResults:
         """A row's photo, uint8 (H, W, 3): read from its path, else the thumbnail."""
         r = self.table.loc[row]
         if isinstance(r["path"], str) and os.path.isfile(r["path"]):
-            from ..inputs.images import to_pixel_tensor
+            from ..inputs.images import to_image_tensor
 
-            pixels = to_pixel_tensor(r["path"], name="path")
+            pixels = to_image_tensor(r["path"], name="path")
             return (pixels.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
         return self.thumbnail(row)
 

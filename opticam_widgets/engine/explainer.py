@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..inputs.photos import as_image_batch
+from ..inputs.images import as_image_batch
 from ..model.bundle import ModelBundle, unpack_model
 from ..model.features import LayerSpec, model_guard, resolve_layer
 from ..model.folding import inner_loop_model
@@ -153,7 +153,7 @@ class OptiCAM:
             >>> probs = cam.predict(image)  # doctest: +SKIP
             >>> probs.topk(5)  # doctest: +SKIP
         """
-        x = self.preprocess.resize(as_image_batch(image).to(self.device))
+        x = self.preprocess.resize(as_image_batch(image, keep_uint8=True).to(self.device))
         with model_guard(self.model), torch.no_grad():  # works in inference mode too
             logits = check_logits(self._model(self.model, self.preprocess.normalize(x)),
                                   x.shape[0])
@@ -199,7 +199,7 @@ class OptiCAM:
         Example:
             >>> probs, maps = cam.preview(image, size=(112, 112))  # doctest: +SKIP
         """
-        pixels = as_image_batch(image)
+        pixels = as_image_batch(image, keep_uint8=True)
         full = (int(pixels.shape[-2]), int(pixels.shape[-1]))
         shown = full if size is None else check_size(size)
         with captured(self.model, self.preprocess, pixels, self._layer_spec(),
@@ -254,7 +254,7 @@ class OptiCAM:
         settings = self.settings.replace(**overrides)
         _check_hooks(callback, cancel)
         with torch.inference_mode(False):  # the loop needs autograd, even when called in it
-            pixels = plain_tensor(as_image_batch(image))
+            pixels = plain_tensor(as_image_batch(image, keep_uint8=True))
             builder, run, on_model = self._prepare(pixels, target, settings, start)
             on_step = None if callback is None else (
                 lambda step: callback(step, builder.progress(run, step)))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..inputs.images import Preprocess
+from ..inputs.preprocess import Preprocess
 
 __all__ = ["Masker", "prefers_channels_last"]
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..inputs.photos import as_float_pixels
+from ..inputs.images import as_float_pixels
 from ..support.sizes import check_size
 from .maps import low_res_saliency, resize_maps
 from .optimize import OptimizationRun

@@ -60,7 +60,8 @@ from ..engine.explainer import OptiCAM
 from ..engine.maps import channel_mean_map, minmax_normalize, resize_maps
 from ..engine.prelude import captured
 from ..engine.targets import TargetLike
-from ..inputs.images import Preprocess, as_pixel_batch
+from ..inputs.images import as_image_batch
+from ..inputs.preprocess import Preprocess
 from ..model.bundle import ModelBundle, unpack_model
 from ..model.features import LayerSpec, layer_layout, resolve_layer
 from ..support.checks import check_int, model_dtype, plain_tensor
@@ -277,7 +278,7 @@ def baseline_map(
     if chosen.needs_torchcam:
         _torchcam(name)  # fail early when missing
     with torch.inference_mode(False):  # the gradient CAMs need autograd, even when called in it
-        images = plain_tensor(as_pixel_batch(image))
+        images = plain_tensor(as_image_batch(image))
         size = (int(images.shape[-2]), int(images.shape[-1]))
         layer_name, module = _layer(model, pre, target_layer)
         with captured(model, pre, images, layer_name) as cap:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..engine.classes import model_labels
 from ..engine.maps import resize_maps
 from ..engine.targets import TargetLike
-from ..inputs.images import as_pixel_batch
+from ..inputs.images import as_image_batch
 from ..model.bundle import ModelBundle
 from ..support.checks import check_int
 from .forward import class_probabilities, eval_mode, original_probabilities, pick_target, prepare
@@ -140,7 +140,7 @@ def _baseline_image(baseline: Any, x: Tensor, index: Tensor) -> Tensor:
             )
         return base[index]
     if isinstance(baseline, (Tensor, np.ndarray)):
-        base = as_pixel_batch(baseline, name="baseline")
+        base = as_image_batch(baseline, name="baseline")
         if tuple(base.shape[-2:]) != size:
             base = F.interpolate(base, size=size, mode="bilinear", align_corners=False)
         if base.shape[0] == 1:

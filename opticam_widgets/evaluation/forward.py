@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from ..engine.targets import ClassRows, TopK, resolve
-from ..inputs.images import Preprocess, as_pixel_batch
+from ..inputs.images import as_image_batch
+from ..inputs.preprocess import Preprocess
 from ..model.bundle import unpack_model
 from ..model.features import model_guard
 from ..support.checks import check_int, check_logits, model_device, model_dtype
@@ -169,7 +170,7 @@ def prepare(model: Any, images: Any, saliency: Any, preprocess: Any, batch_size:
     """
     net, pre = unpack_model(model, preprocess)
     bs = check_int("batch_size", batch_size, 1)
-    x = as_pixel_batch(images, name="images")
+    x = as_image_batch(images, name="images")
     s = _as_saliency(saliency, check_range=check_range)
     index = _rows(x.shape[0], s.shape[0])
     return net, pre, x, s, index, bs

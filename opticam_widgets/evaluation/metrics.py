@@ -224,7 +224,7 @@ def masked_probabilities(
     Args:
         model: A classifier returning logits (B, classes), or a ModelBundle (whose
             preprocessing is used when ``preprocess`` is None).
-        images: One image or a batch, anything :func:`~opticam_widgets.inputs.images.as_pixel_batch`
+        images: One image or a batch, anything :func:`~opticam_widgets.inputs.images.as_image_batch`
             accepts (pixel values in [0, 1]).
         saliency: Maps in [0, 1], (H, W), (N, H, W) or (N, 1, H, W) (tensor or ndarray), one
             per image, or N maps for a single image; resized bilinearly to the image size when
@@ -232,7 +232,7 @@ def masked_probabilities(
         target: What to explain, one class per map (:mod:`~opticam_widgets.engine.targets`):
             ``None`` (top-1 class of each unmasked image), an int or a bundle's label name for
             every map, or a list with one per map.
-        preprocess: A :class:`~opticam_widgets.inputs.images.Preprocess` or anything
+        preprocess: A :class:`~opticam_widgets.inputs.preprocess.Preprocess` or anything
             :func:`~opticam_widgets.inputs.images.coerce_preprocess` accepts; None means the
             bundle's, or ImageNet 224×224 for a bare module.
         batch_size: Images per forward pass.

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from ..inputs.hfprocessor import from_image_processor, is_image_processor
-from ..inputs.images import Preprocess, coerce_preprocess
+from ..inputs.preprocess import Preprocess, coerce_preprocess
 from .modelspec import check_eager, declared_input_size, required_input_size
 
 __all__ = ["ModelBundle", "unpack_model"]

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..inputs.images import Preprocess, coerce_preprocess
+from ..inputs.preprocess import Preprocess, coerce_preprocess
 from ..inputs.samples import SAMPLE_DESCRIPTIONS, SAMPLE_NAMES, sample_image, sample_images
 from .bundle import ModelBundle
 

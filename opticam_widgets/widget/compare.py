@@ -80,7 +80,7 @@ def compute_baseline(method: str, model: nn.Module, pixels: Tensor, target: int,
         pixels: Image (3, H, W) in [0, 1].
         target: Class index.
         layer: Target layer name (Opti-CAM's, so the comparison is fair).
-        preprocess: The model's :class:`~opticam_widgets.inputs.images.Preprocess`.
+        preprocess: The model's :class:`~opticam_widgets.inputs.preprocess.Preprocess`.
         cancel: Set it to abort at the next forward pass (raises :class:`Cancelled`).
 
     Returns:

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..display.render import as_uint8_image
 from ..engine.result import OptiCAMResult
-from ..inputs.photos import to_image_tensor
+from ..inputs.images import to_image_tensor
 
 __all__ = ["ClassNames", "Entry", "ImageState", "ResultCache", "RunKey", "Session",
            "check_labels", "check_top_k", "expand_folder", "image_name", "image_sources",
@@ -345,14 +345,14 @@ def named_pixels(images: Any) -> list[tuple[str, Tensor]]:
     if isinstance(images, Mapping):
         if len(images) == 0:
             raise ValueError("`images` is an empty dict; give at least one {name: image}")
-        return [(str(name), to_image_tensor(im, name=f"images[{name!r}]"))
+        return [(str(name), to_image_tensor(im, name=f"images[{name!r}]", keep_uint8=True))
                 for name, im in images.items()]
     if isinstance(images, (list, tuple)) or (isinstance(images, Tensor) and images.ndim == 4):
         if len(images) == 0:
             raise ValueError("`images` is empty; give at least one image")
-        return [(image_name(im, i), to_image_tensor(im, name=f"images[{i}]"))
+        return [(image_name(im, i), to_image_tensor(im, name=f"images[{i}]", keep_uint8=True))
                 for i, im in enumerate(images)]
-    return [(image_name(images, 0), to_image_tensor(images, name="image"))]
+    return [(image_name(images, 0), to_image_tensor(images, name="image", keep_uint8=True))]
 
 
 def check_top_k(top_k: Any) -> int:

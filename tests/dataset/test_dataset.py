@@ -21,7 +21,8 @@ from opticam_widgets import OptiCAM, explain_dataset, load_results
 from opticam_widgets.dataset import SCHEMA
 from opticam_widgets.dataset.store import ROWS_DIR
 from opticam_widgets.evaluation.metrics import average_drop, average_gain, average_increase
-from opticam_widgets.inputs.images import Preprocess, to_pixel_tensor
+from opticam_widgets.inputs.images import to_image_tensor
+from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.zoo import sample_images
 
 ITERS = 3
@@ -79,7 +80,7 @@ def test_table_rows_labels_and_errors(local_run, folder):
     assert (ok["target"] == ok["predicted"]).all() and (ok["rank"] == 0).all()
     assert (ok["iterations"] == ITERS).all() and not ok["stopped_early"].any()
     assert ((ok["map_height"] == 7) & (ok["map_width"] == 7)).all()
-    photo = to_pixel_tensor(folder / "misc" / "coins_crop.png")
+    photo = to_image_tensor(folder / "misc" / "coins_crop.png")
     row = ok[ok["id"] == "misc/coins_crop.png"].iloc[0]
     assert (row["photo_height"], row["photo_width"]) == tuple(photo.shape[1:])
     assert (ok["final_score"] >= ok["initial_score"] - 1e-5).all()
@@ -127,7 +128,7 @@ def test_rebuilt_maps_equal_explain_alone_and_shared_batching(local_run, bundle,
     t = local_run.table.iloc[:8]
     assert t["error"].isna().all()
     pre: Preprocess = bundle.preprocess
-    x = torch.stack([pre.resize(to_pixel_tensor(p)[None])[0] for p in t["path"]])
+    x = torch.stack([pre.resize(to_image_tensor(p)[None])[0] for p in t["path"]])
     cam = OptiCAM(bundle, max_iter=ITERS, tol=1e-3, patience=10)
     targets = [int(v) for v in t["target"]]
     for i in (0, 5):
@@ -150,7 +151,7 @@ def test_rebuilt_maps_equal_explain_on_the_photo(bundle, folder, tmp_path):
     results = explain_dataset(bundle, paths, tmp_path / "r", **{**SETTINGS, "batch_size": 1})
     cam = OptiCAM(bundle, max_iter=ITERS, tol=1e-3, patience=10)
     for i, path in enumerate(paths):
-        ref = cam.explain(to_pixel_tensor(path), target=int(results.table.loc[i, "target"]))
+        ref = cam.explain(to_image_tensor(path), target=int(results.table.loc[i, "target"]))
         rebuilt = results.saliency(i)
         assert rebuilt.shape == tuple(ref.saliency.shape[1:])
         assert np.abs(rebuilt - ref.saliency[0].numpy()).max() < 1e-5
@@ -257,7 +258,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         return len(self.photos)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        return to_pixel_tensor(self.photos[i]), "Egyptian cat" if i == 0 else "tripod"
+        return to_image_tensor(self.photos[i]), "Egyptian cat" if i == 0 else "tripod"
 
 
 def assert_same_results(a, b) -> None:

@@ -214,11 +214,11 @@ def test_maps_do_not_depend_on_the_batch(folder, reference, tmp_path, batch_size
     for i in res.table.index:  # bit for bit: each row is optimized alone
         assert np.array_equal(res.low_res(i), reference.low_res(i))
     from opticam_widgets import OptiCAM
-    from opticam_widgets.inputs.images import to_pixel_tensor
+    from opticam_widgets.inputs.images import to_image_tensor
 
     cam = OptiCAM(tiny(), max_iter=4, tol=1e-3, patience=10)
     for i in (0, 7):
-        ref = cam.explain(to_pixel_tensor(res.table.loc[i, "path"]))
+        ref = cam.explain(to_image_tensor(res.table.loc[i, "path"]))
         assert np.abs(res.saliency(i) - ref.saliency[0].numpy()).max() < 1e-5
 
 

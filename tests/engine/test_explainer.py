@@ -11,7 +11,7 @@ from tinynets import IDENTITY, ColourNet, small_cnn, two_squares
 
 from opticam_widgets import ModelBundle, OptiCAM, OptiCAMResult
 from opticam_widgets.engine.explainer import saliency_from_weights
-from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 

@@ -128,12 +128,12 @@ def test_cosine_schedule_runs_and_improves(bundle, image):
 def test_batchnorm_folding_keeps_the_function_and_the_score(bundle, image, reference):
     """The default loop runs a folded copy; the model as given reaches the same quality."""
     from opticam_widgets.engine.explainer import OptiCAM
-    from opticam_widgets.inputs.images import as_pixel_batch
+    from opticam_widgets.inputs.images import as_image_batch
     from opticam_widgets.model.features import model_guard
     from opticam_widgets.model.folding import inner_loop_model
 
     full, snapshots = reference
-    x = bundle.preprocess.normalize(bundle.preprocess.resize(as_pixel_batch(image)))
+    x = bundle.preprocess.normalize(bundle.preprocess.resize(as_image_batch(image)))
     with model_guard(bundle.model), torch.no_grad():
         logits = bundle.model(x)
         fast = inner_loop_model(bundle.model, x, logits)

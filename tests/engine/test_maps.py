@@ -12,7 +12,7 @@ from tinynets import small_cnn
 from opticam_widgets import OptiCAM
 from opticam_widgets.engine.maps import channel_mean_map, minmax_normalize, resize_maps
 from opticam_widgets.evaluation.baselines import baseline_map
-from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 

@@ -17,7 +17,7 @@ from opticam_widgets.engine.optimize import (
     adam_factory,
     initial_logits,
 )
-from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 

@@ -11,7 +11,7 @@ from opticam_widgets import OptiCAM
 from opticam_widgets.cli.main import main
 from opticam_widgets.evaluation.baselines import baseline_map
 from opticam_widgets.evaluation.metrics import deletion, faithfulness
-from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from opticam_widgets.evaluation.baselines import BASELINES, baseline_map
-from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.bundle import ModelBundle
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)

@@ -19,7 +19,7 @@ from opticam_widgets.evaluation.metrics import (
     insertion,
     masked_probabilities,
 )
-from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.bundle import ModelBundle
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)

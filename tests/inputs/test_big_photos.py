@@ -25,8 +25,8 @@ from PIL import Image
 from opticam_widgets.display.render import resize_map
 from opticam_widgets.engine.explainer import OptiCAM
 from opticam_widgets.engine.result import OptiCAMResult
-from opticam_widgets.inputs.images import Preprocess, to_pixel_tensor
-from opticam_widgets.inputs.photos import as_float_pixels, as_image_batch, to_image_tensor
+from opticam_widgets.inputs.images import as_float_pixels, as_image_batch, to_image_tensor
+from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.zoo import sample_image
 from opticam_widgets.support.defaults import WIDGET_PATIENCE, WIDGET_TOL
 from opticam_widgets.widget.canvas import scale_picture
@@ -68,36 +68,38 @@ def test_uint8_resize_equals_float_resize_bit_for_bit():
 @pytest.mark.parametrize("mode", ["RGB", "L", "P", "1", "CMYK"])
 def test_eight_bit_photo_kept_as_uint8_with_the_same_pixels(mode):
     img = photo(40, 30).convert(mode)
-    t = to_image_tensor(img)
+    t = to_image_tensor(img, keep_uint8=True)
     assert t.dtype == torch.uint8 and tuple(t.shape) == (3, 30, 40)
-    assert torch.equal(as_float_pixels(t), to_pixel_tensor(img))
+    assert torch.equal(as_float_pixels(t), to_image_tensor(img))
     assert t.permute(1, 2, 0).is_contiguous()  # a view of one (H, W, 3) array: no second copy
 
 
 def test_other_sources_stay_float_and_uint8_arrays_are_copied():
     rgba = photo(20, 10).convert("RGBA")
-    assert to_image_tensor(rgba).dtype == torch.float32  # composited onto black: not 8-bit
+    # composited onto black: not 8-bit
+    assert to_image_tensor(rgba, keep_uint8=True).dtype == torch.float32
     arr = np.asarray(photo(20, 10)).copy()
-    t = as_image_batch(arr)
+    t = as_image_batch(arr, keep_uint8=True)
     arr[:] = 0  # the caller's array changes; the coerced image does not
     assert t.dtype == torch.uint8 and int(t.max()) > 0
-    assert as_image_batch(torch.rand(2, 3, 8, 8)).dtype == torch.float32
+    assert as_image_batch(torch.rand(2, 3, 8, 8), keep_uint8=True).dtype == torch.float32
     with pytest.raises(ValueError, match="`image`"):
-        to_image_tensor(np.zeros((5, 1, 3), dtype=np.uint8))  # too small: the usual message
+        # too small: the usual message
+        to_image_tensor(np.zeros((5, 1, 3), dtype=np.uint8), keep_uint8=True)
 
 
 def test_pil_photo_copied_in_strips_is_exact_at_any_width():
     for width, height in ((4032, 300), (9000, 70), (33, 17)):  # one strip or several
         img = Image.fromarray(np.random.default_rng(width).integers(
             0, 256, (height, width, 3), dtype=np.uint8))
-        t = to_image_tensor(img)
+        t = to_image_tensor(img, keep_uint8=True)
         assert np.array_equal(t.permute(1, 2, 0).numpy(), np.asarray(img))
         assert t.permute(1, 2, 0).is_contiguous()
 
 
 def test_canvas_picture_of_a_big_photo_is_pils_bicubic_without_a_copy():
     img = photo(4032, 3024)
-    rgb = to_image_tensor(img).permute(1, 2, 0).numpy()
+    rgb = to_image_tensor(img, keep_uint8=True).permute(1, 2, 0).numpy()
     expected = np.asarray(img.resize((450, 338), Image.BICUBIC), dtype=np.float64)
     out = scale_picture(rgb, (338, 450))
     assert out.shape == (338, 450, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
@@ -114,7 +116,7 @@ def test_explain_keeps_the_photo_once_as_uint8_and_gives_the_same_map(bundle):
     cam = OptiCAM(bundle, max_iter=3)
     live: list[OptiCAMResult] = []
     r8 = cam.explain(img, callback=lambda step, p: live.append(p.result()))
-    r32 = cam.explain(to_pixel_tensor(img))
+    r32 = cam.explain(to_image_tensor(img))
     assert r8.pixels.dtype == torch.uint8 and r8.size == (600, 800)
     for result in [r8, *live]:
         assert full_size_floats(result) == [], full_size_floats(result)
@@ -122,7 +124,7 @@ def test_explain_keeps_the_photo_once_as_uint8_and_gives_the_same_map(bundle):
     assert torch.equal(r8.low_res, r32.low_res)
     assert torch.equal(r8.saliency, r32.saliency)
     assert torch.equal(r8.images, r32.images)
-    assert torch.equal(cam.predict(img), cam.predict(to_pixel_tensor(img)))
+    assert torch.equal(cam.predict(img), cam.predict(to_image_tensor(img)))
 
 
 def widget_showing(bundle, img: Image.Image, iterations: int):
@@ -220,7 +222,7 @@ def test_widget_comparison_runs_at_the_models_input_size(bundle, monkeypatch):
         table = widget.controls.metrics.value  # the metrics: Opti-CAM's column, the baseline's
         assert "<th scope='col'>channel-mean</th>" in table and "AD" in table
         assert "unavailable" not in table and "…" not in table
-        x = bundle.preprocess.resize(to_pixel_tensor(img)[None])[0]
+        x = bundle.preprocess.resize(to_image_tensor(img)[None])[0]
         ref = original("channel-mean", bundle.model, x, widget.target,
                        target_layer=widget.cam.layer_name, preprocess=bundle.preprocess)
         expected = np.clip(resize_map(ref[0].numpy(), panel.canvas.size), 0.0, 1.0)

@@ -10,14 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from opticam_widgets.inputs.images import (
+from opticam_widgets.inputs.images import ImageFileNotFoundError, as_image_batch, to_image_tensor
+from opticam_widgets.inputs.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    ImageFileNotFoundError,
     Preprocess,
-    as_pixel_batch,
     coerce_preprocess,
-    to_pixel_tensor,
 )
 
 RGB = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],
@@ -49,7 +47,7 @@ def test_path_str_and_pathlib(tmp_path):
     path = tmp_path / "rgb.png"
     Image.fromarray(RGB).save(path)
     for arg in (str(path), path):
-        t = to_pixel_tensor(arg)
+        t = to_image_tensor(arg)
         check(t, (2, 3))
         assert torch.equal(t, expected(RGB))
 
@@ -57,7 +55,7 @@ def test_path_str_and_pathlib(tmp_path):
 def test_jpeg_file(tmp_path):
     path = tmp_path / "photo.jpg"
     Image.fromarray(np.full((8, 10, 3), 200, np.uint8)).save(path, quality=95)
-    t = to_pixel_tensor(path)
+    t = to_image_tensor(path)
     check(t, (8, 10))
     assert abs(float(t.mean()) - 200 / 255) < 0.02
 
@@ -71,51 +69,51 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
     path = tmp_path / "rotated.jpg"
     img.save(path, exif=exif, quality=100)
-    t = to_pixel_tensor(path)
+    t = to_image_tensor(path)
     check(t, (32, 16))  # displayed upright: 32 rows × 16 columns
     # the stored top row becomes the displayed right column
     assert float(t[0, :, 12:].mean()) > 0.9 and float(t[2, :, 12:].mean()) < 0.1
     assert float(t[2, :, :4].mean()) > 0.9 and float(t[0, :, :4].mean()) < 0.1
     # the same for an already-opened PIL image
     with Image.open(path) as opened:
-        assert tuple(to_pixel_tensor(opened).shape) == (3, 32, 16)
+        assert tuple(to_image_tensor(opened).shape) == (3, 32, 16)
 
 
 def test_missing_file_is_both_file_not_found_and_value_error(tmp_path):
     missing = tmp_path / "nope.png"
     with pytest.raises(ImageFileNotFoundError, match=r"`photo`: no such file .*nope\.png"):
-        to_pixel_tensor(missing, name="photo")
+        to_image_tensor(missing, name="photo")
     with pytest.raises(FileNotFoundError):
-        to_pixel_tensor(str(missing))
+        to_image_tensor(str(missing))
     with pytest.raises(ValueError):
-        to_pixel_tensor(str(missing))
+        to_image_tensor(str(missing))
 
 
 def test_unreadable_files(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
     with pytest.raises(ValueError, match=r"`image`: cannot read .*notes\.txt.* as an image"):
-        to_pixel_tensor(text)
+        to_image_tensor(text)
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match="cannot read"):
-        to_pixel_tensor(empty)
+        to_image_tensor(empty)
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(png_bytes(Image.fromarray(np.zeros((64, 64, 3), np.uint8)))[:60])
     with pytest.raises(ValueError, match="cannot read"):
-        to_pixel_tensor(truncated)
+        to_image_tensor(truncated)
     with pytest.raises(ValueError, match="is not a file"):
-        to_pixel_tensor(tmp_path)
+        to_image_tensor(tmp_path)
 
 
 def test_encoded_bytes_and_file_objects():
     data = png_bytes(Image.fromarray(RGB))
     for arg in (data, bytearray(data), memoryview(data), io.BytesIO(data)):
-        assert torch.equal(to_pixel_tensor(arg), expected(RGB)), type(arg)
+        assert torch.equal(to_image_tensor(arg), expected(RGB)), type(arg)
     with pytest.raises(ValueError, match="empty bytes"):
-        to_pixel_tensor(b"")
+        to_image_tensor(b"")
     with pytest.raises(ValueError, match="`upload`: cannot read the given bytes"):
-        to_pixel_tensor(b"\x89PNG garbage", name="upload")
+        to_image_tensor(b"\x89PNG garbage", name="upload")
 
 
 @pytest.mark.parametrize("url", [
@@ -125,26 +123,26 @@ def test_encoded_bytes_and_file_objects():
 ])
 def test_urls_are_refused_with_the_fix(url):
     with pytest.raises(ValueError, match=r"`photo` is a URL .*not fetched.*[Dd]ownload") as info:
-        to_pixel_tensor(url, name="photo")
+        to_image_tensor(url, name="photo")
     assert not isinstance(info.value, FileNotFoundError)
     with pytest.raises(ValueError, match="not fetched"):
-        as_pixel_batch([url, url])
+        as_image_batch([url, url])
 
 
 def test_data_and_file_uris_are_refused_with_the_fix(tmp_path):
     with pytest.raises(ValueError, match=r"`image` is a data: URI.*b64decode"):
-        to_pixel_tensor("data:image/png;base64,iVBORw0KGgo=")
+        to_image_tensor("data:image/png;base64,iVBORw0KGgo=")
     with pytest.raises(ValueError, match=r"`image` is a file: URL.*pass the path itself"):
-        to_pixel_tensor(f"file://{tmp_path}/cat.png")
+        to_image_tensor(f"file://{tmp_path}/cat.png")
 
 
 def test_paths_that_only_look_like_urls_are_files(tmp_path, monkeypatch):
     with pytest.raises(ImageFileNotFoundError, match="no such file"):  # a drive letter
-        to_pixel_tensor("C:/photos/cat.png")
+        to_image_tensor("C:/photos/cat.png")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "http:").mkdir()  # an existing file whose path reads as a URL is read
     (tmp_path / "http:" / "x.png").write_bytes(png_bytes(Image.fromarray(RGB)))
-    assert torch.equal(to_pixel_tensor("http:/x.png"), expected(RGB))
+    assert torch.equal(to_image_tensor("http:/x.png"), expected(RGB))
 
 
 # --------------------------------------------------------------------------- PIL modes
@@ -152,13 +150,13 @@ def test_paths_that_only_look_like_urls_are_files(tmp_path, monkeypatch):
 
 def test_pil_rgb_and_grey_modes():
     img = Image.fromarray(RGB)
-    assert torch.equal(to_pixel_tensor(img), expected(RGB))
+    assert torch.equal(to_image_tensor(img), expected(RGB))
     grey = Image.fromarray(np.array([[0, 128], [255, 64]], np.uint8))  # mode L
-    t = to_pixel_tensor(grey)
+    t = to_image_tensor(grey)
     check(t, (2, 2))
     assert torch.equal(t[0], t[2]) and abs(float(t[0, 0, 1]) - 128 / 255) < 1e-6
     bilevel = grey.convert("1")
-    t = to_pixel_tensor(bilevel)
+    t = to_image_tensor(bilevel)
     assert set(t.unique().tolist()) <= {0.0, 1.0}
 
 
@@ -166,23 +164,23 @@ def test_pil_transparency_composites_onto_black():
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[..., 0] = 200
     rgba[..., 3] = [[255, 0], [128, 255]]
-    t = to_pixel_tensor(Image.fromarray(rgba, mode="RGBA"))
+    t = to_image_tensor(Image.fromarray(rgba, mode="RGBA"))
     check(t, (2, 2))
     want = [[200 / 255, 0.0], [200 / 255 * 128 / 255, 200 / 255]]
     assert torch.allclose(t[0], torch.tensor(want))
     la = Image.fromarray(rgba[..., [0, 3]], mode="LA")
-    assert float(to_pixel_tensor(la)[1, 0, 1]) == 0.0
+    assert float(to_image_tensor(la)[1, 0, 1]) == 0.0
     # a palette image with a transparent index
     pal = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), mode="P")
     pal.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
-    t = to_pixel_tensor(pal)
+    t = to_image_tensor(pal)
     assert t[:, 0, 0].tolist() == [1.0, 0.0, 0.0] and t[:, 0, 1].tolist() == [0.0, 1.0, 0.0]
     pal.info["transparency"] = 1
-    t = to_pixel_tensor(pal)
+    t = to_image_tensor(pal)
     assert t[:, 0, 1].tolist() == [0.0, 0.0, 0.0]
     premultiplied = Image.new("RGBa", (2, 2), (100, 0, 0, 128))
-    assert float(to_pixel_tensor(premultiplied)[0, 0, 0]) == pytest.approx(100 / 255, abs=0.01)
-    assert float(to_pixel_tensor(Image.new("La", (2, 2), (100, 128)))[0, 0, 0]) == pytest.approx(
+    assert float(to_image_tensor(premultiplied)[0, 0, 0]) == pytest.approx(100 / 255, abs=0.01)
+    assert float(to_image_tensor(Image.new("La", (2, 2), (100, 128)))[0, 0, 0]) == pytest.approx(
         100 / 255, abs=0.01)
 
 
@@ -190,27 +188,27 @@ def test_pil_sixteen_bit_and_float_modes():
     a16 = np.array([[0, 65535], [32768, 1000]], np.uint16)
     img = Image.fromarray(a16)
     assert img.mode == "I;16"
-    t = to_pixel_tensor(img)
+    t = to_image_tensor(img)
     check(t, (2, 2))
     assert torch.allclose(t[0], torch.tensor([[0.0, 1.0], [32768 / 65535, 1000 / 65535]]))
     # a 16-bit PNG round trip, and the older "I" spelling of 16-bit data
-    reread = to_pixel_tensor(png_bytes(img))
+    reread = to_image_tensor(png_bytes(img))
     assert torch.allclose(reread, t)
-    t_i = to_pixel_tensor(img.convert("I"))
+    t_i = to_image_tensor(img.convert("I"))
     assert torch.allclose(t_i, t)
     with pytest.raises(ValueError, match="outside 0-65535"):
-        to_pixel_tensor(Image.fromarray(np.array([[0, 70000], [1, 2]], np.int32), mode="I"))
+        to_image_tensor(Image.fromarray(np.array([[0, 70000], [1, 2]], np.int32), mode="I"))
     f = Image.fromarray(np.array([[0.0, 0.25], [0.5, 1.0]], np.float32), mode="F")
-    assert to_pixel_tensor(f)[1].tolist() == [[0.0, 0.25], [0.5, 1.0]]
+    assert to_image_tensor(f)[1].tolist() == [[0.0, 0.25], [0.5, 1.0]]
     with pytest.raises(ValueError, match=r"values must lie in \[0, 1\]"):
-        to_pixel_tensor(Image.fromarray(np.array([[0.0, 2.0], [0, 0]], np.float32), mode="F"))
+        to_image_tensor(Image.fromarray(np.array([[0.0, 2.0], [0, 0]], np.float32), mode="F"))
 
 
 @pytest.mark.parametrize("mode", ["CMYK", "YCbCr", "HSV", "LAB", "RGBX"])
 def test_pil_other_colour_modes(mode):
     img = Image.fromarray(RGB).convert(mode) if mode != "HSV" else Image.new("HSV", (3, 2),
                                                                              (0, 255, 255))
-    t = to_pixel_tensor(img)
+    t = to_image_tensor(img)
     check(t, (2, 3))
     if mode == "HSV":
         assert t[:, 0, 0].tolist() == [1.0, 0.0, 0.0]  # hue 0, full saturation: red
@@ -314,7 +312,7 @@ PIL_MODES = ["1", "L", "LA", "La", "P", "P+transparency", "PA", "RGB", "RGBA", "
 def test_every_pil_mode_gives_the_right_rgb_pixels(mode):
     img, ref, tol = pil_reference(mode)
     assert img.mode == mode.split("+")[0]
-    t = to_pixel_tensor(img)
+    t = to_image_tensor(img)
     check(t, SRC.shape[:2])
     diff = np.abs(t.permute(1, 2, 0).numpy().astype(np.float64) - ref).max()
     assert diff <= tol, (mode, diff)
@@ -326,7 +324,7 @@ def test_pil_modes_this_pillow_cannot_create(mode):
         img = Image.new(mode, (4, 3))
     except (ValueError, KeyError):
         return  # Pillow dropped these modes: nothing can reach the package
-    t = to_pixel_tensor(img)  # pragma: no cover - older Pillow
+    t = to_image_tensor(img)  # pragma: no cover - older Pillow
     assert torch.equal(t, torch.zeros(3, 3, 4))
 
 
@@ -334,67 +332,67 @@ def test_pil_modes_this_pillow_cannot_create(mode):
 def test_wide_integer_images_holding_8_bit_values_are_refused(mode):
     img = Image.fromarray(np.array([[0, 255], [128, 30]], np.uint8)).convert(mode)
     with pytest.raises(ValueError, match=r"`image` is a .*-bit image .*0-255.*convert\('L'\)"):
-        to_pixel_tensor(img)
+        to_image_tensor(img)
     black = Image.fromarray(np.zeros((2, 2), np.uint16))
-    assert float(to_pixel_tensor(black).max()) == 0.0  # black is black either way
+    assert float(to_image_tensor(black).max()) == 0.0  # black is black either way
 
 
 def test_float_image_outside_unit_range_names_the_fix():
     img = Image.fromarray(np.array([[0, 255], [128, 30]], np.uint8)).convert("F")
     with pytest.raises(ValueError, match=r"`photo` is a float image \(mode F\).*convert\('L'\)"):
-        to_pixel_tensor(img, name="photo")
+        to_image_tensor(img, name="photo")
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
-        to_pixel_tensor(Image.fromarray(np.array([[-1.0, 0], [0, 0]], np.float32), mode="F"))
+        to_image_tensor(Image.fromarray(np.array([[-1.0, 0], [0, 0]], np.float32), mode="F"))
 
 
 def test_pil_tiny_images():
     with pytest.raises(ValueError, match=r"`image` is too small \(1×1 pixels\)"):
-        to_pixel_tensor(Image.new("RGB", (1, 1)))
+        to_image_tensor(Image.new("RGB", (1, 1)))
     with pytest.raises(ValueError, match="too small"):
-        to_pixel_tensor(Image.new("RGB", (50, 1)))
+        to_image_tensor(Image.new("RGB", (50, 1)))
     with pytest.raises(ValueError, match="empty"):
-        to_pixel_tensor(Image.new("RGB", (0, 5)))
-    check(to_pixel_tensor(Image.new("RGB", (2, 2))), (2, 2))
+        to_image_tensor(Image.new("RGB", (0, 5)))
+    check(to_image_tensor(Image.new("RGB", (2, 2))), (2, 2))
 
 
 # --------------------------------------------------------------------------- ndarrays
 
 
 def test_array_layouts_and_dtypes():
-    assert torch.equal(to_pixel_tensor(RGB), expected(RGB))
+    assert torch.equal(to_image_tensor(RGB), expected(RGB))
     f32 = RGB.astype(np.float32) / 255
     for arr in (f32, f32.astype(np.float64), f32.astype(">f4")):
-        assert torch.allclose(to_pixel_tensor(arr), expected(RGB)), arr.dtype
-    assert torch.allclose(to_pixel_tensor(f32.astype(np.float16)), expected(RGB), atol=1e-3)
+        assert torch.allclose(to_image_tensor(arr), expected(RGB)), arr.dtype
+    assert torch.allclose(to_image_tensor(f32.astype(np.float16)), expected(RGB), atol=1e-3)
     grey = RGB[..., 0]
-    t = to_pixel_tensor(grey)
+    t = to_image_tensor(grey)
     check(t, (2, 3))
     assert torch.equal(t[0], t[1]) and torch.equal(t[0], expected(RGB)[0])
-    assert torch.equal(to_pixel_tensor(grey[..., None]), t)  # (H, W, 1)
+    assert torch.equal(to_image_tensor(grey[..., None]), t)  # (H, W, 1)
     rgba = np.dstack([RGB, np.full((2, 3), 255, np.uint8)])
-    assert torch.equal(to_pixel_tensor(rgba), expected(RGB))
+    assert torch.equal(to_image_tensor(rgba), expected(RGB))
     rgba[0, 0, 3] = 0
-    assert to_pixel_tensor(rgba)[:, 0, 0].tolist() == [0.0, 0.0, 0.0]  # composited onto black
+    assert to_image_tensor(rgba)[:, 0, 0].tolist() == [0.0, 0.0, 0.0]  # composited onto black
     # non-contiguous views
     flipped = RGB[:, ::-1]
-    assert torch.equal(to_pixel_tensor(flipped), expected(np.ascontiguousarray(flipped)))
+    assert torch.equal(to_image_tensor(flipped), expected(np.ascontiguousarray(flipped)))
 
 
 def test_array_channels_first_only_when_unambiguous():
     chw = np.random.default_rng(0).random((3, 5, 7), dtype=np.float32)
-    t = to_pixel_tensor(chw)
+    t = to_image_tensor(chw)
     check(t, (5, 7))
     assert torch.equal(t, torch.from_numpy(chw))
     one = chw[:1]  # (1, 5, 7) grey, channels first
-    check(to_pixel_tensor(one), (5, 7))
-    check(to_pixel_tensor(np.zeros((1, 5, 3), np.float32)), (5, 3))  # (H=1, W, 3) is impossible
-    check(to_pixel_tensor(np.zeros((3, 5, 1), np.float32)), (3, 5))  # grey (H, W, 1)
-    check(to_pixel_tensor(np.zeros((4, 5, 3), np.float32)), (4, 5))  # plain (H, W, 3)
+    check(to_image_tensor(one), (5, 7))
+    check(to_image_tensor(np.zeros((1, 5, 3), np.float32)), (5, 3))  # (H=1, W, 3) is impossible
+    check(to_image_tensor(np.zeros((3, 5, 1), np.float32)), (3, 5))  # grey (H, W, 1)
+    check(to_image_tensor(np.zeros((4, 5, 3), np.float32)), (4, 5))  # plain (H, W, 3)
     for shape in [(3, 5, 3), (3, 3, 3), (3, 224, 3), (3, 5, 4), (1, 5, 1)]:
         if shape == (1, 5, 1):
             continue  # 1 pixel wide either way: a size error, tested below
         with pytest.raises(ValueError, match=r"ambiguous: it reads as \(H, W, C\) and as"):
-            to_pixel_tensor(np.zeros(shape, np.float32))
+            to_image_tensor(np.zeros(shape, np.float32))
 
 
 @pytest.mark.parametrize(
@@ -422,7 +420,7 @@ def test_array_channels_first_only_when_unambiguous():
 )
 def test_bad_arrays(arr, error, pattern):
     with pytest.raises(error, match=pattern) as info:
-        to_pixel_tensor(arr, name="photo")
+        to_image_tensor(arr, name="photo")
     assert "`photo`" in str(info.value)
 
 
@@ -430,16 +428,16 @@ def test_array_nan_under_zero_alpha_is_still_refused():
     rgba = np.zeros((4, 4, 4), np.float32)
     rgba[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        to_pixel_tensor(rgba)
+        to_image_tensor(rgba)
 
 
 def test_result_never_aliases_the_input():
     f32 = RGB.astype(np.float32) / 255
-    t = to_pixel_tensor(f32)
+    t = to_image_tensor(f32)
     t.zero_()
     assert f32.max() == 1.0
     src = torch.rand(3, 4, 4)
-    out = to_pixel_tensor(src)
+    out = to_image_tensor(src)
     out.zero_()
     assert float(src.max()) > 0
 
@@ -449,27 +447,27 @@ def test_result_never_aliases_the_input():
 
 def test_tensor_layouts_and_dtypes():
     x = torch.rand(3, 5, 6)
-    assert torch.equal(to_pixel_tensor(x), x)
-    assert torch.equal(to_pixel_tensor(x.unsqueeze(0)), x)  # (1, 3, H, W)
-    assert torch.equal(to_pixel_tensor(x.double()), x)
-    assert torch.allclose(to_pixel_tensor(x.half()), x, atol=1e-3)
+    assert torch.equal(to_image_tensor(x), x)
+    assert torch.equal(to_image_tensor(x.unsqueeze(0)), x)  # (1, 3, H, W)
+    assert torch.equal(to_image_tensor(x.double()), x)
+    assert torch.allclose(to_image_tensor(x.half()), x, atol=1e-3)
     grey = torch.rand(5, 6)
     for g in (grey, grey[None]):  # (H, W) and (1, H, W)
-        t = to_pixel_tensor(g)
+        t = to_image_tensor(g)
         check(t, (5, 6))
         assert torch.equal(t[1], grey)
         t.add_(0)  # a real, writable tensor, not an expanded view
     u8 = torch.from_numpy(RGB).permute(2, 0, 1)
-    assert torch.equal(to_pixel_tensor(u8), expected(RGB))
+    assert torch.equal(to_image_tensor(u8), expected(RGB))
     leaf = torch.rand(3, 4, 4, requires_grad=True)
-    assert not to_pixel_tensor(leaf).requires_grad
+    assert not to_image_tensor(leaf).requires_grad
 
 
 @pytest.mark.parametrize(
     ("tensor", "error", "pattern"),
     [
         (torch.rand(5, 6, 3), ValueError, r"got shape \(5, 6, 3\).*permute\(2, 0, 1\)"),
-        (torch.rand(2, 3, 4, 4), ValueError, r"\(2, 3, 4, 4\).*as_pixel_batch"),
+        (torch.rand(2, 3, 4, 4), ValueError, r"\(2, 3, 4, 4\).*as_image_batch"),
         (torch.rand(4, 5, 5), ValueError, r"got shape \(4, 5, 5\)"),
         (torch.rand(5), ValueError, r"got shape \(5,\)"),
         (torch.rand(3, 0, 4), ValueError, "empty"),
@@ -483,41 +481,41 @@ def test_tensor_layouts_and_dtypes():
 )
 def test_bad_tensors(tensor, error, pattern):
     with pytest.raises(error, match=pattern) as info:
-        to_pixel_tensor(tensor, name="x")
+        to_image_tensor(tensor, name="x")
     assert "`x`" in str(info.value)
 
 
 @pytest.mark.parametrize("obj", [None, 3, 2.5, [[0.0, 1.0], [1.0, 0.0]], {"a": 1}, object()])
 def test_unsupported_objects(obj):
     with pytest.raises(TypeError, match="`img` must be a path, image bytes, a PIL image"):
-        to_pixel_tensor(obj, name="img")
+        to_image_tensor(obj, name="img")
 
 
 # --------------------------------------------------------------------------- batches
 
 
-def test_as_pixel_batch():
-    one = as_pixel_batch(RGB)
+def test_as_image_batch():
+    one = as_image_batch(RGB)
     assert tuple(one.shape) == (1, 3, 2, 3)
-    batch = as_pixel_batch([RGB, Image.fromarray(RGB), torch.rand(3, 2, 3)])
+    batch = as_image_batch([RGB, Image.fromarray(RGB), torch.rand(3, 2, 3)])
     assert tuple(batch.shape) == (3, 3, 2, 3)
     assert torch.equal(batch[0], batch[1])
-    assert tuple(as_pixel_batch(torch.rand(2, 3, 4, 4)).shape) == (2, 3, 4, 4)
-    assert tuple(as_pixel_batch(np.zeros((2, 4, 5, 3), np.uint8)).shape) == (2, 3, 4, 5)
-    assert tuple(as_pixel_batch((RGB,)).shape) == (1, 3, 2, 3)
+    assert tuple(as_image_batch(torch.rand(2, 3, 4, 4)).shape) == (2, 3, 4, 4)
+    assert tuple(as_image_batch(np.zeros((2, 4, 5, 3), np.uint8)).shape) == (2, 3, 4, 5)
+    assert tuple(as_image_batch((RGB,)).shape) == (1, 3, 2, 3)
 
 
-def test_as_pixel_batch_errors():
+def test_as_image_batch_errors():
     with pytest.raises(ValueError, match="empty list"):
-        as_pixel_batch([])
+        as_image_batch([])
     with pytest.raises(ValueError, match="batch is empty"):
-        as_pixel_batch(torch.zeros(0, 3, 4, 4))
+        as_image_batch(torch.zeros(0, 3, 4, 4))
     with pytest.raises(ValueError, match="different sizes"):
-        as_pixel_batch([torch.rand(3, 4, 4), torch.rand(3, 5, 4)])
+        as_image_batch([torch.rand(3, 4, 4), torch.rand(3, 5, 4)])
     with pytest.raises(ValueError, match=r"`images\[1\]` contains NaN"):
-        as_pixel_batch([torch.rand(3, 4, 4), torch.full((3, 4, 4), float("nan"))], name="images")
+        as_image_batch([torch.rand(3, 4, 4), torch.full((3, 4, 4), float("nan"))], name="images")
     with pytest.raises(TypeError, match=r"`image\[0\]`"):
-        as_pixel_batch([None])
+        as_image_batch([None])
 
 
 # --------------------------------------------------------------------------- Preprocess
@@ -622,19 +620,19 @@ def test_wide_arrays_and_tensors_follow_the_same_rules_as_pil():
     """16-bit data is refused with the fix, and the fix gives the same pixels as mode I;16."""
     wide = np.array([[0, 65535, 300], [40000, 20000, 12345]], np.uint16)
     with pytest.raises(TypeError, match=r"`image` integer array must be uint8.*`arr / 65535`"):
-        to_pixel_tensor(wide)
-    fixed = to_pixel_tensor(wide / 65535)
-    assert torch.allclose(fixed, to_pixel_tensor(Image.fromarray(wide)), atol=1e-7)
+        to_image_tensor(wide)
+    fixed = to_image_tensor(wide / 65535)
+    assert torch.allclose(fixed, to_image_tensor(Image.fromarray(wide)), atol=1e-7)
     with pytest.raises(TypeError, match=r"`image` tensor must be float in \[0, 1\].*`t / 65535`"):
-        to_pixel_tensor(torch.from_numpy(wide.astype(np.int32)))
+        to_image_tensor(torch.from_numpy(wide.astype(np.int32)))
     for dtype in (torch.float16, torch.bfloat16, torch.float64):
-        t = to_pixel_tensor(fixed.to(dtype))
+        t = to_image_tensor(fixed.to(dtype))
         assert t.dtype == torch.float32 and torch.allclose(t, fixed, atol=4e-3)
     for bad in (fixed * 255, fixed - 0.5):
         with pytest.raises(ValueError, match=r"`image` values must lie in \[0, 1\]"):
-            to_pixel_tensor(bad)
+            to_image_tensor(bad)
         with pytest.raises(ValueError, match=r"`image` values must lie in \[0, 1\]"):
-            to_pixel_tensor(bad.permute(1, 2, 0).numpy())
+            to_image_tensor(bad.permute(1, 2, 0).numpy())
 
 
 # ----------------------------------------------------------------------------- colour profiles
@@ -663,7 +661,7 @@ def test_embedded_colour_profile_is_applied_on_every_path(tmp_path):
     float and the uint8 paths; an sRGB profile changes nothing."""
     from PIL import ImageCms
 
-    from opticam_widgets.inputs.photos import to_image_tensor
+    from opticam_widgets.inputs.images import to_image_tensor
 
     arr = np.zeros((8, 8, 3), np.uint8)
     arr[..., 0] = 255
@@ -672,12 +670,12 @@ def test_embedded_colour_profile_is_applied_on_every_path(tmp_path):
     path = tmp_path / "tagged.png"
     tagged.save(path, icc_profile=tagged.info["icc_profile"])
     for source in (tagged, path):
-        for t in (to_pixel_tensor(source), to_image_tensor(source).float() / 255):
+        for t in (to_image_tensor(source), to_image_tensor(source, keep_uint8=True).float() / 255):
             mean = t.float().mean(dim=(1, 2))
             assert mean[1] > 0.95 and mean[0] < 0.05 and mean[2] < 0.05, mean
     srgb = Image.fromarray(arr)
     srgb.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    assert torch.equal(to_pixel_tensor(srgb), to_pixel_tensor(Image.fromarray(arr)))
+    assert torch.equal(to_image_tensor(srgb), to_image_tensor(Image.fromarray(arr)))
 
 
 def test_unreadable_colour_profile_warns_and_keeps_the_pixels():
@@ -685,5 +683,5 @@ def test_unreadable_colour_profile_warns_and_keeps_the_pixels():
     img = Image.fromarray(arr)
     img.info["icc_profile"] = b"not a profile"
     with pytest.warns(UserWarning, match="colour profile could not be applied"):
-        t = to_pixel_tensor(img)
+        t = to_image_tensor(img)
     assert torch.allclose(t, torch.full_like(t, 200 / 255))

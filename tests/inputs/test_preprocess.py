@@ -18,7 +18,7 @@ from tinynets import ColourNet
 from torch import nn
 
 from opticam_widgets import OptiCAM
-from opticam_widgets.inputs.images import to_pixel_tensor
+from opticam_widgets.inputs.images import to_image_tensor
 from opticam_widgets.inputs.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -93,7 +93,7 @@ def test_converted_spec_feeds_the_model_what_the_pipeline_does(pipeline):
     photo = Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
     expected = pipeline(photo).float()
     spec = coerce_preprocess(pipeline)
-    ours = spec.normalize(spec.resize(to_pixel_tensor(photo)[None]))[0]
+    ours = spec.normalize(spec.resize(to_image_tensor(photo)[None]))[0]
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-4)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from opticam_widgets import OptiCAM
 from opticam_widgets.engine.explainer import saliency_from_weights
-from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.features import model_guard
 from opticam_widgets.model.folding import folded_copy, inner_loop_model
 

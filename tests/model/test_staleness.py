@@ -15,7 +15,8 @@ from test_folding import bn_net, x_in
 from torch import nn
 
 from opticam_widgets import OptiCAM
-from opticam_widgets.inputs.images import Preprocess, to_pixel_tensor
+from opticam_widgets.inputs.images import to_image_tensor
+from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.features import model_guard
 from opticam_widgets.model.folding import inner_loop_model
 from opticam_widgets.model.zoo import load_default_model, sample_image
@@ -184,7 +185,7 @@ def test_a_copy_that_cannot_match_falls_back_to_the_model():
 def test_default_model_after_in_place_changes():
     model = copy.deepcopy(load_default_model().model)  # the shared one stays untouched
     pre = load_default_model().preprocess
-    image = pre.resize(to_pixel_tensor(sample_image("chelsea"))[None])[0]
+    image = pre.resize(to_image_tensor(sample_image("chelsea"))[None])[0]
     check_explain(model, image, pre)
     scale_data(model)
     check_explain(model, image, pre)

@@ -8,7 +8,8 @@ import timm
 import torch
 from PIL import Image
 
-from opticam_widgets.inputs.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, to_pixel_tensor
+from opticam_widgets.inputs.images import to_image_tensor
+from opticam_widgets.inputs.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from opticam_widgets.model import zoo
 from opticam_widgets.model.bundle import ModelBundle
 from opticam_widgets.model.zoo import (
@@ -32,7 +33,7 @@ ESPRESSO = 967
 
 def probabilities(bundle: ModelBundle, image) -> torch.Tensor:
     """Softmax of the bundle's model on one image, through its own preprocessing spec."""
-    x = bundle.preprocess.resize(to_pixel_tensor(image).unsqueeze(0))
+    x = bundle.preprocess.resize(to_image_tensor(image).unsqueeze(0))
     with torch.no_grad():
         return bundle.model(bundle.preprocess.normalize(x)).softmax(dim=1)[0]
 

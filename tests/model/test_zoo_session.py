@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from opticam_widgets.inputs.images import as_pixel_batch, coerce_preprocess, to_pixel_tensor
+from opticam_widgets.inputs.images import as_image_batch, to_image_tensor
+from opticam_widgets.inputs.preprocess import coerce_preprocess
 from opticam_widgets.model import zoo
 
 
@@ -37,8 +38,8 @@ ENTRY_POINTS: dict[str, Callable[[], Any]] = {
     "imagenet_labels": zoo.imagenet_labels,
     "sample_image": lambda: zoo.sample_image("coffee"),
     "sample_images": zoo.sample_images,
-    "to_pixel_tensor": lambda: to_pixel_tensor(zoo.sample_image("camera")),
-    "as_pixel_batch": lambda: as_pixel_batch([np.zeros((4, 4, 3), np.uint8)] * 2),
+    "to_image_tensor": lambda: to_image_tensor(zoo.sample_image("camera")),
+    "as_image_batch": lambda: as_image_batch([np.zeros((4, 4, 3), np.uint8)] * 2),
     "coerce_preprocess": lambda: coerce_preprocess({"input_size": (3, 32, 32), "mean": (0,) * 3,
                                                     "std": (1,) * 3}),
 }

@@ -169,7 +169,7 @@ def test_default_preprocess_note_and_imagenet_labels():
 
 
 def test_bundle_carries_labels_and_preprocess():
-    from opticam_widgets.inputs.images import Preprocess
+    from opticam_widgets.inputs.preprocess import Preprocess
     from opticam_widgets.model.bundle import ModelBundle
 
     bundle = ModelBundle(tiny_cnn(3), preprocess=Preprocess(size=(24, 24)),

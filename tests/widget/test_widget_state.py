@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from opticam_widgets import OptiCAM
-from opticam_widgets.inputs.images import Preprocess
+from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.widget.export import png_name, render_view
 from opticam_widgets.widget.messages import (
     caption_html,
