@@ -25,14 +25,17 @@ from ..engine.classes import model_labels
 from ..engine.maps import resize_maps
 from ..engine.targets import TargetLike
 from ..inputs.images import as_image_batch
+from ..inputs.preprocess import Preprocess
 from ..model.bundle import ModelBundle
 from ..support.checks import check_int
+from .fills import FILLS, fill_image
 from .forward import class_probabilities, eval_mode, original_probabilities, pick_target, prepare
 
 __all__ = ["BASELINE_IMAGES", "CurveResult", "curve_auc", "deletion", "insertion"]
 
-#: Named baseline images for insertion / deletion (a tensor is accepted too).
-BASELINE_IMAGES: tuple[str, ...] = ("black", "blur", "mean")
+#: Named baseline images for insertion / deletion: the fills of :mod:`.fills` (a tensor is
+#: accepted too).
+BASELINE_IMAGES: tuple[str, ...] = FILLS
 
 
 def curve_auc(scores: Any, fractions: Any = None) -> Any:
@@ -118,27 +121,16 @@ class CurveResult:
         return float(np.mean(self.auc))
 
 
-def _baseline_image(baseline: Any, x: Tensor, index: Tensor) -> Tensor:
+def _baseline_image(baseline: Any, x: Tensor, index: Tensor, pre: Preprocess) -> Tensor:
     """Baseline pixel images (N, 3, h, w) for the rows, at the working resolution of ``x``."""
     size = tuple(x.shape[-2:])
     if isinstance(baseline, str):
-        if baseline == "black":
-            base = torch.zeros_like(x)
-        elif baseline == "mean":
-            base = x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
-        elif baseline == "blur":
-            from torchvision.transforms.functional import gaussian_blur
-
-            # RISE's insertion baseline: Gaussian kernel of size 11, sigma 5 (smaller kernel
-            # for images under 6 pixels, as reflect padding needs pad < size)
-            k = min(11, 2 * min(size) - 1)
-            base = gaussian_blur(x, kernel_size=[k, k], sigma=[5.0, 5.0])
-        else:
+        if baseline not in BASELINE_IMAGES:
             raise ValueError(
                 f"`baseline` {baseline!r} is unknown; use one of {', '.join(BASELINE_IMAGES)} "
                 "or a pixel tensor (3, H, W) in [0, 1]"
             )
-        return base[index]
+        return fill_image(baseline, x, pre)[index]
     if isinstance(baseline, (Tensor, np.ndarray)):
         base = as_image_batch(baseline, name="baseline")
         if tuple(base.shape[-2:]) != size:
@@ -166,7 +158,7 @@ def _curve(kind: str, model: Any, images: Any, saliency: Any, target: tuple[Any,
     work = x if pre.size is None else pre.resize(x)  # pixels ranked at the model's resolution
     size = tuple(work.shape[-2:])
     s = resize_maps(s, size)
-    base = _baseline_image(baseline, work, index)
+    base = _baseline_image(baseline, work, index, pre)
     n, npix = index.shape[0], size[0] * size[1]
     order = torch.argsort(s.flatten(1), dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
@@ -232,7 +224,9 @@ def insertion(
         preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
         steps: Number of steps; the curve has ``steps + 1`` points.
         baseline: ``"blur"`` (RISE's insertion default: Gaussian blur, kernel 11, σ 5),
-            ``"black"``, ``"mean"`` (per-image mean colour) or a pixel tensor (3, H, W) /
+            ``"black"``, ``"mean"`` (the dataset's mean colour, ``preprocess.mean``),
+            ``"image-mean"`` (each image's mean colour) — the fills of
+            :mod:`~opticam_widgets.evaluation.fills` — or a pixel tensor (3, H, W) /
             (B, 3, H, W) in [0, 1].
         batch_size: Images per forward pass.
         **old: ``targets=``, the old name of ``target`` (deprecated).
@@ -284,8 +278,8 @@ def deletion(
             name, or one per map (:mod:`~opticam_widgets.engine.targets`).
         preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
         steps: Number of steps; the curve has ``steps + 1`` points.
-        baseline: ``"black"`` (RISE's deletion default), ``"blur"``, ``"mean"`` or a pixel
-            tensor in [0, 1].
+        baseline: ``"black"`` (RISE's deletion default), ``"blur"``, ``"mean"``,
+            ``"image-mean"`` (see :func:`insertion`) or a pixel tensor in [0, 1].
         batch_size: Images per forward pass.
         **old: ``targets=``, the old name of ``target`` (deprecated).
 

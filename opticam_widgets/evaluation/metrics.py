@@ -50,6 +50,7 @@ from ..engine.maps import resize_maps
 from ..engine.targets import TargetLike
 from ..model.bundle import ModelBundle
 from .curves import BASELINE_IMAGES, CurveResult, curve_auc, deletion, insertion
+from .fills import fill_image
 from .forward import (
     RANGE_TOL,
     class_probabilities,
@@ -214,6 +215,7 @@ def masked_probabilities(
     preprocess: Any = None,
     *,
     batch_size: int = 32,
+    fill: str = "black",
     **old: Any,
 ) -> tuple[Tensor, Tensor]:
     """Class probabilities of the images (``p``) and of the masked images ``x ⊙ S`` (``o``).
@@ -236,6 +238,11 @@ def masked_probabilities(
             :func:`~opticam_widgets.inputs.images.coerce_preprocess` accepts; None means the
             bundle's, or ImageNet 224×224 for a bare module.
         batch_size: Images per forward pass.
+        fill: What the masked-out pixels become, a name of
+            :data:`~opticam_widgets.evaluation.fills.FILLS`: ``"black"`` (the paper's
+            ``x ⊙ S``, the default), ``"mean"`` (the dataset's mean colour,
+            ``preprocess.mean``), ``"blur"``, ``"image-mean"``; otherwise
+            ``x ⊙ S + fill ⊙ (1 − S)``.
         **old: ``targets=``, the old name of ``target`` (deprecated).
 
     Returns:
@@ -256,15 +263,16 @@ def masked_probabilities(
         True
     """
     target = pick_target(target, old, "masked_probabilities")
-    p, o, _ = _masked(model, images, saliency, target, preprocess, batch_size)
+    p, o, _ = _masked(model, images, saliency, target, preprocess, batch_size, fill)
     return p, o
 
 
 def _masked(model: Any, images: Any, saliency: Any, target: tuple[Any, str], preprocess: Any,
-            batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+            batch_size: int, fill: str = "black") -> tuple[Tensor, Tensor, Tensor]:
     """``p``, ``o`` and the classes; ``target``: the request and its argument's name."""
     net, pre, x, s, index, bs = prepare(model, images, saliency, preprocess, batch_size, True)
     s = resize_maps(s, tuple(x.shape[-2:]))
+    base = None if fill == "black" else fill_image(fill, x, pre)  # black: x ⊙ S, bit for bit
     with eval_mode(net):
         p, rows = original_probabilities(net, pre, x, index, target[0], bs, model_labels(model),
                                          target[1])
@@ -272,6 +280,8 @@ def _masked(model: Any, images: Any, saliency: Any, target: tuple[Any, str], pre
         for start in range(0, index.shape[0], bs):
             chunk = torch.arange(start, min(start + bs, index.shape[0]))
             masked = x[index[chunk]] * s[chunk, None]
+            if base is not None:  # x ⊙ S + fill ⊙ (1 − S)
+                masked = masked + base[index[chunk]] * (1.0 - s[chunk, None])
             o.append(class_probabilities(net, pre, masked, rows.subset(chunk), bs)[0])
     return p.float(), torch.cat(o).float(), rows.classes
 
@@ -284,6 +294,7 @@ def faithfulness(
     preprocess: Any = None,
     *,
     batch_size: int = 32,
+    fill: str = "black",
     **old: Any,
 ) -> dict[str, Any]:
     """Average Drop, Average Increase and Average Gain of saliency maps, per image and averaged.
@@ -296,6 +307,11 @@ def faithfulness(
             (:mod:`~opticam_widgets.engine.targets`).
         preprocess: The model's preprocessing (None: the bundle's, or ImageNet 224×224).
         batch_size: Images per forward pass.
+        fill: What the masked-out pixels become, a name of
+            :data:`~opticam_widgets.evaluation.fills.FILLS`: ``"black"`` (the paper's
+            ``x ⊙ S``, the default), ``"mean"`` (the dataset's mean colour,
+            ``preprocess.mean``), ``"blur"``, ``"image-mean"``; otherwise
+            ``x ⊙ S + fill ⊙ (1 − S)``.
         **old: ``targets=``, the old name of ``target`` (deprecated).
 
     Returns:
@@ -322,7 +338,7 @@ def faithfulness(
         (0.0, 0.0)
     """
     target = pick_target(target, old, "faithfulness")
-    p_t, o_t, t = _masked(model, images, saliency, target, preprocess, batch_size)
+    p_t, o_t, t = _masked(model, images, saliency, target, preprocess, batch_size, fill)
     p, o = _pair(p_t, o_t)
     ad, ai, ag = _drop_terms(p, o), _increase_terms(p, o), _gain_terms(p, o)
     return {

@@ -278,7 +278,7 @@ class TestCurves:
 
     def test_insertion_starts_at_the_baseline_score(self, net, images):
         curve = insertion(net, images, torch.rand(3, 12, 14), 2, NATIVE, steps=3,
-                          baseline="mean")
+                          baseline="image-mean")
         mean_img = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
         np.testing.assert_allclose(curve.scores[:, 0], probs_of(net, mean_img)[:, 2].numpy(),
                                    rtol=1e-5, atol=1e-6)
@@ -323,7 +323,7 @@ class TestCurves:
         assert a.baseline == "tensor"
         b = insertion(net, images, torch.rand(3, 12, 14), 0, NATIVE, steps=2, baseline="blur")
         assert b.scores.shape == (3, 3)
-        assert set(BASELINE_IMAGES) == {"black", "blur", "mean"}
+        assert set(BASELINE_IMAGES) == {"black", "blur", "mean", "image-mean"}
 
     def test_ranks_at_the_model_resolution(self, net, images):
         curve = insertion(net, images, torch.rand(3, 12, 14), 0, Preprocess(size=(4, 4)),
