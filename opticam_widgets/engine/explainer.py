@@ -30,7 +30,6 @@ from ..model.features import LayerSpec, model_guard, resolve_layer
 from ..model.folding import inner_loop_model
 from ..model.layouts import Reshape, check_reshape
 from ..support.checks import (
-    check_logits,
     check_score,
     device_for_model,
     logits_of,
@@ -39,6 +38,7 @@ from ..support.checks import (
     warn_if_flat,
 )
 from ..support.defaults import CONVENTIONS, SCORES
+from ..support.outputs import check_output, float_output, output_rows
 from ..support.sizes import check_size
 from .classes import model_labels
 from .config import SETTING_NAMES, OptiCAMSettings
@@ -48,7 +48,7 @@ from .optimize import SCORE_FNS, OptimizationRun, Problem, ScoreFn, initial_logi
 from .optimizers import OptimizerSetup, optimizer_factory
 from .prelude import Captured, captured
 from .result import OptiCAMProgress, OptiCAMResult, ResultBuilder
-from .targets import TargetLike
+from .targets import Rows, TargetLike, TopK, as_target, row_classes
 
 __all__ = ["CONVENTIONS", "SCORES", "OptiCAM", "OptiCAMProgress", "OptiCAMResult",
            "OptiCAMSettings", "saliency_from_weights"]
@@ -58,9 +58,10 @@ class OptiCAM:
     """Opti-CAM explainer (Zhang et al., arXiv 2301.07002): binds a model, holds its settings.
 
     Args:
-        model: A classifier returning logits (B, classes), or a
-            :class:`~opticam_widgets.model.bundle.ModelBundle` (its preprocessing and labels
-            are then used).
+        model: A classifier returning logits (B, classes), a segmentation model or a
+            detector (:mod:`~opticam_widgets.engine.targets` says which outputs each target
+            kind reads), or a :class:`~opticam_widgets.model.bundle.ModelBundle` (its
+            preprocessing and labels are then used).
         target_layer: Module or dotted name whose output gives the feature maps; ``None``
             picks the last spatial map before global pooling.
         preprocess: The model's resize and normalisation, applied after masking (see
@@ -142,12 +143,16 @@ class OptiCAM:
         if (precision or self.settings.precision) == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 out = net(x.contiguous(memory_format=torch.channels_last))
-            return logits_of(out).float()
+            return float_output(logits_of(out), detach=False)
         return logits_of(net(x.to(dtype or model_dtype(net))))
 
     # ------------------------------------------------------------------ public API
-    def predict(self, image: Any) -> Tensor:
+    def predict(self, image: Any, target: TargetLike = None) -> Tensor:
         """Class probabilities (B, classes) of the unmasked image(s), on the CPU.
+
+        Softmax; with ``target=MultiLabel()``, the labels' sigmoids; for a segmentation
+        model, the softmax averaged over the pixels
+        (:meth:`~opticam_widgets.engine.targets.Target.probabilities`).
 
         Example:
             >>> probs = cam.predict(image)  # doctest: +SKIP
@@ -155,9 +160,9 @@ class OptiCAM:
         """
         x = self.preprocess.resize(as_image_batch(image, keep_uint8=True).to(self.device))
         with model_guard(self.model), torch.no_grad():  # works in inference mode too
-            logits = check_logits(self._model(self.model, self.preprocess.normalize(x)),
+            output = check_output(self._model(self.model, self.preprocess.normalize(x)),
                                   x.shape[0])
-        return torch.softmax(logits.float(), dim=1).cpu()
+        return as_target(target, name="target").probabilities(output).cpu()
 
     def channel_mean(self, image: Any, size: tuple[int, int] | None = None) -> Tensor:
         """Opti-CAM's iteration 0 (uniform channel weights) for each image, one forward pass.
@@ -205,7 +210,7 @@ class OptiCAM:
         with captured(self.model, self.preprocess, pixels, self._layer_spec(),
                       reshape=self.reshape, device=self.device) as seen:
             self._layer_name = seen.layer
-        probs = torch.softmax(seen.logits, dim=1).cpu()  # capture checked them (float32)
+        probs = TopK().probabilities(seen.logits).cpu()  # capture checked them (float32)
         return probs, channel_mean_map(seen.features, shown, normalize_for=full).cpu()
 
     def explain(
@@ -226,7 +231,9 @@ class OptiCAM:
                 ``TopK(k)`` (the top-1 or top-k classes of each image), a class index or a
                 label name (same class for every image; names need ``labels``), a list with
                 one class per image, or, for a single image, several classes explained
-                together in one batch.
+                together in one batch; ``MultiLabel(...)`` for a sigmoid head,
+                ``Region(...)`` for a segmentation model, ``Box(...)`` / ``Detected()`` for
+                a detector.
             callback: ``callback(step, progress)`` after scoring iteration 0 and after each
                 step; keep it cheap (call ``progress.result()`` only every few steps).
             cancel: A :class:`threading.Event`; when set, the call returns within one
@@ -276,23 +283,20 @@ class OptiCAM:
                       reshape=self.reshape, device=self.device) as seen:
             self._layer_name = seen.layer  # frozen for the capture and the folding check
             net = self._loop_model(seen, settings.fold_batchnorm)
-        targets, index = self._targets(target, seen)
+        rows = seen.targets(target, self.labels)
         score_fn = _score_fn(settings.score, seen.logits)
-        builder = _builder(pixels, seen, targets, index, score_fn, settings, start,
-                           layer=self.layer_name)
-        problem = _problem(self, net, seen, targets, index, score_fn, settings)
-        return builder, _start_run(problem, seen.features, len(targets), settings), \
+        builder = _builder(pixels, seen, rows, score_fn, settings, start, layer=self.layer_name)
+        problem = _problem(self, net, seen, rows, score_fn, settings)
+        return builder, _start_run(problem, seen.features, len(rows.index), settings), \
             net is self.model
 
     def _loop_model(self, seen: Captured, fold_batchnorm: bool) -> nn.Module:
-        """The model the loop runs on: the cached folded copy, or the model itself."""
-        return inner_loop_model(self.model, seen.inputs, seen.logits) if fold_batchnorm \
-            else self.model
+        """The model the loop runs on: the cached folded copy, or the model itself.
 
-    def _targets(self, target: TargetLike, seen: Captured) -> tuple[Tensor, Tensor]:
-        """The class of each row and the image it is of (on the device)."""
-        rows = seen.targets(target, self.labels)
-        return rows.classes.to(self.device), rows.index.to(self.device)
+        Only a model returning one tensor is folded (its copy is checked on that tensor).
+        """
+        return inner_loop_model(self.model, seen.inputs, seen.logits) if fold_batchnorm \
+            and isinstance(seen.logits, Tensor) else self.model
 
 
 def _read_only(name: str) -> property:
@@ -312,50 +316,64 @@ def _check_hooks(callback: Any, cancel: Any) -> None:
         raise TypeError(f"`cancel` must be a threading.Event, got {type(cancel).__name__}")
 
 
-def _score_fn(score: str | ScoreFn, logits: Tensor) -> ScoreFn:
-    """The score function of the settings' ``score``, refused where it means nothing."""
-    if score == "probability" and logits.shape[1] == 1:
+def _score_fn(score: str | Callable[..., Tensor], output: Any) -> ScoreFn:
+    """The score function of the settings' ``score``, refused where it means nothing.
+
+    A callable ``(logits, targets)`` gets the rows' output and their classes on its device
+    (the rows themselves when they have no classes).
+    """
+    if score == "probability" and isinstance(output, Tensor) and output.ndim == 2 \
+            and output.shape[1] == 1:
         raise ValueError("`score`='probability' is always 1 for a model with one output "
                          "(a softmax over one class); use score='logit'")
-    return score if callable(score) else SCORE_FNS[score]
+    if not callable(score):
+        return SCORE_FNS[score]
+
+    def custom(out: Any, rows: Rows) -> Tensor:
+        classes = getattr(rows, "classes", None)
+        if classes is None or not isinstance(out, Tensor):
+            return score(out, rows)
+        return score(out, classes.to(out.device))
+
+    return custom
 
 
-def _builder(pixels: Tensor, seen: Captured, targets: Tensor, index: Tensor,
-             score_fn: ScoreFn, settings: OptiCAMSettings, start: float,
-             layer: str) -> ResultBuilder:
+def _builder(pixels: Tensor, seen: Captured, rows: Rows, score_fn: ScoreFn,
+             settings: OptiCAMSettings, start: float, layer: str) -> ResultBuilder:
     """What turns the run into results: the inputs, their features, the original scores."""
-    original = check_score(score_fn(seen.logits[index], targets), seen.logits, len(targets),
-                           grad=False, where="the image itself").detach()
+    count = int(rows.index.shape[0])
+    original = check_score(score_fn(output_rows(seen.logits, rows.index), rows), seen.logits,
+                           count, grad=False, where="the image itself").detach()
     return ResultBuilder(
-        pixels=pixels.detach().cpu(), features=seen.features,
-        target=tuple(int(t) for t in targets.tolist()),
-        image_index=tuple(int(i) for i in index.tolist()), original=original, layer=layer,
+        pixels=pixels.detach().cpu(), features=seen.features, target=row_classes(rows),
+        image_index=tuple(int(i) for i in rows.index.tolist()), original=original, layer=layer,
         convention=settings.convention,
         score=settings.score if isinstance(settings.score, str) else "custom",
         premises=settings.nb_premises_at_startup, max_iter=settings.max_iter, start=start)
 
 
-def _problem(cam: OptiCAM, net: nn.Module, seen: Captured, targets: Tensor, index: Tensor,
-             score_fn: ScoreFn, settings: OptiCAMSettings) -> Problem:
-    """The run's fixed data: images once, each (image, class) pair repeated per start."""
+def _problem(cam: OptiCAM, net: nn.Module, seen: Captured, rows: Rows, score_fn: ScoreFn,
+             settings: OptiCAMSettings) -> Problem:
+    """The run's fixed data: images once, each (image, target) row repeated per start."""
     p, x, convention = settings.nb_premises_at_startup, seen.pixels, settings.convention
     dtype = model_dtype(net)
+    repeated = rows.subset(torch.arange(int(rows.index.shape[0])).repeat_interleave(p))
     return Problem(
         model=lambda xn: cam._model(net, xn, dtype, settings.precision),
-        features=seen.features, targets=targets.repeat_interleave(p, dim=0),
+        features=seen.features, rows=repeated,
         masker=Masker(cam.preprocess, x, convention, prefers_channels_last(net)),
         score_fn=score_fn, size=(int(x.shape[-2]), int(x.shape[-1])),
         sign=1.0 if convention == "constructive" else -1.0,
-        image_of_row=index.repeat_interleave(p, dim=0))
+        image_of_row=repeated.index.to(cam.device))
 
 
 def _start_run(problem: Problem, features: Tensor, pairs: int,
                settings: OptiCAMSettings) -> OptimizationRun:
     """The run at its start point, with the settings' optimiser."""
     init = initial_logits(pairs, settings.nb_premises_at_startup, features.shape[1],
-                          settings.seed, problem.targets.device)
+                          settings.seed, problem.features.device)
     setup = OptimizerSetup(lr=settings.lr, features=features, size=problem.size,
-                           image_of_row=problem.image_of_row, lr_schedule=settings.lr_schedule,
+                           image_of_row=problem.row_images, lr_schedule=settings.lr_schedule,
                            steps=settings.max_iter)
     return OptimizationRun.start(problem, init, optimizer_factory(settings.optimizer, setup),
                                  settings.tol, settings.patience, settings.max_batch)

@@ -1,9 +1,10 @@
 """Opti-CAM's optimisation loop as a small run-state object.
 
-A run optimises the channel logits ``u`` (R, K) of R rows at once (a row is one (image, class)
-pair, or one trajectory of it when several start points are tried). :class:`Problem` holds what
-is fixed (features, targets, the masking, the model), :class:`OptimizationRun` what changes
-(``u``, the best iterate of each row, the score history, which rows are still running).
+A run optimises the channel logits ``u`` (R, K) of R rows at once (a row is one (image,
+target) pair, or one trajectory of it when several start points are tried). :class:`Problem`
+holds what is fixed (features, the target's resolved rows, the masking, the model),
+:class:`OptimizationRun` what changes (``u``, the best iterate of each row, the score history,
+which rows are still running).
 
 Each step scores ``x ⊙ S(u)`` for the running rows, records the scores (``NaN`` for rows that
 no longer run), keeps each row's best ``u``, and takes one optimiser step.
@@ -44,25 +45,28 @@ from torch import Tensor
 from ..support.checks import check_score
 from .maps import saliency_from_weights
 from .masking import Masker
+from .targets import Rows
 
 __all__ = ["SCORE_FNS", "OptimizationRun", "OptimizerFactory", "Problem", "RowBatch",
            "RunSummary", "ScoreFn", "adam_factory", "initial_logits", "lr_scheduler"]
 
-#: ``(logits, targets) -> (N,)`` scores to maximise (constructive) or minimise (destructive).
-ScoreFn = Callable[[Tensor, Tensor], Tensor]
+#: ``(output of the rows, rows) -> (N,)`` scores to maximise (constructive) or minimise
+#: (destructive); ``rows``: the target's resolved rows (:mod:`~opticam_widgets.engine.targets`).
+ScoreFn = Callable[[Any, Rows], Tensor]
 #: ``make_optimizer(u) -> (optimizer, scheduler or None)``, see the module docstring.
 OptimizerFactory = Callable[[Tensor], tuple[torch.optim.Optimizer, Any]]
 
 
-def _score_logit(logits: Tensor, targets: Tensor) -> Tensor:
-    return logits.gather(1, targets[:, None])[:, 0]
+def _score_logit(output: Any, rows: Rows) -> Tensor:
+    return rows.score(output)
 
 
-def _score_probability(logits: Tensor, targets: Tensor) -> Tensor:
-    return torch.softmax(logits, dim=1).gather(1, targets[:, None])[:, 0]
+def _score_probability(output: Any, rows: Rows) -> Tensor:
+    return rows.probability(output)
 
 
-#: The named scores of ``OptiCAM(score=...)``.
+#: The named scores of ``OptiCAM(score=...)``: the rows' score (a class's logit) or their
+#: probability (a class's softmax, a label's sigmoid).
 SCORE_FNS: dict[str, ScoreFn] = {"logit": _score_logit, "probability": _score_probability}
 
 
@@ -122,20 +126,21 @@ class Problem:
     with all R rows.
 
     Attributes:
-        model: ``normalized input -> logits``: the model (or its folded copy) at the call's
+        model: ``normalized input -> output``: the model (or its folded copy) at the call's
             precision and dtype.
         features: (B, K, h, w) ReLU'd feature maps of the images.
-        targets: (R,) class of each row.
+        rows: The R rows to explain (:class:`~opticam_widgets.engine.targets.Rows`).
         masker: The masking of the B images.
-        score_fn: ``(logits, targets) -> (R,)``.
+        score_fn: ``(output of some rows, those rows) -> (n,)``.
         size: ``(H, W)`` the model sees.
         sign: +1 to maximise the score (constructive), −1 to minimise it (destructive).
-        image_of_row: (R,) image of each row; ``None``: row ``i`` is image ``i``.
+        image_of_row: (R,) image of each row on the features' device; ``None``:
+            ``rows.index``.
     """
 
-    model: Callable[[Tensor], Tensor]
+    model: Callable[[Tensor], Any]
     features: Tensor
-    targets: Tensor
+    rows: Rows
     masker: Masker
     score_fn: ScoreFn
     size: tuple[int, int]
@@ -144,11 +149,18 @@ class Problem:
 
     def batch(self, rows: Tensor | None) -> RowBatch:
         """The data of some rows (``None``: all rows), gathered for one forward pass."""
+        image_of_row = self.row_images
         if rows is None:
-            rows = torch.arange(self.targets.shape[0], device=self.targets.device)
-        images = rows if self.image_of_row is None else self.image_of_row[rows]
-        return RowBatch(self, self.features[images], self.targets[rows],
+            rows = torch.arange(image_of_row.shape[0], device=image_of_row.device)
+        images = image_of_row[rows]
+        return RowBatch(self, self.features[images], self.rows.subset(rows.cpu()),
                         self.masker.subset(images))
+
+    @property
+    def row_images(self) -> Tensor:
+        """(R,) image of each row, on the features' device."""
+        return (self.rows.index.to(self.features.device) if self.image_of_row is None
+                else self.image_of_row)
 
 
 @dataclass(frozen=True)
@@ -157,7 +169,7 @@ class RowBatch:
 
     problem: Problem
     features: Tensor
-    targets: Tensor
+    rows: Rows
     masker: Masker
 
     def score(self, u: Tensor, grad: bool, step: int) -> Tensor:
@@ -165,9 +177,9 @@ class RowBatch:
         p = self.problem
         with torch.set_grad_enabled(grad):
             s_map = saliency_from_weights(torch.softmax(u, dim=1), self.features, p.size)
-            logits = p.model(self.masker(s_map))
-            score = p.score_fn(logits, self.targets)
-        return check_score(score, logits, u.shape[0], grad=grad,
+            output = p.model(self.masker(s_map))
+            score = p.score_fn(output, self.rows)
+        return check_score(score, output, u.shape[0], grad=grad,
                            where=f"a masked image at step {step}")
 
 

@@ -4,8 +4,9 @@ Every entry point that reads a model's features starts the same way (``OptiCAM.l
 ``OptiCAM.preview``, ``OptiCAM.explain`` and :func:`~opticam_widgets.evaluation.baselines.
 baseline_map`): the pixels are resized to the model's input size on its device, the model is
 frozen (:func:`~opticam_widgets.model.features.model_guard`), the batch is normalised and cast
-to the model's dtype, one forward captures the target layer's features and the logits, and the
-target is resolved on those logits (:mod:`~opticam_widgets.engine.targets`).
+to the model's dtype, one forward captures the target layer's features and the model's output
+(logits, a segmentation map or detections), and the target is resolved on that output
+(:mod:`~opticam_widgets.engine.targets`).
 
 Example:
     >>> import torch
@@ -32,7 +33,7 @@ from ..inputs.preprocess import Preprocess
 from ..model.features import LayerSpec, capture, model_guard
 from ..model.layouts import Reshape
 from ..support.checks import model_device, model_dtype
-from .targets import ClassRows, resolve
+from .targets import Rows, resolve
 
 __all__ = ["Captured", "captured"]
 
@@ -46,19 +47,21 @@ class Captured:
         inputs: ``pixels`` normalised, in the model's dtype (what the model saw).
         layer: The target layer's name.
         features: Its output as (B, K, h, w) maps.
-        logits: The model's (B, classes) float32 logits.
+        logits: The model's output, float32 and detached: (B, classes) logits for a
+            classifier, or any form of :mod:`~opticam_widgets.support.outputs`.
     """
 
     pixels: Tensor
     inputs: Tensor
     layer: str
     features: Tensor
-    logits: Tensor
+    logits: Any
 
     def targets(self, target: Any, labels: Sequence[str] | None = None, *,
-                name: str = "target") -> ClassRows:
-        """The rows ``target`` asks for on these logits (see :func:`~.targets.resolve`)."""
-        return resolve(target, self.logits, labels=labels, name=name)
+                name: str = "target") -> Rows:
+        """The rows ``target`` asks for on this output (see :func:`~.targets.resolve`)."""
+        size = (int(self.pixels.shape[-2]), int(self.pixels.shape[-1]))
+        return resolve(target, self.logits, labels=labels, name=name, size=size)
 
 
 @contextlib.contextmanager

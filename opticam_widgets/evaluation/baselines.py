@@ -59,7 +59,7 @@ from ..engine.classes import model_labels
 from ..engine.explainer import OptiCAM
 from ..engine.maps import channel_mean_map, minmax_normalize, resize_maps
 from ..engine.prelude import captured
-from ..engine.targets import TargetLike
+from ..engine.targets import ClassRows, TargetLike
 from ..inputs.images import as_image_batch
 from ..inputs.preprocess import Preprocess
 from ..model.bundle import ModelBundle, unpack_model
@@ -295,6 +295,10 @@ def baseline_map(
 
 def _pixels_and_classes(call: BaselineCall) -> tuple[Tensor, list[int]]:
     rows = call.rows
+    if not isinstance(rows, ClassRows):
+        raise ValueError(f"`target`: the torchcam baselines explain class logits, not "
+                         f"{type(rows).__name__} (a region, a box, an embedding); use "
+                         f"method='channel-mean' or OptiCAM for this target")
     return call.capture.pixels[rows.index.to(call.capture.pixels.device)], [
         int(c) for c in rows.classes.tolist()]
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..engine.classes import model_labels
 from ..engine.maps import resize_maps
-from ..engine.targets import TargetLike
+from ..engine.targets import TargetLike, row_classes
 from ..inputs.images import as_image_batch
 from ..inputs.preprocess import Preprocess
 from ..model.bundle import ModelBundle
@@ -168,7 +168,7 @@ def _curve(kind: str, model: Any, images: Any, saliency: Any, target: tuple[Any,
     with eval_mode(net):
         _, rows = original_probabilities(net, pre, x, index, target[0], bs, model_labels(model),
                                          target[1])
-        t = rows.classes
+        t = torch.tensor(row_classes(rows), dtype=torch.long)
         pairs = [(i, j) for i in range(n) for j in range(steps + 1)]
         out = torch.empty(n, steps + 1)
         for start in range(0, len(pairs), bs):

@@ -1,8 +1,10 @@
-"""Running a classifier on (masked) pixel images for the faithfulness metrics.
+"""Running a model on (masked) pixel images for the faithfulness metrics.
 
 Shared by :mod:`~opticam_widgets.evaluation.metrics` (Average Drop / Increase / Gain) and
 :mod:`~opticam_widgets.evaluation.curves` (insertion / deletion): checking the maps, pairing them
-with their images, and class probabilities in batches, with the model frozen in eval mode.
+with their images, and the target's probability in batches (a class's softmax, a label's
+sigmoid, a region's mean probability, a box's detection score: the rows'
+``probability``, :mod:`~opticam_widgets.engine.targets`), with the model frozen in eval mode.
 
 Example:
     >>> import torch
@@ -25,12 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..engine.targets import ClassRows, TopK, resolve
+from ..engine.targets import Rows, TopK, as_target, ranking_output, resolve, row_classes
 from ..inputs.images import as_image_batch
 from ..inputs.preprocess import Preprocess
 from ..model.bundle import unpack_model
 from ..model.features import model_guard
-from ..support.checks import check_int, check_logits, model_device, model_dtype
+from ..support.checks import check_int, model_device, model_dtype
+from ..support.outputs import check_output, output_rows
 
 __all__ = ["RANGE_TOL", "class_probabilities", "eval_mode", "original_probabilities", "pick_target",
            "prepare"]
@@ -95,27 +98,41 @@ def _rows(n_images: int, n_maps: int) -> Tensor:
     )
 
 
-def _logits(model: nn.Module, x: Tensor) -> Tensor:
-    """Float32 logits of a normalized batch, fed in the model's own dtype."""
-    return check_logits(model(x.to(model_dtype(model))), x.shape[0]).float()
+def _output(model: nn.Module, x: Tensor) -> Any:
+    """The float32 output (logits, maps, detections) of a batch fed in the model's dtype."""
+    return check_output(model(x.to(model_dtype(model))), x.shape[0])
 
 
-def class_probabilities(model: nn.Module, pre: Preprocess, x: Tensor, rows: ClassRows | None,
+def _cat(parts: list[Any]) -> Any:
+    """Outputs of consecutive chunks as one: tensors and dicts of tensors joined, lists added."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    if isinstance(first, Tensor):
+        return torch.cat(parts)
+    if isinstance(first, dict):
+        return {k: _cat([p[k] for p in parts]) if isinstance(v, Tensor) else v
+                for k, v in first.items()}
+    return [d for part in parts for d in part]
+
+
+def class_probabilities(model: nn.Module, pre: Preprocess, x: Tensor, rows: Rows | None,
                         batch_size: int) -> tuple[Tensor, Tensor]:
-    """Softmax probability of each row's class (``rows``, or top-1) for pixel batch ``x``.
+    """The probability of each row (``rows``, or the top-1 class) for pixel batch ``x``.
 
     ``rows`` are aligned with ``x`` (one per image); ``None`` takes each image's top-1 class.
-    Returns ``(prob (N,), class (N,))`` on the CPU. Call inside :func:`eval_mode`.
+    Returns ``(prob (N,), class (N,))`` on the CPU (class ``-1`` for rows without one). Call
+    inside :func:`eval_mode`.
     """
     device = model_device(model)
     probs, classes = [], []
     for start in range(0, x.shape[0], batch_size):
         chunk = pre.normalize(pre.resize(x[start:start + batch_size].to(device)))
-        logits = _logits(model, chunk)
-        part = (TopK(1).resolve(torch.softmax(logits, dim=1)) if rows is None
+        output = _output(model, chunk)
+        part = (TopK(1).resolve(torch.softmax(output, dim=1)) if rows is None
                 else rows.subset(torch.arange(start, start + chunk.shape[0])))
-        probs.append(part.probability(logits).cpu())
-        classes.append(part.classes)
+        probs.append(part.probability(output).cpu())
+        classes.append(torch.tensor(row_classes(part), dtype=torch.long))
     return torch.cat(probs), torch.cat(classes)
 
 
@@ -141,24 +158,27 @@ def pick_target(target: Any, old: dict[str, Any], where: str) -> tuple[Any, str]
 
 def original_probabilities(model: nn.Module, pre: Preprocess, images: Tensor, index: Tensor,
                            target: Any, batch_size: int, names: Sequence[str] | None = None,
-                           name: str = "target") -> tuple[Tensor, ClassRows]:
-    """Probability of the unmasked images (one per map) and the map's resolved class rows.
+                           name: str = "target") -> tuple[Tensor, Rows]:
+    """Probability of the unmasked images (one per map) and the map's resolved rows.
 
     ``target`` (see :mod:`~opticam_widgets.engine.targets`) is resolved on the images'
-    probabilities, one class per map; ``names``: the model's labels.
+    output (:func:`~opticam_widgets.engine.targets.ranking_output`: the probabilities of a
+    class target), one row per map; ``names``: the model's labels.
     """
     device = model_device(model)
-    chunks = []
+    chunks, size = [], None
     for start in range(0, images.shape[0], batch_size):
         x = pre.normalize(pre.resize(images[start:start + batch_size].to(device)))
-        chunks.append(torch.softmax(_logits(model, x), dim=1).cpu())
-    probs = torch.cat(chunks)[index]
-    rows = resolve(target, probs, labels=names, name=name, what="saliency maps",
-                   several_for_one=False)
-    if rows.classes.shape[0] != index.shape[0]:
-        raise ValueError(f"`{name}` gives {rows.classes.shape[0]} classes for "
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        chunks.append(_output(model, x))
+    output = output_rows(_cat(chunks), index)
+    wanted = as_target(target, name=name)
+    rows = resolve(wanted, ranking_output(wanted, output), labels=names, name=name,
+                   what="saliency maps", several_for_one=False, size=size)
+    if rows.index.shape[0] != index.shape[0]:
+        raise ValueError(f"`{name}` gives {rows.index.shape[0]} classes for "
                          f"{index.shape[0]} saliency maps; give one class per saliency map")
-    return rows.score(probs), rows
+    return rows.probability(output_rows(output, rows.index)).cpu(), rows
 
 
 def prepare(model: Any, images: Any, saliency: Any, preprocess: Any, batch_size: int,

@@ -1,7 +1,8 @@
 """Faithfulness metrics for saliency maps: Average Drop / Increase / Gain, insertion / deletion.
 
-Two families of measures, both computed on the *class probability* (softmax) of the target
-class:
+Two families of measures, both computed on the *probability* of the target: a class's softmax
+(a multi-label head's sigmoid, a region's mean probability, a box's detection score; the
+target rows' ``probability``, :mod:`~opticam_widgets.engine.targets`):
 
 * **Masking metrics** (Chattopadhay et al. 2018; Average Gain from Zhang et al., Opti-CAM,
   arXiv 2301.07002). With ``p`` the probability of the unmasked image and ``o`` that of the
@@ -47,7 +48,7 @@ from torch import Tensor, nn
 
 from ..engine.classes import model_labels
 from ..engine.maps import resize_maps
-from ..engine.targets import TargetLike
+from ..engine.targets import TargetLike, row_classes
 from ..model.bundle import ModelBundle
 from .curves import BASELINE_IMAGES, CurveResult, curve_auc, deletion, insertion
 from .fills import fill_image
@@ -283,7 +284,7 @@ def _masked(model: Any, images: Any, saliency: Any, target: tuple[Any, str], pre
             if base is not None:  # x ⊙ S + fill ⊙ (1 − S)
                 masked = masked + base[index[chunk]] * (1.0 - s[chunk, None])
             o.append(class_probabilities(net, pre, masked, rows.subset(chunk), bs)[0])
-    return p.float(), torch.cat(o).float(), rows.classes
+    return p.float(), torch.cat(o).float(), torch.tensor(row_classes(rows), dtype=torch.long)
 
 
 def faithfulness(

@@ -18,8 +18,9 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from ..support.checks import check_logits
+from ..support.outputs import check_output, dense_output, output_width
 from .layouts import Reshape, check_reshape, detect_layout, to_spatial
-from .picker import POOLING, LayerPicker
+from .picker import POOLING, LayerPicker, default_layer
 from .preflight import check_capturable
 from .tokenorder import token_order
 
@@ -249,7 +250,10 @@ def capture(model: nn.Module, x: Tensor, target_layer: LayerSpec = None,
 
     The model's output may be logits (B, classes), a Hugging Face ``ModelOutput`` with
     ``.logits``, a dict with ``"logits"``, or a tuple whose first item is the logits
-    (:func:`~opticam_widgets.support.checks.check_logits`).
+    (:func:`~opticam_widgets.support.checks.check_logits`); or a segmentation or detection
+    output (:func:`~opticam_widgets.support.outputs.check_output`). For a torchvision
+    detector, ``target_layer=None`` is its backbone's last stage
+    (:func:`~opticam_widgets.model.picker.default_layer`).
 
     Args:
         model: The model (call inside :func:`model_guard`).
@@ -259,7 +263,8 @@ def capture(model: nn.Module, x: Tensor, target_layer: LayerSpec = None,
             callable ``layer output -> (B, C, h, w)`` (needs ``target_layer``).
 
     Returns:
-        ``(layer_name, A, logits)`` with ``A = relu(maps)`` of shape (B, K, h, w).
+        ``(layer_name, A, output)`` with ``A = relu(maps)`` of shape (B, K, h, w) and the
+        model's output, detached, in float32 (the logits (B, classes) of a classifier).
 
     Raises:
         TypeError: ``model.forward`` needs several inputs; a bad ``reshape``.
@@ -274,7 +279,8 @@ def capture(model: nn.Module, x: Tensor, target_layer: LayerSpec = None,
         ('layer4', (1, 512, 2, 2), (1, 1000))
     """
     reshape = check_reshape(reshape)
-    resolved = resolve_layer(model, target_layer)
+    resolved = resolve_layer(model, target_layer if target_layer is not None
+                             else default_layer(model))
     if callable(reshape) and resolved is None:
         raise ValueError("a callable `reshape` needs a `target_layer` (the layer whose output it "
                          "reshapes); or pass a layout name: 'nchw', 'nhwc' or 'tokens'")
@@ -284,9 +290,12 @@ def capture(model: nn.Module, x: Tensor, target_layer: LayerSpec = None,
     try:
         picker.register(model, x, resolved, handles)
         with torch.no_grad():
-            logits = check_logits(model(x), x.shape[0])
+            output = check_output(model(x), x.shape[0])
     finally:
         _remove(handles)
-    picker.chosen(int(logits.shape[1]))
+    dense = dense_output(output)
+    picker.chosen(output_width(output), dense if dense is not None and dense.ndim == 4 else None)
+    if picker.copy is None and not (isinstance(output, Tensor) and output.ndim == 2):
+        check_logits(output, x.shape[0])  # no feature map and no logits: the logits' message
     maps = _maps(model, x, picker, resolved, reshape)
-    return str(picker.name), torch.relu(maps).float().contiguous(), logits.detach().float()
+    return str(picker.name), torch.relu(maps).float().contiguous(), output

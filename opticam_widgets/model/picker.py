@@ -28,7 +28,8 @@ from torch.utils.hooks import RemovableHandle
 from .layouts import Reshape, detect_layout, layout_hints, spatial_size
 from .preflight import channel_check
 
-__all__ = ["HEAD_NAMES", "POOLING", "Candidate", "LayerPicker", "batch_tensor", "is_head_name"]
+__all__ = ["HEAD_NAMES", "POOLING", "Candidate", "LayerPicker", "batch_tensor", "default_layer",
+           "is_head_name"]
 
 #: Modules whose output is pooled: never a feature map, and what they return is not one either.
 POOLING = (
@@ -41,7 +42,7 @@ POOLING = (
 #: Name parts of classification heads (their outputs are class scores, not features).
 HEAD_NAMES = frozenset({
     "head", "heads", "head_dist", "aux_head", "classifier", "classifiers", "fc", "logits",
-    "aux_logits", "auxlogits", "aux1", "aux2", "pooler", "last_linear",
+    "aux_logits", "auxlogits", "aux1", "aux2", "pooler", "last_linear", "aux_classifier",
 })
 
 
@@ -71,6 +72,35 @@ def batch_tensor(out: Any, batch: int | None = None) -> Tensor | None:
         if batch is None or (t.ndim > 0 and t.shape[0] == batch):
             return t
     return tensors[0] if tensors else None
+
+
+def default_layer(model: nn.Module) -> str | None:
+    """The target layer of a torchvision detector: its backbone's last stage; else ``None``.
+
+    A detector (a model with a ``transform`` and a ``backbone``: Faster R-CNN, Mask R-CNN,
+    RetinaNet, FCOS, SSD, SSDlite) runs its heads on every level of a feature pyramid, so the
+    last spatial map of its forward is a head's map on the coarsest level, not a feature of
+    the image. The default is the last stage of the backbone's body (``backbone.body.layer4``
+    for a ResNet FPN, the last block of a MobileNet) or, for SSD, of its ``features``. Name
+    another layer (an FPN level: ``"backbone.fpn.layer_blocks.1"``) with ``target_layer=``.
+    Other models (segmentation models included) are auto-detected as classifiers are.
+
+    Example:
+        >>> from torch import nn
+        >>> default_layer(nn.Sequential(nn.Conv2d(3, 4, 3))) is None
+        True
+    """
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, nn.Module) or not isinstance(getattr(model, "transform", None),
+                                                             nn.Module):
+        return None
+    for part in ("body", "features"):
+        body = getattr(backbone, part, None)
+        if isinstance(body, nn.Module):
+            named = [n for n, m in body.named_children() if next(m.parameters(), None) is not None]
+            if named:
+                return f"backbone.{part}.{named[-1]}"
+    return None
 
 
 def _is_attention(m: nn.Module) -> bool:
@@ -130,6 +160,7 @@ class LayerPicker:
         self.pooled: dict[int, Tensor] = {}
         self.normed: dict[int, Tensor] = {}  # token / channels-last outputs of norms
         self.found: list[Candidate] = []  # the last plain candidate, then classifier-made ones
+        self.before: Candidate | None = None  # the plain candidate before the last one
 
     def keep(self, name: str, module: nn.Module) -> Any:
         """The hook of a named layer: keep a copy of its output."""
@@ -158,6 +189,8 @@ class LayerPicker:
             width = last.classifier_width  # an activation after the classifier
         candidate = Candidate(name, module, t, t.detach().clone(), width)
         if width is None:
+            self.before = self.found[0] if self.found and self.found[0].classifier_width is None \
+                else self.before
             self.found = [candidate]
         else:
             self.found.append(candidate)
@@ -204,13 +237,20 @@ class LayerPicker:
 
         return hook
 
-    def chosen(self, classes: int) -> None:
+    def chosen(self, classes: int | None, output: Tensor | None = None) -> None:
         """Settle auto-detection once the model's number of logits is known.
 
-        The last candidate not made by a per-location classifier as wide as the logits; when
-        every candidate is (a tiny all-convolutional net), the last one.
+        ``classes``: ``None`` for an output without classes (a detector's); ``output``: a
+        dense output (B, classes, h, w), never a feature map (a head returning the logits,
+        as SegFormer's ``decode_head`` does). The last candidate not made by a per-location
+        classifier as wide as the logits; when every candidate is (a tiny all-convolutional
+        net), the last one.
         """
-        keep = [c for c in self.found if c.classifier_width != classes] or self.found[-1:]
+        found = [c for c in self.found if output is None or not (
+            c.out.data_ptr() == output.data_ptr() and c.out.shape == output.shape)]
+        if not found and self.before is not None:
+            found = [self.before]
+        keep = [c for c in found if c.classifier_width != classes] or found[-1:]
         if keep:
             c = keep[-1]
             self.name, self.module, self.out, self.copy = c.name, c.module, c.out, c.copy

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = [
     "warn_if_flat",
     "device_for_model",
     "logits_of",
+    "map_tensors",
     "model_device",
     "model_dtype",
     "plain_tensor",
@@ -145,6 +146,22 @@ def logits_of(out: Any) -> Any:
     return out
 
 
+def map_tensors(output: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``output`` with ``fn`` applied to every tensor in it (dicts and lists walked).
+
+    Example:
+        >>> map_tensors({"a": torch.ones(1)}, lambda t: t * 2)
+        {'a': tensor([2.])}
+    """
+    if isinstance(output, Tensor):
+        return fn(output)
+    if isinstance(output, dict):
+        return {k: map_tensors(v, fn) for k, v in output.items()}
+    if isinstance(output, (list, tuple)):
+        return [map_tensors(v, fn) for v in output]
+    return output
+
+
 def check_logits(out: Any, batch: int) -> Tensor:
     """Return the finite floating-point class logits (batch, classes) in a model's output.
 
@@ -197,10 +214,12 @@ def plain_tensor(x: Tensor) -> Tensor:
     return x.clone() if x.is_inference() else x
 
 
-def check_score(score: Any, logits: Tensor, rows: int, *, grad: bool, where: str) -> Tensor:
+def check_score(score: Any, logits: Any, rows: int, *, grad: bool, where: str) -> Tensor:
     """``score`` if it is a finite (rows,) float tensor, differentiable when ``grad``; else raise.
 
-    ``where`` says for which input, e.g. ``"a masked image at step 3"``.
+    ``logits``: the model's output it was computed from (logits, or any output form: its
+    floating tensors are looked at); ``where`` says for which input, e.g.
+    ``"a masked image at step 3"``.
 
     Example:
         >>> check_score(torch.ones(2), torch.zeros(2, 3), 2, grad=False, where="the image").shape
@@ -211,7 +230,9 @@ def check_score(score: Any, logits: Tensor, rows: int, *, grad: bool, where: str
     if tuple(score.shape) != (rows,) or not score.is_floating_point():
         raise ValueError(f"`score` must return one float per row, shape ({rows},); got shape "
                          f"{tuple(score.shape)} of {score.dtype}")
-    if grad and score.grad_fn is None and logits.grad_fn is None:
+    outputs: list[Tensor] = []
+    map_tensors(logits, lambda t: outputs.append(t) if t.is_floating_point() else None)
+    if grad and score.grad_fn is None and all(t.grad_fn is None for t in outputs):
         raise ValueError(
             "`model` returned logits with no gradient (no grad_fn) for a masked image: its "
             "forward runs under `torch.no_grad()` / `torch.inference_mode()` (e.g. a "
@@ -222,8 +243,9 @@ def check_score(score: Any, logits: Tensor, rows: int, *, grad: bool, where: str
                          "differentiates it; build it from the logits with differentiable torch "
                          "ops (no argmax, .item(), .detach() or numpy)")
     if not bool(torch.isfinite(score.detach()).all()):
-        who = ("`model` returned NaN or infinite logits" if not bool(
-            torch.isfinite(logits.detach()).all()) else "`score` returned NaN or infinite values")
+        who = ("`model` returned NaN or infinite logits" if not all(
+            bool(torch.isfinite(t.detach()).all()) for t in outputs)
+            else "`score` returned NaN or infinite values")
         raise ValueError(f"{who} for {where}; Opti-CAM needs finite scores (check the model's "
                          "dtype and weights, or the score function)")
     return score

@@ -17,6 +17,7 @@ from opticam_widgets.engine.optimize import (
     adam_factory,
     initial_logits,
 )
+from opticam_widgets.engine.targets import ClassRows
 from opticam_widgets.inputs.preprocess import Preprocess
 
 pytestmark = pytest.mark.numeric  # rerun by `make portable` (AVX2, 1 and 2 threads)
@@ -92,9 +93,10 @@ def test_cancel_marks_no_row_as_stopped_early():
 def _problem(net: nn.Module, x: torch.Tensor, target: int) -> Problem:
     pre = Preprocess(**IDENTITY)
     feats = torch.relu(net.conv(x[None])).detach()
-    return Problem(model=net, features=feats, targets=torch.tensor([target]),
+    return Problem(model=net, features=feats,
+                   rows=ClassRows(torch.tensor([target]), torch.tensor([0])),
                    masker=Masker(pre, x[None], "constructive"),
-                   score_fn=lambda logits, t: logits.gather(1, t[:, None])[:, 0],
+                   score_fn=lambda logits, rows: rows.score(logits),
                    size=tuple(x.shape[-2:]), sign=1.0)
 
 
