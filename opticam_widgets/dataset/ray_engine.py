@@ -24,6 +24,7 @@ import os
 import pickle
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from .compute import BatchExplainer
@@ -168,14 +169,28 @@ def _windows(source: Source, skip: set[str], batch_size: int, window: int | None
         yield batches
 
 
-def _pipeline(ray: Any, batches: list[list[tuple[Any, Item]]], explainer: BatchExplainer,
-              source: Source, actor_args: dict[str, Any], actors: int, gpus: bool) -> Any:
-    ds = ray.data.from_items([{"items": pickle.dumps(b)} for b in batches],
-                             override_num_blocks=len(batches))
-    ds = ds.map(_DecodeBatch(source, explainer.pre), num_cpus=1)
-    return ds.map_batches(_ExplainActor, fn_constructor_kwargs=actor_args, batch_size=1,
-                          compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
-                          num_gpus=1 if gpus else 0, batch_format="numpy")
+@dataclass(frozen=True)
+class _RayJob:
+    """What every pipeline of one run shares: the source, the items to skip, the actors."""
+
+    ray: Any
+    explainer: BatchExplainer
+    source: Source
+    skip: set[str]
+    options: RunOptions
+    actor_args: dict[str, Any]
+    actors: int
+    gpus: bool
+
+    def pipeline(self, batches: list[list[tuple[Any, Item]]]) -> Any:
+        """The Ray Data pipeline of ``batches``: decode tasks, then the explain actors."""
+        ds = self.ray.data.from_items([{"items": pickle.dumps(b)} for b in batches],
+                                      override_num_blocks=len(batches))
+        ds = ds.map(_DecodeBatch(self.source, self.explainer.pre), num_cpus=1)
+        pool = self.ray.data.ActorPoolStrategy(size=self.actors)
+        return ds.map_batches(_ExplainActor, fn_constructor_kwargs=self.actor_args,
+                              batch_size=1, compute=pool, num_cpus=1,
+                              num_gpus=1 if self.gpus else 0, batch_format="numpy")
 
 
 def run_ray(model: Any, explainer: BatchExplainer, source: Source, writer: ShardWriter, *,
@@ -209,29 +224,29 @@ def run_ray(model: Any, explainer: BatchExplainer, source: Source, writer: Shard
                                "settings": cam.settings},
                 "threads": torch.get_num_threads() if one_node else None,
                 "batching": explainer.batching}
-        return _drive(ray, explainer, source, writer, skip, options.batch_size,
-                      options.progress, args, n, gpus, AnyEvent(cancel), callback)
+        job = _RayJob(ray, explainer, source, skip, options, args, n, gpus)
+        return _drive(job, writer, AnyEvent(cancel), callback)
     finally:
         ctx.enable_progress_bars, ctx.execution_options.preserve_order = saved
         if started:
             _shutdown(ray, before)
 
 
-def _drive(ray: Any, explainer: BatchExplainer, source: Source, writer: ShardWriter,
-           skip: set[str], batch_size: int, progress: bool, args: dict[str, Any], actors: int,
-           gpus: bool, stop: AnyEvent, callback: ProgressCallback | None) -> bool:
+def _drive(job: _RayJob, writer: ShardWriter, stop: AnyEvent,
+           callback: ProgressCallback | None) -> bool:
     """Run the pipelines; rows go to ``writer`` as they complete (durable progress).
 
     One Ray Data pipeline for an indexed source (each actor loads the model once); for a
     stream of images, one per window of ``shard_size`` images (the images travel through
     Ray's object store, so a window bounds its memory; each window starts its actors).
     """
-    total = None if source.items is None else sum(it.id not in skip for it in source.items)
-    window = None if source.items is not None else writer.shard_size
-    sink = RowSink(writer, total, progress, callback)
+    items, skip = job.source.items, job.skip
+    total = None if items is None else sum(it.id not in skip for it in items)
+    window = None if items is not None else writer.shard_size
+    sink = RowSink(writer, total, job.options.progress, callback)
     try:
-        for batches in _windows(source, skip, batch_size, window):
-            ds = _pipeline(ray, batches, explainer, source, args, actors, gpus)
+        for batches in _windows(job.source, skip, job.options.batch_size, window):
+            ds = job.pipeline(batches)
             for out in ds.iter_batches(batch_size=1, batch_format="numpy"):
                 if stop.is_set():
                     return False
