@@ -25,15 +25,18 @@ from ..support.defaults import (
     DEFAULT_LR,
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_ITER,
-    DEFAULT_PATIENCE,
     DEFAULT_SCORE,
     LR_SCHEDULES,
     PRECISIONS,
     SCORES,
 )
-from .optimizers import OPTIMIZERS
+from .objectives import OBJECTIVES
+from .optimizers import OPTIMIZERS, optimizer_stopping
 
-__all__ = ["DEPRECATED_NAMES", "SETTING_NAMES", "OptiCAMSettings", "split_settings"]
+__all__ = ["AUTO", "DEPRECATED_NAMES", "SETTING_NAMES", "OptiCAMSettings", "split_settings"]
+
+#: ``tol`` / ``patience`` value meaning "the optimiser's own" (its registry entry).
+AUTO = "auto"
 
 #: Old keyword -> its one name now (still accepted, with a ``DeprecationWarning``).
 DEPRECATED_NAMES = {"schedule": "optimizer"}
@@ -59,12 +62,19 @@ class OptiCAMSettings:
             minimises the score of ``x ⊙ (1 − S)``.
         score: ``"logit"`` (the paper), ``"probability"`` (softmax), or a callable
             ``(logits, targets) -> (N,)``.
+        objective: A name of :data:`~opticam_widgets.engine.objectives.OBJECTIVES`:
+            ``"paper"`` (the image masked to black, the default), ``"mixed-fills"`` (the
+            expected score over black, mean-colour, blurred and noise fills) or
+            ``"mixed-fills-deletion"`` (that, minus half the complement's).
 
     Stopping:
         tol: Each (image, class) row stops when, over its last ``patience`` steps, its best
             score gained at most ``tol × |best|``, and leaves the batch while the others go
-            on. ``None`` (default) runs all ``max_iter`` steps.
-        patience: See ``tol``.
+            on. ``None`` runs all ``max_iter`` steps. ``"auto"`` (default): the optimiser's
+            own rule (:data:`~opticam_widgets.engine.optimizers.OPTIMIZER_STOPPING`):
+            ``"paper"`` runs every step, ``"fast"`` stops on its plateau. Read the resolved
+            pair as :attr:`stopping`.
+        patience: See ``tol``; ``"auto"`` (default): the optimiser's own.
 
     Speed:
         precision: ``"fp32"`` or ``"bf16"`` (autocast and channels-last input).
@@ -79,8 +89,10 @@ class OptiCAMSettings:
         ValueError: A value out of range or not one of the choices (named, with them).
 
     Example:
-        >>> OptiCAMSettings(optimizer="fast", tol=1e-3).patience
-        10
+        >>> OptiCAMSettings().stopping, OptiCAMSettings(optimizer="fast").stopping
+        ((None, 10), (0.001, 5))
+        >>> OptiCAMSettings(optimizer="fast", tol=None).stopping  # every step
+        (None, 5)
     """
 
     max_iter: int = DEFAULT_MAX_ITER
@@ -91,14 +103,15 @@ class OptiCAMSettings:
     seed: int = 0
     convention: str = DEFAULT_CONVENTION
     score: str | Callable[..., Any] = DEFAULT_SCORE
-    tol: float | None = None
-    patience: int = DEFAULT_PATIENCE
+    objective: str = "paper"
+    tol: float | None | str = AUTO
+    patience: int | str = AUTO
     precision: str = "fp32"
     fold_batchnorm: bool = True
     max_batch: int = DEFAULT_MAX_BATCH
 
     def __post_init__(self) -> None:
-        tol, patience = check_tol(self.tol, self.patience)
+        tol, patience = _check_stopping(self.tol, self.patience)
         checked = {
             "max_iter": check_int("max_iter", self.max_iter, 1),
             "lr": check_positive("lr", self.lr),
@@ -113,12 +126,25 @@ class OptiCAMSettings:
             "seed": check_int("seed", self.seed, 0),
             "max_batch": check_int("max_batch", self.max_batch, 1),
             "optimizer": check_choice("optimizer", self.optimizer, tuple(OPTIMIZERS)),
+            "objective": check_choice("objective", self.objective, tuple(OBJECTIVES)),
         }
         if not isinstance(self.fold_batchnorm, bool):
             raise TypeError(f"`fold_batchnorm` must be True or False, got "
                             f"{self.fold_batchnorm!r}")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+
+    @property
+    def stopping(self) -> tuple[float | None, int]:
+        """``(tol, patience)`` the run stops with: ``"auto"`` resolved to the optimiser's own.
+
+        Example:
+            >>> OptiCAMSettings(optimizer="fast", patience=3).stopping
+            (0.001, 3)
+        """
+        own_tol, own_patience = optimizer_stopping(self.optimizer)
+        return (own_tol if self.tol == AUTO else self.tol,
+                own_patience if self.patience == AUTO else self.patience)
 
     def replace(self, **overrides: Any) -> OptiCAMSettings:
         """A copy with ``overrides`` applied (:func:`dataclasses.replace`), checked again.
@@ -156,6 +182,17 @@ def _renamed(overrides: dict[str, Any]) -> dict[str, Any]:
                             f"{', '.join(SETTING_NAMES)}")
         out[key] = value
     return out
+
+
+def _check_stopping(tol: Any, patience: Any) -> tuple[Any, Any]:
+    """``tol`` and ``patience`` checked (``"auto"`` kept: the optimiser's own)."""
+    auto_tol, auto_patience = (isinstance(v, str) and v == AUTO for v in (tol, patience))
+    if isinstance(tol, str) and not auto_tol:
+        raise ValueError(f"`tol` must be None, a number >= 0 or {AUTO!r}, got {tol!r}")
+    if isinstance(patience, str) and not auto_patience:
+        raise ValueError(f"`patience` must be an int >= 1 or {AUTO!r}, got {patience!r}")
+    checked = check_tol(None if auto_tol else tol, 1 if auto_patience else patience)
+    return AUTO if auto_tol else checked[0], AUTO if auto_patience else checked[1]
 
 
 def split_settings(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

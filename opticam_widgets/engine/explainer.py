@@ -44,6 +44,7 @@ from .classes import model_labels
 from .config import SETTING_NAMES, OptiCAMSettings
 from .maps import channel_mean_map, saliency_from_weights
 from .masking import Masker, prefers_channels_last
+from .objectives import FillMasker, mean_output, objective_groups
 from .optimize import SCORE_FNS, OptimizationRun, Problem, ScoreFn, initial_logits
 from .optimizers import OptimizerSetup, optimizer_factory
 from .prelude import Captured, captured
@@ -306,6 +307,10 @@ def _read_only(name: str) -> property:
 
 for _name in SETTING_NAMES:  # cam.max_iter, cam.lr, ...: read-only views of cam.settings
     setattr(OptiCAM, _name, _read_only(_name))
+OptiCAM.tol = property(lambda cam: cam.settings.stopping[0],
+                       doc="The ``tol`` a run stops with: ``settings.stopping`` (read-only).")
+OptiCAM.patience = property(lambda cam: cam.settings.stopping[1],
+                            doc="The ``patience`` a run stops with (read-only).")
 
 
 def _check_hooks(callback: Any, cancel: Any) -> None:
@@ -358,10 +363,14 @@ def _problem(cam: OptiCAM, net: nn.Module, seen: Captured, rows: Rows, score_fn:
     p, x, convention = settings.nb_premises_at_startup, seen.pixels, settings.convention
     dtype = model_dtype(net)
     repeated = rows.subset(torch.arange(int(rows.index.shape[0])).repeat_interleave(p))
+    groups = objective_groups(settings.objective, x, cam.preprocess, settings.seed)
+    model, last = (lambda xn: cam._model(net, xn, dtype, settings.precision)), \
+        prefers_channels_last(net)
     return Problem(
-        model=lambda xn: cam._model(net, xn, dtype, settings.precision),
+        model=model if groups is None else mean_output(model, groups),
         features=seen.features, rows=repeated,
-        masker=Masker(cam.preprocess, x, convention, prefers_channels_last(net)),
+        masker=Masker(cam.preprocess, x, convention, last) if groups is None
+        else FillMasker(cam.preprocess, x, convention, groups, last),
         score_fn=score_fn, size=(int(x.shape[-2]), int(x.shape[-1])),
         sign=1.0 if convention == "constructive" else -1.0,
         image_of_row=repeated.index.to(cam.device))
@@ -375,5 +384,6 @@ def _start_run(problem: Problem, features: Tensor, pairs: int,
     setup = OptimizerSetup(lr=settings.lr, features=features, size=problem.size,
                            image_of_row=problem.row_images, lr_schedule=settings.lr_schedule,
                            steps=settings.max_iter)
+    tol, patience = settings.stopping
     return OptimizationRun.start(problem, init, optimizer_factory(settings.optimizer, setup),
-                                 settings.tol, settings.patience, settings.max_batch)
+                                 tol, patience, settings.max_batch)

@@ -3,8 +3,14 @@
 A new optimiser is one entry: a function ``setup -> make_optimizer`` registered under its name
 with :func:`register_optimizer` (``setup`` is an :class:`OptimizerSetup`; ``make_optimizer(u)
 -> (optimizer, scheduler or None)`` is what
-:meth:`~opticam_widgets.engine.optimize.OptimizationRun.start` calls). The name is then
-accepted by ``OptiCAMSettings(optimizer=...)``.
+:meth:`~opticam_widgets.engine.optimize.OptimizationRun.start` calls), with its own stopping
+rule (``tol``, ``patience``: :data:`OPTIMIZER_STOPPING`, what ``OptiCAMSettings(tol="auto",
+patience="auto")``, the defaults, run with). The name is then accepted by
+``OptiCAMSettings(optimizer=...)``.
+
+``"paper"`` has no stopping rule of its own (``tol=None``: every ``max_iter`` step, as the
+paper). ``"fast"`` stops each row on its own plateau (:data:`FAST_TOL`, :data:`FAST_PATIENCE`),
+so choosing it gives its speed without lowering ``max_iter``.
 
 ``"paper"`` runs Adam on the channel logits ``u`` (lr 0.2, ``u = 0`` at the start), as the
 paper. Adam moves every logit by about ``lr`` per step whatever the map needs; the best maps
@@ -47,14 +53,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..support.checks import check_choice
+from ..support.checks import check_choice, check_tol
+from ..support.defaults import DEFAULT_PATIENCE
 from .maps import low_res_saliency
 from .nnls import WEIGHT_FLOOR, projection_system, solve_projection
 from .optimize import OptimizerFactory, adam_factory, lr_scheduler
 
-__all__ = ["ADAM_BETAS", "ADAM_EPS", "FAST_BETAS", "FAST_MAP_STEP", "OPTIMIZERS",
-           "RESTART_LR", "RESTART_STEPS", "MapSpaceAdam", "OptimizerSetup", "adam_moments",
-           "map_gradient", "map_jacobian", "optimizer_factory", "register_optimizer"]
+__all__ = ["ADAM_BETAS", "ADAM_EPS", "FAST_BETAS", "FAST_MAP_STEP", "FAST_PATIENCE", "FAST_TOL",
+           "OPTIMIZERS", "OPTIMIZER_STOPPING", "RESTART_LR", "RESTART_STEPS", "MapSpaceAdam",
+           "OptimizerSetup", "adam_moments", "map_gradient", "map_jacobian",
+           "optimizer_factory", "optimizer_stopping", "register_optimizer"]
 
 #: Adam's moment decays (torch's defaults): the restart steps of ``"fast"``.
 ADAM_BETAS = (0.9, 0.999)
@@ -71,6 +79,12 @@ RESTART_STEPS = 8
 RESTART_LR = 10.0
 #: Damping of the map-gradient solve, relative to the mean diagonal of ``J Jᵀ``.
 DAMPING = 1e-6
+#: ``"fast"``'s own stopping: a row stops when its best score gained at most
+#: ``FAST_TOL × |best|`` over its last :data:`FAST_PATIENCE` steps (measured in
+#: ``benchmarks/results/time_to_quality.md``: every photo at 95% of the paper run's gain first).
+FAST_TOL = 1e-3
+#: See :data:`FAST_TOL`.
+FAST_PATIENCE = 5
 
 
 @dataclass(frozen=True)
@@ -96,26 +110,52 @@ class OptimizerSetup:
 
 #: ``name -> factory(setup) -> make_optimizer``: the accepted ``optimizer`` names.
 OPTIMIZERS: dict[str, Callable[[OptimizerSetup], OptimizerFactory]] = {}
+#: ``name -> (tol, patience)``: each optimiser's own stopping rule (``tol=None``: none, every
+#: step runs), what the settings' ``tol="auto"`` / ``patience="auto"`` resolve to.
+OPTIMIZER_STOPPING: dict[str, tuple[float | None, int]] = {}
 
 
-def register_optimizer(name: str) -> Callable[[Callable[[OptimizerSetup], OptimizerFactory]],
-                                              Callable[[OptimizerSetup], OptimizerFactory]]:
+def register_optimizer(name: str, *, tol: float | None = None, patience: int = DEFAULT_PATIENCE
+                       ) -> Callable[[Callable[[OptimizerSetup], OptimizerFactory]],
+                                     Callable[[OptimizerSetup], OptimizerFactory]]:
     """Decorator: register ``factory(setup) -> make_optimizer`` under ``name``.
 
+    Args:
+        name: The ``optimizer`` name.
+        tol: The optimiser's own stopping tolerance (``None``: it runs every step), used when
+            the settings say ``tol="auto"`` (the default).
+        patience: Its own stopping window, used when the settings say ``patience="auto"``.
+
     Example:
-        >>> @register_optimizer("sgd")
+        >>> @register_optimizer("sgd", tol=1e-2, patience=3)
         ... def sgd(setup):
         ...     return lambda u: (torch.optim.SGD([u], lr=setup.lr), None)
-        >>> "sgd" in OPTIMIZERS
-        True
-        >>> del OPTIMIZERS["sgd"]
+        >>> "sgd" in OPTIMIZERS, optimizer_stopping("sgd")
+        (True, (0.01, 3))
+        >>> del OPTIMIZERS["sgd"], OPTIMIZER_STOPPING["sgd"]
     """
+    tol, patience = check_tol(tol, patience)
+
     def add(factory: Callable[[OptimizerSetup], OptimizerFactory]
             ) -> Callable[[OptimizerSetup], OptimizerFactory]:
         OPTIMIZERS[name] = factory
+        OPTIMIZER_STOPPING[name] = (tol, patience)
         return factory
 
     return add
+
+
+def optimizer_stopping(name: str) -> tuple[float | None, int]:
+    """``(tol, patience)``: the optimiser's own stopping rule (``tol=None``: none).
+
+    Raises:
+        ValueError: ``name`` is not registered (the names listed).
+
+    Example:
+        >>> optimizer_stopping("paper"), optimizer_stopping("fast")
+        ((None, 10), (0.001, 5))
+    """
+    return OPTIMIZER_STOPPING[check_choice("optimizer", name, tuple(OPTIMIZERS))]
 
 
 def optimizer_factory(name: str, setup: OptimizerSetup) -> OptimizerFactory:
@@ -138,7 +178,7 @@ def paper_adam(setup: OptimizerSetup) -> OptimizerFactory:
     return adam_factory(setup.lr, setup.lr_schedule, setup.steps)
 
 
-@register_optimizer("fast")
+@register_optimizer("fast", tol=FAST_TOL, patience=FAST_PATIENCE)
 def fast_map_adam(setup: OptimizerSetup) -> OptimizerFactory:
     """``"fast"``: :class:`MapSpaceAdam` with a map step of ``FAST_MAP_STEP × lr``."""
     def make(u: Tensor) -> tuple[torch.optim.Optimizer, Any]:

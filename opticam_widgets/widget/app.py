@@ -34,10 +34,11 @@ from torch import nn
 from traitlets import Any as AnyTrait
 from traitlets import Bool, HasTraits, Int
 
+from ..engine.config import AUTO
 from ..engine.explainer import OptiCAM
 from ..engine.result import OptiCAMResult
 from ..model.bundle import ModelBundle
-from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER, WIDGET_PATIENCE, WIDGET_TOL
+from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER, WIDGET_TOL
 from .assembly import assemble
 from .canvas import SaliencyCanvas
 from .compare import ComparePanel
@@ -79,9 +80,10 @@ class OptiCAMWidget(ExportAPI, HasTraits):
             write, only **Download** (an app's author who wants server files names a folder);
             ``False``: no server write anywhere.
         **settings: Opti-CAM's settings (:class:`~opticam_widgets.engine.config.OptiCAMSettings`),
-            e.g. ``optimizer="fast"``; the iterations, learning-rate and convention controls
-            start at them. The widget's own defaults: 100 iterations, lr 0.2, early stop on a
-            plateau (``tol=1e-3, patience=10``).
+            e.g. ``optimizer="fast"``; the iterations, learning-rate, convention and optimizer
+            controls start at them. The widget's own defaults: 100 iterations, lr 0.2, early
+            stop on a plateau (``tol=1e-3``, the optimiser's own ``patience``: 10 for the
+            paper's, 5 for ``"fast"``); the runs stop with these settings.
 
     Example:
         >>> import torch
@@ -115,7 +117,7 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         self._labels_arg = check_labels(labels, bundle.labels if bundle is not None else None)
         self.top_k = check_top_k(top_k)
         widget_defaults = {"max_iter": DEFAULT_MAX_ITER, "lr": DEFAULT_LR, "tol": WIDGET_TOL,
-                           "patience": WIDGET_PATIENCE}
+                           "patience": AUTO}
         self.cam = OptiCAM(model, target_layer=target_layer, preprocess=preprocess,
                            device=device, **{**widget_defaults, **settings})
         self.name = bundle.name if bundle is not None else type(self.cam.model).__name__

@@ -132,7 +132,7 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
     exporter = Exporter(session, lambda: (float(controls.opacity.value), controls.colormap.value,
                                           controls.view.value),
                         lambda: view.names.names if view.names is not None else None,
-                        folder=folder or SaveFolder(), model=model, schedule=cam.settings.optimizer,
+                        folder=folder or SaveFolder(), model=model,
                         preprocess=preprocess_spec(cam.preprocess))
     actions = ExportActions(controls, exporter)
     given_photos(owner, controls.photos, view, actions)
@@ -195,3 +195,4 @@ def start_at(controls: Controls, cam: OptiCAM) -> None:
                                     controls.iterations.max)
     controls.lr.value = settings.lr
     controls.convention.value = settings.convention
+    controls.optimizer.value = settings.optimizer

@@ -30,7 +30,6 @@ import numpy as np
 
 from ..engine.explainer import OptiCAM
 from ..engine.result import OptiCAMResult
-from ..support.defaults import WIDGET_PATIENCE, WIDGET_TOL
 from ..support.jobs import Worker, exiting
 from .canvas import SaliencyCanvas
 from .common import close_widgets
@@ -172,10 +171,8 @@ class ContrastPanel:
                 missing.append(c)
         if missing:
             result = self.cam.explain(
-                self.session.images[key.image].pixels, missing, max_iter=key.iterations,
-                lr=key.lr, convention=key.convention, cancel=cancel,
-                callback=self._progress(serial),
-                tol=WIDGET_TOL if key.early_stop else None, patience=WIDGET_PATIENCE)
+                self.session.images[key.image].pixels, missing, cancel=cancel,
+                callback=self._progress(serial), **key.overrides())
             if result.cancelled:
                 return None
             metrics = self.metrics(result)

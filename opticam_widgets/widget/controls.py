@@ -28,7 +28,7 @@ from ..support.defaults import (
     DEFAULT_MAX_ITER,
 )
 from .plot import ScorePlot
-from .steps import iterations_box, iterations_scale
+from .steps import iterations_box, iterations_scale, optimizer_control
 from .strip import ImageStrip
 from .upload import PhotoDrop
 
@@ -269,6 +269,8 @@ class Controls:
     lr: w.FloatLogSlider
     #: "constructive" or "destructive".
     convention: w.ToggleButtons
+    #: The optimiser, "paper" or "fast" (the engine's ``OPTIMIZERS``).
+    optimizer: w.ToggleButtons
     #: Class to explain: top-k predictions (value: class index).
     class_select: w.Dropdown
     #: Search over all class names; picking one selects that class.
@@ -336,7 +338,7 @@ def build_controls(baselines: tuple[str, ...] = tuple(BASELINES)) -> Controls:
     bar, status, plot, metrics = progress_controls()
     path, save, download, code, message, box = export_controls()
     return Controls(iterations=iters, iterations_scale=iterations_scale(iters), lr=rate,
-                    convention=conv, class_select=select,
+                    convention=conv, optimizer=optimizer_control(), class_select=select,
                     class_search=search, image_select=image_control(),
                     image_strip=ImageStrip(), photos=PhotoDrop(),
                     view=view, opacity=opacity, colormap=cmap, run_button=run, stop_button=stop,
@@ -365,7 +367,8 @@ def layout(controls: Controls, canvas: w.Widget, compare_panel: w.Widget,
         w.HBox([c.photos, c.image_select], layout=row),
         c.image_strip,
         w.HBox([c.class_select, c.class_search], layout=row),
-        w.HBox([c.iterations, c.iterations_scale, c.lr, c.convention], layout=row),
+        w.HBox([c.iterations, c.iterations_scale, c.lr, c.convention, c.optimizer],
+               layout=row),
         w.HBox([c.run_button, c.stop_button, c.progress], layout=row),
         c.status,
         w.HBox([w.VBox([c.map_title, canvas]), compare_panel, side],

@@ -114,20 +114,17 @@ class Exporter:
         names: Returns the class names (or ``None`` before they are known).
         folder: Where the Save button writes, and whether it may.
         model: The model's name (for the record).
-        schedule: The engine's schedule (for the record).
         preprocess: The engine's preprocessing (:func:`~.record.preprocess_spec`).
     """
 
     def __init__(self, session: Session, style: Callable[[], tuple[float, str, str]],
                  names: Callable[[], Sequence[str] | None], *, folder: SaveFolder,
-                 model: str = "model", schedule: str = "paper",
-                 preprocess: dict | None = None) -> None:
+                 model: str = "model", preprocess: dict | None = None) -> None:
         self.session = session
         self.style = style
         self.names = names
         self.folder = folder
         self.model = model
-        self.schedule = schedule
         self.preprocess = preprocess
 
     def _entry(self) -> Any:
@@ -188,7 +185,7 @@ class Exporter:
         state = self.session.image
         return map_record(model=self.model, entry=entry,
                           label=self._label(int(entry.result.target[0])), image=state.name,
-                          source=state.source, schedule=self.schedule, style=self.style(),
+                          source=state.source, style=self.style(),
                           preprocess=self.preprocess)
 
     def code(self) -> str:

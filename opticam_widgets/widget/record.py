@@ -17,7 +17,6 @@ import base64
 import json
 from typing import Any
 
-from ..support.defaults import WIDGET_PATIENCE, WIDGET_TOL
 from .messages import esc
 
 __all__ = ["download_link", "map_record", "preprocess_spec", "record_json", "reproduce_code"]
@@ -43,7 +42,7 @@ def preprocess_spec(pre: Any) -> dict | None:
 
 
 def map_record(*, model: str, entry: Any, label: str | None, image: str,
-               source: str | None, schedule: str, style: tuple[float, str, str],
+               source: str | None, style: tuple[float, str, str],
                preprocess: dict | None = None) -> dict:
     """The JSON sidecar of a map: model, layer, target, settings, scores and metrics.
 
@@ -53,7 +52,6 @@ def map_record(*, model: str, entry: Any, label: str | None, image: str,
         label: The class name (``None`` when unknown).
         image: The image's name.
         source: The file the image was read from, or ``None``.
-        schedule: The engine's schedule (``"paper"`` or ``"fast"``).
         style: ``(opacity, colormap, view)`` of the picture.
         preprocess: :func:`preprocess_spec` of the engine's preprocessing.
     """
@@ -65,9 +63,8 @@ def map_record(*, model: str, entry: Any, label: str | None, image: str,
         "image": image, "source": source,
         "target": {"index": int(result.target[0]), "label": label},
         "settings": {"max_iter": key.iterations, "lr": key.lr, "convention": key.convention,
-                     "tol": WIDGET_TOL if key.early_stop else None,
-                     "patience": WIDGET_PATIENCE, "schedule": schedule,
-                     "score": result.score},
+                     "tol": key.overrides()["tol"], "patience": key.plateau[1],
+                     "schedule": key.optimizer, "score": result.score},
         "run": {"iterations": int(result.iterations), "cancelled": bool(result.cancelled),
                 "elapsed_s": round(float(result.elapsed_s), 3)},
         "scores": {"initial": float(result.initial_score[0]),

@@ -27,7 +27,6 @@ from traitlets import HasTraits
 
 from ..engine.explainer import OptiCAM
 from ..engine.result import OptiCAMResult
-from ..support.defaults import WIDGET_PATIENCE, WIDGET_TOL
 from ..support.jobs import Worker, exiting
 from .canvas import display_size
 from .messages import interrupted_html, not_started_html
@@ -242,11 +241,9 @@ class Runner:
         self.owner.set_trait("explain_count", self.owner.explain_count + 1)
         self._set_running(True, key)
         try:
-            result = self.cam.explain(
-                state.pixels, key.target, max_iter=key.iterations, lr=key.lr,
-                convention=key.convention, callback=self._callback(key, serial, cancel),
-                cancel=cancel, tol=WIDGET_TOL if key.early_stop else None,
-                patience=WIDGET_PATIENCE)
+            result = self.cam.explain(  # the key's settings: stopping from the widget's
+                state.pixels, key.target, callback=self._callback(key, serial, cancel),
+                cancel=cancel, **key.overrides())
         finally:
             self._set_running(False)
         if cancel.is_set() and exiting():

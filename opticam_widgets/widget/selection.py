@@ -54,7 +54,7 @@ class Selection:
         c.class_select.observe(self._on_class, "value")
         c.class_search.observe(self._on_search, "value")
         c.image_select.observe(self._on_image, "value")
-        for ctrl in (c.iterations, c.lr, c.convention):
+        for ctrl in (c.iterations, c.lr, c.convention, c.optimizer):
             ctrl.observe(self._on_settings, "value")
         c.compare.observe(self._on_compare, "value")
 
@@ -70,8 +70,10 @@ class Selection:
     def key(self) -> RunKey:
         """The run key of what the controls select now."""
         c = self.controls
+        settings = self.runner.cam.settings.replace(optimizer=c.optimizer.value)
         return self.session.key(iterations=c.iterations.value, lr=c.lr.value,
-                                convention=c.convention.value, early_stop=self.early_stop())
+                                convention=c.convention.value, early_stop=self.early_stop(),
+                                optimizer=settings.optimizer, plateau=settings.stopping)
 
     # ------------------------------------------------------------------ images and classes
     def use_names(self, names: ClassNames) -> None:

@@ -33,6 +33,7 @@ from torch import Tensor
 from ..display.render import as_uint8_image
 from ..engine.result import OptiCAMResult
 from ..inputs.images import to_image_tensor
+from ..support.defaults import WIDGET_PATIENCE, WIDGET_TOL
 
 __all__ = ["ClassNames", "Entry", "ImageState", "ResultCache", "RunKey", "Session",
            "check_labels", "check_top_k", "expand_folder", "image_name", "image_sources",
@@ -59,9 +60,27 @@ class RunKey:
     convention: str
     #: Whether the run stops early on a plateau.
     early_stop: bool = True
+    #: The optimiser's name (``"paper"`` or ``"fast"``: the engine's ``OPTIMIZERS``).
+    optimizer: str = "paper"
+    #: ``(tol, patience)`` of the plateau rule used with ``early_stop``: the widget's
+    #: settings, ``"auto"`` resolved for ``optimizer`` (``OptiCAMSettings.stopping``).
+    plateau: tuple[float | None, int] = (WIDGET_TOL, WIDGET_PATIENCE)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr", float(f"{float(self.lr):.6g}"))
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings of the ``explain`` call of this run (stopping included).
+
+        Example:
+            >>> key = RunKey(0, 1, 50, 0.2, "constructive", optimizer="fast", plateau=(1e-3, 5))
+            >>> key.overrides()["tol"], key.overrides()["patience"], key.overrides()["optimizer"]
+            (0.001, 5, 'fast')
+        """
+        tol, patience = self.plateau
+        return {"max_iter": self.iterations, "lr": self.lr, "convention": self.convention,
+                "optimizer": self.optimizer, "tol": tol if self.early_stop else None,
+                "patience": patience}
 
 
 @dataclass
@@ -203,11 +222,12 @@ class Session:
         """The class selected for the image shown (``None`` before any image)."""
         return self.images[self.index].target if self.images else None
 
-    def key(self, *, iterations: int, lr: float, convention: str,
-            early_stop: bool = True) -> RunKey:
+    def key(self, *, iterations: int, lr: float, convention: str, early_stop: bool = True,
+            optimizer: str = "paper",
+            plateau: tuple[float | None, int] = (WIDGET_TOL, WIDGET_PATIENCE)) -> RunKey:
         """The run key of the image and class shown with these settings."""
         return RunKey(self.index, self.image.target, int(iterations), lr, str(convention),
-                      bool(early_stop))
+                      bool(early_stop), str(optimizer), plateau)
 
     def shows(self, key: RunKey) -> bool:
         """Whether ``key``'s image and class are the ones on screen."""

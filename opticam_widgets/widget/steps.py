@@ -1,4 +1,6 @@
-"""The iterations control: a typed number and a log-scale slider that move together.
+"""The iterations control (a typed number and a log-scale slider) and the optimiser's.
+
+The optimiser that takes the steps is a row of toggle buttons (:func:`optimizer_control`).
 
 A linear slider from 1 to 500 gives a drag of 60 pixels the whole range from 100 to 1; the
 number of Adam steps matters by its order of magnitude (5, 50, 500), so the slider here is on a
@@ -24,9 +26,11 @@ import math
 
 import ipywidgets as w
 
+from ..engine.optimizers import OPTIMIZERS
 from ..support.defaults import DEFAULT_MAX_ITER
 
-__all__ = ["MAX_ITERATIONS", "SCALE_STEPS", "iterations_box", "iterations_scale"]
+__all__ = ["MAX_ITERATIONS", "OPTIMIZER_TIPS", "SCALE_STEPS", "iterations_box",
+           "iterations_scale", "optimizer_control"]
 
 #: The most iterations the widget offers.
 MAX_ITERATIONS = 500
@@ -89,3 +93,25 @@ def iterations_scale(box: w.BoundedIntText) -> w.FloatLogSlider:
     scale.observe(from_scale, "value")
     box.observe(from_box, "value")
     return scale
+
+
+#: What each optimiser's button says when hovered (others: their name).
+OPTIMIZER_TIPS = {"paper": "the paper's Adam on the channel weights: every iteration runs",
+                  "fast": "Adam on the map, projected onto channel weights: stops on its own "
+                          "plateau, about a quarter of the paper's passes"}
+
+
+def optimizer_control(value: str = "paper") -> w.ToggleButtons:
+    """The optimiser: one button per name of the engine's ``OPTIMIZERS`` (paper, fast).
+
+    Its accessible name is its description, "Optimizer"; like the sliders, changing it never
+    starts a run by itself.
+
+    Example:
+        >>> optimizer_control().options, optimizer_control("fast").description
+        (('paper', 'fast'), 'Optimizer')
+    """
+    names = list(OPTIMIZERS)
+    return w.ToggleButtons(options=names, value=value, description="Optimizer",
+                           tooltips=[OPTIMIZER_TIPS.get(n, n) for n in names],
+                           style={"button_width": "auto", "description_width": "initial"})
