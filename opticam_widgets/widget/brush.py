@@ -179,6 +179,11 @@ class BrushPanel:
         self.canvas.on_mouse_move(self._move)
         self.canvas.on_mouse_up(self._up)
         self.canvas.on_mouse_out(self._up)
+        # a finger paints too (tablets, touch screens): the first touch is the brush
+        self.canvas.on_touch_start(lambda touches: self._touch(self._down, touches))
+        self.canvas.on_touch_move(lambda touches: self._touch(self._move, touches))
+        self.canvas.on_touch_end(lambda touches: self._touch(self._up, touches))
+        self.canvas.on_touch_cancel(lambda touches: self._touch(self._up, touches))
         self.canvas.on_client_ready(lambda *_: self._paint())
 
     # ------------------------------------------------------------------ the photo
@@ -241,6 +246,14 @@ class BrushPanel:
     def _move(self, x: float, y: float) -> None:
         if self._last is not None:
             self._stroke(x, y)
+
+    def _touch(self, handler: Callable[[float, float], None],
+               touches: list[tuple[float, float]]) -> None:
+        """A touch event as the pointer: its first touch (a lifted finger: where it was)."""
+        if touches:
+            handler(*touches[0])
+        elif self._last is not None:
+            handler(*self._last)
 
     def _up(self, x: float, y: float) -> None:
         if self._last is not None:

@@ -217,6 +217,26 @@ def test_brush_panel_paints_hides_and_resets(widget):
     assert brush.keep.min() == 1.0 and brush.keep.shape != (h, w_)
 
 
+def test_a_finger_paints_like_the_mouse(widget):
+    """Touch screens (#30): a finger's stroke fills a band as a mouse drag does."""
+    brush = widget._parts.brush
+    brush.toggle.value = True
+    widget.wait(60)
+    h, w_ = brush.keep.shape
+    send = brush.canvas._handle_frontend_event
+    send(None, {"event": "touch_start", "touches": [{"x": w_ / 2, "y": 2}]}, [])
+    send(None, {"event": "touch_move", "touches": [{"x": w_ / 2, "y": h - 2},
+                                                   {"x": 1, "y": 1}]}, [])  # 2nd finger ignored
+    send(None, {"event": "touch_end", "touches": []}, [])  # the lifted finger: no position
+    widget.wait(60)
+    painted = 1.0 - brush.keep.mean()
+    band = brush.size.value / w_
+    assert band * 0.8 < painted < band * 1.3  # a vertical band, brush-size wide
+    assert brush.keep[:, w_ // 2].max() == 0.0 and brush.keep[:, 0].min() == 1.0
+    assert brush._last is None  # the stroke ended
+    brush.reset.click()
+
+
 def test_a_run_queued_after_a_brush_job_leaves_the_brush_answered(widget):
     """A new run cancels the worker's jobs: a brush job waiting then is queued again."""
     brush = widget._parts.brush
