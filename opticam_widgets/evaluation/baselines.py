@@ -25,8 +25,11 @@ How each method is run, so that it is comparable to Opti-CAM:
 * torchcam 0.5's Grad-CAM++ never applies the ``α`` normalization (``alpha[idx][mask].div_``
   divides a temporary copy made by boolean indexing), which leaves ``w_k = Σ ReLU(∂y/∂A)³``. The
   ``gradcam++`` method here keeps torchcam's hooks and back-propagation and only replaces that
-  weighting by the Grad-CAM++ paper's closed form
-  ``α = g² / (2g² + Σ_ab A_ab g³)``, ``w_k = Σ_ij α_ij ReLU(g_ij)`` (``g = ∂y/∂A``).
+  weighting by the Grad-CAM++ paper's closed form (its eq. 19 and its authors' code)
+  ``α_ij = g_ij² / (2g_ij² + g_ij³ · Σ_ab A_ab)``, ``w_k = Σ_ij α_ij ReLU(g_ij)``
+  (``g = ∂y/∂A``; the third derivative is taken at ``(i, j)``, the activations summed —
+  torchcam's intended ``Σ_ab A_ab g_ab³`` is not the paper's). pytorch-grad-cam's Grad-CAM++
+  (``pgc-gradcam++``, :mod:`.rivals`) gives the same maps.
 * Maps are upsampled bilinearly to the input image's own resolution and min-max normalized per
   map; a constant map (e.g. Grad-CAM with no positive evidence) is returned as all zeros
   (``channel-mean`` follows the engine: a constant map there means "keep everything", ones).
@@ -65,6 +68,7 @@ from ..inputs.preprocess import Preprocess
 from ..model.bundle import ModelBundle, unpack_model
 from ..model.features import LayerSpec, layer_layout, resolve_layer
 from ..support.checks import check_int, model_dtype, plain_tensor
+from .rivals import RIVALS
 
 __all__ = ["BASELINES", "Baseline", "BaselineCall", "baseline_map", "register_baseline"]
 
@@ -155,9 +159,10 @@ def _method(method: Any) -> str:
         raise TypeError(f"`method` must be a string, one of {BASELINES}; got "
                         f"{type(method).__name__}")
     key = method.lower().replace("-", "").replace("_", "").replace(" ", "")
-    if key not in _ALIASES:
-        raise ValueError(f"`method` {method!r} is unknown; use one of {BASELINES}")
-    return _ALIASES[key]
+    registered = {n.replace("-", "").replace("_", ""): n for n in REGISTRY}
+    if key not in _ALIASES and key not in registered:
+        raise ValueError(f"`method` {method!r} is unknown; use one of {list(REGISTRY)}")
+    return _ALIASES.get(key) or registered[key]
 
 
 def _torchcam(method: str) -> Any:
@@ -193,7 +198,7 @@ def _gradcampp_class(methods: Any) -> type:
                 g2 = grad.pow(2)
                 g3 = g2 * grad
                 spatial = (None,) * (act.ndim - 2)
-                denom = 2 * g2 + (g3 * act).flatten(2).sum(-1)[(...,) + spatial]
+                denom = 2 * g2 + g3 * act.flatten(2).sum(-1)[(...,) + spatial]
                 denom = torch.where(denom.abs() > eps, denom, torch.ones_like(denom))
                 alpha = torch.where(g2 > 0, g2 / denom, torch.zeros_like(g2))
                 weights.append((alpha * torch.relu(grad)).flatten(2).sum(-1))
@@ -337,6 +342,10 @@ def _gradient_cam(call: BaselineCall, cls: type) -> Tensor:
         scores = call.model(pixels.detach().clone().requires_grad_(True))
         return _finish(ext(class_idx=class_idx, scores=scores)[0], call.size)
 
+
+# pytorch-grad-cam's methods (optional extra `yardsticks`), one registry entry each
+for _name, _maps in RIVALS.items():
+    register_baseline(_name, needs_torchcam=False)(_maps)
 
 #: Methods accepted by :func:`baseline_map`, in the order the widget lists them.
 BASELINES: list[str] = list(REGISTRY)

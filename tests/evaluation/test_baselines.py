@@ -113,7 +113,9 @@ def test_several_classes_for_one_image(method, images):
 
 
 def test_list_of_methods():
-    assert BASELINES == ["channel-mean", "gradcam", "gradcam++", "scorecam"]
+    assert BASELINES[:4] == ["channel-mean", "gradcam", "gradcam++", "scorecam"]
+    assert BASELINES[4:] == ["pgc-gradcam", "pgc-gradcam++", "pgc-scorecam", "eigencam",
+                             "layercam", "finercam", "shapleycam"]  # pytorch-grad-cam's
 
 
 def test_method_spellings(images):
@@ -144,11 +146,11 @@ def test_gradcam_matches_hand_computation(images):
 
 def test_gradcampp_applies_the_alpha_normalization(images):
     # torchcam 0.5's GradCAMpp leaves alpha = g² (its in-place division hits a copy);
-    # baseline_map must implement the paper's closed form.
+    # baseline_map must implement the paper's closed form (eq. 19: g³ at (i, j), A summed).
     net = tiny_cnn().eval()
     a, g = features_and_grads(net, images, [2, 3], net[3], SMALL)
     g2, g3 = g ** 2, g ** 3
-    denom = 2 * g2 + (g3 * a).sum(dim=(2, 3), keepdim=True)
+    denom = 2 * g2 + g3 * a.sum(dim=(2, 3), keepdim=True)
     alpha = torch.where(g2 > 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
                         torch.zeros_like(g2))
     w = (alpha * torch.relu(g)).sum(dim=(2, 3))
