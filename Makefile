@@ -30,7 +30,8 @@ app: $(STAMP)
 	@echo "Opening notebooks/dashboard.ipynb as an app (Voilà) on http://127.0.0.1:$(APP_PORT)"
 	$(VENV)/bin/voila notebooks/dashboard.ipynb --Voila.ip=127.0.0.1 --port=$(APP_PORT) \
 		--VoilaConfiguration.extension_denylist=@jupyter-notebook/lab-extension \
-		--VoilaConfiguration.extension_denylist=@voila-dashboards/jupyterlab-preview
+		--VoilaConfiguration.extension_denylist=@voila-dashboards/jupyterlab-preview \
+		--VoilaConfiguration.progressive_rendering=True
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check opticam_widgets tests benchmarks tools

@@ -481,16 +481,19 @@ masked image. Model: EfficientNet-Lite0 (ImageNet), offline.
 control works from the keyboard (Tab, arrows; ←/→ on *Image* step through the photos).
 """),
     code("""
-from opticam_widgets import OptiCAMWidget, sample_image
+from opticam_widgets import sample_image
+from opticam_widgets.widget import AppLoader
 
 photos = {"cat": sample_image("chelsea"), "coffee": sample_image("coffee"),
           "astronaut": sample_image("astronaut"), "rocket": sample_image("rocket")}
+# the first photo and a progress line on screen now, while the next cell loads the model
+app = AppLoader(photos, start=False)
+app
 """),
     code("""
-widget = OptiCAMWidget.default().show(photos, run=False)
-# Explain when a page shows the widget (Voila's page connects after this cell has run), so the
-# map refines on screen; nothing here blocks (no widget.wait()), the page appears at once.
-widget.canvas.canvas.on_client_ready(lambda *_: widget.run())
+# the model, then the live widget in the photo's place; it explains once a page shows it, so
+# the map refines on screen (nothing here waits for the run: the page stays responsive)
+widget = app.load_here()
 """),
 ]
 

@@ -8,5 +8,6 @@ Example:
 from .app import OptiCAMWidget
 from .canvas import SaliencyCanvas
 from .controls import Controls
+from .launch import AppLoader
 
-__all__ = ["Controls", "OptiCAMWidget", "SaliencyCanvas"]
+__all__ = ["AppLoader", "Controls", "OptiCAMWidget", "SaliencyCanvas"]

@@ -1,18 +1,21 @@
 """The photo first, the model after: what an app shows while its model loads.
 
-Loading a model takes seconds to tens of seconds; a Voilà page shows nothing until its
-notebook has run. :class:`AppLoader` lets the notebook end at once: it shows the first photo
+Loading a model takes seconds to tens of seconds. :class:`AppLoader` shows the first photo
 (as soon as it is read) under a progress line ("Loading the model… 1/3 · 4 s"), loads the
-model and predicts the photos in a background thread, then puts the live widget in the
-photo's place and starts explaining once the page shows it. A failure is said on the
+model and predicts the photos, then puts the live widget in the photo's place and starts
+explaining once the page shows it. The app notebook displays the loader in one cell and calls
+:meth:`AppLoader.load_here` in the next: Voilà, with progressive rendering, shows the photo
+while the next cell loads the model in the kernel's own thread (:meth:`AppLoader.start` loads
+in a background thread instead, for a notebook that must end at once). A failure is said on the
 progress line, in words. Displayed in a notebook, it keeps the widget's saved picture (an
 output under its own display id, which the widget adopts; see
 :mod:`~opticam_widgets.widget.display`), so a saved notebook shows the last map.
 
 Example:
     >>> from opticam_widgets import sample_image  # doctest: +SKIP
-    >>> app = AppLoader({"cat": sample_image("chelsea")})  # doctest: +SKIP
-    >>> app  # doctest: +SKIP
+    >>> app = AppLoader({"cat": sample_image("chelsea")}, start=False)  # doctest: +SKIP
+    >>> app  # the photo and the progress line  # doctest: +SKIP
+    >>> widget = app.load_here()  # next cell: then the widget  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -112,6 +115,19 @@ class AppLoader:
                                             daemon=True)
             self._thread.start()
 
+    def load_here(self) -> Any:
+        """Load the model and the widget in this thread; return the widget.
+
+        The photo and the progress line stay on screen meanwhile (the seconds tick on); then
+        the widget takes their place. Raises the error that stopped the loading (also said on
+        the progress line, in words).
+        """
+        if self._thread is not None:
+            return self.wait()
+        self._thread = threading.current_thread()
+        self._run()
+        return self.wait(0)
+
     def _say(self, stage: int, started: float) -> None:
         self.stage.value = toned("muted", esc(f"{STAGES[stage]} {stage + 1}/{len(STAGES)}"))
         self.elapsed.value = toned("muted", f"· {time.monotonic() - started:.0f} s")
@@ -175,7 +191,9 @@ class AppLoader:
 
         from .display import picture_bundle
 
-        display(self.box)
+        view = {"model_id": self.box.model_id, "version_major": 2, "version_minor": 0}
+        display({"application/vnd.jupyter.widget-view+json": view,  # no photo in the text repr
+                 "text/plain": "Opti-CAM app (the photo, then the widget)"}, raw=True)
         if self.display_id is None:
             self.display_id = f"opticam-picture-{uuid.uuid4().hex}"
             data, metadata = picture_bundle({"text/plain": ""}, {}, self.display_id)

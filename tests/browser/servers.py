@@ -53,6 +53,8 @@ def _server_command(root: Path, port: int) -> list[str]:
         "--JupyterNotebookApp.expose_app_in_browser=True",
         *(f"--VoilaConfiguration.extension_denylist={name}" for name in VOILA_SKIP),
         "--VoilaConfiguration.show_tracebacks=True",
+        # each cell's output as soon as it has run: the app's photo while the model loads
+        "--VoilaConfiguration.progressive_rendering=True",
     ]
 
 

@@ -304,6 +304,29 @@ def test_app_loader_explains_when_a_page_shows_the_widget():
         widget.close()
 
 
+def test_app_loader_loads_here_in_the_callers_thread():
+    """The app notebook's way: the loader shown in one cell, ``load_here()`` in the next."""
+    seen = {}
+
+    def load():
+        seen["thread"] = threading.current_thread()
+        return OptiCAMWidget(tiny_cnn(), preprocess=SMALL, save_dir=False)
+
+    cat = (np.random.default_rng(3).random((16, 16, 3)) * 255).astype(np.uint8)
+    app = AppLoader({"cat": cat}, load, start=False)
+    assert "<img alt='photo: cat'" in app.box.children[1].value and app.widget is None
+    widget = app.load_here()
+    try:
+        assert seen["thread"] is threading.current_thread()
+        assert app.box.children == (widget.widget,) and app.load_here() is widget  # once
+    finally:
+        widget.close()
+    failing = AppLoader(cat, lambda: 1 / 0, start=False)
+    with pytest.raises(ZeroDivisionError):
+        failing.load_here()
+    assert "could not start" in failing.stage.value
+
+
 def test_app_loader_says_why_it_could_not_start():
     def load():
         raise OSError("no weights file")
