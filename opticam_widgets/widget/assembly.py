@@ -37,6 +37,7 @@ from .state import Session
 from .strip import link_selector
 from .upload import PhotoDrop, Photos
 from .view import ResultView
+from .yardstick import YardstickPanel
 
 __all__ = ["Parts", "assemble"]
 
@@ -73,6 +74,8 @@ class Parts:
     contrast: ContrastPanel
     #: Brush to test.
     brush: BrushPanel
+    #: The yardsticks after each run and the sanity check.
+    yardstick: YardstickPanel
 
     def close(self) -> None:
         """Cancel and join the jobs, then close every widget."""
@@ -82,6 +85,7 @@ class Parts:
         self.compare.close()
         self.contrast.close()
         self.brush.close()
+        self.yardstick.close()
         close_widgets(*self.controls.widgets(), self.root)
 
 
@@ -113,9 +117,14 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
     display = Display(bundle, text, busy=lambda: bool(owner.running), css=WIDGET_CSS)
     canvas.observe(display.schedule, "revision")  # the saved picture follows the screen
 
+    yardstick = YardstickPanel(cam, worker, session, comparison,
+                               lambda exc: owner.set_trait("error", exc))
+    comparison.on_computed = yardstick.schedule  # a baseline computed later gets them too
+
     def finished(cancel: threading.Event) -> None:  # a finished run was drawn
         comparison.refresh(cancel=cancel)
         display.update()  # the output's saved picture
+        yardstick.schedule()  # the slower yardsticks, queued behind
 
     runner = Runner(cam, session, view, worker, owner, on_finished=finished)
     selection = Selection(controls, session, view, runner, comparison,
@@ -138,13 +147,14 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
     given_photos(owner, controls.photos, view, actions)
     canvas.observe(actions.map_changed, "revision")
     contrast, brush = extra_panels(cam, worker, session, view, selection, runner, max_size)
-    root = layout(controls, canvas.canvas, compare.box, (contrast.box, brush.box))
+    root = layout(controls, canvas.canvas, compare.box, (yardstick.box, contrast.box, brush.box))
     root.add_class("opticam-widget")
     display.attach(root)  # its stylesheet goes inside the widget
     return Parts(controls=controls, canvas=canvas, compare=compare,
                  root=root, session=session, view=view,
                  runner=runner, comparison=comparison, selection=selection, display=display,
-                 exporter=exporter, actions=actions, contrast=contrast, brush=brush)
+                 exporter=exporter, actions=actions, contrast=contrast, brush=brush,
+                 yardstick=yardstick)
 
 
 def extra_panels(cam: OptiCAM, worker: Worker, session: Session, view: ResultView,

@@ -1,7 +1,8 @@
 """The "compare with" panel: a baseline CAM on the same layer, beside the Opti-CAM map.
 
-Baselines come from :func:`opticam_widgets.evaluation.baselines.baseline_map` (Grad-CAM, Grad-CAM++
-and Score-CAM need the optional torchcam extra; without it the panel says so instead of failing).
+Baselines come from :func:`opticam_widgets.evaluation.baselines.baseline_map` (torchcam's and
+pytorch-grad-cam's CAMs need the optional extras; without them the panel says so instead of
+failing).
 They cannot be cancelled by the library, so :func:`interruptible` makes the model raise
 :class:`Cancelled` at its next forward pass once the job's cancel event is set: a Score-CAM
 (one forward pass per channel) never holds up a new run or ``widget.close()`` for long.
@@ -194,6 +195,8 @@ class Comparison:
         self.method: str | None = None
         #: Baselines computed so far: key -> (map, metrics).
         self.cache: dict[BaselineKey, tuple[np.ndarray, dict]] = {}
+        #: Called with the job's cancel event after a baseline was computed and shown.
+        self.on_computed: Callable[[threading.Event], None] | None = None
 
     def wanted(self) -> BaselineKey | None:
         """The baseline to show now, or ``None`` (no method chosen, or no image)."""
@@ -246,8 +249,11 @@ class Comparison:
             self._cancelled(key)
             return
         except ImportError as exc:
-            panel.show_message(f"{method} needs torchcam: pip install "
-                               f"'opticam-widgets[baselines]' ({exc})", tone="warning")
+            pgc = "grad-cam" in str(exc) or "pytorch_grad_cam" in str(exc)
+            needs, extra = ("pytorch-grad-cam", "yardsticks") if pgc else ("torchcam",
+                                                                          "baselines")
+            panel.show_message(f"{method} needs {needs}: pip install "
+                               f"'opticam-widgets[{extra}]' ({exc})", tone="warning")
             return
         except Exception as exc:  # shown in the panel and kept in the widget's `error`
             self.on_error(exc)
@@ -256,3 +262,5 @@ class Comparison:
         if key == self.wanted():
             panel.show_result(method, self.cam.layer_name, *self.cache[key])
             self.tabulate(key)
+            if self.on_computed is not None:
+                self.on_computed(cancel)

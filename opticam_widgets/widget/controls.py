@@ -219,7 +219,7 @@ def compare_control(methods: tuple[str, ...] = tuple(BASELINES)) -> w.Dropdown:
         True
     """
     # Score-CAM costs one forward pass per channel of the target layer (1280 on Lite0)
-    labels = [(f"{m} (slow)" if m == "scorecam" else m, m) for m in methods]
+    labels = [(f"{m} (slow)" if m.endswith("scorecam") else m, m) for m in methods]
     return w.Dropdown(options=[("None", None), *labels], index=0, description="Compare with",
                       style=_WIDE, layout=w.Layout(width="230px"))
 

@@ -29,6 +29,7 @@ __all__ = [
     "interrupted_html",
     "label_html",
     "metrics_html",
+    "sanity_html",
     "not_started_html",
     "note_html",
     "prompt_html",
@@ -180,12 +181,30 @@ METRICS = (
 )
 
 
+#: The yardsticks added after a run (:mod:`~opticam_widgets.widget.yardstick`), shown once a
+#: column has them: ``(key, label, meaning, unit)``.
+YARDSTICK_ROWS = (
+    ("AD_mean", "AD ↓ mean fill", "Average Drop with the hidden pixels filled with the "
+                                  "dataset's mean colour instead of black; lower is better", "%"),
+    ("AG_mean", "AG ↑ mean fill", "Average Gain with the mean-colour fill; higher is better", "%"),
+    ("AD_blur", "AD ↓ blur fill", "Average Drop with the hidden pixels taken from a blurred "
+                                  "copy of the photo; lower is better", "%"),
+    ("AG_blur", "AG ↑ blur fill", "Average Gain with the blurred fill; higher is better", "%"),
+    ("ROAD", "ROAD ↑", "ROAD (remove and debias), at the median: probability change when the "
+                       "least salient half of the pixels is imputed from its neighbours, minus "
+                       "that when the most salient half is, halved; higher is better", ""),
+    ("deletion_black", "deletion ↓", "Deletion AUC: the class probability as the most salient "
+                                     "pixels are blacked out first; lower is better", ""),
+)
+
+
 def metrics_html(metrics: dict | None, others: Sequence[tuple[str, dict | None]] = (),
                  first: str = "Opti-CAM") -> str:
     """One small table of the maps' metrics: ``first``'s column, then ``(name, metrics)``'s.
 
     Each metric's row header carries a tooltip saying what it means and which way is better;
-    a column whose metrics are missing says why.
+    a column whose metrics are missing says why. The yardsticks (:data:`YARDSTICK_ROWS`)
+    appear once a column has them (``…`` in the others while they are computed).
 
     Example:
         >>> html = metrics_html({"AD": 12.0, "AG": 3.5}, [("gradcam", {"AD": 30.0, "AG": 1.0})])
@@ -199,23 +218,66 @@ def metrics_html(metrics: dict | None, others: Sequence[tuple[str, dict | None]]
     columns = [(first, metrics), *others]
     head = "".join(f"<th scope='col'>{esc(name)}</th>" for name, _ in columns)
     rows = []
-    for key, label, meaning in METRICS:
-        cells = "".join(f"<td>{cell(m, key)}</td>" for _, m in columns)
+    extra = any(m and "ROAD" in m or m and "AD_mean" in m for _, m in columns)
+    shown = [(*row, "%") for row in METRICS] + (list(YARDSTICK_ROWS) if extra else [])
+    for key, label, meaning, unit in shown:
+        cells = "".join(f"<td>{cell(m, key, unit)}</td>" for _, m in columns)
         rows.append(f"<tr><th scope='row' title='{esc(meaning)}'><abbr title='{esc(meaning)}'>"
                     f"{label}</abbr></th>{cells}</tr>")
-    return (f"<table class='opticam-metrics' style='border-collapse:collapse'>"
-            f"<caption style='text-align:left'>faithfulness (hover a metric)</caption>"
+    name = "faithfulness yardsticks" if extra else "faithfulness"
+    return (f"<table class='opticam-metrics' aria-label='{name}' "
+            f"style='border-collapse:collapse'>"
+            f"<caption style='text-align:left'>{name} (hover a metric)</caption>"
             f"<tr><td></td>{head}</tr>{''.join(rows)}</table>")
 
 
-def cell(metrics: dict | None, key: str) -> str:
-    """A metric's cell: ``12.3%``, ``…`` while unknown, or why it is unavailable."""
+def cell(metrics: dict | None, key: str, unit: str = "%") -> str:
+    """A metric's cell: ``12.3%`` (``0.123`` without a unit), ``…`` while unknown, or why not."""
     if not metrics:
         return "…"
     if "error" in metrics:
         return toned("warning", f"unavailable: {esc(metrics['error'])}")
     value = metrics.get(key)
-    return "–" if value is None else f"{float(value):.1f}%"
+    if value is None and key in ("AD", "AG"):
+        return "–"
+    if value is None:  # a yardstick still being computed, or why it is missing
+        why = metrics.get("yardsticks_error")
+        return toned("warning", f"unavailable: {esc(why)}") if why else "…"
+    return f"{float(value):.1f}%" if unit == "%" else f"{float(value):.3f}"
+
+
+def sanity_html(layers: Sequence[str], spearman: Sequence[float], ssim: Sequence[float],
+                png: bytes) -> str:
+    """The sanity check: the randomised maps (a picture), their scores (a table), a verdict.
+
+    Example:
+        >>> html = sanity_html(["fc", "conv"], [0.8, 0.1], [0.7, 0.2], b"png")
+        >>> "<th scope='row'><code>conv</code></th><td>0.10</td><td>0.20</td>" in html
+        True
+        >>> "passes" in html
+        True
+    """
+    import base64
+
+    alt = ("Maps of the cascading randomisation: the original map, then the map with the "
+           "model's weights randomised from the top block down to each block named; below, "
+           "their rank correlation and SSIM with the original.")
+    src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    rows = "".join(f"<tr><th scope='row'><code>{esc(name)}</code></th><td>{r:.2f}</td>"
+                   f"<td>{q:.2f}</td></tr>" for name, r, q in zip(layers, spearman, ssim))
+    last = float(spearman[-1]) if len(spearman) else 1.0
+    verdict = (toned("muted", "passes: the map changes as the model's weights are randomised")
+               if last < 0.5 else
+               toned("warning", f"warning: with every block randomised the map still ranks "
+                                f"pixels alike (rank correlation {last:.2f}): it may show the "
+                                "image more than the model"))
+    return (f"<figure role='group' aria-label='sanity check' style='margin:4px 0'>"
+            f"<img src='{src}' alt='{esc(alt)}' style='max-width:100%'>"
+            f"<figcaption>{verdict}</figcaption></figure>"
+            f"<table class='opticam-metrics' aria-label='sanity check scores'>"
+            f"<caption style='text-align:left'>similarity with the original map, the model "
+            f"randomised down to (top first)</caption><tr><td></td><th scope='col'>rank "
+            f"correlation</th><th scope='col'>SSIM</th></tr>{rows}</table>")
 
 
 def caption_html(method: str, layer: str, metrics: dict | None = None) -> str:

@@ -132,8 +132,10 @@ def test_controls_ranges_and_defaults(make_widget):
     assert tuple(c.colormap.options) == COLORMAPS and c.colormap.value == "jet"
     assert [v for _, v in c.view.options] == ["overlay", "saliency", "masked", "original"]
     assert c.compare.value is None
-    assert [v for _, v in c.compare.options][1:] == ["channel-mean", "gradcam", "gradcam++",
-                                                   "scorecam"]
+    assert [v for _, v in c.compare.options][1:] == [
+        "channel-mean", "gradcam", "gradcam++", "scorecam", "pgc-gradcam", "pgc-gradcam++",
+        "pgc-scorecam", "eigencam", "layercam", "finercam", "shapleycam"]  # the registry's
+    assert ("pgc-scorecam (slow)", "pgc-scorecam") in c.compare.options
     assert isinstance(c.progress, w.IntProgress) and isinstance(c.class_search, w.Combobox)
     assert c.image_strip.layout.display == "none"  # one image: no strip
     assert c.stop_button.disabled and not widget.running
