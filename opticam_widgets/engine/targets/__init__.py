@@ -14,7 +14,10 @@ same objects, and the same shorthand through :func:`as_target`:
 * :class:`Region` ``(label, mask=None, box=None)``: a class over a region of a segmentation
   output (:mod:`~.regions`);
 * :class:`Box` ``(box, label)`` and :class:`Detected` ``(rank)``: one object of a detector's
-  output (:mod:`~.boxes`; :class:`YoloDecoder` reads raw YOLO-style tensors).
+  output (:mod:`~.boxes`; :class:`YoloDecoder` reads raw YOLO-style tensors);
+* :class:`Similarity` ``(reference)`` and :class:`TextPrompt` ``(text, encoder)``: the cosine
+  similarity of an embedding output to a vector, another image, or a dual encoder's prompt
+  (:mod:`~.embeddings`).
 
 The model's output may be logits (B, classes), a dense map (B, classes, h, w) (a tensor,
 ``{"out": ...}`` or ``.logits``) or one dict of detections per image
@@ -68,10 +71,12 @@ from .classes import (
     TrueLabel,
     ranking_output,
 )
+from .embeddings import EmbeddingRows, Similarity, TextPrompt
 from .regions import Region, RegionRows, box_mask
 from .shorthand import TargetLike, as_target, resolve
 
 __all__ = ["ACTIVATIONS", "Box", "BoxRows", "ClassIndex", "ClassRows", "Classes", "Chooser",
-           "Context", "Detected", "Label", "MultiLabel", "NoTarget", "Region", "RegionRows",
-           "Rows", "Target", "TargetLike", "TopK", "TrueLabel", "YoloDecoder", "as_target",
-           "box_mask", "ranking_output", "resolve", "row_classes"]
+           "Context", "Detected", "EmbeddingRows", "Label", "MultiLabel", "NoTarget", "Region",
+           "RegionRows", "Rows", "Similarity", "Target", "TargetLike", "TextPrompt", "TopK",
+           "TrueLabel", "YoloDecoder", "as_target", "box_mask", "ranking_output", "resolve",
+           "row_classes"]
