@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -32,7 +33,8 @@ from ..engine.targets import Target
 from ..model.bundle import ModelBundle
 from .compute import BatchExplainer
 
-__all__ = ["SettingsMismatchError", "check_same_run", "run_settings", "weights_digest"]
+__all__ = ["RENAMED_KEYS", "SettingsMismatchError", "check_same_run", "run_settings",
+           "upgrade_settings", "weights_digest"]
 
 #: OptiCAM attributes that change a map (beyond float rounding), recorded in the settings.
 _CAM_SETTINGS = ("max_iter", "lr", "tol", "patience", "nb_premises_at_startup", "convention",
@@ -122,8 +124,37 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+#: Keys an older store wrote under another name (the one-name-per-concept re-layout, #26).
+RENAMED_KEYS = {"schedule": "optimizer"}
+
+
+def upgrade_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored settings dict in today's keys: renamed keys moved, settings added since filled.
+
+    A store written before a setting existed ran with that setting's default (the setting did
+    not exist to change it), so the default is what its rows were computed with.
+
+    Example:
+        >>> upgrade_settings({"schedule": "paper"})["optimizer"]
+        'paper'
+    """
+    from ..engine.config import OptiCAMSettings
+
+    out = {RENAMED_KEYS.get(k, k): v for k, v in stored.items()}
+    defaults = {f.name: f.default for f in dataclasses.fields(OptiCAMSettings)
+                if f.default is not dataclasses.MISSING}
+    for key in _CAM_SETTINGS:
+        if key not in out and key in defaults:
+            out[key] = describe(defaults[key])
+    return out
+
+
 def check_same_run(out: str, stored: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
-    """Raise :class:`SettingsMismatchError` unless ``stored`` and ``settings`` agree."""
+    """Raise :class:`SettingsMismatchError` unless ``stored`` and ``settings`` agree.
+
+    ``stored`` may come from an older store: see :func:`upgrade_settings`.
+    """
+    stored = upgrade_settings(stored)
     keys = sorted(set(stored) | set(settings))
     diff = [(k, stored.get(k), settings.get(k)) for k in keys if stored.get(k) != settings.get(k)]
     if diff:

@@ -192,6 +192,29 @@ def test_resume_with_other_weights_or_settings_is_refused(folder, reference, tmp
     assert len(again.table) == N_IMAGES
 
 
+def test_a_store_written_under_older_setting_names_resumes(folder, reference, tmp_path):
+    """A store from before the re-layout (``schedule``, no ``fold_batchnorm``) resumes; a
+    changed value under the old name is still refused."""
+    out = tmp_path / "r"
+    stop = threading.Event()
+    explain_dataset(tiny(), folder, out, cancel=stop, callback=lambda done, total: stop.set(),
+                    **KW)
+    store = Store(out)
+    old = store.read_settings()
+    old["schedule"] = old.pop("optimizer")
+    del old["fold_batchnorm"]  # a setting added after that store: it ran with the default
+    store.write_settings(old)
+    done = explain_dataset(tiny(), folder, out, **KW)
+    assert_same_maps(done, reference)
+    assert "optimizer" in Store(out).read_settings()  # rewritten in today's keys
+    renamed = Store(out).read_settings()
+    renamed["schedule"] = "fast"
+    del renamed["optimizer"]
+    Store(out).write_settings(renamed)
+    with pytest.raises(SettingsMismatchError, match=r"optimizer: stored 'fast', now 'paper'"):
+        explain_dataset(tiny(), folder, out, **KW)
+
+
 def test_repaired_file_is_retried(folder, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
