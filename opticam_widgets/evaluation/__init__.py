@@ -6,5 +6,6 @@
 :mod:`.forward` (the model's probabilities on masked images, shared by all),
 :mod:`.randomisation` and :mod:`.sensitivity` (the sanity checks: does the map depend on the
 model's weights, on the class?), with :mod:`.map_similarity` and :mod:`.method_maps`, and
-:mod:`.baselines` (channel mean, Grad-CAM, Grad-CAM++, Score-CAM on the same layer).
+:mod:`.baselines` (channel mean, Grad-CAM, Grad-CAM++, Score-CAM on the same layer, and
+pytorch-grad-cam's rivals from :mod:`.rivals`).
 """
