@@ -259,3 +259,15 @@ def test_widget_select_class_takes_one_class_of_the_grammar():
         assert widget.controls.class_select.value == 2
     finally:
         widget.close()
+
+
+def test_shorthand_words_are_refused_when_a_class_is_named_so():
+    """``"true"`` and ``("top", k)`` are shorthand; a model with a class named so is asked which."""
+    labels = ["true", "top", "other"]
+    with pytest.raises(ValueError, match=r"'true' is ambiguous.*Label\('true'\).*TrueLabel\(\)"):
+        as_target("true", labels=labels)
+    with pytest.raises(ValueError, match=r"'top' is ambiguous.*Label\('top'\).*TopK\(2\)"):
+        as_target(("top", 2), labels=labels)
+    assert as_target(Label("true"), labels=labels) == ClassIndex(0)
+    assert as_target("true", labels=["a", "b"]) == TrueLabel()
+    assert as_target(("top", 2), labels=["a", "b"]) == TopK(2)

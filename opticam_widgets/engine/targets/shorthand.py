@@ -29,6 +29,14 @@ def _is_top(value: Any) -> bool:
             and isinstance(value[1], (int, np.integer)) and not isinstance(value[1], bool))
 
 
+def _refuse_shadowed(word: str, labels: Sequence[str] | None, name: str, spelled: str) -> None:
+    """Refuse the shorthand ``word`` when the model has a class named so (which one is meant?)."""
+    if labels is not None and word in list(labels):
+        raise ValueError(
+            f"`{name}` {word!r} is ambiguous: the model has a class named {word!r}; write "
+            f"Label({word!r}) for that class, or {spelled} for the shorthand's meaning")
+
+
 def _from_array(value: Tensor | np.ndarray, name: str) -> Any:
     arr = value.detach().cpu().numpy() if isinstance(value, Tensor) else value
     if arr.ndim > 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.dtype.kind == "U"):
@@ -69,8 +77,12 @@ def as_target(value: Any, labels: Sequence[str] | None = None, *,
     if isinstance(value, (Tensor, np.ndarray)):
         value = _from_array(value, name)
     if isinstance(value, str):
-        return TrueLabel() if value == "true" else one_class(value, labels, name)
+        if value == "true":
+            _refuse_shadowed("true", labels, name, 'TrueLabel()')
+            return TrueLabel()
+        return one_class(value, labels, name)
     if _is_top(value):
+        _refuse_shadowed("top", labels, name, f"TopK({int(value[1])})")
         return TopK(int(value[1]))
     if isinstance(value, (list, tuple)):
         return Classes(tuple(one_class(v, labels, name) for v in value))
