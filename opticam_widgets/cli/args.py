@@ -19,8 +19,8 @@ from typing import Any
 
 from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER
 
-__all__ = ["add_run_options", "converter", "positive_float", "positive_int", "target_arg",
-           "unit_float"]
+__all__ = ["TARGET_FORMS", "add_run_options", "converter", "positive_float", "positive_int",
+           "target_arg", "unit_float"]
 
 
 def converter(kind: type, what: str, ok: Callable[[Any], bool]) -> Callable[[str], Any]:
@@ -47,19 +47,70 @@ positive_float = converter(float, "a positive number", lambda v: math.isfinite(v
 unit_float = converter(float, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
 
 
+#: The ``--target`` forms beyond a class, for ``--help``.
+TARGET_FORMS = ("box:X0,Y0,X1,Y1:CLS (a detector's object), region:CLS (a segmentation "
+                "model's class where it predicts it) or region:CLS:X0,Y0,X1,Y1 (in a box), "
+                "detected or detected:K (a detector's K-th best detection); pixels of the "
+                "image the model sees")
+
+
+def _class_text(text: str) -> int | str:
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
+def _box_text(text: str, form: str) -> tuple[float, ...]:
+    try:
+        box = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected {form} with four numbers X0,Y0,X1,Y1, got "
+                                         f"{text!r}")
+    return box
+
+
+def _kind_arg(text: str) -> tuple[Any, ...] | None:
+    """``box:...``, ``region:...``, ``detected[:K]`` as tagged tuples (else ``None``)."""
+    kind, _, rest = text.partition(":")
+    kind = kind.lower()
+    if kind == "box":
+        box, _, cls = rest.partition(":")
+        if not cls:
+            raise argparse.ArgumentTypeError(f"expected box:X0,Y0,X1,Y1:CLS, got {text!r}")
+        return ("box", _box_text(box, "box:X0,Y0,X1,Y1:CLS"), _class_text(cls))
+    if kind == "region":
+        cls, _, box = rest.partition(":")
+        if not cls:
+            raise argparse.ArgumentTypeError(f"expected region:CLS[:X0,Y0,X1,Y1], got {text!r}")
+        return ("region", _class_text(cls), _box_text(box, "region:CLS:X0,Y0,X1,Y1")
+                if box else None)
+    if kind == "detected":
+        if rest and not rest.isdigit():
+            raise argparse.ArgumentTypeError(f"expected detected or detected:K (K >= 0), got "
+                                             f"{text!r}")
+        return ("detected", int(rest or 0))
+    return None
+
+
 def target_arg(text: str) -> Any:
     """An argparse ``type=`` for ``--target``: the shorthand of the target grammar.
 
     ``top1`` -> ``None`` (the predicted class), ``true`` -> ``"true"`` (the true label),
     ``topK`` -> ``("top", K)``, ``281`` -> ``281``, anything else a label name, looked up in the
     model's labels once it is loaded (:func:`~opticam_widgets.engine.targets.as_target` turns
-    them into targets; this module imports no torch).
+    them into targets; this module imports no torch). The kinds beyond a class
+    (:data:`TARGET_FORMS`) come as tagged tuples, turned into targets by the command.
 
     Example:
         >>> target_arg("top3"), target_arg("281"), target_arg("top1"), target_arg("tabby")
         (('top', 3), 281, None, 'tabby')
+        >>> target_arg("box:0,0,32,16:3"), target_arg("region:cat"), target_arg("detected:1")
+        (('box', (0.0, 0.0, 32.0, 16.0), 3), ('region', 'cat', None), ('detected', 1))
     """
     name = text.strip()
+    kind = _kind_arg(name)
+    if kind is not None:
+        return kind
     text = name.lower()
     if text in ("top1", "top-1", "predicted"):
         return None

@@ -31,7 +31,7 @@ from ..support.defaults import (
     DEFAULT_SCORE,
     SCORES,
 )
-from .args import add_run_options, positive_int, target_arg, unit_float
+from .args import TARGET_FORMS, add_run_options, positive_int, target_arg, unit_float
 
 __all__ = ["main"]
 
@@ -76,12 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("images", nargs="+", metavar="IMG",
                     help="image file, or sample:NAME for a bundled photo (see `opticam samples`)")
-    which = ex.add_mutually_exclusive_group()
-    which.add_argument("--target", type=target_arg, action="append", metavar="T",
-                       help="what to explain: a class index or label name (repeat for "
-                            "several), or topK for the K most probable; default: top1")
-    which.add_argument("--top", type=positive_int, metavar="K",
-                       help="explain the K most probable classes of each image")
+    _add_target_options(ex)
     add_run_options(ex)
     ex.add_argument("--convention", choices=CONVENTIONS, default=DEFAULT_CONVENTION,
                     help="keep the class score on x⊙S (constructive, default) or remove it "
@@ -111,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_subcommands(sub)  # explain-dataset, report
     return parser
+
+
+def _add_target_options(ex: argparse.ArgumentParser) -> None:
+    """``--target`` (or ``--top``) and ``--multilabel``: what each map explains."""
+    which = ex.add_mutually_exclusive_group()
+    which.add_argument("--target", type=target_arg, action="append", metavar="T",
+                       help="what to explain: a class index or label name (repeat for "
+                            "several), or topK for the K most probable; default: top1; or "
+                            + TARGET_FORMS)
+    which.add_argument("--top", type=positive_int, metavar="K",
+                       help="explain the K most probable classes of each image")
+    ex.add_argument("--multilabel", action="store_true",
+                    help="the model's head is multi-label (sigmoids): explain the --target "
+                         "labels, or every label over 0.5, with sigmoid probabilities")
 
 
 # --------------------------------------------------------------------------- samples
@@ -160,32 +169,62 @@ def _label(labels: Sequence[str] | None, index: int) -> str:
 
 
 class _Plan(NamedTuple):
-    """One image to explain: its file stem, pixels, class probabilities and classes."""
+    """One image to explain: stem, pixels, class list (or None), classes or target, maps."""
 
     stem: str
     pixels: Any
     probs: Any
-    targets: list[int]
+    targets: Any
+    rows: int
+
+
+def _cli_target(given: list[Any], args: argparse.Namespace) -> Any:
+    """The target of the --target values (tagged tuples: box, region, detected) and flags."""
+    from ..engine.targets import Box, Detected, MultiLabel, Region, TopK, as_target
+
+    kinds = [g for g in given if isinstance(g, tuple) and g[0] in ("box", "region", "detected")]
+    if kinds and len(given) > 1:
+        raise ValueError("--target box:/region:/detected: give that --target alone")
+    if kinds:
+        tag, *rest = kinds[0]
+        return (Box(rest[0], rest[1]) if tag == "box" else
+                Region(rest[0], box=rest[1]) if tag == "region" else Detected(rank=rest[0]))
+    if args.multilabel:
+        return MultiLabel(list(given) if given else None)
+    return (as_target(given[0] if len(given) == 1 else given, name="--target") if given
+            else TopK(args.top or 1))
+
+
+def _plan(cam: Any, stem: str, pixels: Any, target: Any,
+          labels: Sequence[str] | None) -> _Plan:
+    from ..engine.targets import Context, MultiLabel
+    from ..engine.targets.classes import SOFTMAX_KINDS
+
+    if isinstance(target, SOFTMAX_KINDS):
+        probs = cam.predict(pixels)[0]
+        classes = target.resolve(probs[None], Context(labels=labels, name="--target")).classes
+        return _Plan(stem, pixels, probs, classes.tolist(), len(classes))
+    try:
+        probs = cam.predict(pixels, target)[0]  # sigmoids, a segmentation's class shares
+    except ValueError:
+        probs = None  # a detector: no class list
+    rows = 1
+    if isinstance(target, MultiLabel):
+        rows = len(target.classes) if target.classes else max(1, int((
+            probs > target.threshold).sum()))
+    return _Plan(stem, pixels, probs, target, rows)
 
 
 def _plans(cam: Any, images: list[tuple[str, Any]], args: argparse.Namespace,
            model_name: str, labels: Sequence[str] | None = None) -> list[_Plan]:
     """Predict every image first, so that a bad --target fails before any bar or file appears."""
-    from ..engine.targets import Context, TopK, as_target
-
-    given = args.target or []
-    context = Context(labels=labels, name="--target")
     plans = []
     for stem, pixels in images:
-        probs = cam.predict(pixels)[0]
         try:
-            target = (as_target(given[0] if len(given) == 1 else given, name="--target")
-                      if given else TopK(args.top or 1))
-            targets = target.resolve(probs[None], context).classes.tolist()
+            plans.append(_plan(cam, stem, pixels, _cli_target(args.target or [], args), labels))
         except (TypeError, ValueError) as exc:
             raise _UsageError(str(exc).replace("`--target`", "--target").replace(
                 "the model has", f"{model_name} has")) from None
-        plans.append(_Plan(stem, pixels, probs, targets))
     return plans
 
 
@@ -253,20 +292,21 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     plans = _plans(cam, images, args, bundle.name, bundle.labels)
     args.out.mkdir(parents=True, exist_ok=True)
     steps = cam.settings.max_iter
-    bar = tqdm(total=sum(len(p.targets) for p in plans) * steps, unit="it", desc="Opti-CAM",
+    bar = tqdm(total=sum(p.rows for p in plans) * steps, unit="it", desc="Opti-CAM",
                disable=args.no_progress, dynamic_ncols=True, leave=False)
     try:
-        for stem, pixels, probs, targets in plans:
-            tqdm.write(_top_classes(stem, pixels, probs, len(targets), bundle.labels))
+        for stem, pixels, probs, targets, count in plans:
+            if probs is not None:
+                tqdm.write(_top_classes(stem, pixels, probs, count, bundle.labels))
             base = bar.n
 
             def on_step(step: int, progress: Any, base: int = base, stem: str = stem,
-                        rows: int = len(targets)) -> None:
+                        rows: int = count) -> None:
                 bar.set_postfix_str(f"{stem} step {step}/{progress.max_iter}", refresh=False)
                 bar.update(base + step * rows - bar.n)
 
             result = cam.explain(pixels, targets, callback=on_step)
-            bar.update(base + steps * len(targets) - bar.n)  # early stop: fill the gap
+            bar.update(base + steps * count - bar.n)  # early stop: fill the gap
             for line in _write_maps(result, stem, args, bundle.labels):
                 tqdm.write(line)
     finally:

@@ -9,6 +9,11 @@ feature-resolution map ``low_res``) and the faithfulness functions of
 ``explain`` on that image alone whatever the batch; ``"shared"`` runs the batch as one
 optimization (every row at once, each stopping on its own plateau), faster on a GPU but with
 maps that depend on the batch by amplified float rounding.
+
+Targets beyond a class (:class:`~opticam_widgets.engine.targets.MultiLabel`, a segmentation
+``Region``, a detector's ``Box``) are resolved by ``explain`` itself, image by image: each of
+its rows is one store row (its class in ``target``), measured on the target's own probability
+(a label's sigmoid, a region's mean probability, a box's detection score).
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ from ..engine.explainer import OptiCAM
 from ..engine.targets import (
     Classes,
     ClassIndex,
+    ClassRows,
     Context,
     Label,
+    MultiLabel,
     NoTarget,
     Target,
     TargetLike,
     as_target,
 )
+from ..engine.targets.classes import SOFTMAX_KINDS
 from ..evaluation.metrics import (
     average_drop,
     average_gain,
@@ -159,6 +167,8 @@ class BatchExplainer:
         if not batch.good:
             return rows
         x = batch.pixels.to(self.cam.device)  # type: ignore[union-attr]
+        if not isinstance(self.target, SOFTMAX_KINDS):
+            return self._explain_kind(batch.good, x, rows, cancel)
         alone = self.batching == "independent"
         probs = (torch.cat([self.cam.predict(x[i:i + 1]) for i in range(x.shape[0])]) if alone
                  else self.cam.predict(x))
@@ -184,6 +194,29 @@ class BatchExplainer:
             rows += one
         return rows
 
+    def _explain_kind(self, records: Sequence[Decoded], x: Tensor, rows: list[dict[str, Any]],
+                      cancel: threading.Event | None) -> list[dict[str, Any]] | None:
+        """Each image alone, its target resolved by ``explain`` (a kind beyond a class)."""
+        for i, record in enumerate(records):
+            try:
+                probs = self.cam.predict(x[i:i + 1], target=self.target)
+            except ValueError:  # a detector: no class list
+                probs = None
+            try:
+                result = self.cam.explain(x[i:i + 1], target=self.target, cancel=cancel)
+            except NoTarget as exc:
+                rows.append(_error_row(record, str(exc)))
+                continue
+            if result.cancelled:
+                return None
+            classes = list(result.target)
+            measured = (ClassRows(torch.tensor(classes), torch.arange(len(classes)),
+                                  activation="sigmoid")
+                        if isinstance(self.target, MultiLabel) else self.target)
+            rows += self._rows(records, x[[i] * len(classes)], probs, [0] * len(classes),
+                               classes, list(range(len(classes))), result, measured, i)
+        return rows
+
     def _explain(self, records: Sequence[Decoded], x: Tensor, probs: Tensor,
                  index: list[int], targets: list[int], ranks: list[int],
                  cancel: threading.Event | None) -> list[dict[str, Any]] | None:
@@ -191,20 +224,30 @@ class BatchExplainer:
         result = self.cam.explain(x[idx], target=targets, cancel=cancel)
         if result.cancelled:
             return None
+        return self._rows(records, x[idx], probs, index, targets, ranks, result, targets)
+
+    def _rows(self, records: Sequence[Decoded], x: Tensor, probs: Tensor | None,
+              index: list[int], targets: list[int], ranks: list[int], result: Any,
+              measured: Any, first: int = 0) -> list[dict[str, Any]]:
+        """Store rows of ``result``: row ``r`` is image ``first + index[r]``, ``targets[r]``.
+
+        ``measured``: the target the metrics read (the classes, or the kind's own).
+        """
         low = result.low_res.float()
-        terms = self._faithfulness(x[idx], result.saliency, targets)
+        terms = self._faithfulness(x, result.saliency, measured)
         iters, early = result.iterations_per_row, result.stopped_early
         rows = []
         for r, (i, cls) in enumerate(zip(index, targets)):
-            rec, pred = records[i], int(probs[i].argmax())
+            rec = records[first + i]
+            pred = None if probs is None else int(probs[i].argmax())
             label = rec.item.label
             rows.append({
                 **_identity(rec), "predicted": pred, "predicted_name": self._name(pred),
-                "predicted_prob": float(probs[i, pred]),
-                "correct": None if label is None else pred == label,
+                "predicted_prob": None if pred is None else float(probs[i, pred]),
+                "correct": None if label is None or pred is None else pred == label,
                 "rank": ranks[r], "target": cls, "target_name": self._name(cls),
                 **{k: v[r] for k, v in terms.items()},
-                **({} if self.metrics else {"prob": float(probs[i, cls])}),
+                **({} if self.metrics or probs is None else {"prob": float(probs[i, cls])}),
                 "original_score": float(result.original_score[r]),
                 "initial_score": float(result.initial_score[r]),
                 "final_score": float(result.final_score[r]),
@@ -217,10 +260,9 @@ class BatchExplainer:
             })
         return rows
 
-    def _faithfulness(self, x: Tensor, saliency: Tensor, targets: list[int]
-                      ) -> dict[str, list[Any]]:
+    def _faithfulness(self, x: Tensor, saliency: Tensor, targets: Any) -> dict[str, list[Any]]:
         """Per-row p, o and the AD/AI/AG terms (+ insertion/deletion AUC with "full")."""
-        n = len(targets)
+        n = int(saliency.shape[0])
         out: dict[str, list[Any]] = {k: [None] * n for k in (
             "prob", "masked_prob", "drop", "increase", "gain", "insertion_auc", "deletion_auc")}
         if not self.metrics:
