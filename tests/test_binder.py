@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -42,3 +43,54 @@ def test_peak_memory_is_the_notebooks_own_not_its_parents():
             f"cwd={str(ROOT / 'tools')!r}).stdout)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert 0 < float(out.stdout) < 200, out.stdout + out.stderr  # parent holds 488 MiB
+
+
+def _dist_closure(requirements: list[str], extras: set[str]) -> set[str]:
+    """Distribution names installed by ``requirements`` (and what they require), normalised."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = [(r, extras) for r in requirements]
+    while todo:
+        text, active = todo.pop()
+        req = Requirement(text)
+        if req.marker and not any(req.marker.evaluate({"extra": e}) for e in active | {""}):
+            continue
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            todo += [(r, set(req.extras)) for r in metadata.requires(req.name) or []]
+        except metadata.PackageNotFoundError:
+            pass
+    return seen
+
+
+def test_binder_installs_what_every_notebook_imports():
+    """Each notebook's third-party imports come with Binder's requirements (notebook 05 needs
+    pyarrow, DuckDB and Polars, which the package's core does not bring)."""
+    from importlib import metadata
+
+    lines = [ln.split("#")[0].strip() for ln in
+             (ROOT / "binder" / "requirements.txt").read_text().splitlines()]
+    reqs = [ln for ln in lines if ln and not ln.startswith(("-", "."))]
+    own = next(ln for ln in lines if ln.startswith("."))
+    extras = set(re.findall(r"[\w-]+", own[own.find("[") + 1:own.find("]")] if "[" in own else ""))
+    installed = _dist_closure(reqs + [f"opticam-widgets[{','.join(sorted(extras))}]"], extras)
+    dists = metadata.packages_distributions()
+    missing = set()
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        for mod in re.findall(r"^\s*(?:import ([A-Za-z_]\w*)|from ([A-Za-z_]\w*)[\w.]* import)",
+                              code, re.M):
+            mod = mod[0] or mod[1]
+            if mod in sys.stdlib_module_names or mod == "opticam_widgets":
+                continue
+            names = {re.sub(r"[-_.]+", "-", d).lower() for d in dists.get(mod, [mod])}
+            if not names & installed:
+                missing.add(f"{nb.name}: {mod}")
+    assert not missing, sorted(missing)
