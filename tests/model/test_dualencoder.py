@@ -78,6 +78,11 @@ def state(model: nn.Module) -> tuple:
             sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()))
 
 
+def session_state() -> tuple:
+    return (torch.get_rng_state(), torch.is_grad_enabled(), torch.get_default_dtype(),
+            torch.get_num_threads())
+
+
 def same(a: tuple, b: tuple) -> bool:
     return a[:3] == b[:3] and a[4] == b[4] and all(torch.equal(a[3][k], b[3][k]) for k in a[3])
 
@@ -111,14 +116,15 @@ def test_hugging_face_text_side_and_a_prompt_explained(models, kind):
         expected = model(pixel_values=torch.rand(1, 3, 32, 32), **tokens).text_embeds
     got = bundle.model.encode_text(["a red square"])
     torch.testing.assert_close(nn.functional.normalize(got, dim=1), expected)
-    before, grad_mode = state(model), torch.is_grad_enabled()
-    result = OptiCAM(bundle, max_iter=3).explain(torch.rand(3, 32, 32),
-                                                 TextPrompt("a red square", bundle))
+    image, wrong = torch.rand(3, 32, 32), Similarity(torch.ones(5))
+    before, session = state(model), session_state()
+    result = OptiCAM(bundle, max_iter=3).explain(image, TextPrompt("a red square", bundle))
     assert result.saliency.shape == (1, 32, 32) and result.layer.endswith("layers.1")
     assert float(result.final_score[0]) >= float(result.initial_score[0])
     with pytest.raises(ValueError, match="reference has 5 dimensions"):
-        OptiCAM(bundle, max_iter=3).explain(torch.rand(3, 32, 32), Similarity(torch.ones(5)))
-    assert same(before, state(model)) and torch.is_grad_enabled() == grad_mode
+        OptiCAM(bundle, max_iter=3).explain(image, wrong)
+    assert same(before, state(model))
+    assert torch.equal(session[0], session_state()[0]) and session[1:] == session_state()[1:]
 
 
 def test_open_clip_layer_tokenizer_offline_and_prompt(no_network):
