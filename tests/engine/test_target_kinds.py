@@ -243,3 +243,19 @@ def test_baselines_take_region_targets_where_they_apply():
     pytest.importorskip("torchcam")
     with pytest.raises(ValueError, match="torchcam baselines explain class logits"):
         baseline_map("gradcam", net, torch.rand(3, 32, 32), target=region, preprocess=IDENTITY)
+
+
+@pytest.mark.filterwarnings("ignore:the model's output does not depend on the mask")
+def test_torchvision_ssdlite_plumbing():
+    """SSD's default layer is its backbone's last feature stage (random weights: a flat map)."""
+    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+
+    torch.manual_seed(0)
+    net = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3).eval()
+    net.score_thresh = 0.0
+    before = snapshot(net)
+    pre = {"size": None, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+    cam = OptiCAM(net, preprocess=pre, max_iter=1)
+    result = cam.explain(torch.rand(3, 64, 64), target=Detected())
+    assert cam.layer_name == "backbone.features.1" and result.saliency.shape == (1, 64, 64)
+    assert_untouched(net, before)

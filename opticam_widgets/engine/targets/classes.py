@@ -54,7 +54,15 @@ class ClassRows(Target):
 
     def score(self, output: Tensor) -> Tensor:
         """``output[r, classes[r]]`` for each row of a row-aligned output (N, C)."""
-        return output.gather(1, self.classes.to(output.device)[:, None])[:, 0]
+        return output.gather(1, self._classes_on(output.device)[:, None])[:, 0]
+
+    def _classes_on(self, device: torch.device) -> Tensor:
+        """``classes`` on ``device``, copied once (the loop scores the same rows each step)."""
+        cached = self.__dict__.get("_on_device")
+        if cached is None or cached.device != device:
+            cached = self.classes.to(device)
+            object.__setattr__(self, "_on_device", cached)
+        return cached
 
     def probability(self, output: Tensor) -> Tensor:
         """The softmax (or sigmoid) probability of each row's class, for an output (N, C)."""

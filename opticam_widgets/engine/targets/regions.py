@@ -111,7 +111,10 @@ class RegionRows:
     def _mean(self, maps: Tensor) -> Tensor:
         rows = torch.arange(maps.shape[0], device=maps.device)
         chosen = maps[rows, self.classes.to(maps.device)]
-        w = self.weights.to(chosen.device, chosen.dtype)
+        w = self.__dict__.get("_on_device")
+        if w is None or w.device != chosen.device or w.dtype != chosen.dtype:
+            w = self.weights.to(chosen.device, chosen.dtype)  # copied once per device
+            object.__setattr__(self, "_on_device", w)
         return (chosen * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2))
 
     def score(self, output: Any) -> Tensor:
