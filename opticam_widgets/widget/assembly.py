@@ -29,6 +29,7 @@ from .controls import WIDGET_CSS, Controls, build_controls, colorbar_html, layou
 from .display import Display
 from .export import Exporter
 from .messages import GREETING, error_html, esc, toned
+from .pointpanel import PointingPanel
 from .record import preprocess_spec
 from .runner import Runner
 from .saving import SaveFolder
@@ -76,6 +77,8 @@ class Parts:
     brush: BrushPanel
     #: The yardsticks after each run and the sanity check.
     yardstick: YardstickPanel
+    #: Point at a segment or a box to explain (segmentation models and detectors).
+    pointing: PointingPanel
 
     def close(self) -> None:
         """Cancel and join the jobs, then close every widget."""
@@ -86,6 +89,7 @@ class Parts:
         self.contrast.close()
         self.brush.close()
         self.yardstick.close()
+        self.pointing.close()
         close_widgets(*self.controls.widgets(), self.root)
 
 
@@ -146,21 +150,21 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
     actions = ExportActions(controls, exporter)
     given_photos(owner, controls.photos, view, actions)
     canvas.observe(actions.map_changed, "revision")
-    contrast, brush = extra_panels(cam, worker, session, view, selection, runner, max_size)
-    root = layout(controls, canvas.canvas, compare.box, (yardstick.box, contrast.box, brush.box))
+    panels = extra_panels(cam, worker, session, view, selection, runner, max_size)
+    root = layout(controls, canvas.canvas, compare.box, (yardstick.box, *(p.box for p in panels)))
     root.add_class("opticam-widget")
     display.attach(root)  # its stylesheet goes inside the widget
     return Parts(controls=controls, canvas=canvas, compare=compare,
                  root=root, session=session, view=view,
                  runner=runner, comparison=comparison, selection=selection, display=display,
-                 exporter=exporter, actions=actions, contrast=contrast, brush=brush,
-                 yardstick=yardstick)
+                 exporter=exporter, actions=actions, contrast=panels[1], brush=panels[2],
+                 yardstick=yardstick, pointing=panels[0])
 
 
 def extra_panels(cam: OptiCAM, worker: Worker, session: Session, view: ResultView,
                  selection: Selection, runner: Runner,
-                 max_size: int) -> tuple[ContrastPanel, BrushPanel]:
-    """The "why A and not B" and "brush to test" panels, wired to the controls."""
+                 max_size: int) -> tuple[PointingPanel, ContrastPanel, BrushPanel]:
+    """The "point at", "why A and not B" and "brush to test" panels, wired to the controls."""
     controls = view.controls
     contrast = ContrastPanel(cam, worker, session, lambda: view.names, selection.key,
                              runner.metrics, max(16, round(max_size * 0.45)))
@@ -173,7 +177,10 @@ def extra_panels(cam: OptiCAM, worker: Worker, session: Session, view: ResultVie
     controls.image_select.observe(brush.image_changed, "value")
     controls.image_strip.observe(brush.image_changed, "items")
     link_selector(controls.image_strip, controls.image_select)
-    return contrast, brush
+    pointing = PointingPanel(cam, lambda: view.names, selection.point,
+                             max(16, round(max_size * 0.67)))
+    selection.on_image = pointing.image_shown  # before the photo's first run
+    return pointing, contrast, brush
 
 
 

@@ -250,7 +250,8 @@ class Runner:
             return  # the interpreter exits: no metrics, nothing to draw
         self.session.layer = result.layer
         shown = self._current(serial, key) and (not cancel.is_set() or result.cancelled)
-        metrics = self.metrics(result) if shown or not result.cancelled else None
+        pointed = None if isinstance(key.target, (int, np.integer)) else key.target
+        metrics = self.metrics(result, pointed) if shown or not result.cancelled else None
         entry = Entry(key, result, metrics)
         self.session.cache.add(entry)
         if shown:
@@ -280,12 +281,13 @@ class Runner:
 
         return callback
 
-    def metrics(self, result: OptiCAMResult) -> dict:
+    def metrics(self, result: OptiCAMResult, pointed: Any = None) -> dict:
         """Faithfulness at the model's input size, as the optimisation masks the image.
 
         The image resized there (as the model sees it) masked by the map at that size: never a
         full-size float copy of a big photo. The numbers differ from masking at full size as
         far as the resize does not commute with the masking (``benchmarks/results/big_photo.md``).
+        ``pointed``: the region or box target explained (``None``: the result's classes).
         """
         try:
             from ..evaluation.metrics import faithfulness
@@ -296,8 +298,8 @@ class Runner:
             else:
                 rows = torch.tensor(result.image_index, dtype=torch.long)
                 images, maps = pre.resize(result.pixels)[rows], result.saliency_at(pre.size)
-            return faithfulness(self.cam.model, images, maps, list(result.target),
-                                preprocess=pre)
+            target = list(result.target) if pointed is None else pointed
+            return faithfulness(self.cam.model, images, maps, target, preprocess=pre)
         except Exception as exc:  # metrics are an extra: say why they are missing
             return {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +50,9 @@ class Selection:
         self.runner = runner
         self.comparison = comparison
         self.early_stop = early_stop
+        #: Called with each image put on screen, before it is explained (the pointing
+        #: panel: its segments or boxes, and a default target for a non-classifier).
+        self.on_image: Callable[[ImageState], None] | None = None
         self._quiet = 0
         c = controls
         c.class_select.observe(self._on_class, "value")
@@ -128,6 +132,8 @@ class Selection:
         big = max(state.rgb.shape[:2]) > self.view.canvas.max_size
         self.comparison.panel.canvas.set_image(shown if big else state.rgb)
         self._fill_classes(state)
+        if self.on_image is not None:
+            self.on_image(state)
         self._select(run=run)
 
     def _fill_classes(self, state: ImageState) -> None:
@@ -145,10 +151,11 @@ class Selection:
             raise ValueError(f"`target` asks for {rows.classes.shape[0]} classes; the widget "
                              f"explains one class at a time")
         target = int(rows.classes[0])
+        pointed, state.pointed = state.pointed, None  # a class: no longer what was pointed at
         if state.offer(target):
             self._fill_classes(state)
         self.controls.class_select.value = target
-        if state.target != target:  # the value was already shown: no change event
+        if state.target != target or pointed is not None:  # shown already: no change event
             state.target = target
             self._select(run=True)
 
@@ -196,6 +203,14 @@ class Selection:
         if self._quiet or change["new"] is None or not self.session.images:
             return
         self.session.image.target = int(change["new"])
+        self.session.image.pointed = None
+        self._select(run=True)
+
+    def point(self, target: Any) -> None:
+        """Explain ``target`` (a ``Region`` or ``Box`` pointed at) in the image shown."""
+        if not self.session.images:
+            return
+        self.session.image.pointed = target
         self._select(run=True)
 
     def _on_search(self, change: dict) -> None:

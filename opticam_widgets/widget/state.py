@@ -50,8 +50,8 @@ class RunKey:
 
     #: Index of the image.
     image: int
-    #: Class index explained.
-    target: int
+    #: Class index explained, or the target pointed at (``ImageState.pointed``).
+    target: Any
     #: Adam steps requested.
     iterations: int
     #: Learning rate.
@@ -105,6 +105,9 @@ class ImageState:
     iter0: np.ndarray | None = None
     #: The file the image was read from (as given), or ``None``.
     source: str | None = None
+    #: What was pointed at in it (a ``Region`` or ``Box`` target), explained instead of
+    #: :attr:`target`; ``None``: the class (see :mod:`~opticam_widgets.widget.pointing`).
+    pointed: Any = None
 
     @classmethod
     def from_probs(cls, name: str, pixels: Tensor, probs: np.ndarray, top_k: int) -> ImageState:
@@ -226,12 +229,18 @@ class Session:
             optimizer: str = "paper",
             plateau: tuple[float | None, int] = (WIDGET_TOL, WIDGET_PATIENCE)) -> RunKey:
         """The run key of the image and class shown with these settings."""
-        return RunKey(self.index, self.image.target, int(iterations), lr, str(convention),
+        return RunKey(self.index, self.chosen, int(iterations), lr, str(convention),
                       bool(early_stop), str(optimizer), plateau)
 
     def shows(self, key: RunKey) -> bool:
         """Whether ``key``'s image and class are the ones on screen."""
-        return bool(self.images) and (key.image, key.target) == (self.index, self.target)
+        return bool(self.images) and (key.image, key.target) == (self.index, self.chosen)
+
+    @property
+    def chosen(self) -> Any:
+        """What is explained in the image shown: the target pointed at, else the class."""
+        image = self.image
+        return image.target if image.pointed is None else image.pointed
 
 
 class ClassNames:

@@ -23,12 +23,14 @@ from .canvas import SaliencyCanvas
 from .controls import Controls
 from .messages import (
     error_html,
+    esc,
     label_html,
     metrics_html,
     result_html,
     status_html,
     step_html,
 )
+from .pointing import pointed_label
 from .state import ClassNames, Entry, ImageState
 
 __all__ = ["ResultView"]
@@ -61,9 +63,12 @@ class ResultView:
         """Show an error in the status line."""
         self.status(error_html(exc))
 
-    def label(self, target: int | None) -> str:
-        """The HTML label of a class (``""`` before the names are known)."""
-        return label_html(self.names.names if self.names is not None else None, target)
+    def label(self, target: Any) -> str:
+        """The HTML label of a class or of a target pointed at (``""`` before any name)."""
+        names = self.names.names if self.names is not None else None
+        if target is not None and not isinstance(target, (int, np.integer)):
+            return f"<b>{esc(pointed_label(target, names))}</b>"
+        return label_html(names, target)
 
     def classes(self, state: ImageState) -> list[tuple[str, int]]:
         """The class selector's options for an image."""
@@ -111,7 +116,9 @@ class ResultView:
         c.metrics.value = metrics_html(entry.metrics)
         c.progress.max = iterations
         c.progress.value = result.iterations if result.cancelled else iterations
-        self.status(result_html(self.label(result.target[0]), result, iterations))
+        pointed = not isinstance(entry.key.target, (int, np.integer))
+        what = entry.key.target if pointed else result.target[0]
+        self.status(result_html(self.label(what), result, iterations))
 
     def clear(self) -> None:
         """No map: blank the heatmap, progress, metrics and score plot."""

@@ -140,6 +140,16 @@ def class_logits(output: Any, context: Context) -> Tensor:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _best_per_class(dets: Sequence[dict[str, Tensor]]) -> Tensor:
+    """(B, classes) best detection score of each class (0 where none)."""
+    width = 1 + max([int(d["labels"].max()) for d in dets if d["labels"].numel()] or [0])
+    best = torch.zeros(len(dets), width)
+    for i, d in enumerate(dets):
+        labels, scores = d["labels"].detach().cpu().long(), d["scores"].detach().float().cpu()
+        best[i].scatter_reduce_(0, labels, scores, reduce="amax")
+    return best
+
+
 def detached(output: Any) -> Any:
     """``output`` with every tensor detached."""
     return map_tensors(output, Tensor.detach)
@@ -170,11 +180,16 @@ class Target:
         """The class list of each input (B, classes): softmax of the logits.
 
         For a segmentation output, the softmax averaged over the pixels (the share of the
-        image each class takes, in probability); :class:`~.classes.MultiLabel` gives sigmoids.
+        image each class takes, in probability); for detections, each class's best detection
+        score (classes up to the largest label found); :class:`~.classes.MultiLabel` gives
+        sigmoids.
         """
         dense = dense_output(output)
         if dense is not None and dense.ndim == 4:
             return torch.softmax(dense.float(), dim=1).mean(dim=(2, 3))
+        if isinstance(output, (list, tuple)) and output and all(
+                isinstance(d, dict) and "scores" in d and "labels" in d for d in output):
+            return _best_per_class(output)
         return torch.softmax(class_logits(output, Context()).float(), dim=1)
 
     def __call__(self, output: Any) -> Tensor:
