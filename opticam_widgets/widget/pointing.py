@@ -8,7 +8,12 @@ by :func:`output_kind`:
   predicted classes (:func:`segments`) is a :class:`~opticam_widgets.engine.targets.Region`
   of its class over its pixels; a box dragged over the photo is a region too;
 * ``"detection"``: one dict of detections per image: each box kept (:func:`detections`) is
-  a :class:`~opticam_widgets.engine.targets.Box` of its class.
+  a :class:`~opticam_widgets.engine.targets.Box` of its class;
+* ``"dual"``: a dual encoder bound by
+  :func:`~opticam_widgets.model.dualencoder.image_tower` (its output an image embedding, its
+  text side kept): a typed prompt is a :class:`~opticam_widgets.engine.targets.TextPrompt`, a
+  photo of the strip taken as the reference a
+  :class:`~opticam_widgets.engine.targets.Similarity`.
 
 Coordinates are pixels of the image the model sees (after ``preprocess`` resizes it); the
 panel (:mod:`~opticam_widgets.widget.pointpanel`) maps the canvas's pixels onto them.
@@ -39,27 +44,32 @@ from scipy import ndimage
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-from ..engine.targets import Box, Region, Target
+from ..engine.targets import Box, Region, Similarity, Target, TextPrompt
+from ..model.dualencoder import ImageTower
 from ..support.outputs import dense_output
 
 __all__ = ["KINDS", "Pointable", "detections", "dragged", "output_kind", "pick",
            "pointed_label", "segments"]
 
 #: What the widget can point at, by the model's output (see :func:`output_kind`).
-KINDS = ("classes", "segmentation", "detection")
+KINDS = ("classes", "segmentation", "detection", "dual")
 #: Segments smaller than this share of the image are not listed (specks of a prediction).
 MIN_SEGMENT = 0.002
 #: Detections below this score are not drawn; boxes overlapping more (IoU) are one object.
 MIN_SCORE, NMS_IOU, MAX_BOXES = 0.3, 0.5, 20
 
 
-def output_kind(output: Any) -> str:
+def output_kind(output: Any, model: Any = None) -> str:
     """What a model's output lets the widget point at: one of :data:`KINDS`.
+
+    ``model``: the model explained (an ``ImageTower`` is a dual encoder: ``"dual"``).
 
     Example:
         >>> output_kind(torch.zeros(1, 5)), output_kind([{"boxes": torch.zeros(0, 4)}])
         ('classes', 'detection')
     """
+    if isinstance(model, ImageTower):
+        return "dual"
     dense = dense_output(output)
     if dense is not None and dense.ndim == 4:
         return "segmentation"
@@ -204,4 +214,8 @@ def pointed_label(target: Any, names: Sequence[str] | None) -> str:
         return f"{name} over the box ({x0:.0f}, {y0:.0f})–({x1:.0f}, {y1:.0f})"
     if isinstance(target, Region):
         return f"{name} over the segment picked"
+    if isinstance(target, TextPrompt):
+        return "the prompt “" + " / ".join(target.texts) + "”"
+    if isinstance(target, Similarity):
+        return "the likeness to " + str(getattr(target, "what", "the reference photo"))
     return str(target)

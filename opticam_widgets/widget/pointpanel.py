@@ -7,6 +7,11 @@ outlined, or with each detected box and its ``class · score``. A click (or a ta
 segment or a box explains it; on a segmentation model a box dragged over the photo explains
 that region. The keyboard way: the **Explain** list names every segment and box (class,
 size or score, where), choosing one is the click. The choice is said in a polite live region.
+
+For a dual encoder (an ``image_tower`` bundle) the panel holds a **Prompt** box (Enter explains
+the prompt in the photo shown, and in each photo shown after) and a **Use as reference**
+button (the photo shown becomes the reference: each photo's map then explains its likeness to
+it). Until either is given, a photo is explained by the likeness to its own embedding.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 from ipycanvas import Canvas, hold_canvas
 
 from ..engine.explainer import OptiCAM
-from ..engine.targets import Target
+from ..engine.targets import Similarity, Target, TextPrompt
 from ..inputs.images import as_image_batch
 from ..model.features import model_guard
 from ..support.checks import logits_of, model_dtype
@@ -48,6 +53,12 @@ def model_output(cam: OptiCAM, pixels: torch.Tensor) -> tuple[Any, tuple[int, in
     with model_guard(cam.model), torch.no_grad():
         out = cam.model(cam.preprocess.normalize(x).to(model_dtype(cam.model)))
         return check_output(logits_of(out), 1), (int(x.shape[-2]), int(x.shape[-1]))
+
+
+class _Own(Similarity):
+    """The likeness of a photo to its own embedding (a dual encoder's first run)."""
+
+    what = "its own embedding"
 
 
 def paint(picture: np.ndarray, things: Sequence[Pointable], chosen: Pointable | None,
@@ -113,8 +124,16 @@ class PointingPanel:
         self.text.add_class("opticam-panel-live")
         self.title = w.HTML("<b>Point at what to explain</b>: click a segment or a box on the "
                             "photo, or choose it in the list")
+        #: A dual encoder's prompt (Enter explains it) and reference button.
+        self.prompt = w.Text(value="", placeholder="a red square", description="Prompt",
+                             tooltip="Text to find in the photo (press Enter)",
+                             continuous_update=False, layout=w.Layout(width="auto"))
+        self.reference = w.Button(description="Use as reference", icon="thumb-tack",
+                                  tooltip="Explain each photo by its likeness to this one")
+        self._dual = w.HBox([self.prompt, self.reference], layout=w.Layout(display="none"))
+        self._spatial = w.VBox([self.objects, self.canvas])
         #: What the widget's layout holds (hidden for a classifier).
-        self.box = w.VBox([self.title, self.objects, self.canvas, self.text],
+        self.box = w.VBox([self.title, self._dual, self._spatial, self.text],
                           layout=w.Layout(display="none"))
         self.box.add_class("opticam-pointing")
         self._picture: np.ndarray | None = None
@@ -123,11 +142,16 @@ class PointingPanel:
         self._press: tuple[float, float] | None = None
         self._lock = threading.Lock()
         self._quiet = False
+        self._state: ImageState | None = None
+        self._choice: Target | None = None  # a dual encoder's prompt or reference
+        self._prompts: dict[str, TextPrompt] = {}
         self.closed = False
         self._wire()
 
     def _wire(self) -> None:
         self.objects.observe(self._on_list, "value")
+        self.prompt.observe(self._on_prompt, "value")
+        self.reference.on_click(lambda _b: self.use_as_reference())
         self.canvas.on_mouse_down(self._down)
         self.canvas.on_mouse_up(self._up)
         self.canvas.on_touch_start(lambda t: self._down(*t[0]) if t else None)
@@ -148,15 +172,19 @@ class PointingPanel:
         if self.closed or self.kind == "classes":
             return
         output, size = model_output(self.cam, state.pixels)
-        self.kind = self.kind or output_kind(output)
+        self.kind = self.kind or output_kind(output, self.cam.model)
         if self.kind == "classes":
+            return
+        self._state = state
+        self.box.layout.display = ""
+        if self.kind == "dual":
+            self._embedding_shown(state, output)
             return
         with self._lock:
             self._output, self._size = output, size
             dense = dense_output(output)
             self.things = (segments(dense[0], size) if self.kind == "segmentation"
                            else detections(output[0]))
-        self.box.layout.display = ""
         self._load_picture(state)
         if getattr(state, "pointed", None) is None and self.things:
             first = [t for t in self.things if t.label == int(np.argmax(state.probs))]
@@ -165,6 +193,30 @@ class PointingPanel:
         self._list()
         self._paint()
         self._say(state)
+
+    def _embedding_shown(self, state: ImageState, output: Any) -> None:
+        self._dual.layout.display, self._spatial.layout.display = "", "none"
+        self.title.value = ("<b>What to explain</b>: type a prompt and press Enter, or use the "
+                            "photo shown as the reference")
+        state.pointed = self._choice or _Own(output[0])
+        self._say(state)
+
+    def _on_prompt(self, change: dict) -> None:
+        text = str(change["new"]).strip()
+        if self.kind != "dual" or not text:
+            return
+        if text not in self._prompts:
+            self._prompts[text] = TextPrompt(text, self.cam.model)
+        self._choice = self._prompts[text]
+        self._pick(self._choice)
+
+    def use_as_reference(self) -> None:
+        """The photo shown becomes the reference (a dual encoder): its likeness is explained."""
+        if self._state is None or self.kind != "dual":
+            return
+        output, _ = model_output(self.cam, self._state.pixels)
+        self._choice = Similarity(output[0])
+        self._pick(self._choice)
 
     def _load_picture(self, state: ImageState) -> None:
         h, w = display_size(*state.rgb.shape[:2], self.max_size)
@@ -233,6 +285,9 @@ class PointingPanel:
     # ------------------------------------------------------------------ drawing
     def _say(self, state: ImageState) -> None:
         what = "segments" if self.kind == "segmentation" else "boxes"
+        if self.kind == "dual":
+            self.text.value = f"Explaining {esc(pointed_label(state.pointed, None))}"
+            return
         if not self.things:
             self.text.value = note_html(f"the model finds no {what} on this photo", "warning")
             return

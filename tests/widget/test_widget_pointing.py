@@ -183,3 +183,48 @@ def test_kinds_and_pointables():
     dets = detections({"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]),
                        "labels": torch.tensor([3]), "scores": torch.tensor([0.2])})
     assert dets == []  # under the score shown
+
+
+def test_dual_encoder_prompt_and_reference_photo():
+    """A dual encoder (image_tower): a named prompt box (Enter explains the prompt: two prompts,
+    two maps) and 'Use as reference' (the next photo is explained by its likeness to it)."""
+    import tiny_dualencoder as td
+
+    from opticam_widgets.engine.targets import Similarity, TextPrompt
+    from opticam_widgets.model.dualencoder import image_tower
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = td.TinyDualEncoder().eval()
+    spec = {"size": (td.SIZE, td.SIZE), "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    x, _, _ = td.scenes(2, seed=3, present=(1.0, 1.0))
+    before = snapshot(model)
+    widget = OptiCAMWidget(image_tower(model, spec, tokenizer=td.tokenize), save_dir=False)
+    widget.controls.iterations.value = 10
+    try:
+        widget.set_images([x[0], x[1]], run=False)
+        panel = widget._parts.pointing
+        assert panel.kind == "dual" and panel.prompt.description == "Prompt"
+        assert panel._spatial.layout.display == "none"
+        assert isinstance(widget._parts.session.chosen, Similarity)  # its own embedding
+        maps = []
+        for text in td.CAPTIONS:
+            panel.prompt.value = text  # what Enter sends (continuous_update=False)
+            widget.wait(60)
+            target = widget._parts.session.chosen
+            assert isinstance(target, TextPrompt) and target.texts == (text,)
+            assert widget.error is None, widget.error
+            maps.append(torch.from_numpy(widget.result.saliency[0].numpy()))
+        assert float((maps[0] - maps[1]).abs().max()) > 1e-3
+        assert "the prompt “a blue circle”" in widget.controls.status.value
+        panel.reference.click()  # photo 0 is the reference
+        widget.wait(60)
+        reference = widget._parts.session.chosen
+        assert isinstance(reference, Similarity) and "likeness" in panel.text.value
+        widget.select_image(1)
+        widget.wait(60)
+        assert widget._parts.session.chosen is reference and widget.result is not None
+        assert widget.error is None, widget.error
+    finally:
+        widget.close()
+    assert_untouched(model, before)
