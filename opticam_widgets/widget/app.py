@@ -37,6 +37,7 @@ from traitlets import Bool, HasTraits, Int
 from ..engine.config import AUTO
 from ..engine.explainer import OptiCAM
 from ..engine.result import OptiCAMResult
+from ..engine.targets import ACTIVATIONS
 from ..model.bundle import ModelBundle
 from ..support.defaults import DEFAULT_LR, DEFAULT_MAX_ITER, WIDGET_TOL
 from .assembly import assemble
@@ -83,7 +84,9 @@ class OptiCAMWidget(ExportAPI, HasTraits):
             e.g. ``optimizer="fast"``; the iterations, learning-rate, convention and optimizer
             controls start at them. The widget's own defaults: 100 iterations, lr 0.2, early
             stop on a plateau (``tol=1e-3``, the optimiser's own ``patience``: 10 for the
-            paper's, 5 for ``"fast"``); the runs stop with these settings.
+            paper's, 5 for ``"fast"``); the runs stop with these settings. One more:
+            ``activation="sigmoid"`` for a multi-label head: the class list shows each label's
+            sigmoid and every class is explained as ``MultiLabel(class)`` (sigmoid metrics).
 
     Example:
         >>> import torch
@@ -116,6 +119,9 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         bundle = model if isinstance(model, ModelBundle) else None
         self._labels_arg = check_labels(labels, bundle.labels if bundle is not None else None)
         self.top_k = check_top_k(top_k)
+        activation = settings.pop("activation", "softmax")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"`activation` must be one of {ACTIVATIONS}, got {activation!r}")
         widget_defaults = {"max_iter": DEFAULT_MAX_ITER, "lr": DEFAULT_LR, "tol": WIDGET_TOL,
                            "patience": AUTO}
         self.cam = OptiCAM(model, target_layer=target_layer, preprocess=preprocess,
@@ -128,6 +134,7 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         self._parts = parts = assemble(self, self.cam, max_size, notes,
                                        bundle=self._repr_mimebundle_, text=self.__repr__,
                                        folder=folder, model=self.name)
+        parts.session.activation = parts.pointing.activation = activation
         #: Every control, by name (tests and users may set their ``value``).
         self.controls: Controls = parts.controls
         #: The main canvas (image and heatmap layers).

@@ -26,7 +26,7 @@ import torch
 from ipycanvas import Canvas, hold_canvas
 
 from ..engine.explainer import OptiCAM
-from ..engine.targets import Similarity, Target, TextPrompt
+from ..engine.targets import MultiLabel, Similarity, Target, TextPrompt
 from ..inputs.images import as_image_batch
 from ..model.features import model_guard
 from ..support.checks import logits_of, model_dtype
@@ -108,6 +108,8 @@ class PointingPanel:
         #: The model's kind (:data:`~opticam_widgets.widget.pointing.KINDS`), from the first
         #: photo; ``None`` before.
         self.kind: str | None = None
+        #: The class head's activation: ``"sigmoid"`` lists a multi-label head's sigmoids.
+        self.activation = "softmax"
         #: The segments or boxes of the photo shown.
         self.things: list[Pointable] = []
         self.chosen: Pointable | None = None
@@ -169,11 +171,13 @@ class PointingPanel:
         The default (so that the first run explains something the model can explain) is the
         largest segment of the most probable class, or the best box.
         """
-        if self.closed or self.kind == "classes":
+        if self.closed or self.kind == "classes" and self.activation == "softmax":
             return
         output, size = model_output(self.cam, state.pixels)
         self.kind = self.kind or output_kind(output, self.cam.model)
         if self.kind == "classes":
+            if self.activation == "sigmoid":  # a multi-label head: the labels' sigmoids
+                state.probs = MultiLabel().probabilities(output)[0].double().numpy()
             return
         self._state = state
         self.box.layout.display = ""

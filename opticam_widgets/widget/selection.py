@@ -131,9 +131,9 @@ class Selection:
         # the comparison's canvas is smaller: scale down what is shown, not the whole photo
         big = max(state.rgb.shape[:2]) > self.view.canvas.max_size
         self.comparison.panel.canvas.set_image(shown if big else state.rgb)
-        self._fill_classes(state)
         if self.on_image is not None:
             self.on_image(state)
+        self._fill_classes(state)
         self._select(run=run)
 
     def _fill_classes(self, state: ImageState) -> None:

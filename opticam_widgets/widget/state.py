@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ..display.render import as_uint8_image
 from ..engine.result import OptiCAMResult
+from ..engine.targets import MultiLabel
 from ..inputs.images import to_image_tensor
 from ..support.defaults import WIDGET_PATIENCE, WIDGET_TOL
 
@@ -196,6 +197,8 @@ class Session:
         self.shown: Entry | None = None
         #: Name of the target layer, once the engine has resolved it.
         self.layer: str | None = None
+        #: The class head's activation (``ACTIVATIONS``): ``"sigmoid"`` for a multi-label one.
+        self.activation = "softmax"
 
     def load(self, images: Sequence[ImageState]) -> None:
         """Replace the images; the first is shown, the cache and the screen are cleared."""
@@ -238,9 +241,14 @@ class Session:
 
     @property
     def chosen(self) -> Any:
-        """What is explained in the image shown: the target pointed at, else the class."""
+        """What is explained in the image shown: the target pointed at, else the class.
+
+        The class of a sigmoid head (:attr:`activation`) as ``MultiLabel(class)``.
+        """
         image = self.image
-        return image.target if image.pointed is None else image.pointed
+        if image.pointed is not None:
+            return image.pointed
+        return image.target if self.activation == "softmax" else MultiLabel(image.target)
 
 
 class ClassNames:

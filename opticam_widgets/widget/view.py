@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.targets import MultiLabel
 from .canvas import SaliencyCanvas
 from .controls import Controls
 from .messages import (
@@ -66,6 +67,8 @@ class ResultView:
     def label(self, target: Any) -> str:
         """The HTML label of a class or of a target pointed at (``""`` before any name)."""
         names = self.names.names if self.names is not None else None
+        if isinstance(target, MultiLabel) and len(target.classes or ()) == 1:
+            return label_html(names, target.classes[0].index) + " · sigmoid"
         if target is not None and not isinstance(target, (int, np.integer)):
             return f"<b>{esc(pointed_label(target, names))}</b>"
         return label_html(names, target)

@@ -11,11 +11,13 @@ from targetnets import (
     assert_untouched,
     detection_scene,
     mass,
+    multilabel_scene,
     one_thread,
     seeded,
     segmentation_scene,
     snapshot,
     train_detector,
+    train_multilabel,
     train_segmenter,
 )
 from tinynets import IDENTITY, SMALL, tiny_cnn
@@ -228,3 +230,42 @@ def test_dual_encoder_prompt_and_reference_photo():
     finally:
         widget.close()
     assert_untouched(model, before)
+
+
+def test_multilabel_head_lists_sigmoids_and_explains_each_label():
+    """activation="sigmoid": the class list shows each label's sigmoid (two shapes: both
+    labels over 50%, which a softmax cannot show), each class is explained as MultiLabel(c)
+    with sigmoid metrics, and the two labels' maps differ."""
+    from opticam_widgets.engine.targets import MultiLabel
+
+    net = train_multilabel()
+    with seeded(4) as gen:
+        img = multilabel_scene(gen, labels=(True, True))[0]
+    with pytest.raises(ValueError, match="activation"):
+        OptiCAMWidget(net, preprocess=IDENTITY, save_dir=False, activation="tanh")
+    widget = OptiCAMWidget(net, preprocess=IDENTITY, save_dir=False, activation="sigmoid")
+    widget.controls.iterations.value = 15
+    try:
+        widget.show(img, run=False)
+        state = widget.images[0]
+        with torch.no_grad():
+            expected = torch.sigmoid(net(img[None]))[0].double().numpy()
+        np.testing.assert_allclose(state.probs, expected, rtol=1e-5)
+        assert state.probs.min() > 0.5  # both labels present
+        assert "%" in widget.controls.class_select.options[0][0]
+        maps = []
+        top = widget.target
+        for label in (top, 1 - top):
+            if label == top:
+                widget.run(blocking=True)
+            else:
+                widget.select_class(label)
+                widget.wait(60)
+            assert widget._parts.session.chosen == MultiLabel(label)
+            assert widget.error is None, widget.error
+            assert "error" not in widget.metrics, widget.metrics
+            assert "sigmoid" in widget.controls.status.value
+            maps.append(torch.from_numpy(widget.result.saliency[0].numpy()))
+        assert float((maps[0] - maps[1]).abs().max()) > 0.1
+    finally:
+        widget.close()
