@@ -1,0 +1,104 @@
+"""Point at what to explain, in a real Chromium (issue #28): in Voilà, a tiny segmentation net
+and a tiny detector (trained in the notebook in seconds, tests/targetnets.py); a click on one
+of two same-class squares, then on the other, changes the map on the main canvas; a click on
+each detected box does too."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import new_page, save_failure, shutdown_kernels
+from pagetools import Widget, one_cell_notebook, shot, wait_for, widget_errors
+from targetnets import detection_scene, seeded, segmentation_scene
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
+
+TESTS = Path(__file__).resolve().parents[1]
+HEAD = f"""
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+import torch
+from opticam_widgets import OptiCAMWidget
+from opticam_widgets.engine.targets import YoloDecoder
+import targetnets as tn
+
+IDENTITY = {{"size": None, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}}
+"""
+SEGMENTER = HEAD + """
+with tn.seeded(5) as gen:
+    img, _, boxes = tn.segmentation_scene(gen)
+widget = OptiCAMWidget(tn.train_segmenter(), preprocess=IDENTITY, target_layer="block1",
+                       max_size=240)
+widget.controls.iterations.value = 25
+widget.show(img)
+"""
+DETECTOR = HEAD + """
+class DictDetector(torch.nn.Module):
+    def __init__(self, raw):
+        super().__init__()
+        self.raw = raw
+
+    def forward(self, x):
+        return YoloDecoder()(self.raw(x))
+
+with tn.seeded(9) as gen:
+    img, boxes, classes = tn.detection_scene(gen)
+widget = OptiCAMWidget(DictDetector(tn.train_detector()).eval(), preprocess=IDENTITY,
+                       target_layer="raw.body.3", max_size=240)
+widget.controls.iterations.value = 25
+widget.show(img)
+"""
+
+
+def _centre(box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _clicks_change_the_map(page, base: str, name: str, boxes: list) -> None:
+    """Click object 0, then 1, then 0 again: each click after the first changes the map (the
+    first may be the object the widget explains by default)."""
+    page.goto(f"{base}/voila/render/{name}", wait_until="commit")
+    widget = Widget.find(page, timeout=240)
+    widget.wait_finished(120, "the first run")
+    panel = widget.root.locator(".opticam-pointing canvas")
+    panel.wait_for(timeout=30_000)
+    live = widget.root.locator(".opticam-pointing .opticam-panel-live")
+    scale = panel.bounding_box()["width"] / 32  # the scenes are 32 px
+    main = widget.main_canvas()
+    before = None
+    for k in (0, 1, 0):
+        x, y = _centre(boxes[k])
+        panel.click(position={"x": x * scale, "y": y * scale})
+        if before is None:
+            wait_for(lambda: "Explaining" in live.inner_text(), 30, "the click said",
+                     describe=live.inner_text)
+            time.sleep(1.0)
+        else:
+            wait_for(lambda b=before: widget.canvas_changed(main, b, 0.5), 120,
+                     f"the map of object {k} on screen", describe=widget.status_text)
+        widget.wait_finished(120, f"the run of object {k}")
+        time.sleep(0.5)
+        before = shot(main)
+    assert not widget_errors(page), widget_errors(page)
+
+
+def test_click_a_segment_and_a_box_changes_the_map(browser, lab_server, notebook_dir,
+                                                   artifacts, request):
+    with seeded(5) as gen:
+        seg_boxes = segmentation_scene(gen)[2][:2]  # the two squares of class 1
+    with seeded(9) as gen:
+        det_boxes = detection_scene(gen)[1]
+    page = new_page(browser, lab_server)
+    try:
+        for source, name, boxes in ((SEGMENTER, "pointing-seg.ipynb", seg_boxes),
+                                    (DETECTOR, "pointing-det.ipynb", det_boxes)):
+            one_cell_notebook(notebook_dir, source, name)
+            _clicks_change_the_map(page, lab_server, name, boxes)
+    except BaseException:
+        save_failure(page, artifacts, request.node.name)
+        raise
+    finally:
+        page.context.close()
+        shutdown_kernels(lab_server)
