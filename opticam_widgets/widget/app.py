@@ -134,7 +134,7 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         self._parts = parts = assemble(self, self.cam, max_size, notes,
                                        bundle=self._repr_mimebundle_, text=self.__repr__,
                                        folder=folder, model=self.name)
-        parts.session.activation = parts.pointing.activation = activation
+        parts.pointing.activation = activation
         #: Every control, by name (tests and users may set their ``value``).
         self.controls: Controls = parts.controls
         #: The main canvas (image and heatmap layers).

@@ -180,6 +180,7 @@ def extra_panels(cam: OptiCAM, worker: Worker, session: Session, view: ResultVie
     pointing = PointingPanel(cam, lambda: view.names, selection.point,
                              max(16, round(max_size * 0.67)))
     selection.on_image = pointing.image_shown  # before the photo's first run
+    session.class_target = pointing.class_target  # a class of a non-classifier, as a target
     return pointing, contrast, brush
 
 

@@ -44,7 +44,7 @@ from scipy import ndimage
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-from ..engine.targets import Box, Region, Similarity, Target, TextPrompt
+from ..engine.targets import Box, Detected, Region, Similarity, Target, TextPrompt
 from ..model.dualencoder import ImageTower
 from ..support.outputs import dense_output
 
@@ -212,8 +212,12 @@ def pointed_label(target: Any, names: Sequence[str] | None) -> str:
     if isinstance(target, Region) and target.box is not None:
         x0, y0, x1, y1 = target.box
         return f"{name} over the box ({x0:.0f}, {y0:.0f})–({x1:.0f}, {y1:.0f})"
+    if isinstance(target, Region) and target.mask is None:
+        return f"{name} where the model predicts it"
     if isinstance(target, Region):
         return f"{name} over the segment picked"
+    if isinstance(target, Detected):
+        return f"the best box of {name}"
     if isinstance(target, TextPrompt):
         return "the prompt “" + " / ".join(target.texts) + "”"
     if isinstance(target, Similarity):

@@ -26,7 +26,7 @@ import torch
 from ipycanvas import Canvas, hold_canvas
 
 from ..engine.explainer import OptiCAM
-from ..engine.targets import MultiLabel, Similarity, Target, TextPrompt
+from ..engine.targets import Detected, MultiLabel, Region, Similarity, Target, TextPrompt
 from ..inputs.images import as_image_batch
 from ..model.features import model_guard
 from ..support.checks import logits_of, model_dtype
@@ -147,6 +147,7 @@ class PointingPanel:
         self._state: ImageState | None = None
         self._choice: Target | None = None  # a dual encoder's prompt or reference
         self._prompts: dict[str, TextPrompt] = {}
+        self._per_class: dict[int, Target] = {}
         self.closed = False
         self._wire()
 
@@ -159,6 +160,20 @@ class PointingPanel:
         self.canvas.on_touch_start(lambda t: self._down(*t[0]) if t else None)
         self.canvas.on_touch_end(lambda t: self._up(*t[0]) if t else self._tap())
         self.canvas.on_client_ready(lambda *_: self._paint())
+
+    def class_target(self, label: int) -> Any:
+        """What a class chosen in the class list explains, for the model's kind.
+
+        A classifier: the class (``MultiLabel(class)`` for a sigmoid head); a segmentation
+        model: ``Region(class)``, where the model predicts it; a detector: its best box of
+        that class (``Detected(label=class)``). One target object per class, so that a class
+        chosen again finds its cached run.
+        """
+        if self.kind == "segmentation":
+            return self._per_class.setdefault(label, Region(label))
+        if self.kind == "detection":
+            return self._per_class.setdefault(label, Detected(label=label))
+        return MultiLabel(label) if self.activation == "sigmoid" else label
 
     def _tap(self) -> None:
         if self._press is not None:

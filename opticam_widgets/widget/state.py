@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from torch import Tensor
 
 from ..display.render import as_uint8_image
 from ..engine.result import OptiCAMResult
-from ..engine.targets import MultiLabel
 from ..inputs.images import to_image_tensor
 from ..support.defaults import WIDGET_PATIENCE, WIDGET_TOL
 
@@ -197,8 +196,9 @@ class Session:
         self.shown: Entry | None = None
         #: Name of the target layer, once the engine has resolved it.
         self.layer: str | None = None
-        #: The class head's activation (``ACTIVATIONS``): ``"sigmoid"`` for a multi-label one.
-        self.activation = "softmax"
+        #: What a class chosen in the list explains: ``class -> target`` (the class itself;
+        #: the pointing panel's :meth:`~.pointpanel.PointingPanel.class_target` in a widget).
+        self.class_target: Callable[[int], Any] = int
 
     def load(self, images: Sequence[ImageState]) -> None:
         """Replace the images; the first is shown, the cache and the screen are cleared."""
@@ -243,12 +243,10 @@ class Session:
     def chosen(self) -> Any:
         """What is explained in the image shown: the target pointed at, else the class.
 
-        The class of a sigmoid head (:attr:`activation`) as ``MultiLabel(class)``.
+        The class as :attr:`class_target` says (``MultiLabel(class)`` for a sigmoid head).
         """
         image = self.image
-        if image.pointed is not None:
-            return image.pointed
-        return image.target if self.activation == "softmax" else MultiLabel(image.target)
+        return self.class_target(image.target) if image.pointed is None else image.pointed
 
 
 class ClassNames:

@@ -23,7 +23,7 @@ from targetnets import (
 from tinynets import IDENTITY, SMALL, tiny_cnn
 from torch import nn
 
-from opticam_widgets.engine.targets import Box, Region, YoloDecoder
+from opticam_widgets.engine.targets import Box, Detected, Region, YoloDecoder
 from opticam_widgets.widget import OptiCAMWidget
 from opticam_widgets.widget.pointing import detections, output_kind, pick, segments
 
@@ -128,6 +128,13 @@ def test_drag_a_box_and_keyboard_list_on_a_segmenter(segmenter):
         widget.wait(60)
         assert widget._parts.session.chosen.mask is not None
         assert widget.error is None, widget.error
+        widget.select_class(2)  # a class from the list: where the model predicts it
+        widget.wait(60)
+        chosen = widget._parts.session.chosen
+        assert isinstance(chosen, Region) and chosen.label == 2 and chosen.mask is None
+        assert chosen is panel.class_target(2)  # one target per class: its run is found again
+        assert widget.error is None and "where the model predicts it" in (
+            widget.controls.status.value), widget.error
     finally:
         widget.close()
 
@@ -157,6 +164,13 @@ def test_click_a_box_explains_that_detection(detector):
             maps.append(s)
             assert mass(s, boxes[k]) > mass(s, boxes[1 - k])
         assert float((maps[0] - maps[1]).abs().max()) > 0.1
+        other = 1 - widget.target
+        widget.select_class(other)  # a class from the list: its best box
+        widget.wait(60)
+        chosen = widget._parts.session.chosen
+        assert isinstance(chosen, Detected) and chosen.label == other
+        assert widget.error is None, widget.error
+        assert "the best box of" in widget.controls.status.value
     finally:
         widget.close()
     assert_untouched(detector, before)
