@@ -162,8 +162,8 @@ class BaselineKey:
 
     #: Index of the image.
     image: int
-    #: Class index.
-    target: int
+    #: Class index, or the target pointed at (``Session.chosen``).
+    target: Any
     #: Baseline method name.
     method: str
 
@@ -202,7 +202,7 @@ class Comparison:
         """The baseline to show now, or ``None`` (no method chosen, or no image)."""
         if self.method is None or not self.session.images:
             return None
-        return BaselineKey(self.session.index, self.session.image.target, self.method)
+        return BaselineKey(self.session.index, self.session.chosen, self.method)
 
     def refresh(self, cancel: threading.Event | None = None) -> None:
         """Show the wanted baseline, computing it when needed.

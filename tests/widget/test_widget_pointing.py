@@ -135,6 +135,11 @@ def test_drag_a_box_and_keyboard_list_on_a_segmenter(segmenter):
         assert chosen is panel.class_target(2)  # one target per class: its run is found again
         assert widget.error is None and "where the model predicts it" in (
             widget.controls.status.value), widget.error
+        widget.controls.compare.value = "channel-mean"  # the baseline of the same region
+        widget.wait(60)
+        assert widget.error is None, widget.error
+        assert widget._parts.comparison.wanted().target is chosen
+        assert widget._parts.comparison.wanted() in widget._parts.comparison.cache
     finally:
         widget.close()
 
