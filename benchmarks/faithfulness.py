@@ -85,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--resume", action="store_true",
                     help="keep the JSON lines; measure only the (photo, method) rows missing")
     ap.add_argument("--report", action="store_true", help="only rebuild the report")
+    ap.add_argument("--note", default="", help="a line under the report's title")
     return ap.parse_args(argv)
 
 
@@ -208,6 +209,16 @@ def run(args: argparse.Namespace, lines: dict[str, Path]) -> None:
 # --------------------------------------------------------------------------- report
 
 
+def complete(rows: list[dict]) -> list[dict]:
+    """The rows of the (model, photo) pairs that have every method of their model's run."""
+    methods: dict[str, set[str]] = {}
+    per_photo: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        methods.setdefault(r["model"], set()).add(r["method"])
+        per_photo.setdefault((r["model"], r["photo"]), set()).add(r["method"])
+    return [r for r in rows if per_photo[(r["model"], r["photo"])] == methods[r["model"]]]
+
+
 def _means(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     """model -> method -> yardstick -> mean over the photos."""
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -295,8 +306,9 @@ def report(rows: list[dict], args: argparse.Namespace, started: str) -> str:
     quick = " (QUICK RUN: a check, not the result)" if args.quick else ""
     machine = C.machine_table().replace("load average (1/5/15 min) at start",
                                         "load average (1/5/15 min) at the report")
-    parts = [f"# Faithfulness on every yardstick{quick}", "", machine, "",
-             f"Load average (1/5/15 min): {started} when this run started, "
+    parts = [f"# Faithfulness on every yardstick{quick}", "", *([args.note, ""] if args.note
+                                                                else []), machine, "",
+             f"Load average (1/5/15 min): {started} when this command started, "
              f"{C.load_average()} when it ended (2 cores shared with other work).", ""]
     parts += [
         "Each model explains its top-1 class of each photo; every method on the same target "
@@ -366,8 +378,8 @@ def main(argv: list[str] | None = None) -> str:
     started = C.load_average()
     if not args.report:
         run(args, lines)
-    rows = [json.loads(line) for path in lines.values() if path.exists()
-            for line in path.read_text().splitlines()]
+    rows = complete([json.loads(line) for path in lines.values() if path.exists()
+                     for line in path.read_text().splitlines()])  # a photo cut short: left out
     text = report(rows, args, started)
     (RESULTS / f"faithfulness{suffix}.md").write_text(text, encoding="utf-8")
     if not args.quick and update_readme(rows):
