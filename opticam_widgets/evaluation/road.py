@@ -12,7 +12,8 @@ percentile ``q`` of the map's pixels:
   probability should stay: higher (closer to 0) is better;
 * **combined** ``(LeRF − MoRF) / 2``: higher is better (pytorch-grad-cam's ``ROADCombined``).
 
-Each is the change of the target class's softmax probability, averaged over the percentiles
+Each is the change of the target's probability (a class's softmax, a label's sigmoid, a region's
+or a box's: the target's own ``probability``), averaged over the percentiles
 (10, 20, …, 90 by default) — pytorch-grad-cam's ``ROADMostRelevantFirstAverage``,
 ``ROADLeastRelevantFirstAverage`` and ``ROADCombined``, which do the imputation here.
 
@@ -52,7 +53,7 @@ from torch import Tensor, nn
 
 from ..engine.classes import model_labels
 from ..engine.maps import resize_maps
-from ..engine.targets import TargetLike
+from ..engine.targets import TargetLike, row_classes
 from ..inputs.preprocess import Preprocess
 from ..model.bundle import ModelBundle
 from ..support.checks import check_int, model_device, model_dtype
@@ -76,7 +77,7 @@ class RoadResult:
         lerf: (N,) least relevant first: higher is better.
         combined: (N,) ``(lerf − morf) / 2``: higher is better.
         percentiles: The percentiles averaged over.
-        target: The N class indices.
+        target: The N class indices (``-1`` for a row without one: a box, a prompt).
     """
 
     morf: np.ndarray
@@ -101,8 +102,13 @@ class RoadResult:
         return float(np.mean(self.combined))
 
 
-class _PixelNet(nn.Module):
-    """The model behind its normalisation (pixels in [0, 1] in, logits out)."""
+class _RowNet(nn.Module):
+    """The model behind its normalisation, scoring rows: pixels in, each row's probability out.
+
+    Image ``i`` of a batch is row ``i`` of :attr:`rows` (set per batch): the output is the
+    target's own probability of that row, (B, 1), whatever the model returns (logits, a dense
+    map, detections), so the library's ROAD reads it with :func:`_first`.
+    """
 
     def __init__(self, model: nn.Module, pre: Preprocess) -> None:
         super().__init__()
@@ -110,9 +116,16 @@ class _PixelNet(nn.Module):
         self.normalize = pre.normalize
         self.dtype = model_dtype(model)
         self.device = model_device(model)
+        self.rows: Any = None
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        return self.net(self.normalize(x.to(self.device)).to(self.dtype)).float()
+        output = self.net(self.normalize(x.to(self.device)).to(self.dtype))
+        return self.rows.probability(output).float()[:, None]
+
+
+def _first(output: Tensor) -> Tensor:
+    """A row's probability in :class:`_RowNet`'s output (the library's ``target``)."""
+    return output[0]
 
 
 def _ranks(s: Tensor) -> np.ndarray:
@@ -138,10 +151,9 @@ def _percentiles(percentiles: Any) -> tuple[int, ...]:
 def _library() -> Any:
     try:
         from pytorch_grad_cam.metrics import road as lib
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
     except ImportError as exc:
         raise ImportError(_INSTALL_HINT) from exc
-    return lib, ClassifierOutputSoftmaxTarget
+    return lib
 
 
 def road(
@@ -186,26 +198,27 @@ def road(
     """
     qs = _percentiles(percentiles)
     seed = check_int("seed", seed, 0)
-    lib, soft_target = _library()
+    lib = _library()
     net, pre, x, s, index, bs = prepare(model, images, saliency, preprocess, batch_size, False)
     work = x if pre.size is None else pre.resize(x)  # imputed at the model's resolution
     cams = _ranks(resize_maps(s, tuple(work.shape[-2:])))
-    pixel_net = _PixelNet(net, pre)
+    row_net = _RowNet(net, pre)
     with eval_mode(net), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         # pytorch-grad-cam 1.5.7 calls np.argwhere on a tensor (NumPy 2's __array_wrap__ notice)
         warnings.filterwarnings("ignore", "__array_wrap__", DeprecationWarning)
         torch.manual_seed(seed)  # the imputation's noise (the library draws it on the CPU)
         _, rows = original_probabilities(net, pre, x, index, target, bs, model_labels(model))
-        classes = [int(c) for c in rows.classes.tolist()]
+        classes = row_classes(rows)
         lerf, morf = [], []
         for start in range(0, len(classes), bs):
             part = slice(start, start + bs)
             batch = work[index[part]].float().cpu()
-            targets = [soft_target(c) for c in classes[part]]
+            row_net.rows = rows.subset(torch.arange(len(classes))[part])
+            targets = [_first] * batch.shape[0]
             lerf.append(lib.ROADLeastRelevantFirstAverage(list(qs))(batch, cams[part], targets,
-                                                                    pixel_net))
+                                                                    row_net))
             morf.append(lib.ROADMostRelevantFirstAverage(list(qs))(batch, cams[part], targets,
-                                                                   pixel_net))
+                                                                   row_net))
     lo = np.concatenate(lerf).astype(np.float64).reshape(-1)
     mo = np.concatenate(morf).astype(np.float64).reshape(-1)
     return RoadResult(morf=mo, lerf=lo, combined=(lo - mo) / 2.0, percentiles=qs,

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..engine.explainer import OptiCAM
+from ..engine.targets import Target
 from ..support.jobs import Worker, exiting
 from .common import close_widgets
 from .compare import Cancelled, Comparison, interruptible
@@ -73,6 +74,14 @@ def model_view(result: Any, pre: Any) -> tuple[Tensor, Tensor]:
     rows = torch.tensor(result.image_index, dtype=torch.long)
     return pre.resize(result.pixels)[rows], result.saliency_at(pre.size)
 
+
+
+def _target_of(target: Any, classes: Any) -> Any:
+    """What a column's yardsticks score: a pointed target as it is, else the run's classes.
+
+    A pointed target is a region, a box or a prompt (the widget's pointing panel).
+    """
+    return target if isinstance(target, Target) else list(classes)
 
 class YardstickPanel:
     """The yardsticks after each run, and the Sanity check button with its maps.
@@ -131,20 +140,22 @@ class YardstickPanel:
                     break
                 self.comparison.tabulate(key)
 
-    def _columns(self, key: Any) -> list[tuple[dict, Tensor, Tensor, list[int]]]:
+    def _columns(self, key: Any) -> list[tuple[dict, Tensor, Tensor, Any]]:
         """``(metrics, images, maps, classes)`` of the map shown and of the baseline shown."""
         pre = self.cam.preprocess
         entry = self.session.shown if self.session.images else None
         out = []
         if entry is not None and entry.metrics and "error" not in entry.metrics:
             images, maps = model_view(entry.result, pre)
-            out.append((entry.metrics, images, maps, list(entry.result.target)))
+            out.append((entry.metrics, images, maps,
+                        _target_of(entry.key.target, entry.result.target)))
         if key is not None and key in self.comparison.cache:
             image = self.session.images[key.image].pixels[None]
             image = image if pre.size is None else pre.resize(image)
             saliency, metrics = self.comparison.cache[key]
             if "error" not in metrics:
-                out.append((metrics, image, torch.from_numpy(saliency)[None], [key.target]))
+                out.append((metrics, image, torch.from_numpy(saliency)[None],
+                            _target_of(key.target, [key.target])))
         return out
 
     # ------------------------------------------------------------------ sanity check

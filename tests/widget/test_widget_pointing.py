@@ -4,6 +4,8 @@ the map follows the object clicked."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -103,6 +105,7 @@ def test_click_a_segment_explains_that_region(segmenter):
             maps.append(s)
             assert mass(s, boxes[k]) > mass(s, boxes[1 - k])
         assert float((maps[0] - maps[1]).abs().max()) > 0.1
+        _yardsticks_score_the_pointed_target(widget)
         assert "over the segment" in widget.controls.status.value
     finally:
         widget.close()
@@ -169,6 +172,7 @@ def test_click_a_box_explains_that_detection(detector):
             maps.append(s)
             assert mass(s, boxes[k]) > mass(s, boxes[1 - k])
         assert float((maps[0] - maps[1]).abs().max()) > 0.1
+        _yardsticks_score_the_pointed_target(widget)
         other = 1 - widget.target
         widget.select_class(other)  # a class from the list: its best box
         widget.wait(60)
@@ -288,3 +292,14 @@ def test_multilabel_head_lists_sigmoids_and_explains_each_label():
         assert float((maps[0] - maps[1]).abs().max()) > 0.1
     finally:
         widget.close()
+
+
+def _yardsticks_score_the_pointed_target(widget) -> None:
+    """The yardstick panel (queued after the run) scores the region or box explained."""
+    deadline = time.monotonic() + 120
+    widget.wait(120)  # the run, then the yardstick jobs queued behind it
+    while "…" in widget.controls.metrics.value and time.monotonic() < deadline:
+        widget.wait(120)
+        time.sleep(0.05)
+    found = {k: v for k, v in widget.metrics.items() if not k.endswith("per_image")}
+    assert "yardsticks_error" not in found and "ROAD" in found, (sorted(found), found.get("yardsticks_error"))
