@@ -38,7 +38,8 @@ __all__ = ["RENAMED_KEYS", "SettingsMismatchError", "check_same_run", "run_setti
 
 #: OptiCAM attributes that change a map (beyond float rounding), recorded in the settings.
 _CAM_SETTINGS = ("max_iter", "lr", "tol", "patience", "nb_premises_at_startup", "convention",
-                 "score", "precision", "lr_schedule", "seed", "optimizer", "fold_batchnorm")
+                 "score", "precision", "lr_schedule", "seed", "optimizer", "objective",
+                 "fold_batchnorm")
 
 
 def weights_digest(model: nn.Module) -> str:

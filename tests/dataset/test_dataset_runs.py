@@ -182,6 +182,8 @@ def test_resume_with_other_weights_or_settings_is_refused(folder, reference, tmp
     assert "--no-resume" in e.value.message("--no-resume")
     with pytest.raises(SettingsMismatchError, match=r"max_iter: stored 4, now 5"):
         explain_dataset(tiny(), folder, out, **{**KW, "max_iter": 5})
+    with pytest.raises(SettingsMismatchError, match=r"objective: stored .paper., now .mixed-"):
+        explain_dataset(tiny(), folder, out, **{**KW, "objective": "mixed-fills"})
     # the batch size alone changes nothing (batch-independent maps): the resume is accepted
     done = explain_dataset(tiny(), folder, out, **{**KW, "batch_size": 5})
     assert_same_maps(done, reference)
@@ -202,7 +204,7 @@ def test_a_store_written_under_older_setting_names_resumes(folder, reference, tm
     store = Store(out)
     old = store.read_settings()
     old["schedule"] = old.pop("optimizer")
-    del old["fold_batchnorm"]  # a setting added after that store: it ran with the default
+    del old["fold_batchnorm"], old["objective"]  # added after that store: it ran with defaults
     store.write_settings(old)
     done = explain_dataset(tiny(), folder, out, **KW)
     assert_same_maps(done, reference)
