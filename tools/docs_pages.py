@@ -117,6 +117,10 @@ def main() -> None:
     for name, text in tutorial_notebooks().items():
         with mkdocs_gen_files.open(f"tutorials/{name}", "w") as f:
             f.write(text)
+    # the benchmark reports are included as they are: the plots they link sit beside them
+    for png in sorted((ROOT / "benchmarks" / "results").glob("*.png")):
+        with mkdocs_gen_files.open(f"reference/benchmarks/{png.name}", "wb") as f:
+            f.write(png.read_bytes())
 
 
 if __name__ in ("__main__", "<run_path>"):
