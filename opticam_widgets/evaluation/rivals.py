@@ -93,13 +93,33 @@ def _run(call: Any, make: Callable[[Any], Any], per_row: Callable[[Any, Tensor, 
     return _finish(np.concatenate([np.asarray(m) for m in maps]), call.size)
 
 
-def _base_cam(class_name: str, method: str) -> RivalFn:
+def _linear_safe(cls: type) -> type:
+    """``cls`` (ShapleyCAM) with a zero Hessian term where the score is linear in the activations.
+
+    pytorch-grad-cam 1.5.7 differentiates the gradient again; after a layer followed only by
+    pooling and a linear head (EfficientNet's last map) the gradient is constant, has no graph,
+    and the library raised ``RuntimeError: element 0 of tensors does not require grad``. Its
+    Hessian-vector product is 0 there, which ``grads + 0 * activations`` gives it.
+    """
+    class LinearSafe(cls):  # type: ignore[misc, valid-type]
+        def get_cam_weights(self, input_tensor: Any, target_layer: Any, target_category: Any,
+                            activations: Tensor, grads: Tensor) -> Any:
+            if not grads.requires_grad and activations.requires_grad:
+                grads = grads + 0.0 * activations
+            return super().get_cam_weights(input_tensor, target_layer, target_category,
+                                           activations, grads)
+
+    return LinearSafe
+
+
+def _base_cam(class_name: str, method: str, wrap: Callable[[type], type] = lambda c: c
+              ) -> RivalFn:
     """A pytorch-grad-cam ``BaseCAM`` subclass run on the target class's logit."""
     def maps(call: Any) -> Tensor:
         lib, targets = _library(method)
 
         def make(call: Any) -> Any:
-            cam = getattr(lib, class_name)(model=call.model, target_layers=[call.module])
+            cam = wrap(getattr(lib, class_name))(model=call.model, target_layers=[call.module])
             cam.batch_size = int(call.batch_size)  # Score-CAM's masked images per pass
             return cam
 
@@ -133,5 +153,5 @@ RIVALS: dict[str, RivalFn] = {
     "eigencam": _base_cam("EigenCAM", "eigencam"),
     "layercam": _base_cam("LayerCAM", "layercam"),
     "finercam": _finercam,
-    "shapleycam": _base_cam("ShapleyCAM", "shapleycam"),
+    "shapleycam": _base_cam("ShapleyCAM", "shapleycam", _linear_safe),
 }

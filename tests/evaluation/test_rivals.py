@@ -78,3 +78,20 @@ def test_spellings_and_missing_library(images, monkeypatch):
     monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)
     with pytest.raises(ImportError, match=r"opticam-widgets\[yardsticks\]"):
         baseline_map("layercam", net, images, 1, target_layer="3", preprocess=NATIVE16)
+
+
+def test_shapleycam_after_a_linear_head_is_gradcam(images):
+    """A layer followed only by pooling and a linear head (EfficientNet's last map): the score
+    is linear in the activations, the Hessian term is 0 and Shapley-CAM is Grad-CAM (the
+    library raised 'element 0 of tensors does not require grad' there)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 8, 3, padding=1),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(8, 5)).eval()
+    shapley = baseline_map("shapleycam", net, images[0], [0, 3], target_layer="2",
+                           preprocess=NATIVE16)
+    gradcam = baseline_map("pgc-gradcam", net, images[0], [0, 3], target_layer="2",
+                           preprocess=NATIVE16)
+    torch.testing.assert_close(shapley, gradcam)
+    assert not torch.allclose(shapley[0], shapley[1])  # still the class's own map
