@@ -93,6 +93,8 @@ def run_settings(model: Any, explainer: BatchExplainer, target: Any, metrics: An
         "target": describe(target), "metrics": metrics, "labels": explainer.labels is not None,
         "input_size": describe(pre.size),
         **{k: describe(getattr(cam.settings, k)) for k in _CAM_SETTINGS},
+        # the stopping the run used, not "auto": the same keys and values as before "auto"
+        **dict(zip(("tol", "patience"), cam.settings.stopping)),
         "reshape": describe(cam.reshape),
         "batching": explainer.batching,
         **({"batch_size": batch_size} if explainer.batching == "shared" else {}),
