@@ -118,9 +118,11 @@ def main() -> None:
         with mkdocs_gen_files.open(f"tutorials/{name}", "w") as f:
             f.write(text)
     # the benchmark reports are included as they are: the plots they link sit beside them
+    # (and beside the explanation page that includes the faithfulness report too)
     for png in sorted((ROOT / "benchmarks" / "results").glob("*.png")):
-        with mkdocs_gen_files.open(f"reference/benchmarks/{png.name}", "wb") as f:
-            f.write(png.read_bytes())
+        for folder in ("reference/benchmarks", "explanation"):
+            with mkdocs_gen_files.open(f"{folder}/{png.name}", "wb") as f:
+                f.write(png.read_bytes())
 
 
 if __name__ in ("__main__", "<run_path>"):

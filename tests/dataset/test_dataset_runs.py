@@ -92,8 +92,16 @@ print("finished", flush=True)
 def start_child(folder: Path, out: Path, pause: float = 0.4) -> subprocess.Popen:
     code = CHILD.format(tests=str(HERE), folder=str(folder), out=str(out), pause=pause)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS), str(HERE)])}
+    # the signals at their defaults, as in a terminal: an ignored SIGHUP (nohup, or inherited
+    # from a parent that ignores it) is respected by the run, which then finishes (exit 0)
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_signals)
+
+
+def _default_signals() -> None:
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def wait_for_shards(out: Path, proc: subprocess.Popen, count: int = 2,
