@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,7 @@ def test_widget_full_resolution_map_is_explains(bundle):
     widget = widget_showing(bundle, img, 3)
     try:
         result = widget.run(blocking=True)
+        widget.wait(300)  # its yardstick jobs too: they use the same model
         state = widget.images[0]
         assert state.pixels.dtype == torch.uint8  # the widget's one copy of the photo
         assert np.shares_memory(state.pixels.numpy(), state.rgb)
@@ -214,7 +216,11 @@ def test_widget_comparison_runs_at_the_models_input_size(bundle, monkeypatch):
     try:
         widget.run(blocking=True)
         widget.controls.compare.value = "channel-mean"
+        deadline = time.monotonic() + 300  # the baseline, then the yardsticks queued behind it
         widget.wait(timeout=300)
+        while "…" in widget.controls.metrics.value and time.monotonic() < deadline:
+            widget.wait(timeout=300)
+            time.sleep(0.05)
         size = bundle.preprocess.size
         assert seen == [((3, *size), torch.float32)]
         panel = widget.compare
