@@ -5,7 +5,7 @@ space before the model's normalization, so masked-out pixels are black.
 
 Example:
     >>> import torch
-    >>> from opticam_widgets.inputs.images import Preprocess
+    >>> from opticam_widgets.inputs.preprocess import Preprocess
     >>> mask = Masker(Preprocess(size=None), torch.ones(1, 3, 2, 2), "constructive")
     >>> mask(torch.zeros(1, 1, 2, 2)).shape
     torch.Size([1, 3, 2, 2])
