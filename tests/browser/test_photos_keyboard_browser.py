@@ -132,7 +132,7 @@ def test_open_photos_and_drop_a_photo(lab_widget, artifacts):
              describe=lambda: image_names(widget))
     widget.wait_finished(60, "the first chosen photo explained")
     assert app.kernel_value("widget.images[0].rgb.shape") == "(50, 70, 3)"
-    assert "notes.txt" in widget.root.locator(".opticam-live").inner_text()
+    assert "notes.txt" in widget.root.locator(".opticam-live").first.inner_text()  # the photos line
 
     files = [("bird.png", base64.b64encode(png(3, (40, 40))).decode(), "image/png")]
     outlined = widget.main_canvas().evaluate(DROP_JS, files)

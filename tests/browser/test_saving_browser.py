@@ -94,7 +94,7 @@ def test_lab_save_refuses_paths_and_never_overwrites(browser, lab_server, notebo
         widget.wait_finished(120, "the first run")
         summary = widget.status_text()
         box = widget.root.locator(".widget-text", has_text="File name").locator("input")
-        message = widget.root.locator(".opticam-live")
+        message = widget.root.locator(".opticam-live").first  # (the yardstick panel has its own)
         before = tree(root)
         for bad in ("../escape", "../../escape.png", str(root / "abs.png"), "/tmp/abs.png"):
             box.fill(bad)
