@@ -5,7 +5,7 @@ Usage::
     opticam explain IMG... [--target T]... | [--top K] [--max-iter N] [--lr X]
                     [--optimizer paper|fast] [--convention constructive|destructive]
                     [--out DIR]
-                    [--model default|torchvision:NAME[:WEIGHTS]]
+                    [--model default|torchvision:NAME[:WEIGHTS|:none|:PATH]]
     opticam samples
 
 ``IMG`` is an image file or a sample photo ``sample:NAME`` (see ``opticam samples``). For each
@@ -88,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output folder, created if needed (default: ./opticam_out)")
     ex.add_argument("--model", default="default", metavar="SPEC",
                     help="'default' (embedded EfficientNet-Lite0, offline), "
-                         "'torchvision:NAME' or 'torchvision:NAME:WEIGHTS' (may download)")
+                         "'torchvision:NAME' (its pretrained weights: may download) or "
+                         "'torchvision:NAME:WEIGHTS' (a weights name: may download; 'none': "
+                         "random; or the path of a local weights file); NAME a classifier, a "
+                         "detector (e.g. fasterrcnn_mobilenet_v3_large_320_fpn: --target box:, "
+                         "detected) or a segmenter (e.g. lraspp_mobilenet_v3_large: --target "
+                         "region:), which see images at their own size")
     ex.add_argument("--device", default=None,
                     help="torch device, e.g. cpu or cuda (default: cpu)")
     ex.add_argument("--alpha", type=unit_float, default=0.5,

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..inputs.images import as_image_batch
 from ..model.bundle import ModelBundle, unpack_model
+from ..model.detectors import check_detector_labels, pad_classes
 from ..model.features import LayerSpec, model_guard, resolve_layer
 from ..model.folding import inner_loop_model
 from ..model.layouts import Reshape, check_reshape
@@ -112,6 +113,7 @@ class OptiCAM:
         self.settings: OptiCAMSettings = (settings or OptiCAMSettings()).replace(**overrides)
         self.labels = model_labels(model, labels)
         model, self.preprocess = unpack_model(model, preprocess)
+        self._classes = check_detector_labels(model, self.labels)  # a detector's class count
         self.model = model
         self.target_layer = target_layer
         self.reshape = check_reshape(reshape)
@@ -163,7 +165,8 @@ class OptiCAM:
         with model_guard(self.model), torch.no_grad():  # works in inference mode too
             output = check_output(self._model(self.model, self.preprocess.normalize(x)),
                                   x.shape[0])
-        return as_target(target, name="target").probabilities(output).cpu()
+        probs = as_target(target, name="target").probabilities(output).cpu()
+        return pad_classes(probs, self._classes)
 
     def channel_mean(self, image: Any, size: tuple[int, int] | None = None) -> Tensor:
         """Opti-CAM's iteration 0 (uniform channel weights) for each image, one forward pass.
@@ -211,7 +214,7 @@ class OptiCAM:
         with captured(self.model, self.preprocess, pixels, self._layer_spec(),
                       reshape=self.reshape, device=self.device) as seen:
             self._layer_name = seen.layer
-        probs = TopK().probabilities(seen.logits).cpu()  # capture checked them (float32)
+        probs = pad_classes(TopK().probabilities(seen.logits).cpu(), self._classes)
         return probs, channel_mean_map(seen.features, shown, normalize_for=full).cpu()
 
     def explain(

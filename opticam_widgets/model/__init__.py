@@ -3,5 +3,6 @@
 Layer choice and one-shot capture (:mod:`.features`, :mod:`.picker`), feature layouts of CNNs and
 transformers (:mod:`.layouts`, :mod:`.tokenorder`), refusals before a wrong map (:mod:`.preflight`,
 :mod:`.modelspec`), BatchNorm folding for the inner loop (:mod:`.folding`), a model with its
-preprocessing and labels (:mod:`.bundle`) and the offline models (:mod:`.zoo`).
+preprocessing and labels (:mod:`.bundle`), the offline models (:mod:`.zoo`; torchvision detectors
+and segmenters in :mod:`.tasks`) and a detector's class count (:mod:`.detectors`).
 """

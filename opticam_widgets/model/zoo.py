@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from ..inputs.preprocess import Preprocess, coerce_preprocess
 from ..inputs.samples import SAMPLE_DESCRIPTIONS, SAMPLE_NAMES, sample_image, sample_images
 from .bundle import ModelBundle
+from .tasks import from_torchvision_task, load_checkpoint, resolve_weights, task_of
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -239,34 +241,8 @@ def _torchvision_names() -> list[str]:
     return sorted(tvm.list_models(module=tvm))
 
 
-def _resolve_weights(name: str, weights: Any) -> Any:
-    """Return a torchvision ``WeightsEnum`` member (or None) for ``weights``."""
-    import torchvision.models as tvm
-    from torchvision.models import WeightsEnum
-
-    if weights is None:
-        return None
-    enum_cls = tvm.get_model_weights(name)
-    if isinstance(weights, WeightsEnum):
-        if not isinstance(weights, enum_cls):
-            raise ValueError(f"`weights` {weights} are not weights of {name!r}; use one of "
-                             f"{', '.join(w.name for w in enum_cls)}")
-        return weights
-    if not isinstance(weights, str):
-        raise TypeError(f"`weights` must be 'DEFAULT', a weights name, a torchvision "
-                        f"WeightsEnum or None; got {type(weights).__name__}")
-    key = weights.split(".")[-1]  # accept "ResNet50_Weights.IMAGENET1K_V2"
-    if key.upper() == "DEFAULT":
-        return enum_cls.DEFAULT
-    try:
-        return enum_cls[key]
-    except KeyError:
-        raise ValueError(f"`weights` {weights!r} is unknown for {name!r}; use 'DEFAULT', None "
-                         f"or one of {', '.join(w.name for w in enum_cls)}") from None
-
-
 def from_torchvision(name: str, weights: Any = "DEFAULT") -> ModelBundle:
-    """Build a torchvision classifier with its weights, preprocessing and class names.
+    """Build a torchvision classifier, detector or segmenter with its weights and class names.
 
     This is the only place that may download: torchvision fetches the weights into the
     torch hub cache (``~/.cache/torch/hub/checkpoints``) on first use. The preprocessing comes
@@ -274,10 +250,16 @@ def from_torchvision(name: str, weights: Any = "DEFAULT") -> ModelBundle:
     size), the labels from ``weights.meta["categories"]``.
 
     Args:
-        name: A torchvision classification model name, e.g. ``"resnet50"``.
+        name: A torchvision classification model name, e.g. ``"resnet50"``, or a detection
+            or segmentation one (``"fasterrcnn_mobilenet_v3_large_320_fpn"``,
+            ``"lraspp_mobilenet_v3_large"``: built by
+            :func:`~opticam_widgets.model.tasks.from_torchvision_task`, images at their own
+            size).
         weights: ``"DEFAULT"`` (the best weights torchvision offers), a weights name such as
-            ``"IMAGENET1K_V1"``, a ``WeightsEnum`` member, or ``None`` for random weights
-            (offline; ImageNet preprocessing at 224×224 and ImageNet labels).
+            ``"IMAGENET1K_V1"``, a ``WeightsEnum`` member, ``None`` for random weights
+            (offline; a classifier gets ImageNet preprocessing at 224×224 and ImageNet
+            labels), or the path of a local weights file (a ``state_dict`` of the
+            architecture with its default classes; offline).
 
     Returns:
         A :class:`~opticam_widgets.model.bundle.ModelBundle` in eval mode, named
@@ -294,28 +276,58 @@ def from_torchvision(name: str, weights: Any = "DEFAULT") -> ModelBundle:
         >>> bundle.name, bundle.preprocess.size
         ('torchvision:resnet18', (224, 224))
     """
-    import torchvision.models as tvm
-
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a torchvision model name, got {type(name).__name__}")
+    if task_of(name) is not None or _is_file_spec(weights):
+        return _guarded(name, weights, _task_or_file)
     names = _torchvision_names()
     if name not in names:
         close = difflib.get_close_matches(name.lower(), names, n=5, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ValueError(f"`name` {name!r} is not a torchvision classification model; {hint}"
-                         f"see torchvision.models.list_models() ({len(names)} models)")
-    w = _resolve_weights(name, weights)
+        raise ValueError(f"`name` {name!r} is not a torchvision classification, detection or "
+                         f"segmentation model; {hint}see torchvision.models.list_models() "
+                         f"({len(names)} classifiers)")
+    return _guarded(name, weights, _classifier)
+
+
+def _is_file_spec(weights: Any) -> bool:
+    """Weights given as a local file (a path, or text naming one)."""
+    if isinstance(weights, os.PathLike):
+        return True
+    return isinstance(weights, str) and ("/" in weights or os.sep in weights
+                                         or weights.endswith((".pt", ".pth")))
+
+
+def _guarded(name: str, weights: Any, build: Any) -> ModelBundle:
+    """``build(name, weights)``, a failed download raised as :class:`ModelDownloadError`."""
     try:
-        with torch.random.fork_rng(devices=[]):  # random init must not move the user's RNG
-            model = tvm.get_model(name, weights=w)
+        return build(name, weights)
     except (OSError, RuntimeError) as exc:  # URLError, ConnectionError, hash mismatch...
-        if w is None:
+        if weights is None or _is_file_spec(weights):
             raise
         raise ModelDownloadError(
-            f"could not get the {w} weights for {name!r} ({type(exc).__name__}: {exc}). "
+            f"could not get the {weights} weights for {name!r} ({type(exc).__name__}: {exc}). "
             "They are downloaded once into the torch hub cache; without network, copy the file "
-            "there, use weights=None for random weights, or load_default_model()."
+            "there, use weights=None for random weights, a local weights file, or "
+            "load_default_model()."
         ) from exc
+
+
+def _task_or_file(name: str, weights: Any) -> ModelBundle:
+    """A detector or segmenter (:mod:`.tasks`), or a classifier from a local weights file."""
+    if task_of(name) is not None:
+        return from_torchvision_task(name, weights)
+    bundle = _classifier(name, None)
+    load_checkpoint(weights, bundle.model)
+    return bundle
+
+
+def _classifier(name: str, weights: Any) -> ModelBundle:
+    import torchvision.models as tvm
+
+    w = resolve_weights(name, weights)
+    with torch.random.fork_rng(devices=[]):  # random init must not move the user's RNG
+        model = tvm.get_model(name, weights=w)
     model.eval()
     if w is None:
         preprocess, labels = Preprocess(), imagenet_labels()
@@ -331,8 +343,9 @@ def load_model(spec: str = "default") -> ModelBundle:
 
     Args:
         spec: ``"default"`` (the embedded EfficientNet-Lite0), ``"torchvision:NAME"``
-            (default weights) or ``"torchvision:NAME:WEIGHTS"`` (``WEIGHTS`` a weights name,
-            or ``none`` for random weights).
+            (default weights: may download) or ``"torchvision:NAME:WEIGHTS"`` (``WEIGHTS`` a
+            weights name, ``none`` for random weights, or the path of a local weights file);
+            ``NAME`` a classifier, a detector or a segmenter (:func:`from_torchvision`).
 
     Returns:
         The bundle.

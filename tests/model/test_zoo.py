@@ -265,5 +265,5 @@ def test_load_model_specs():
     for bad in ("resnet18", "torchvision:", "timm:resnet18"):
         with pytest.raises(ValueError, match="unknown model"):
             load_model(bad)
-    with pytest.raises(ValueError, match="not a torchvision classification model"):
+    with pytest.raises(ValueError, match="not a torchvision classification, detection or seg"):
         load_model("torchvision:nope")

@@ -132,7 +132,8 @@ class Box(Target):
         context = context or Context()
         dets = _detections(output, self.decode, context)
         cls = label_index(self.label, context)
-        check_range([cls], _width(dets), context)
+        check_range([cls], _width(dets) or (len(context.labels) if context.labels else None),
+                    context)  # labels are one name per class (a detector's checked by OptiCAM)
         if context.size is not None:
             box_mask(self.box, tuple(context.size), context.name)  # refuses a box outside
         box = torch.tensor([float(v) for v in self.box])
