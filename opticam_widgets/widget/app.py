@@ -46,6 +46,7 @@ from .compare import ComparePanel
 from .controls import Controls
 from .display import mimebundle
 from .exportapi import ExportAPI
+from .pointing import check_kind
 from .saving import SaveFolder
 from .state import (
     ImageState,
@@ -87,6 +88,13 @@ class OptiCAMWidget(ExportAPI, HasTraits):
             paper's, 5 for ``"fast"``); the runs stop with these settings. One more:
             ``activation="sigmoid"`` for a multi-label head: the class list shows each label's
             sigmoid and every class is explained as ``MultiLabel(class)`` (sigmoid metrics).
+            And ``kind=``: what the model's output is, when it cannot be read from it:
+            ``kind="embedding"`` for a model returning embeddings (B, D) (retrieval, faces),
+            which look like logits: the class list is hidden, and each photo is explained by
+            its likeness (``Similarity``) to the reference photo picked in the **Reference
+            photo** strip (or **Use as reference**). Other kinds (``"classes"``,
+            ``"segmentation"``, ``"detection"``, ``"dual"``) are read from the output; a kind
+            declared that the first photo's output contradicts is a ``ValueError``.
 
     Example:
         >>> import torch
@@ -122,6 +130,10 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         activation = settings.pop("activation", "softmax")
         if activation not in ACTIVATIONS:
             raise ValueError(f"`activation` must be one of {ACTIVATIONS}, got {activation!r}")
+        kind = check_kind(settings.pop("kind", None))
+        if activation == "sigmoid" and kind not in (None, "classes"):
+            raise ValueError(f"`activation='sigmoid'` is for a classifier's head, not "
+                             f"kind={kind!r}; give one of the two")
         widget_defaults = {"max_iter": DEFAULT_MAX_ITER, "lr": DEFAULT_LR, "tol": WIDGET_TOL,
                            "patience": AUTO}
         self.cam = OptiCAM(model, target_layer=target_layer, preprocess=preprocess,
@@ -134,7 +146,7 @@ class OptiCAMWidget(ExportAPI, HasTraits):
         self._parts = parts = assemble(self, self.cam, max_size, notes,
                                        bundle=self._repr_mimebundle_, text=self.__repr__,
                                        folder=folder, model=self.name)
-        parts.pointing.activation = activation
+        parts.pointing.activation, parts.pointing.declared = activation, kind
         #: Every control, by name (tests and users may set their ``value``).
         self.controls: Controls = parts.controls
         #: The main canvas (image and heatmap layers).

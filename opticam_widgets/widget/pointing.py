@@ -13,6 +13,11 @@ by :func:`output_kind`:
   :func:`~opticam_widgets.model.dualencoder.image_tower` (its output an image embedding, its
   text side kept): a typed prompt is a :class:`~opticam_widgets.engine.targets.TextPrompt`, a
   photo of the strip taken as the reference a
+  :class:`~opticam_widgets.engine.targets.Similarity`;
+* ``"embedding"``: any model whose output is an embedding (B, D) (retrieval, faces). Its
+  output looks like a classifier's logits, so this kind is never read from the output: it is
+  declared (``OptiCAMWidget(model, kind="embedding")``, checked by :func:`resolve_kind`). A
+  photo of the strip taken as the reference is a
   :class:`~opticam_widgets.engine.targets.Similarity`.
 
 Coordinates are pixels of the image the model sees (after ``preprocess`` resizes it); the
@@ -46,13 +51,17 @@ from torchvision.ops import batched_nms
 
 from ..engine.targets import Box, Detected, Region, Similarity, Target, TextPrompt
 from ..model.dualencoder import ImageTower
+from ..support.checks import logits_of
 from ..support.outputs import dense_output
 
-__all__ = ["KINDS", "Pointable", "detections", "dragged", "output_kind", "pick",
-           "pointed_label", "segments"]
+__all__ = ["EMBEDDING_KINDS", "KINDS", "Pointable", "check_kind", "detections", "dragged",
+           "output_kind", "pick", "pointed_label", "resolve_kind", "segments"]
 
-#: What the widget can point at, by the model's output (see :func:`output_kind`).
-KINDS = ("classes", "segmentation", "detection", "dual")
+#: What the widget can point at: read from the model's output (see :func:`output_kind`), or
+#: declared (``"embedding"`` only so: see :func:`resolve_kind`).
+KINDS = ("classes", "segmentation", "detection", "dual", "embedding")
+#: The kinds whose output is an embedding: explained by a likeness (a reference photo).
+EMBEDDING_KINDS = ("dual", "embedding")
 #: Segments smaller than this share of the image are not listed (specks of a prediction).
 MIN_SEGMENT = 0.002
 #: Detections below this score are not drawn; boxes overlapping more (IoU) are one object.
@@ -77,6 +86,55 @@ def output_kind(output: Any, model: Any = None) -> str:
             isinstance(d, dict) and isinstance(d.get("boxes"), Tensor) for d in output):
         return "detection"
     return "classes"
+
+
+def check_kind(kind: Any) -> str | None:
+    """A declared kind (the widget's ``kind=``), checked: ``None`` or one of :data:`KINDS`.
+
+    ``None``: read from the output. Anything else is refused with the choices.
+
+    Example:
+        >>> check_kind("embedding"), check_kind(None)
+        ('embedding', None)
+    """
+    if kind is not None and (not isinstance(kind, str) or kind not in KINDS):
+        raise ValueError(f"`kind` must be one of {KINDS} (or None: read from the model's "
+                         f"output), got {kind!r}")
+    return kind
+
+
+def resolve_kind(declared: str | None, output: Any, model: Any = None) -> str:
+    """The kind the widget uses: ``declared`` once checked against the output, else read.
+
+    ``"embedding"`` needs a float output (B, D); any other declared kind must be the one the
+    output shows (:func:`output_kind`). A wrong declaration is a ``ValueError`` naming the fix.
+
+    Example:
+        >>> resolve_kind("embedding", torch.zeros(1, 16)), resolve_kind(None, torch.zeros(1, 16))
+        ('embedding', 'classes')
+        >>> resolve_kind("embedding", torch.zeros(1, 3, 8, 8))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: `kind='embedding'` needs ... (1, 3, 8, 8) (read as 'segmentation'); ...
+    """
+    read = output_kind(output, model)
+    if declared is None:
+        return read
+    found = logits_of(output)
+    if declared == "embedding":
+        if isinstance(found, Tensor) and found.ndim == 2 and found.is_floating_point():
+            return declared
+        shape = tuple(found.shape) if isinstance(found, Tensor) else type(found).__name__
+        raise ValueError(f"`kind='embedding'` needs a model whose output is an embedding "
+                         f"(B, D), but it returns {shape} (read as {read!r}); leave `kind` out "
+                         f"(the widget reads the kind from the output), or explain a model "
+                         f"returning (B, D) embeddings (a backbone without its head)")
+    if declared != read:
+        fix = ("bind the dual encoder with image_tower(model, processor)" if declared == "dual"
+               else "leave `kind` out: the widget reads the kind from the output")
+        raise ValueError(f"`kind={declared!r}` does not fit the model: its output reads as "
+                         f"{read!r}; {fix}")
+    return declared
 
 
 @dataclass(frozen=True, eq=False)

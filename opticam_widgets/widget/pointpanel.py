@@ -8,10 +8,13 @@ segment or a box explains it; on a segmentation model a box dragged over the pho
 that region. The keyboard way: the **Explain** list names every segment and box (class,
 size or score, where), choosing one is the click. The choice is said in a polite live region.
 
-For a dual encoder (an ``image_tower`` bundle) the panel holds a **Prompt** box (Enter explains
-the prompt in the photo shown, and in each photo shown after) and a **Use as reference**
-button (the photo shown becomes the reference: each photo's map then explains its likeness to
-it). Until either is given, a photo is explained by the likeness to its own embedding.
+For an embedding model (a dual encoder's ``image_tower`` bundle, or a model declared with
+``OptiCAMWidget(model, kind="embedding")``) the panel holds the
+:class:`~.reference.ReferenceChooser` instead: the **Reference photo** strip and a **Use as
+reference** button (each photo's map explains its likeness to the reference), and for a dual
+encoder a **Prompt** box (Enter explains the prompt). Until one is chosen, a photo is explained
+by the likeness to its own embedding. The class list is hidden then (an embedding has no
+classes).
 """
 
 from __future__ import annotations
@@ -22,22 +25,28 @@ from typing import Any
 
 import ipywidgets as w
 import numpy as np
-import torch
 from ipycanvas import Canvas, hold_canvas
 
 from ..engine.explainer import OptiCAM
-from ..engine.targets import Detected, MultiLabel, Region, Similarity, Target, TextPrompt
-from ..inputs.images import as_image_batch
-from ..model.features import model_guard
-from ..support.checks import logits_of, model_dtype
-from ..support.outputs import check_output, dense_output
+from ..engine.targets import Detected, MultiLabel, Region, Target
+from ..support.outputs import dense_output
 from .canvas import display_size, scale_picture
 from .common import DRAW_LOCK, close_widgets
 from .messages import esc, note_html
-from .pointing import Pointable, detections, dragged, output_kind, pick, pointed_label, segments
-from .state import ClassNames, ImageState
+from .pointing import (
+    EMBEDDING_KINDS,
+    Pointable,
+    detections,
+    dragged,
+    pick,
+    pointed_label,
+    resolve_kind,
+    segments,
+)
+from .reference import ReferenceChooser, model_output
+from .state import ClassNames, ImageState, Session
 
-__all__ = ["PointingPanel", "model_output"]
+__all__ = ["PointingPanel"]
 
 #: Fill colours of the classes (RGB), cycled; a segment is filled at :data:`FILL` opacity.
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
@@ -45,20 +54,6 @@ PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
 FILL = 0.35
 #: A press and release farther apart than this (canvas pixels) is a dragged box.
 DRAG_PX = 4
-
-
-def model_output(cam: OptiCAM, pixels: torch.Tensor) -> tuple[Any, tuple[int, int]]:
-    """The model's checked output on one photo, and the ``(H, W)`` it saw (no gradient)."""
-    x = cam.preprocess.resize(as_image_batch(pixels, keep_uint8=True).to(cam.device))
-    with model_guard(cam.model), torch.no_grad():
-        out = cam.model(cam.preprocess.normalize(x).to(model_dtype(cam.model)))
-        return check_output(logits_of(out), 1), (int(x.shape[-2]), int(x.shape[-1]))
-
-
-class _Own(Similarity):
-    """The likeness of a photo to its own embedding (a dual encoder's first run)."""
-
-    what = "its own embedding"
 
 
 def paint(picture: np.ndarray, things: Sequence[Pointable], chosen: Pointable | None,
@@ -97,17 +92,23 @@ class PointingPanel:
         names: Returns the class names, once known.
         choose: Called with the target picked (a ``Region`` or a ``Box``): explain it.
         max_size: Longest side of the panel's canvas.
+        session: The widget's photos (an embedding model's reference is one of them).
+        classes: The class list's controls (hidden for an embedding model).
     """
 
     def __init__(self, cam: OptiCAM, names: Callable[[], ClassNames | None],
-                 choose: Callable[[Target], None], max_size: int = 300) -> None:
+                 choose: Callable[[Target], None], max_size: int = 300, *,
+                 session: Session | None = None, classes: Sequence[w.Widget] = ()) -> None:
         self.cam = cam
         self.names = names
         self.choose = choose
         self.max_size = int(max_size)
+        self.classes = tuple(classes)
         #: The model's kind (:data:`~opticam_widgets.widget.pointing.KINDS`), from the first
         #: photo; ``None`` before.
         self.kind: str | None = None
+        #: The kind declared by the widget's ``kind=`` (``None``: read from the output).
+        self.declared: str | None = None
         #: The class head's activation: ``"sigmoid"`` lists a multi-label head's sigmoids.
         self.activation = "softmax"
         #: The segments or boxes of the photo shown.
@@ -126,13 +127,11 @@ class PointingPanel:
         self.text.add_class("opticam-panel-live")
         self.title = w.HTML("<b>Point at what to explain</b>: click a segment or a box on the "
                             "photo, or choose it in the list")
-        #: A dual encoder's prompt (Enter explains it) and reference button.
-        self.prompt = w.Text(value="", placeholder="a red square", description="Prompt",
-                             tooltip="Text to find in the photo (press Enter)",
-                             continuous_update=False, layout=w.Layout(width="auto"))
-        self.reference = w.Button(description="Use as reference", icon="thumb-tack",
-                                  tooltip="Explain each photo by its likeness to this one")
-        self._dual = w.HBox([self.prompt, self.reference], layout=w.Layout(display="none"))
+        #: An embedding model's reference strip, **Use as reference** and prompt.
+        self.chooser = ReferenceChooser(cam, session or Session(), self._pick)
+        self.chooser.box.layout.display = "none"
+        self.prompt, self.reference = self.chooser.prompt, self.chooser.reference
+        self._dual = self.chooser.box
         self._spatial = w.VBox([self.objects, self.canvas])
         #: What the widget's layout holds (hidden for a classifier).
         self.box = w.VBox([self.title, self._dual, self._spatial, self.text],
@@ -145,16 +144,12 @@ class PointingPanel:
         self._lock = threading.Lock()
         self._quiet = False
         self._state: ImageState | None = None
-        self._choice: Target | None = None  # a dual encoder's prompt or reference
-        self._prompts: dict[str, TextPrompt] = {}
         self._per_class: dict[int, Target] = {}
         self.closed = False
         self._wire()
 
     def _wire(self) -> None:
         self.objects.observe(self._on_list, "value")
-        self.prompt.observe(self._on_prompt, "value")
-        self.reference.on_click(lambda _b: self.use_as_reference())
         self.canvas.on_mouse_down(self._down)
         self.canvas.on_mouse_up(self._up)
         self.canvas.on_touch_start(lambda t: self._down(*t[0]) if t else None)
@@ -189,14 +184,14 @@ class PointingPanel:
         if self.closed or self.kind == "classes" and self.activation == "softmax":
             return
         output, size = model_output(self.cam, state.pixels)
-        self.kind = self.kind or output_kind(output, self.cam.model)
+        self.kind = self.kind or resolve_kind(self.declared, output, self.cam.model)
         if self.kind == "classes":
             if self.activation == "sigmoid":  # a multi-label head: the labels' sigmoids
                 state.probs = MultiLabel().probabilities(output)[0].double().numpy()
             return
         self._state = state
         self.box.layout.display = ""
-        if self.kind == "dual":
+        if self.kind in EMBEDDING_KINDS:
             self._embedding_shown(state, output)
             return
         with self._lock:
@@ -215,27 +210,20 @@ class PointingPanel:
 
     def _embedding_shown(self, state: ImageState, output: Any) -> None:
         self._dual.layout.display, self._spatial.layout.display = "", "none"
-        self.title.value = ("<b>What to explain</b>: type a prompt and press Enter, or use the "
-                            "photo shown as the reference")
-        state.pointed = self._choice or _Own(output[0])
+        for control in self.classes:  # an embedding has no classes to list
+            control.layout.display = "none"
+        dual = self.kind == "dual"
+        self.chooser.show_prompt(dual)
+        self.title.value = ("<b>What to explain</b>: the likeness of each photo to a reference "
+                            "photo (pick it in the strip, or use the photo shown)"
+                            + (", or type a prompt and press Enter" if dual else ""))
+        state.pointed = self.chooser.target(output)
         self._say(state)
 
-    def _on_prompt(self, change: dict) -> None:
-        text = str(change["new"]).strip()
-        if self.kind != "dual" or not text:
-            return
-        if text not in self._prompts:
-            self._prompts[text] = TextPrompt(text, self.cam.model)
-        self._choice = self._prompts[text]
-        self._pick(self._choice)
-
     def use_as_reference(self) -> None:
-        """The photo shown becomes the reference (a dual encoder): its likeness is explained."""
-        if self._state is None or self.kind != "dual":
-            return
-        output, _ = model_output(self.cam, self._state.pixels)
-        self._choice = Similarity(output[0])
-        self._pick(self._choice)
+        """The photo shown becomes the reference (an embedding model): its likeness is explained."""
+        if self._state is not None and self.kind in EMBEDDING_KINDS:
+            self.chooser.use_as_reference()
 
     def _load_picture(self, state: ImageState) -> None:
         h, w = display_size(*state.rgb.shape[:2], self.max_size)
@@ -304,7 +292,7 @@ class PointingPanel:
     # ------------------------------------------------------------------ drawing
     def _say(self, state: ImageState) -> None:
         what = "segments" if self.kind == "segmentation" else "boxes"
-        if self.kind == "dual":
+        if self.kind in EMBEDDING_KINDS:
             self.text.value = f"Explaining {esc(pointed_label(state.pointed, None))}"
             return
         if not self.things:
@@ -341,4 +329,5 @@ class PointingPanel:
     def close(self) -> None:
         """Close the panel's widgets."""
         self.closed = True
+        self.chooser.close()
         close_widgets(self.canvas, self.box)

@@ -7,7 +7,8 @@ picture has an empty ``alt``, its name being the text beside it). The group is o
 (roving ``tabindex``: the chosen photo's button); ←/→ (and ↑/↓, Home, End) choose the
 neighbouring photo and move the focus with it, as the radio-group pattern of WAI-ARIA says;
 a click chooses too. The chosen photo is the :attr:`ImageStrip.index` trait, linked by the
-widget to its image selector.
+widget to its image selector; ``-1`` chooses none (the first photo is then the Tab stop, as for
+a radio group with nothing checked: an embedding model's reference strip before a choice).
 
 Example:
     >>> import numpy as np
@@ -53,10 +54,12 @@ function render({model, el}) {
   const buttons = () => Array.from(group.querySelectorAll('button'));
   const mark = () => {
     const at = model.get('index');
+    const all = buttons();
+    const stop = at >= 0 && at < all.length ? at : 0;  // none chosen: the first is the stop
     const inside = group.contains(document.activeElement);
-    buttons().forEach((b, i) => {
+    all.forEach((b, i) => {
       b.setAttribute('aria-checked', i === at ? 'true' : 'false');
-      b.tabIndex = i === at ? 0 : -1;
+      b.tabIndex = i === stop ? 0 : -1;
       if (i === at && inside && document.activeElement !== b) b.focus();
     });
   };
