@@ -6,7 +6,10 @@
   disc is present (both, one or none);
 * :func:`train_detector`: a CenterNet-style detector returning YOLO-style raw rows
   (B, cells, 4 + 1 + 2): box (cx, cy, w, h) in pixels, objectness, two class logits
-  (0 = red square, 1 = blue square).
+  (0 = red square, 1 = blue square);
+* :func:`train_centernet`: notebook 06's detector: a CenterNet (a heatmap per class and a
+  box-size head on a bias-free stride-2 backbone) returning torchvision-style dicts, trained
+  on :func:`centernet_scene` (two squares far apart).
 
 Everything is seeded; training runs under ``torch.set_num_threads(1)``-friendly sizes.
 """
@@ -223,6 +226,88 @@ def train_detector(seed: int = 0, steps: int = 120) -> nn.Module:
         for _ in range(steps):
             opt.zero_grad()
             _detection_loss(net(x), *targets).backward()
+            opt.step()
+    return net.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------- CenterNet
+CN_STRIDE, CN_SIDE, CN_FAR = 2, 8, 8
+
+
+def centernet_scene(gen: torch.Generator) -> tuple[torch.Tensor, list]:
+    """A red square (class 0) and a blue one (class 1), ``CN_FAR`` px apart, on black; corners
+    on odd pixels (each centre is a cell centre of the stride-2 map). Image and boxes."""
+    while True:
+        corners = 2 * torch.randint(0, (SIZE - CN_SIDE) // 2, (2, 2), generator=gen) + 1
+        (x0, y0), (a0, b0) = corners.tolist()
+        if abs(x0 - a0) >= CN_SIDE + CN_FAR or abs(y0 - b0) >= CN_SIDE + CN_FAR:
+            break
+    img = torch.zeros(3, SIZE, SIZE)
+    return img, [square(img, x, y, CN_SIDE, colour)
+                 for (x, y), colour in zip(corners.tolist(), (RED, BLUE))]
+
+
+class CenterNet(nn.Module):
+    """3x3 convolutions without bias (black stays 0; one of stride 2), 1x1 heads: a heatmap per
+    class and the box size per cell. Returns one dict per image: every cell's box, class and
+    score (sigmoid of the heatmap), as torchvision's detectors return their detections."""
+
+    def __init__(self, classes: int = 2) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1, stride=2, bias=False), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.ReLU())
+        self.heat, self.size = nn.Conv2d(16, classes, 1), nn.Conv2d(16, 2, 1)
+        nn.init.constant_(self.heat.bias, -2.19)
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return self.heat(features), self.size(features)
+
+    def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        heat, size = self.heads(x)
+        b, classes, h, w = heat.shape
+        cell = torch.arange(h * w)
+        cy, cx = (cell // w + 0.5) * CN_STRIDE, (cell % w + 0.5) * CN_STRIDE
+        wh = size.flatten(2).exp() * CN_SIDE
+        boxes = torch.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2,
+                             cx + wh[:, 0] / 2, cy + wh[:, 1] / 2], dim=-1)
+        scores = heat.sigmoid().flatten(1)
+        labels = torch.arange(classes).repeat_interleave(h * w)
+        return [{"boxes": boxes[i].repeat(classes, 1), "labels": labels, "scores": scores[i]}
+                for i in range(b)]
+
+
+def _centernet_loss(net: CenterNet, x: torch.Tensor, scenes: list) -> torch.Tensor:
+    """CenterNet's focal loss on Gaussian heatmaps (1 at each centre cell), L1 on log sizes."""
+    h = SIZE // CN_STRIDE
+    yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(h) + 0.5, indexing="ij")
+    heat_t, at = torch.zeros(len(scenes), 2, h, h), []
+    for n, (_, boxes) in enumerate(scenes):
+        for label, (x0, y0, x1, y1) in enumerate(boxes):
+            cx, cy = (x0 + x1) / 2 / CN_STRIDE, (y0 + y1) / 2 / CN_STRIDE
+            heat_t[n, label] = torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 2)
+            at.append((n, int(cy), int(cx)))
+    heat, size = net.heads(x)
+    p = heat.sigmoid().clamp(1e-4, 1 - 1e-4)
+    centre = heat_t.eq(1).float()
+    focal = -(centre * (1 - p) ** 2 * p.log()
+              + (1 - centre) * (1 - heat_t) ** 4 * p ** 2 * (1 - p).log()).sum() / centre.sum()
+    n, i, j = torch.tensor(at).T
+    return focal + size[n, :, i, j].abs().mean()  # every square is CN_SIDE: log size 0
+
+
+def train_centernet(seed: int = 0, steps: int = 150) -> nn.Module:
+    """A :class:`CenterNet` trained on :func:`centernet_scene` (eval mode, frozen)."""
+    with seeded(seed) as gen, one_thread():
+        scenes = [centernet_scene(gen) for _ in range(64)]
+        x = torch.stack([img for img, _ in scenes])
+        net = CenterNet()
+        opt = torch.optim.Adam(net.parameters(), lr=0.02)
+        for _ in range(steps):
+            opt.zero_grad()
+            _centernet_loss(net, x, scenes).backward()
             opt.step()
     return net.eval().requires_grad_(False)
 
