@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from ..support.checks import check_logits
+from ..support.hooks import own_hook
 from ..support.outputs import check_output, dense_output, output_width
 from .layouts import Reshape, check_reshape, detect_layout, to_spatial
 from .picker import POOLING, LayerPicker, default_layer
@@ -220,7 +221,7 @@ def layer_layout(model: nn.Module, x: Tensor, target_layer: LayerSpec) -> str | 
     if resolved is None:
         raise ValueError("`target_layer` must name a layer here, not None")
     picker = LayerPicker(model, x, None)
-    handles = [resolved[1].register_forward_hook(picker.keep(*resolved))]
+    handles = [resolved[1].register_forward_hook(own_hook(picker.keep(*resolved)))]
     try:
         with torch.no_grad():
             model(x)

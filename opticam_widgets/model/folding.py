@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from ..support.checks import logits_of
+from ..support.hooks import drop_own_hooks, own_hook, user_hooked
 
 __all__ = ["folded_copy", "inner_loop_model"]
 
@@ -44,16 +45,6 @@ _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Tensor, nn.Module | No
 )
 _RAMPS: dict[torch.device, Tensor] = {}
 _CACHE_LOCK = threading.Lock()
-
-
-def _has_hooks(model: nn.Module) -> bool:
-    """Whether the user hooked any module.
-
-    Such a model runs as given: a copy would run the hooks' side effects a second time, on
-    tensors the user does not expect.
-    """
-    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-               or getattr(m, "_backward_pre_hooks", None) for m in model.modules())
 
 
 def _is_compiled(model: nn.Module) -> bool:
@@ -171,9 +162,9 @@ def _foldable_pairs(net: nn.Module, x: Tensor) -> list[tuple[str, str]]:
     try:
         for m in net.modules():
             if isinstance(m, nn.Conv2d):
-                handles.append(m.register_forward_hook(on_conv))
+                handles.append(m.register_forward_hook(own_hook(on_conv)))
             elif isinstance(m, nn.BatchNorm2d):
-                handles.append(m.register_forward_pre_hook(on_bn))
+                handles.append(m.register_forward_pre_hook(own_hook(on_bn)))
         with torch.no_grad():
             net(x)
     finally:
@@ -208,7 +199,7 @@ def folded_copy(model: nn.Module, x: Tensor) -> tuple[nn.Module, int]:
         >>> folded, type(fast[1]).__name__
         (1, 'Identity')
     """
-    net = copy.deepcopy(model).eval().requires_grad_(False)
+    net = drop_own_hooks(copy.deepcopy(model)).eval().requires_grad_(False)
     folded = 0
     modules = dict(net.named_modules())
     for conv_name, bn_name in _foldable_pairs(net, x):
@@ -292,7 +283,7 @@ def inner_loop_model(model: nn.Module, x: Tensor, logits: Tensor) -> nn.Module:
         >>> inner_loop_model(net, x, net(x).detach()) is net
         False
     """
-    if _has_hooks(model) or _is_compiled(model):
+    if user_hooked(model) or _is_compiled(model):
         return model
     key, content = _fingerprint(model), _content(model)
     with _CACHE_LOCK:

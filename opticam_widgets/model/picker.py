@@ -25,6 +25,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from ..support.hooks import own_hook
 from .layouts import Reshape, detect_layout, layout_hints, spatial_size
 from .preflight import channel_check
 
@@ -262,9 +263,9 @@ class LayerPicker:
         check = channel_check(x)
         for m in model.modules():
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-                handles.append(m.register_forward_pre_hook(check))
+                handles.append(m.register_forward_pre_hook(own_hook(check)))
         if resolved is not None:
-            handles.append(resolved[1].register_forward_hook(self.keep(*resolved)))
+            handles.append(resolved[1].register_forward_hook(own_hook(self.keep(*resolved))))
             return
         skip = [n + "." for n, m in model.named_modules() if n and _is_attention(m)]
         for name, m in model.named_modules():
@@ -272,4 +273,4 @@ class LayerPicker:
             if not name or any((name + ".").startswith(s) for s in skip) or (
                     is_head_name(name) and not pooling):
                 continue
-            handles.append(m.register_forward_hook(self.find(name, m, pooling)))
+            handles.append(m.register_forward_hook(own_hook(self.find(name, m, pooling))))

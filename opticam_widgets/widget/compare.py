@@ -21,6 +21,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from ..engine.explainer import OptiCAM
+from ..support.hooks import own_hook
 from ..support.jobs import Worker, exiting
 from .canvas import SaliencyCanvas
 from .common import close_widgets
@@ -63,7 +64,7 @@ def interruptible(model: nn.Module, cancel: threading.Event | None) -> Iterator[
         if cancel.is_set():
             raise Cancelled("cancelled")
 
-    handle = model.register_forward_pre_hook(hook)
+    handle = model.register_forward_pre_hook(own_hook(hook))
     try:
         yield
     finally:
