@@ -99,7 +99,12 @@ def schema_page() -> str:
         f"{FORMAT_VERSION}. Any Parquet reader (pandas, DuckDB, Polars, Ray) reads "
         f"`out/{ROWS_DIR}` without this package: see "
         "[a dataset and the explorer](../how-to/dataset-and-explorer.md).", "",
-        "| column | Arrow type | meaning |", "| --- | --- | --- |", *rows, ""])
+        "| column | Arrow type | meaning |", "| --- | --- | --- |", *rows, "",
+        "After these, a store measured with yardsticks (`explain_dataset(..., yardsticks=..., "
+        "methods=...)`) has one `float` column per method and yardstick, named "
+        "`<method>:<yardstick>` (`opticam:AD_mean`, `gradcam:deletion_black`, `finercam:ROAD`) "
+        "and listed in its settings (`yardsticks.columns`); a value that could not be measured "
+        "is null, never 0.", ""])
 
 
 def _cell(text: str) -> str:

@@ -26,6 +26,7 @@ from .signals import RunStopped, stop_on_signals
 from .sources import Source, open_source
 from .store import META_RUN, META_SETTINGS, Store
 from .writer import ShardWriter
+from .yardsticks import YardstickSpec, resolve_yardsticks
 
 __all__ = ["DATASET_SETTINGS", "ENGINES", "RunOptions", "explain_dataset"]
 
@@ -145,7 +146,9 @@ def explain_dataset(
             label; images without one are reported in ``error``), a class index or label name
             (the bundle's labels), a list of them (those classes in every image),
             ``("top", k)`` or ``TopK(k)`` (k rows per image), or a callable
-            ``(probs, item) -> class or classes``.
+            ``(probs, item) -> class or classes``; ``Annotations()`` explains each object the
+            source annotates (a manifest's boxes or masks, a dataset's target dicts), one row
+            each (:mod:`~opticam_widgets.dataset.annotations`).
         settings: How each map is made: an
             :class:`~opticam_widgets.engine.config.OptiCAMSettings`, or an
             :class:`~opticam_widgets.engine.explainer.OptiCAM` (its settings, target layer and
@@ -153,7 +156,8 @@ def explain_dataset(
             paper's, with the widget's early stopping; ``tol=None`` runs every step).
         options: How the run goes: a :class:`~opticam_widgets.dataset.options.RunOptions`
             (batch size, engine, metrics, resume, progress, workers, shard size, flush
-            interval, Ray actors, batching).
+            interval, Ray actors, batching, the yardsticks measured per row and the baseline
+            methods measured on them: :mod:`~opticam_widgets.dataset.yardsticks`).
         cancel: A ``threading.Event``; when set, the run stops within one iteration and keeps
             the complete shards.
         callback: ``callback(done, total)`` after each batch.
@@ -181,9 +185,12 @@ def explain_dataset(
     model = _resolve_model(model_or_bundle)
     store = Store(out)
     target = check_target(target, labels=model_labels(model))  # a label name -> its index
+    measures = resolve_yardsticks(options.yardsticks, options.metrics,
+                                  store.read_settings() if options.resume else None)
     explainer = BatchExplainer(model, target=target, metrics=options.metrics,
                                cam_kwargs={**binding, "settings": settings},
-                               batching=options.batching)
+                               batching=options.batching,
+                               yardsticks=YardstickSpec(measures, options.methods))
     src = open_source(source, explainer.labels)
     if explainer.pre.size is None:  # images keep their own sizes: they cannot be stacked
         options = dataclasses.replace(options, batch_size=1)

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .store import SCHEMA, Store, shard_metadata
+from .store import Store, shard_metadata
 
 __all__ = ["META_REPLACES", "compact", "drop_rows", "recover"]
 
@@ -78,7 +78,7 @@ def compact(store: Store, shard_size: int) -> int:
     for group in _groups(store, shard_size):
         paths = [path for path, _ in group]
         meta = {k: v for k, v in shard_metadata(paths[0]).items() if k != META_REPLACES}
-        table = pa.concat_tables(pq.read_table(p, schema=SCHEMA).replace_schema_metadata()
+        table = pa.concat_tables(pq.read_table(p, schema=store.schema).replace_schema_metadata()
                                  for p in paths)
         store.write(table, {**meta, META_REPLACES: [p.name for p in paths]})
         for path in paths:
@@ -94,7 +94,7 @@ def drop_rows(store: Store, ids: Iterable[str]) -> int:
         return 0
     removed = 0
     for shard in store.shards():
-        table = pq.read_table(shard, schema=SCHEMA)
+        table = pq.read_table(shard, schema=store.schema)
         hit = pc.is_in(table.column("id"), value_set=wanted)
         count = pc.sum(hit).as_py() or 0
         if not count:

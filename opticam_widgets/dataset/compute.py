@@ -49,6 +49,7 @@ from ..evaluation.metrics import (
 )
 from ..model.bundle import ModelBundle, unpack_model
 from .loader import Decoded, ImageBatch
+from .yardsticks import METHOD, YardstickSpec, column_name
 
 __all__ = ["BATCHING", "METRICS", "BatchExplainer", "TargetSpec", "check_target"]
 
@@ -136,11 +137,15 @@ class BatchExplainer:
         batching: See :data:`BATCHING`. ``"independent"`` predicts, optimizes and measures
             each (image, class) row alone, so every row equals ``OptiCAM.explain`` on its image
             and class whatever the batch; ``"shared"`` runs a batch as one optimization.
+        yardsticks: What each row's map (and each baseline method's map of the same image and
+            class) is measured on (:class:`~.yardsticks.YardstickSpec`); ``None``: nothing
+            beyond ``metrics``.
     """
 
     def __init__(self, model: Any, *, target: TargetSpec = None, metrics: Any = True,
                  cam_kwargs: dict[str, Any] | None = None, curve_steps: int = 20,
-                 batching: str = "independent") -> None:
+                 batching: str = "independent", yardsticks: YardstickSpec | None = None
+                 ) -> None:
         self.net, self.pre = unpack_model(model)
         self.labels: list[str] | None = model.labels if isinstance(model, ModelBundle) else None
         self.cam = OptiCAM(model, **(cam_kwargs or {}))
@@ -149,6 +154,7 @@ class BatchExplainer:
         if batching not in BATCHING:
             raise ValueError(f"`batching` must be 'independent' or 'shared'; got {batching!r}")
         self.batching = batching
+        self.yardsticks = yardsticks or YardstickSpec()
 
     @property
     def layer(self) -> str:
@@ -235,6 +241,7 @@ class BatchExplainer:
         """
         low = result.low_res.float()
         terms = self._faithfulness(x, result.saliency, measured)
+        terms.update(self._yardsticks(x, result.saliency, measured))
         iters, early = result.iterations_per_row, result.stopped_early
         rows = []
         for r, (i, cls) in enumerate(zip(index, targets)):
@@ -278,3 +285,27 @@ class BatchExplainer:
             out["deletion_auc"] = deletion(self.net, x, saliency, targets, **kw).auc.tolist()
         return out
 
+    def _yardsticks(self, x: Tensor, saliency: Tensor, measured: Any) -> dict[str, list[Any]]:
+        """Per-row yardstick columns of Opti-CAM's maps and of each baseline's maps.
+
+        A baseline that cannot explain the rows (a target beyond a class, a missing extra's
+        method refused with ``ValueError``) leaves its columns missing for these rows.
+        """
+        spec, n = self.yardsticks, int(saliency.shape[0])
+        out: dict[str, list[Any]] = {c: [None] * n for c in spec.columns()}
+        if not spec.measures:
+            return out
+        maps = {METHOD: saliency}
+        if spec.methods and isinstance(measured, list):  # classes: the baselines explain them
+            from ..evaluation.baselines import baseline_map
+
+            for method in spec.methods:
+                try:
+                    maps[method] = baseline_map(method, self.net, x, measured,
+                                                target_layer=self.layer, preprocess=self.pre)
+                except ValueError:
+                    continue
+        for method, m in maps.items():
+            for key, values in spec.measure(self.net, x, m, measured, self.pre).items():
+                out[column_name(method, key)] = values
+        return out

@@ -97,6 +97,7 @@ def run_settings(model: Any, explainer: BatchExplainer, target: Any, metrics: An
         **dict(zip(("tol", "patience"), cam.settings.stopping)),
         "reshape": describe(cam.reshape),
         "batching": explainer.batching,
+        "yardsticks": explainer.yardsticks.record(),
         **({"batch_size": batch_size} if explainer.batching == "shared" else {}),
         "version": __version__,
     }
@@ -149,6 +150,7 @@ def upgrade_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
     for key in _CAM_SETTINGS:
         if key not in out and key in defaults:
             out[key] = describe(defaults[key])
+    out.setdefault("yardsticks", None)  # written before yardsticks: none measured
     return out
 
 

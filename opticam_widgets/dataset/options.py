@@ -21,6 +21,7 @@ from ..engine.config import split_settings
 from ..support.checks import check_int, check_positive
 from .compute import BATCHING, METRICS
 from .writer import DEFAULT_FLUSH_EVERY, DEFAULT_SHARD_SIZE
+from .yardsticks import check_methods, check_yardsticks
 
 __all__ = ["BINDING_NAMES", "ENGINES", "RunOptions", "split_keywords"]
 
@@ -53,6 +54,12 @@ class RunOptions:
         batching: ``"independent"`` (each (image, class) row optimized alone: its map is
             ``OptiCAM.explain``'s whatever the batch) or ``"shared"`` (one optimization per
             batch: faster on a GPU, maps depend on their batch by float rounding).
+        yardsticks: What each row's map is measured on beyond ``metrics``
+            (:mod:`~.yardsticks`): ``"auto"`` (a new store: ``"cheap"``, i.e. AD/AI/AG under
+            the black, mean and blur fills and deletion; a resumed store: what its rows
+            have), ``"all"`` (plus insertion and ROAD, slow), a list of names, or ``False``.
+        methods: Baseline methods (``BASELINES`` names, e.g. ``("gradcam", "finercam")``)
+            whose maps of each row's image and class are measured on the same yardsticks.
 
     Example:
         >>> RunOptions(engine="ray", ray_actors=2).batching
@@ -69,6 +76,8 @@ class RunOptions:
     flush_every: float = DEFAULT_FLUSH_EVERY
     ray_actors: int | None = None
     batching: str = "independent"
+    yardsticks: Any = "auto"
+    methods: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_positive("flush_every", self.flush_every)
@@ -83,7 +92,9 @@ class RunOptions:
                              f"{self.batching!r}")
         checked = {"metrics": "full" if metrics == "full" else bool(metrics),
                    "batch_size": check_int("batch_size", self.batch_size, 1),
-                   "shard_size": check_int("shard_size", self.shard_size, 1)}
+                   "shard_size": check_int("shard_size", self.shard_size, 1),
+                   "yardsticks": check_yardsticks(self.yardsticks),
+                   "methods": check_methods(self.methods)}
         if self.num_workers is not None:
             checked["num_workers"] = check_int("num_workers", self.num_workers, 0)
         for name, value in checked.items():

@@ -115,7 +115,7 @@ class _ExplainActor:
     """Ray actor: loads the model once, explains pickled batches into pickled rows."""
 
     def __init__(self, model: Any, target: Any, metrics: Any, cam_kwargs: dict[str, Any],
-                 threads: int | None, batching: str) -> None:
+                 threads: int | None, batching: str, yardsticks: Any = None) -> None:
         import torch
 
         if threads:
@@ -128,7 +128,8 @@ class _ExplainActor:
             net = getattr(model, "model", model)
             net.to("cuda")
         self.explainer = BatchExplainer(model, target=target, metrics=metrics,
-                                        cam_kwargs=cam_kwargs, batching=batching)
+                                        cam_kwargs=cam_kwargs, batching=batching,
+                                        yardsticks=yardsticks)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -223,7 +224,7 @@ def run_ray(model: Any, explainer: BatchExplainer, source: Source, writer: Shard
                 "cam_kwargs": {"target_layer": explainer.layer, "reshape": cam.reshape,
                                "settings": cam.settings},
                 "threads": torch.get_num_threads() if one_node else None,
-                "batching": explainer.batching}
+                "batching": explainer.batching, "yardsticks": explainer.yardsticks}
         job = _RayJob(ray, explainer, source, skip, options, args, n, gpus)
         return _drive(job, writer, AnyEvent(cancel), callback)
     finally:

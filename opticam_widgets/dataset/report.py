@@ -1,4 +1,7 @@
-"""A Markdown report (the paper's table, worst cases, errors) and PNG figures of a results folder.
+"""A Markdown report of a results folder and its PNG figures.
+
+The paper's table, every yardstick per method and per class with the best method per
+yardstick (:mod:`.comparison`), the worst and best cases, the errors.
 
 Example:
     >>> write_report("results/")  # doctest: +SKIP
@@ -64,6 +67,77 @@ def _summary_md(results: DatasetResults, classes: int) -> list[str]:
             markdown_table(["group", *cols], rows), "", *note]
 
 
+def _arrow(key: str) -> str:
+    from ..evaluation.yardsticks import describe_yardstick
+
+    return f"{key} {'↓' if describe_yardstick(key)[0] == 'lower' else '↑'}"
+
+
+def _num(value: Any) -> str:
+    """A yardstick's value: AUCs and ROAD (under 10) with 3 decimals, percentages with 1."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return ""
+    return f"{float(value):.3f}" if abs(float(value)) < 10 else f"{float(value):.1f}"
+
+
+def _plus_minus(mean: float, margin: float, bold: bool = False) -> str:
+    text = _num(mean) + ("" if math.isnan(margin) else f" ± {_num(margin)}")
+    return f"**{text}**" if bold else text
+
+
+def _yardsticks_md(results: DatasetResults, classes: int, min_rows: int) -> list[str]:
+    """Every yardstick per method (mean ± 95 % margin), the best per yardstick, per class."""
+    summary = results.yardsticks(min_rows=min_rows)
+    if summary.empty:
+        return []
+    best = results.best_methods()
+    winner = dict(zip(best["yardstick"], best["best"]))
+    overall = summary[summary["group"] == "all"]
+    methods = list(dict.fromkeys(overall["method"]))
+    rows = []
+    for key, g in overall.groupby("yardstick", sort=False):
+        cells = {r.method: _plus_minus(r.mean, r.margin,
+                                       len(methods) > 1 and r.method == winner.get(key))
+                 for r in g.itertuples()}
+        rows.append([_arrow(key), int(g["rows"].max()), *[cells.get(m, "") for m in methods]])
+    lines = ["## Yardsticks per method", "",
+             "Each map judged on every yardstick measured (`results.yardsticks()`): AD/AI/AG in "
+             "% under each fill (black: the paper's x ⊙ S; mean: the dataset's mean colour; "
+             "blur), deletion/insertion AUC, ROAD. Mean over the rows ± 1.96 standard errors; "
+             "↓ lower is better, ↑ higher; the best mean in bold. Baselines explain the same "
+             "image and class on the same layer.", "",
+             markdown_table(["yardstick", "rows", *methods], rows), ""]
+    lead = [[_arrow(r.yardstick), r.best, _num(r.best_mean), r.runner_up or "—",
+             _num(r.runner_up_mean),
+             "" if r.runner_up is None else _plus_minus(r.difference, r.margin),
+             "yes" if r.clear else "no"] for r in best.itertuples()]
+    lines += ["## Best method per yardstick", "",
+              "The lead is the paired difference best − runner-up over the rows where both "
+              "were measured (± 1.96 standard errors); clear: larger than its margin.", "",
+              markdown_table(["yardstick", "best", "mean", "runner-up", "mean",
+                              "lead ± margin", "clear"], lead), ""]
+    return lines + _per_class_md(summary, classes, min_rows)
+
+
+def _per_class_md(summary: Any, classes: int, min_rows: int) -> list[str]:
+    per = summary[summary["group"] != "all"]
+    names = list(dict.fromkeys(per["group"]))[:classes]
+    if not names:
+        return []
+    keys = list(dict.fromkeys(per["yardstick"]))
+    rows = []
+    for name in names:
+        g = per[per["group"] == name]
+        for method, m in g.groupby("method", sort=False):
+            means = dict(zip(m["yardstick"], m["mean"]))
+            rows.append([name, method, int(m["rows"].max()),
+                         *[_num(means.get(k)) for k in keys]])
+    return ["## Yardsticks per class", "",
+            f"Means per explained class with at least {min_rows} rows (most frequent first; "
+            "margins in `results.yardsticks()`).", "",
+            markdown_table(["class", "method", "rows", *[_arrow(k) for k in keys]], rows), ""]
+
+
 def _cases_md(results: DatasetResults, n: int) -> list[str]:
     t = results.table
     worst, best = cases(t, n)
@@ -84,14 +158,15 @@ def _errors_md(results: DatasetResults) -> list[str]:
 
 
 def write_report(results: DatasetResults | str | os.PathLike, out: str | os.PathLike | None = None,
-                 *, n: int = 4, classes: int = 20) -> Path:
+                 *, n: int = 4, classes: int = 20, min_rows: int = 5) -> Path:
     """Write ``report.md`` and ``overview.png`` for a results folder.
 
     Args:
         results: A :class:`DatasetResults` or its folder.
         out: Report folder; default ``<results>/_report``.
         n: Worst and best cases shown.
-        classes: Classes listed in the table (most frequent first).
+        classes: Classes listed in the tables (most frequent first).
+        min_rows: Classes with fewer rows are left out of the yardsticks per class.
 
     Returns:
         The path of ``report.md``.
@@ -109,7 +184,8 @@ def write_report(results: DatasetResults | str | os.PathLike, out: str | os.Path
     if t["masked_prob"].notna().any():
         fig = res.figure(n)
         fig.savefig(folder / "overview.png", dpi=100)
-        lines += _summary_md(res, classes) + [""] + _cases_md(res, n)
+        lines += _summary_md(res, classes) + [""] + _yardsticks_md(res, classes, min_rows)
+        lines += _cases_md(res, n)
         lines += ["![distributions, worst and best maps](overview.png)", ""]
     lines += _errors_md(res)
     path = folder / "report.md"

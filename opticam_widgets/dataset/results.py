@@ -90,9 +90,7 @@ class DatasetResults:
         One row per (image, class); images that could not be explained have ``error`` set.
         """
         if self._table is None:
-            from .store import SCHEMA
-
-            cols = [c for c in SCHEMA.names if c not in HEAVY_COLUMNS]
+            cols = [c for c in self._store.schema.names if c not in HEAVY_COLUMNS]
             self._table = self._store.read(cols).to_pandas(types_mapper=_nullable_types())
         return self._table
 
@@ -200,6 +198,29 @@ class DatasetResults:
                 if labelled:
                     rows[-1].update(_precision_recall(ok, int(g["target"].iloc[0])))
         return pd.DataFrame(rows).set_index("group")
+
+    def yardsticks(self, by: str | None = "target_name", min_rows: int = 5) -> Any:
+        """Every yardstick per method, overall and per class: mean and 95 % margin.
+
+        See :func:`~opticam_widgets.dataset.comparison.yardstick_summary` (empty for a store
+        measured without yardsticks, e.g. one written before them).
+
+        Args:
+            by: The column of the classes (``None``: overall only).
+            min_rows: Classes with fewer rows are left out.
+        """
+        from .comparison import yardstick_summary
+
+        return yardstick_summary(self.table, by, min_rows)
+
+    def best_methods(self) -> Any:
+        """The best method per yardstick, with the paired lead over the runner-up.
+
+        See :func:`~opticam_widgets.dataset.comparison.best_methods`.
+        """
+        from .comparison import best_methods
+
+        return best_methods(self.table)
 
     def figure(self, n: int = 4, *, alpha: float = 0.5, cmap: str = "jet") -> Any:
         """A matplotlib figure: distributions of drop and score gain, the worst and best maps.

@@ -41,11 +41,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = ["FORMAT_VERSION", "META_FORMAT", "META_RUN", "META_SETTINGS", "ROWS_DIR", "SCHEMA",
-           "SETTINGS_FILE", "Store", "shard_metadata"]
+           "SETTINGS_FILE", "Store", "shard_metadata", "store_schema"]
 
 #: Version of the store's layout and schema (2: file stamps, weights fingerprint, metadata;
-#: 3: shards in ``rows/``, a folder of Parquet files only).
-FORMAT_VERSION = 3
+#: 3: shards in ``rows/``, a folder of Parquet files only; 4: the yardstick columns its settings
+#: name, after :data:`SCHEMA`'s).
+FORMAT_VERSION = 4
 #: Parquet key-value metadata keys of every shard.
 META_FORMAT, META_SETTINGS, META_RUN = "opticam.format", "opticam.settings", "opticam.run"
 SETTINGS_FILE = "_opticam.json"
@@ -92,6 +93,21 @@ SCHEMA = pa.schema([
 ])
 
 
+def store_schema(settings: Mapping[str, Any] | None) -> pa.Schema:
+    """A store's schema: :data:`SCHEMA` and the float32 yardstick columns its settings name.
+
+    The columns (``"opticam:AD_mean"``, ``"gradcam:deletion_black"``, ...) are those of
+    :class:`~opticam_widgets.dataset.yardsticks.YardstickSpec`; a store written before
+    yardsticks names none (its schema is :data:`SCHEMA`).
+
+    Example:
+        >>> store_schema({"yardsticks": {"columns": ["opticam:AD_mean"]}}).names[-1]
+        'opticam:AD_mean'
+    """
+    columns = ((settings or {}).get("yardsticks") or {}).get("columns", [])
+    return pa.schema([*SCHEMA, *[(c, _F32) for c in columns]])
+
+
 def _shard_no(path: Path) -> int:
     return int(path.name[len("part-"):-len(".parquet")])
 
@@ -127,6 +143,14 @@ class Store:
             raise ValueError(f"`out` {str(self.out)!r} is a file; give a folder")
         self.rows_dir = self.out / ROWS_DIR
         self.metadata: dict[str, Any] = {META_FORMAT: FORMAT_VERSION}
+        self._schema: pa.Schema | None = None
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The schema of this store's shards (:func:`store_schema` of its settings)."""
+        if self._schema is None:
+            self._schema = store_schema(self.read_settings())
+        return self._schema
 
     # ------------------------------------------------------------------ files
     def _shards_in(self, folder: Path) -> list[Path]:
@@ -172,12 +196,14 @@ class Store:
         tmp = self.out / f".{SETTINGS_FILE}.tmp"
         tmp.write_text(json.dumps({"format": FORMAT_VERSION, **settings}, indent=1))
         os.replace(tmp, self.out / SETTINGS_FILE)
+        self._schema = None
 
     def clear(self) -> None:
         """Remove this package's files (shards, temporaries, settings); nothing else."""
         for path in self.shards() + list(self.out.glob(".part-*.parquet.tmp")):
             path.unlink()
         (self.out / SETTINGS_FILE).unlink(missing_ok=True)
+        self._schema = None
 
     # ------------------------------------------------------------------ write / read
     def write(self, rows: Sequence[Mapping[str, Any]] | pa.Table,
@@ -186,12 +212,13 @@ class Store:
 
         The shard's key-value metadata is :attr:`metadata` updated with ``metadata``.
         """
+        schema = self.schema
         table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows),
-                                                                            schema=SCHEMA)
+                                                                            schema=schema)
         if table.num_rows == 0:
             return None
         meta = {**self.metadata, **(metadata or {})}
-        table = table.select(SCHEMA.names).cast(SCHEMA).replace_schema_metadata(
+        table = table.select(schema.names).cast(schema).replace_schema_metadata(
             {k: json.dumps(v) for k, v in meta.items()})
         self.rows_dir.mkdir(parents=True, exist_ok=True)
         if at is None:
@@ -206,12 +233,12 @@ class Store:
     def read(self, columns: Iterable[str] | None = None) -> pa.Table:
         """All rows (optionally some columns), sorted by source position and rank."""
         cols = list(columns) if columns is not None else None
-        shards = self.shards()
+        shards, schema = self.shards(), self.schema
         if not shards:
-            return SCHEMA.empty_table().select(cols) if cols else SCHEMA.empty_table()
+            return schema.empty_table().select(cols) if cols else schema.empty_table()
         keys = [c for c in ("position", "rank") if cols is None or c in cols]
         table = pa.concat_tables(
-            pq.read_table(p, columns=cols, schema=SCHEMA).replace_schema_metadata()
+            pq.read_table(p, columns=cols, schema=schema).replace_schema_metadata()
             for p in shards)
         return table.sort_by([(k, "ascending") for k in keys]) if keys else table
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..dataset.comparison import yardstick_columns
 from ..widget.common import close_widgets
 from .query import CORRECTNESS, FAITHFULNESS, SORT_KEYS, Query, class_names, matching
 
@@ -103,10 +104,14 @@ class FilterControls:
             value=(0.0, 100.0), min=0.0, max=100.0, step=0.5, description="range (%)",
             continuous_update=False, readout_format=".1f", style=_WIDE,
             layout=w.Layout(width="300px"))
-        self.sort = w.Dropdown(options=list(SORT_KEYS), value="position", description="Sort by",
+        measured = yardstick_columns(table)
+        sorts = [*SORT_KEYS, *[(f"{key} · {method}", col)
+                               for (method, key), col in measured.items()]]
+        self.sort = w.Dropdown(options=sorts, value="position", description="Sort by",
                                style=_WIDE, layout=w.Layout(width="210px"))
         self.descending = w.Checkbox(value=False, description="descending", indent=False,
                                      layout=w.Layout(width="auto"))
+        self._build_worse(measured)
         wrap = w.Layout(display="flex", flex_flow="row wrap", align_items="center",
                         grid_gap="4px 16px", width="100%")
         self.box = w.VBox([
@@ -114,7 +119,21 @@ class FilterControls:
             w.Box([self.correctness, self.confidence], layout=wrap),
             w.Box([self.faithfulness, self.faithfulness_range, self.sort, self.descending],
                   layout=wrap),
+            w.Box([self.worse_key, self.worse_method, self.worse_rival], layout=wrap),
         ], layout=w.Layout(width="100%"))
+
+    def _build_worse(self, measured: dict[tuple[str, str], str]) -> None:
+        """The 'rows where a method is worse than another on a yardstick' filter."""
+        keys = list(dict.fromkeys(k for _, k in measured))
+        methods = list(dict.fromkeys(m for m, _ in measured))
+        self.worse_key = w.Dropdown(options=[("(any)", None), *[(k, k) for k in keys]],
+                                    value=None, description="Rows where on", style=_WIDE,
+                                    disabled=len(methods) < 2, layout=w.Layout(width="230px"))
+        self.worse_method = w.Dropdown(options=methods, description="", disabled=len(methods) < 2,
+                                       layout=w.Layout(width="150px"))
+        self.worse_rival = w.Dropdown(options=methods, value=methods[1] if len(methods) > 1
+                                      else None, description="is worse than", style=_WIDE,
+                                      disabled=len(methods) < 2, layout=w.Layout(width="250px"))
 
     def query(self) -> Query:
         """The :class:`~.query.Query` the controls describe."""
@@ -124,14 +143,17 @@ class FilterControls:
                      confidence=tuple(self.confidence.value),
                      faithfulness=self.faithfulness.value,
                      faithfulness_range=tuple(self.faithfulness_range.value),
-                     sort=self.sort.value, descending=bool(self.descending.value))
+                     sort=self.sort.value, descending=bool(self.descending.value),
+                     worse=None if self.worse_key.value is None else (
+                         self.worse_key.value, self.worse_method.value, self.worse_rival.value))
 
     def observe(self, handler: Callable[[dict], Any]) -> None:
         """Call ``handler`` whenever the query may have changed."""
         self.true_class.observe(handler)
         self.predicted_class.observe(handler)
         for ctrl in (self.correctness, self.confidence, self.faithfulness,
-                     self.faithfulness_range, self.sort, self.descending):
+                     self.faithfulness_range, self.sort, self.descending, self.worse_key,
+                     self.worse_method, self.worse_rival):
             ctrl.observe(handler, "value")
 
     def close(self) -> None:

@@ -23,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from ..dataset.comparison import yardstick_columns, yardstick_summary
+from ..dataset.yardsticks import column_name, parse_column
 from ..evaluation.metrics import average_drop, average_gain, average_increase
+from ..evaluation.yardsticks import describe_yardstick
 
 __all__ = [
     "CORRECTNESS",
@@ -36,6 +39,7 @@ __all__ = [
     "is_unknown",
     "is_wrong",
     "matching",
+    "method_values",
     "page_count",
     "page_of",
     "select",
@@ -87,7 +91,8 @@ def browse_table(table: Any) -> Any:
     if missing:
         raise ValueError(f"`results` table lacks the columns {missing}: not explain_dataset "
                          "results")
-    ok = table.loc[table["error"].isna(), list(_COLUMNS)].copy()
+    kept = [*_COLUMNS, *[c for c in table.columns if parse_column(c) is not None]]
+    ok = table.loc[table["error"].isna(), kept].copy()
     known = ok["true_name"].notna() | ok["true_label"].notna()
     ok["true_class"] = _names(ok["true_name"], ok["true_label"]).where(known, NO_LABEL)
     ok["predicted_class"] = _names(ok["predicted_name"], ok["predicted"])
@@ -133,6 +138,12 @@ class Query:
         descending: Sort from high to low.
         cell: ``(true class, predicted class)``: keep the labelled rows of that pair only (a
             cell of the confusion matrix); ``None``: no such filter.
+        worse: ``(yardstick, method, rival)``: keep the rows where ``method``'s map is worse
+            than ``rival``'s on that yardstick (e.g. ``("deletion_black", "opticam",
+            "gradcam")``: Opti-CAM's deletion AUC higher than Grad-CAM's); rows where either is
+            missing are left out. ``None``: no such filter.
+
+    The sort may also be a yardstick column (``"gradcam:AD_mean"``).
     """
 
     true_classes: tuple[str, ...] = ()
@@ -144,6 +155,7 @@ class Query:
     sort: str = "position"
     descending: bool = False
     cell: tuple[str, str] | None = None
+    worse: tuple[str, str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.correctness not in CORRECTNESS:
@@ -152,9 +164,14 @@ class Query:
         if self.faithfulness not in FAITHFULNESS:
             raise ValueError(f"`faithfulness` must be one of {FAITHFULNESS}, got "
                              f"{self.faithfulness!r}")
-        if self.sort not in dict(SORT_KEYS).values():
-            raise ValueError(f"`sort` must be one of {[c for _, c in SORT_KEYS]}, got "
-                             f"{self.sort!r}")
+        if self.sort not in dict(SORT_KEYS).values() and parse_column(self.sort) is None:
+            raise ValueError(f"`sort` must be one of {[c for _, c in SORT_KEYS]} or a yardstick "
+                             f"column ('method:yardstick'), got {self.sort!r}")
+        if self.worse is not None:
+            if len(self.worse) != 3 or not all(isinstance(n, str) for n in self.worse):
+                raise ValueError(f"`worse` must be (yardstick, method, rival) names or None, "
+                                 f"got {self.worse!r}")
+            describe_yardstick(self.worse[0])  # an unknown yardstick: ValueError
         for name in ("confidence", "faithfulness_range"):
             low, high = getattr(self, name)
             if not low <= high:
@@ -194,13 +211,48 @@ def select(table: Any, query: Query) -> Any:
     if query.cell is not None:
         keep &= (table["correct"].notna() & (table["true_class"] == query.cell[0])
                  & (table["predicted_class"] == query.cell[1])).to_numpy(dtype=bool)
+    if query.worse is not None:
+        keep &= _worse(table, *query.worse)
     chosen = table[keep]
+    if query.sort not in chosen:
+        raise ValueError(f"`sort` {query.sort!r} is not a column of these results")
     key = chosen[query.sort]
     if key.dtype == object:
         key = key.astype(str).str.lower()
     order = key.sort_values(ascending=not query.descending, kind="stable",
                             na_position="last").index
     return chosen.loc[order]
+
+
+def _worse(table: Any, key: str, method: str, rival: str) -> np.ndarray:
+    """Rows where ``method``'s value of yardstick ``key`` is worse than ``rival``'s."""
+    cols = [column_name(m, key) for m in (method, rival)]
+    missing = [c for c in cols if c not in table]
+    if missing:
+        raise ValueError(f"`worse`: these results have no column {missing} (measure them with "
+                         "explain_dataset(..., yardsticks=..., methods=[...]))")
+    a, b = (table[c].astype(float) for c in cols)
+    worse = a > b if describe_yardstick(key)[0] == "lower" else a < b
+    return worse.fillna(False).to_numpy(dtype=bool)
+
+
+def method_values(selection: Any) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """``{yardstick: {method: (mean, 95 % margin, rows)}}`` of a selection's yardstick columns.
+
+    From :func:`~opticam_widgets.dataset.comparison.yardstick_summary` (a missing value is left
+    out, never counted as 0); ``{}`` for results without yardsticks.
+
+    Example:
+        >>> import pandas as pd
+        >>> method_values(pd.DataFrame({"opticam:AD_mean": [10.0, None]}))
+        {'AD_mean': {'opticam': (10.0, nan, 1)}}
+    """
+    if not yardstick_columns(selection):
+        return {}
+    out: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for r in yardstick_summary(selection).itertuples():
+        out.setdefault(r.yardstick, {})[r.method] = (r.mean, r.margin, r.rows)
+    return out
 
 
 def is_wrong(correct: Any) -> bool:
@@ -249,13 +301,14 @@ def page_of(selection: Any, page: int, page_size: int) -> Any:
 
 
 def selection_summary(selection: Any) -> dict[str, Any]:
-    """Count, images, accuracy and the paper's AD / AI / AG (%) of a selection.
+    """Count, images, accuracy, the paper's AD / AI / AG (%) and the yardsticks of a selection.
 
     AD / AI / AG are :func:`~opticam_widgets.evaluation.metrics.average_drop`,
     :func:`~opticam_widgets.evaluation.metrics.average_increase` and
     :func:`~opticam_widgets.evaluation.metrics.average_gain` of the rows with faithfulness terms
     (``None`` when no row has them, e.g. ``metrics=False``); accuracy over the rows with a true
-    label only (``labelled`` of them).
+    label only (``labelled`` of them); ``yardsticks``: every yardstick per method
+    (:func:`method_values`).
 
     Example:
         >>> import pandas as pd
@@ -277,4 +330,5 @@ def selection_summary(selection: Any) -> dict[str, Any]:
         "AG": average_gain(p, o) if len(p) else None,
         "accuracy": 100.0 * float(labelled.astype(float).mean()) if len(labelled) else None,
         "labelled": int(len(labelled)),
+        "yardsticks": method_values(selection),
     }

@@ -21,7 +21,7 @@ import ipywidgets as w
 
 from .grid import FONT
 
-__all__ = ["PLOTS", "SummaryView", "plot_png", "summary_html"]
+__all__ = ["PLOTS", "SummaryView", "plot_png", "summary_html", "yardsticks_html"]
 
 #: What the summary plot shows.
 PLOTS = ("histogram", "per class")
@@ -50,7 +50,49 @@ def summary_html(stats: dict[str, Any], errors: int = 0) -> str:
     if errors:
         parts.append(f"{errors} images of the store failed (see results.errors)")
     return (f"<div style='color:{FONT};line-height:1.5'>Selection: "
-            f"{escape(' · ', quote=False).join(parts)}</div>")
+            f"{escape(' · ', quote=False).join(parts)}"
+            f"{yardsticks_html(stats.get('yardsticks') or {})}</div>")
+
+
+def _num(value: float) -> str:
+    if value != value:  # NaN
+        return "—"
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def yardsticks_html(values: dict[str, dict[str, tuple[float, float, int]]]) -> str:
+    """A table of every yardstick (rows) per method (columns): mean ± 95 % margin, best bold.
+
+    Args:
+        values: What :func:`~.query.method_values` returns (``{}``: no table).
+
+    Example:
+        >>> "<b>1.000" in yardsticks_html({"AD_mean": {"opticam": (1.0, 0.5, 4),
+        ...                                            "gradcam": (3.0, 0.5, 4)}})
+        True
+    """
+    from ..evaluation.yardsticks import describe_yardstick
+
+    if not values:
+        return ""
+    methods = list(dict.fromkeys(m for per in values.values() for m in per))
+    head = "".join(f"<th style='padding:0 6px'>{escape(m)}</th>" for m in methods)
+    rows = []
+    for key, per in values.items():
+        lower = describe_yardstick(key)[0] == "lower"
+        means = {m: v[0] for m, v in per.items() if v[0] == v[0]}
+        best = (min if lower else max)(means, key=means.get) if len(means) > 1 else None
+        cells = []
+        for m in methods:
+            mean, margin, n = per.get(m, (float("nan"), float("nan"), 0))
+            text = _num(mean) + ("" if margin != margin else f" ± {_num(margin)}")
+            text = f"<b>{text}</b>" if m == best else text
+            cells.append(f"<td style='padding:0 6px;text-align:right' title='{n} rows'>"
+                         f"{text}</td>")
+        rows.append(f"<tr><td>{escape(key)} {'↓' if lower else '↑'}</td>{''.join(cells)}</tr>")
+    return (f"<table style='font-size:12px;margin-top:4px'><caption style='text-align:left'>"
+            f"Yardsticks per method (mean ± 95 % margin over the selection)</caption>"
+            f"<tr><th></th>{head}</tr>{''.join(rows)}</table>")
 
 
 def plot_png(selection: Any, column: str = "drop", kind: str = "histogram") -> bytes:

@@ -26,7 +26,10 @@ from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.zoo import sample_images
 
 ITERS = 3
-SETTINGS = {"max_iter": ITERS, "batch_size": 8, "num_workers": 0, "progress": False}
+#: Without yardsticks (tests/dataset/test_dataset_yardsticks.py measures them on a tiny model):
+#: 24 rows of the default model at 3 iterations would spend most of their time on them.
+SETTINGS = {"max_iter": ITERS, "batch_size": 8, "num_workers": 0, "progress": False,
+            "yardsticks": False}
 #: ImageNet class folders for the photos the default model recognises; the rest go to "misc".
 FOLDERS = {"chelsea": "Egyptian_cat", "coffee": "espresso", "camera": "tripod"}
 

@@ -29,7 +29,7 @@ from opticam_widgets.dataset import explain_dataset, load_results
 from opticam_widgets.dataset.compaction import META_REPLACES, compact, recover
 from opticam_widgets.dataset.fingerprint import SettingsMismatchError
 from opticam_widgets.dataset.lock import LOCK_FILE, StoreBusyError, StoreLock
-from opticam_widgets.dataset.store import META_RUN, META_SETTINGS, ROWS_DIR, Store
+from opticam_widgets.dataset.store import FORMAT_VERSION, META_RUN, META_SETTINGS, ROWS_DIR, Store
 from opticam_widgets.dataset.writer import ShardWriter
 from opticam_widgets.inputs.preprocess import Preprocess
 from opticam_widgets.model.bundle import ModelBundle
@@ -337,7 +337,7 @@ def test_store_rows_folder_is_read_by_four_readers_without_the_package(reference
     ids = sorted(reference.table["id"])
     assert len(ids) == N_IMAGES and got["ids"] == {k: ids for k in got["ids"]}
     assert len(got["ids"]) == 5
-    assert got["meta"]["opticam.format"] == 3
+    assert got["meta"]["opticam.format"] == FORMAT_VERSION
     assert got["meta"]["opticam.settings"]["weights"] == reference.settings["weights"]
 
 
@@ -368,7 +368,7 @@ def test_format_2_store_is_read_then_moved_into_rows_by_a_resume(folder, referen
     assert [p.name for p in Store(out).shards()] == [p.name for p in Store(one.out).shards()]
     assert all(p.parent.name == ROWS_DIR for p in Store(out).shards())
     assert_same_maps(resumed, reference)
-    assert json.loads((out / "_opticam.json").read_text())["format"] == 3
+    assert json.loads((out / "_opticam.json").read_text())["format"] == FORMAT_VERSION
 
 
 def test_api_and_cli_stores_are_interchangeable(bundle, tmp_path, capsys):

@@ -1,0 +1,104 @@
+"""The explorer's yardsticks: per method in the summary, per class through its filters, sortable
+columns and the "rows where a method is worse than another" filter.
+
+A tiny CNN trained once for the module (tests/yardstick_store.py) explains 9 labelled 32 px
+photos with Opti-CAM, Grad-CAM and the channel mean (the cheap yardsticks); the explorer's
+numbers are checked against the stored columns and the dataset's own tables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from targetnets import one_thread
+from yardstick_store import Photos, square_photos, tiny_bundle
+
+from opticam_widgets import OptiCAMExplorer, explain_dataset
+from opticam_widgets.explorer.query import Query, browse_table, select
+
+RUN = {"max_iter": 5, "batch_size": 4, "num_workers": 0, "progress": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with one_thread():  # 32 px nets gain nothing from a second thread on a loaded machine
+        yield
+
+
+@pytest.fixture(scope="module")
+def results(_one_thread, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ys") / "results"
+    return explain_dataset(tiny_bundle(), Photos(*square_photos(9, seed=7)), out,
+                           methods=["gradcam", "channel-mean"], **RUN)
+
+
+@pytest.fixture()
+def explorer(results):
+    ex = OptiCAMExplorer(results, page_size=4)
+    yield ex
+    ex.close()
+
+
+def test_worse_than_filter_and_yardstick_sort(results):
+    table = browse_table(results.table)
+    assert "gradcam:deletion_black" in table and "opticam:AG_mean" in table
+    a, b = table["opticam:deletion_black"], table["gradcam:deletion_black"]
+    kept = select(table, Query(worse=("deletion_black", "opticam", "gradcam")))
+    assert list(kept.index) == list(table.index[(a > b).to_numpy()])  # deletion: lower is better
+    a, b = table["opticam:AG_blur"], table["channel-mean:AG_blur"]
+    kept = select(table, Query(worse=("AG_blur", "opticam", "channel-mean")))
+    assert list(kept.index) == list(table.index[(a < b).to_numpy()])  # AG: higher is better
+    ordered = select(table, Query(sort="gradcam:deletion_black", descending=True))
+    values = ordered["gradcam:deletion_black"].to_numpy(float)
+    assert len(values) == 9 and (np.diff(values) <= 0).all()
+    with pytest.raises(ValueError, match="yardstick"):
+        Query(worse=("bogus", "opticam", "gradcam"))
+    with pytest.raises(ValueError, match="no column"):
+        select(table, Query(worse=("AD_mean", "opticam", "finercam")))
+
+
+@pytest.mark.numeric
+def test_summary_gives_every_yardstick_per_method_of_the_selection(explorer, results):
+    stats = explorer.summary()["yardsticks"]
+    t = results.table
+    assert set(stats) >= {"AD_black", "AD_mean", "AG_blur", "deletion_black"}
+    for method in ("opticam", "gradcam", "channel-mean"):
+        mean, margin, rows = stats["deletion_black"][method]
+        col = t[f"{method}:deletion_black"].to_numpy(float)
+        assert rows == 9 and mean == pytest.approx(col.mean())
+        assert margin == pytest.approx(1.96 * col.std(ddof=1) / np.sqrt(9))
+    html = explorer.summary_view.text.value
+    assert "Yardsticks per method" in html and "deletion_black ↓" in html and "<b>" in html
+    # per class: the predicted-class filter gives that class's own rows' yardsticks
+    explorer.controls.predicted_class.select.value = ("red",)
+    per = results.yardsticks(min_rows=1)
+    red = per[(per["group"] == "red") & (per["yardstick"] == "AD_mean")].set_index("method")
+    got = explorer.summary()["yardsticks"]["AD_mean"]
+    assert {m: got[m][0] for m in got} == pytest.approx(red["mean"].to_dict())
+
+
+def test_worse_than_controls_filter_the_grid(explorer, results):
+    c = explorer.controls
+    assert "gradcam:deletion_black" in [v for _, v in c.sort.options]
+    c.worse_method.value, c.worse_rival.value = "opticam", "gradcam"
+    c.worse_key.value = "deletion_black"
+    t = results.table
+    worse = t.index[(t["opticam:deletion_black"] > t["gradcam:deletion_black"]).to_numpy()]
+    assert list(explorer.selection.index) == list(worse)
+    assert explorer.query.worse == ("deletion_black", "opticam", "gradcam")
+    c.worse_key.value = None
+    assert len(explorer.selection) == 9
+
+
+def test_a_store_without_yardsticks_shows_none(tmp_path):
+    with one_thread():
+        res = explain_dataset(tiny_bundle(), Photos(*square_photos(3, seed=7)), tmp_path / "o",
+                              yardsticks=False, **RUN)
+    ex = OptiCAMExplorer(res)
+    try:
+        assert ex.summary()["yardsticks"] == {}
+        assert "Yardsticks" not in ex.summary_view.text.value
+        assert ex.controls.worse_key.disabled
+        assert not [v for _, v in ex.controls.sort.options if ":" in v]
+    finally:
+        ex.close()
