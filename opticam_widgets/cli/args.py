@@ -70,7 +70,7 @@ def _box_text(text: str, form: str) -> tuple[float, ...]:
 
 
 def _kind_arg(text: str) -> tuple[Any, ...] | None:
-    """``box:...``, ``region:...``, ``detected[:K]`` as tagged tuples (else ``None``)."""
+    """``box:...``, ``region:...``, ``detected[:K]``, ``annotations[:USE]`` as tagged tuples."""
     kind, _, rest = text.partition(":")
     kind = kind.lower()
     if kind == "box":
@@ -84,6 +84,11 @@ def _kind_arg(text: str) -> tuple[Any, ...] | None:
             raise argparse.ArgumentTypeError(f"expected region:CLS[:X0,Y0,X1,Y1], got {text!r}")
         return ("region", _class_text(cls), _box_text(box, "region:CLS:X0,Y0,X1,Y1")
                 if box else None)
+    if kind == "annotations":
+        if rest.lower() not in ("", "auto", "box", "mask"):
+            raise argparse.ArgumentTypeError(f"expected annotations, annotations:box or "
+                                             f"annotations:mask, got {text!r}")
+        return ("annotations", rest.lower() or "auto")
     if kind == "detected":
         if rest and not rest.isdigit():
             raise argparse.ArgumentTypeError(f"expected detected or detected:K (K >= 0), got "

@@ -4,7 +4,8 @@ Usage::
 
     opticam explain-dataset SOURCE --out DIR [--batch-size N] [--max-iter N] [--lr X]
                             [--optimizer paper|fast]
-                            [--target top1|true|N|topK] [--engine local|ray]
+                            [--target top1|true|N|topK|annotations[:box|:mask]]
+                            [--engine local|ray]
                             [--resume | --no-resume] [--metrics paper|full|none]
                             [--shard-size N] [--flush-every SECONDS]
                             [--batching independent|shared] [--model SPEC] [--no-progress]
@@ -29,6 +30,15 @@ __all__ = ["add_subcommands", "parse_target"]
 parse_target = target_arg
 
 
+def _target(value: Any) -> Any:
+    """``--target``'s value; ``annotations[:USE]`` as an ``Annotations`` target."""
+    if isinstance(value, tuple) and value and value[0] == "annotations":
+        from ..engine.targets import Annotations
+
+        return Annotations(value[1])
+    return value
+
+
 def _cmd_explain_dataset(args: argparse.Namespace) -> int:
     import signal
     import sys
@@ -40,7 +50,8 @@ def _cmd_explain_dataset(args: argparse.Namespace) -> int:
     metrics = {"paper": True, "full": "full", "none": False}[args.metrics]
     try:
         results = explain_dataset(
-            args.model, args.source, args.out, target=args.target, batch_size=args.batch_size,
+            args.model, args.source, args.out, target=_target(args.target),
+            batch_size=args.batch_size,
             max_iter=args.max_iter, lr=args.lr, engine=args.engine, metrics=metrics,
             resume=args.resume, progress=not args.no_progress, optimizer=args.optimizer,
             shard_size=args.shard_size, flush_every=args.flush_every, batching=args.batching)
@@ -76,13 +87,17 @@ def add_subcommands(subparsers: Any) -> None:
         "explain-dataset", help="explain every image of a folder into a Parquet store",
         description="Explain a folder of images (recursive; class subfolders give true labels) "
                     "with Opti-CAM; one Parquet row per (image, class) under --out.")
-    ex.add_argument("source", metavar="SOURCE", help="folder of images (or one image file)")
+    ex.add_argument("source", metavar="SOURCE",
+                    help="folder of images, one image file, or a manifest (.csv, .json, "
+                         ".jsonl, .parquet: path, label, boxes, masks columns)")
     ex.add_argument("--out", type=Path, required=True, metavar="DIR", help="results folder")
     ex.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                     help="images per optimization (default 16)")
     add_run_options(ex)
     ex.add_argument("--target", type=parse_target, default=None, metavar="T",
-                    help="top1 (default), true (the folder's label), topK, or a class index")
+                    help="top1 (default), true (the folder's label), topK, a class index, or "
+                         "annotations[:box|:mask] (one row per object the SOURCE annotates: a "
+                         "manifest's boxes/masks columns)")
     ex.add_argument("--engine", choices=("local", "ray"), default="local",
                     help="local (default) or ray (Ray Data; RAY_ADDRESS for a cluster)")
     ex.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
@@ -100,7 +115,9 @@ def add_subcommands(subparsers: Any) -> None:
                          "batch (default); shared: one optimization per batch (faster on GPU, "
                          "maps depend on the batch by float rounding)")
     ex.add_argument("--model", default="default", metavar="SPEC",
-                    help="'default' (embedded EfficientNet-Lite0) or 'torchvision:NAME'")
+                    help="'default' (embedded EfficientNet-Lite0), 'torchvision:NAME' or "
+                         "'torchvision:NAME:WEIGHTS' (none, a weights name or a local file; "
+                         "detectors and segmenters too)")
     ex.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ex.set_defaults(func=_cmd_explain_dataset)
 

@@ -14,6 +14,9 @@ Targets beyond a class (:class:`~opticam_widgets.engine.targets.MultiLabel`, a s
 ``Region``, a detector's ``Box``) are resolved by ``explain`` itself, image by image: each of
 its rows is one store row (its class in ``target``), measured on the target's own probability
 (a label's sigmoid, a region's mean probability, a box's detection score).
+:class:`~opticam_widgets.engine.targets.Annotations` explains each object a source annotates
+(one row each, its box or mask mapped through the model's resize, stored in ``region_box`` /
+``region_mask``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from torch import Tensor
 
 from ..engine.explainer import OptiCAM
 from ..engine.targets import (
+    Annotations,
     Classes,
     ClassIndex,
     ClassRows,
@@ -48,6 +52,8 @@ from ..evaluation.metrics import (
     masked_probabilities,
 )
 from ..model.bundle import ModelBundle, unpack_model
+from ..model.detectors import detector_classes
+from .annotations import annotation_columns
 from .loader import Decoded, ImageBatch
 from .yardsticks import METHOD, YardstickSpec, column_name
 
@@ -173,6 +179,8 @@ class BatchExplainer:
         if not batch.good:
             return rows
         x = batch.pixels.to(self.cam.device)  # type: ignore[union-attr]
+        if isinstance(self.target, Annotations):
+            return self._explain_annotated(batch.good, x, rows, cancel)
         if not isinstance(self.target, SOFTMAX_KINDS):
             return self._explain_kind(batch.good, x, rows, cancel)
         alone = self.batching == "independent"
@@ -223,6 +231,34 @@ class BatchExplainer:
                                classes, list(range(len(classes))), result, measured, i)
         return rows
 
+    def _explain_annotated(self, records: Sequence[Decoded], x: Tensor,
+                           rows: list[dict[str, Any]], cancel: threading.Event | None
+                           ) -> list[dict[str, Any]] | None:
+        """Each annotated object alone: a ``Box`` (detector) or ``Region`` row, its rank k."""
+        seen = (int(x.shape[-2]), int(x.shape[-1]))
+        detector = detector_classes(self.net) is not None
+        for i, record in enumerate(records):
+            objects = record.item.annotations
+            if not objects:
+                rows.append(_error_row(record, f"image {record.item.id!r} has no annotations"))
+                continue
+            probs = self.cam.predict(x[i:i + 1], target=self.target)
+            for k, obj in enumerate(objects):
+                try:
+                    target = self.target.target_for(  # type: ignore[attr-defined]
+                        obj.seen_at(record.photo_size, seen),  # type: ignore[arg-type]
+                        detector, self.labels)
+                    result = self.cam.explain(x[i:i + 1], target=target, cancel=cancel)
+                except ValueError as exc:
+                    raise ValueError(f"`source` image {record.item.id!r}, {obj.name}: {exc}; "
+                                     f"fix the annotation, or the model's labels") from None
+                if result.cancelled:
+                    return None
+                extra = annotation_columns(obj, record.photo_size)  # type: ignore[arg-type]
+                rows += self._rows(records, x[i:i + 1], probs, [0], [int(result.target[0])],
+                                   [k], result, target, i, [extra])
+        return rows
+
     def _explain(self, records: Sequence[Decoded], x: Tensor, probs: Tensor,
                  index: list[int], targets: list[int], ranks: list[int],
                  cancel: threading.Event | None) -> list[dict[str, Any]] | None:
@@ -234,10 +270,12 @@ class BatchExplainer:
 
     def _rows(self, records: Sequence[Decoded], x: Tensor, probs: Tensor | None,
               index: list[int], targets: list[int], ranks: list[int], result: Any,
-              measured: Any, first: int = 0) -> list[dict[str, Any]]:
+              measured: Any, first: int = 0,
+              extra: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Store rows of ``result``: row ``r`` is image ``first + index[r]``, ``targets[r]``.
 
-        ``measured``: the target the metrics read (the classes, or the kind's own).
+        ``measured``: the target the metrics read (the classes, or the kind's own); ``extra``:
+        more columns of each row (an annotated object's box and mask).
         """
         low = result.low_res.float()
         terms = self._faithfulness(x, result.saliency, measured)
@@ -263,7 +301,7 @@ class BatchExplainer:
                 "map": low[r].flatten().tolist(),
                 "photo_height": rec.photo_size[0], "photo_width": rec.photo_size[1],  # type: ignore[index]
                 "weights": result.weights[r].tolist(), "thumbnail": rec.thumbnail,
-                "error": None,
+                "error": None, **(extra[r] if extra else {}),
             })
         return rows
 
@@ -284,6 +322,7 @@ class BatchExplainer:
             out["insertion_auc"] = insertion(self.net, x, saliency, targets, **kw).auc.tolist()
             out["deletion_auc"] = deletion(self.net, x, saliency, targets, **kw).auc.tolist()
         return out
+
 
     def _yardsticks(self, x: Tensor, saliency: Tensor, measured: Any) -> dict[str, list[Any]]:
         """Per-row yardstick columns of Opti-CAM's maps and of each baseline's maps.

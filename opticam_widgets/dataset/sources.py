@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset, IterableDataset
+
+from ..engine.targets import Annotation
+from .annotations import MANIFEST_SUFFIXES, from_target, is_target_dict, read_manifest
 
 __all__ = ["IMAGE_EXTENSIONS", "Item", "Source", "match_label", "open_source"]
 
@@ -45,6 +49,9 @@ class Item:
         path: The image file, or ``None`` for in-memory images.
         label: True class index, or ``None`` when unknown.
         label_name: True class name (the class folder's name), or ``None``.
+        annotations: The image's annotated objects (a manifest's ``boxes`` / ``masks``, a
+            dataset's target dict), in pixels of the original image; ``()`` when none
+            (:mod:`.annotations`).
     """
 
     position: int
@@ -52,6 +59,7 @@ class Item:
     path: str | None = None
     label: int | None = None
     label_name: str | None = None
+    annotations: tuple[Annotation, ...] = ()
 
 
 def _norm(name: str) -> str:
@@ -125,8 +133,11 @@ class Source:
     def _split(self, value: Any, item: Item) -> tuple[Any, Item]:
         if isinstance(value, (tuple, list)) and len(value) == 2:
             image, raw = value
+            if is_target_dict(raw):  # torchvision's detection format: the image's objects
+                objects = from_target(raw, name=f"image {item.id}")
+                return image, dataclasses.replace(item, annotations=objects)
             index, name = match_label(raw, self._labels)
-            return image, Item(item.position, item.id, item.path, index, name)
+            return image, dataclasses.replace(item, label=index, label_name=name)
         return value, item
 
 
@@ -167,14 +178,26 @@ def _path_items(paths: Sequence[Any]) -> list[Item]:
     return items
 
 
+def _manifest_source(path: Path, labels: Sequence[str] | None) -> Source:
+    """A manifest's images as items, with their labels and annotations."""
+    items = []
+    for position, (key, image, raw, objects) in enumerate(read_manifest(path)):
+        index, name = match_label(raw, labels)
+        items.append(Item(position, key, image, index, name, objects))
+    return Source(f"manifest {str(path)!r}", items, labels=labels)
+
+
 def open_source(source: Any, labels: Sequence[str] | None = None) -> Source:
     """Turn a folder, a list of paths, a torch ``Dataset`` or an iterable into a :class:`Source`.
 
     Args:
         source: A folder (searched recursively; an ImageFolder layout gives true labels), an
-            image file, a list of image paths, a map-style ``torch.utils.data.Dataset``
-            yielding images or ``(image, label)``, or any other iterable of images (or of
-            ``(image, label)`` pairs), e.g. a list of PIL images or an ``IterableDataset``.
+            image file, a manifest (a ``.csv``, ``.json``, ``.jsonl`` or ``.parquet`` table:
+            ``path``, optional ``label``, ``boxes``, ``masks``; see :mod:`.annotations`), a
+            list of image paths, a map-style ``torch.utils.data.Dataset`` yielding images,
+            ``(image, label)`` or ``(image, {"boxes", "labels", "masks"})`` (annotated
+            objects), or any other iterable of images (or of such pairs), e.g. a list of PIL
+            images or an ``IterableDataset``.
         labels: The model's class names, to match folder names and string labels.
 
     Returns:
@@ -196,6 +219,8 @@ def open_source(source: Any, labels: Sequence[str] | None = None) -> Source:
             src = Source(f"folder {str(path)!r}", items, labels=labels)
             src.skipped_files = skipped
             return src
+        if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+            return _manifest_source(path, labels)
         if path.is_file():
             return Source(f"file {str(path)!r}", _path_items([path]), labels=labels)
         raise ValueError(f"`source` {str(path)!r} does not exist; give a folder of images, a "

@@ -90,6 +90,8 @@ SCHEMA = pa.schema([
     ("error", pa.string()),            # why this image was skipped (other fields null), or null
     ("file_size", pa.int64()),         # the image file's size and modification time when read
     ("file_mtime_ns", pa.int64()),     # (null for in-memory images): a changed file is retried
+    ("region_box", pa.list_(_F32)),    # Annotations(): the object's box x0, y0, x1, y1 (photo px)
+    ("region_mask", pa.binary()),      # Annotations(): the object's mask, a PNG of the photo size
 ])
 
 

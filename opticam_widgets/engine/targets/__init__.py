@@ -57,6 +57,7 @@ Example:
     ClassIndex(index=1)
 """
 
+from .annotations import ANNOTATION_USES, Annotation, Annotations
 from .base import Context, NoTarget, Rows, Target, row_classes
 from .boxes import Box, BoxRows, Detected, YoloDecoder
 from .classes import (
@@ -75,8 +76,8 @@ from .embeddings import EmbeddingRows, Similarity, TextPrompt
 from .regions import Region, RegionRows, box_mask
 from .shorthand import TargetLike, as_target, resolve
 
-__all__ = ["ACTIVATIONS", "Box", "BoxRows", "ClassIndex", "ClassRows", "Classes", "Chooser",
-           "Context", "Detected", "EmbeddingRows", "Label", "MultiLabel", "NoTarget", "Region",
-           "RegionRows", "Rows", "Similarity", "Target", "TargetLike", "TextPrompt", "TopK",
-           "TrueLabel", "YoloDecoder", "as_target", "box_mask", "ranking_output", "resolve",
-           "row_classes"]
+__all__ = ["ACTIVATIONS", "ANNOTATION_USES", "Annotation", "Annotations", "Box", "BoxRows",
+           "ClassIndex", "ClassRows", "Classes", "Chooser", "Context", "Detected", "EmbeddingRows",
+           "Label", "MultiLabel", "NoTarget", "Region", "RegionRows", "Rows", "Similarity",
+           "Target", "TargetLike", "TextPrompt", "TopK", "TrueLabel", "YoloDecoder", "as_target",
+           "box_mask", "ranking_output", "resolve", "row_classes"]
