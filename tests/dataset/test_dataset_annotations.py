@@ -180,3 +180,28 @@ def test_the_command_line_explains_a_manifests_boxes(photos, tmp_path, capsys):
     assert [list(b) for b in table["region_box"]] == [[0, 0, 32, 24], [32, 24, 64, 48]]
     assert main([*argv[:5], "annotations:polygon", *argv[6:]]) == 2
     assert "expected annotations" in capsys.readouterr().err
+
+
+def test_a_wrapped_torchvision_voc_dataset_on_a_torchvision_segmenter(tmp_path):
+    from torchvision.datasets import VOCDetection, wrap_dataset_for_transforms_v2
+
+    from opticam_widgets.model.zoo import load_model
+
+    base = tmp_path / "VOCdevkit" / "VOC2012"
+    for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (base / folder).mkdir(parents=True)
+    pixels = (np.random.default_rng(1).random((H, W, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(base / "JPEGImages" / "a.jpg")
+    objects = "".join(f"<object><name>{name}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}"
+                      f"</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+                      for name, b in (("cat", (4, 6, 30, 40)), ("person", (34, 10, 60, 44))))
+    (base / "Annotations" / "a.xml").write_text(
+        f"<annotation><filename>a.jpg</filename><size><width>{W}</width><height>{H}</height>"
+        f"<depth>3</depth></size>{objects}</annotation>")
+    (base / "ImageSets" / "Main" / "train.txt").write_text("a\n")
+    voc = wrap_dataset_for_transforms_v2(VOCDetection(str(tmp_path), image_set="train"))
+    table = explain_dataset(load_model("torchvision:lraspp_mobilenet_v3_large:none"), voc,
+                            tmp_path / "out", target=Annotations(), max_iter=2, metrics=False,
+                            num_workers=0, progress=False).table.sort_values("rank")
+    assert list(table["target_name"]) == ["cat", "person"] and table["error"].isna().all()
+    assert [list(b) for b in table["region_box"]] == [[4, 6, 30, 40], [34, 10, 60, 44]]
