@@ -127,6 +127,13 @@ def test_a_box_outside_the_photo_or_a_class_outside_the_model_is_refused(segment
     beyond = manifest(photos, [{"path": "p0.png", "boxes": [[0, 0, 8, 8, 7]]}])
     with pytest.raises(ValueError, match=r"out of range: the model has 3 classes.*fix the "):
         explain_dataset(segmenter, beyond, tmp_path / "b", target=Annotations(), **RUN)
+    classifier = ModelBundle(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3), torch.nn.ReLU(),
+                                                 torch.nn.AdaptiveAvgPool2d(1),
+                                                 torch.nn.Flatten()), preprocess=SEEN)
+    inside = manifest(photos, [{"path": "p0.png", "boxes": [[0, 0, 8, 8, 1]]}])
+    with pytest.raises(ValueError, match="p0.png.*Region needs a segmentation output.*for a "
+                                         "classifier give a class"):
+        explain_dataset(classifier, inside, tmp_path / "c", target=Annotations(), **RUN)
     with pytest.raises(ValueError, match="x0 < x1"):
         Annotation(1, box=(10, 0, 5, 5))
     with pytest.raises(ValueError, match="x0, y0, x1, y1, label"):
