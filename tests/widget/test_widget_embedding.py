@@ -39,6 +39,7 @@ def _embedding(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
         return net(((image - mean) / std)[None])[0]
 
 
+@pytest.mark.numeric
 def test_pick_the_reference_photo_from_the_strip(embedder):
     """No class list; the strip lists the photos, none chosen; picking photo 1, then photo 2
     as the reference explains the photo shown against each (two maps), the reference being
@@ -71,7 +72,8 @@ def test_pick_the_reference_photo_from_the_strip(embedder):
             assert "error" not in (widget.metrics or {"error": 1}), widget.metrics
             maps.append(torch.from_numpy(widget.result.saliency[0].numpy()))
             targets.append(target)
-        assert float((maps[0] - maps[1]).abs().max()) > 1e-3  # another reference, another map
+        # another reference, another map (measured: 0.31 apart at most)
+        assert float((maps[0] - maps[1]).abs().max()) > 0.05
         strip.index = 1
         widget.wait(60)
         assert widget._parts.session.chosen is targets[0]
