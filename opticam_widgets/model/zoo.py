@@ -278,7 +278,7 @@ def from_torchvision(name: str, weights: Any = "DEFAULT") -> ModelBundle:
     """
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a torchvision model name, got {type(name).__name__}")
-    if task_of(name) is not None or _is_file_spec(weights):
+    if task_of(name) is not None:
         return _guarded(name, weights, _task_or_file)
     names = _torchvision_names()
     if name not in names:
@@ -287,7 +287,7 @@ def from_torchvision(name: str, weights: Any = "DEFAULT") -> ModelBundle:
         raise ValueError(f"`name` {name!r} is not a torchvision classification, detection or "
                          f"segmentation model; {hint}see torchvision.models.list_models() "
                          f"({len(names)} classifiers)")
-    return _guarded(name, weights, _classifier)
+    return _guarded(name, weights, _task_or_file if _is_file_spec(weights) else _classifier)
 
 
 def _is_file_spec(weights: Any) -> bool:

@@ -57,6 +57,8 @@ def test_a_local_weights_file_loads_and_a_wrong_one_is_refused(tmp_path):
     assert load_model(f"torchvision:resnet18:{classifier}").name == "torchvision:resnet18"
     with pytest.raises(ValueError, match="does not fit LRASPP.*ModelBundle"):
         load_model(f"torchvision:lraspp_mobilenet_v3_large:{classifier}")
+    with pytest.raises(ValueError, match="did you mean resnet18"):
+        load_model(f"torchvision:resnet1800:{classifier}")
     with pytest.raises(ValueError, match="does not exist"):
         load_model(f"torchvision:lraspp_mobilenet_v3_large:{tmp_path}/none.pth")
 
