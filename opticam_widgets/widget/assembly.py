@@ -179,7 +179,8 @@ def extra_panels(cam: OptiCAM, worker: Worker, session: Session, view: ResultVie
     link_selector(controls.image_strip, controls.image_select)
     pointing = PointingPanel(cam, lambda: view.names, selection.point,
                              max(16, round(max_size * 0.67)), session=session,
-                             classes=(controls.class_select, controls.class_search))
+                             classes=(controls.class_select, controls.class_search,
+                                      contrast.box, brush.box))  # hidden for an embedding
     controls.image_strip.observe(pointing.chooser.photos_changed, "items")  # the references
     selection.on_image = pointing.image_shown  # before the photo's first run
     session.class_target = pointing.class_target  # a class of a non-classifier, as a target

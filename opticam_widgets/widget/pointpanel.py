@@ -13,8 +13,8 @@ For an embedding model (a dual encoder's ``image_tower`` bundle, or a model decl
 :class:`~.reference.ReferenceChooser` instead: the **Reference photo** strip and a **Use as
 reference** button (each photo's map explains its likeness to the reference), and for a dual
 encoder a **Prompt** box (Enter explains the prompt). Until one is chosen, a photo is explained
-by the likeness to its own embedding. The class list is hidden then (an embedding has no
-classes).
+by the likeness to its own embedding. The class list and the panels that compare classes
+(why A and not B, brush to test) are hidden then: an embedding has no classes.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ class PointingPanel:
         choose: Called with the target picked (a ``Region`` or a ``Box``): explain it.
         max_size: Longest side of the panel's canvas.
         session: The widget's photos (an embedding model's reference is one of them).
-        classes: The class list's controls (hidden for an embedding model).
+        classes: The class list's controls and the panels that compare classes (hidden for
+            an embedding model).
     """
 
     def __init__(self, cam: OptiCAM, names: Callable[[], ClassNames | None],

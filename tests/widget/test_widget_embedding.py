@@ -56,6 +56,8 @@ def test_pick_the_reference_photo_from_the_strip(embedder):
         assert panel.kind == "embedding" and panel.box.layout.display == ""
         assert widget.controls.class_select.layout.display == "none"
         assert widget.controls.class_search.layout.display == "none"
+        assert widget._parts.contrast.box.layout.display == "none"  # classes: none to compare
+        assert widget._parts.brush.box.layout.display == "none"
         assert panel.prompt.layout.display == "none"  # no text side
         assert [i["name"] for i in strip.items] == ["a.png", "b.png", "c.png"]
         assert strip.index == -1 and strip.layout.display == ""
