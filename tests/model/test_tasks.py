@@ -21,7 +21,10 @@ def _offline(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a download was attempted")
 
+    from torchvision.models import WeightsEnum
+
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", refuse)  # what torchvision calls
 
 
 @pytest.mark.parametrize("name", SEGMENTERS + DETECTORS)
