@@ -189,6 +189,23 @@ class YardstickSpec:
         if self.methods and not self.measures:
             raise ValueError("`methods` are compared on yardsticks: give `yardsticks` too "
                              "(e.g. 'cheap'), or no `methods`")
+        self._check_extras()
+
+    def _check_extras(self) -> None:
+        """Refuse, before any image is read, a yardstick or method whose extra is missing."""
+        import importlib.util
+
+        from ..evaluation.baselines import REGISTRY
+        from ..evaluation.rivals import RIVALS
+
+        needs = {"yardsticks (pytorch-grad-cam)": ("pytorch_grad_cam", [
+                     n for n in (*self.methods, *self.measures) if n in RIVALS or n == "road"]),
+                 "baselines (torchcam)": ("torchcam", [
+                     m for m in self.methods if REGISTRY[m].needs_torchcam])}
+        for extra, (module, users) in needs.items():
+            if users and importlib.util.find_spec(module) is None:
+                raise ImportError(f"{users} need the optional extra {extra}: pip install "
+                                  f"'opticam-widgets[{extra.split()[0]}]', or leave them out")
 
     def keys(self) -> list[str]:
         """The yardstick keys measured per method (``AD_mean``, ``deletion_black``, ...)."""

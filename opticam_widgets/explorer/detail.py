@@ -22,13 +22,15 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
+from ..dataset.yardsticks import parse_column
 from ..display.render import overlay, to_png_bytes
 from ..model.bundle import ModelBundle
 from ..widget.common import close_widgets
 from .grid import FONT
 from .query import is_unknown, is_wrong
+from .summary import yardsticks_html
 
-__all__ = ["DetailView", "check_model", "facts_html"]
+__all__ = ["DetailView", "check_model", "facts_html", "row_yardsticks"]
 
 #: Longest side of the static view, in pixels (the widget's canvas default).
 STATIC_SIZE = 448
@@ -63,7 +65,7 @@ def check_model(model: Any, settings: dict[str, Any]) -> Any:
 
 
 def facts_html(row: Any) -> str:
-    """The numbers of one row: classes, probabilities, faithfulness terms, iterations."""
+    """The numbers of one row, and its yardsticks per method when the store has them."""
     def num(v: Any, spec: str) -> str:
         return "—" if is_unknown(v) else format(float(v), spec)
 
@@ -79,7 +81,25 @@ def facts_html(row: Any) -> str:
                             "iterations")]
     cells = "".join(f"<tr><td style='padding-right:8px;opacity:0.85'>{escape(k)}</td>"
                     f"<td>{escape(str(v))}</td></tr>" for k, v in items)
-    return f"<table style='color:{FONT};font-size:var(--jp-ui-font-size1, 13px)'>{cells}</table>"
+    return (f"<table style='color:{FONT};font-size:var(--jp-ui-font-size1, 13px)'>{cells}</table>"
+            + yardsticks_html(row_yardsticks(row), "Yardsticks of this row, per method"))
+
+
+def row_yardsticks(row: Any) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """``{yardstick: {method: (value, nan, 1)}}`` of one row (missing values left out).
+
+    Example:
+        >>> import pandas as pd
+        >>> row_yardsticks(pd.Series({"drop": 1.0, "gradcam:AD_mean": 4.0,
+        ...                           "opticam:AD_mean": None}))
+        {'AD_mean': {'gradcam': (4.0, nan, 1)}}
+    """
+    out: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for col, value in row.items():
+        parsed = parse_column(col)
+        if parsed is not None and not is_unknown(value):
+            out.setdefault(parsed[1], {})[parsed[0]] = (float(value), float("nan"), 1)
+    return out
 
 
 class DetailView:

@@ -60,11 +60,14 @@ def _num(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
 
 
-def yardsticks_html(values: dict[str, dict[str, tuple[float, float, int]]]) -> str:
+def yardsticks_html(values: dict[str, dict[str, tuple[float, float, int]]],
+                    caption: str = "Yardsticks per method (mean ± 95 % margin over the "
+                                   "selection)") -> str:
     """A table of every yardstick (rows) per method (columns): mean ± 95 % margin, best bold.
 
     Args:
         values: What :func:`~.query.method_values` returns (``{}``: no table).
+        caption: The table's caption.
 
     Example:
         >>> "<b>1.000" in yardsticks_html({"AD_mean": {"opticam": (1.0, 0.5, 4),
@@ -91,7 +94,7 @@ def yardsticks_html(values: dict[str, dict[str, tuple[float, float, int]]]) -> s
                          f"{text}</td>")
         rows.append(f"<tr><td>{escape(key)} {'↓' if lower else '↑'}</td>{''.join(cells)}</tr>")
     return (f"<table style='font-size:12px;margin-top:4px'><caption style='text-align:left'>"
-            f"Yardsticks per method (mean ± 95 % margin over the selection)</caption>"
+            f"{escape(caption)}</caption>"
             f"<tr><th></th>{head}</tr>{''.join(rows)}</table>")
 
 

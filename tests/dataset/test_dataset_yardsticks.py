@@ -210,3 +210,13 @@ def test_methods_need_yardsticks(tiny, photos, tmp_path):
         explain_dataset(tiny, Photos(*photos), tmp_path / "x", yardsticks=False,
                         methods=["gradcam"], **RUN)
     assert RunOptions(yardsticks="all").yardsticks[-2:] == ("insertion", "road")
+
+
+def test_a_missing_extra_is_refused_before_any_image_is_read(tiny, photos, tmp_path,
+                                                              monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchcam", None)  # as if not installed
+    with pytest.raises(ImportError, match="torchcam"):
+        explain_dataset(tiny, Photos(*photos), tmp_path / "x", methods=["gradcam"], **RUN)
+    assert not (tmp_path / "x").exists()

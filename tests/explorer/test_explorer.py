@@ -47,7 +47,7 @@ def results(bundle, tmp_path_factory):
     folder = make_folder(tmp_path_factory.mktemp("photos"))
     out = tmp_path_factory.mktemp("store") / "results"
     return explain_dataset(bundle, folder, out, max_iter=ITERS, batch_size=6, num_workers=0,
-                           progress=False)
+                           progress=False, yardsticks=False)  # test_explorer_yardsticks.py
 
 
 @pytest.fixture()

@@ -102,3 +102,12 @@ def test_a_store_without_yardsticks_shows_none(tmp_path):
         assert not [v for _, v in ex.controls.sort.options if ":" in v]
     finally:
         ex.close()
+
+
+def test_the_opened_row_shows_its_own_yardsticks(explorer, results):
+    row = explorer.page_rows[0]
+    explorer.open(row)
+    html = explorer.detail.facts.value
+    assert "Yardsticks of this row, per method" in html
+    value = float(results.table.loc[row, "gradcam:deletion_black"])
+    assert f"{value:.3f}" in html
