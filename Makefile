@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 APP_PORT ?= 8866
 
-.PHONY: lab app test install lint unit portable notebooks browser bench bench-portability bench-latency bench-faithfulness chromium clean binder-check wheel-check docs docs-doctest docs-serve
+.PHONY: lab app test install lint unit portable portable-1 portable-2 notebooks browser bench bench-portability bench-latency bench-faithfulness chromium clean binder-check wheel-check docs docs-doctest docs-serve
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,15 +36,24 @@ app: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check opticam_widgets tests benchmarks tools
 
+# every test but the browser's, on two pytest-xdist workers of one thread each (on 2 cores this
+# beats one process on 2 threads); tests/conftest.py groups them by file, the Ray files together
+XDIST := -n 2 --dist loadgroup
 unit: $(STAMP)
-	$(PY) -m pytest tests -m "not browser" -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "not browser" -q $(XDIST)
 
 # The numeric tests again as a CPU without AVX-512 runs them (oneDNN and ATen capped at AVX2),
-# on 1 thread and on 2: a test that holds only with one machine's float rounding fails here.
+# on 1 thread and on 2 (unit ran this CPU's own ISA on 1): a test that holds only with one
+# machine's float rounding fails here.
 PORTABLE := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
-portable: $(STAMP)
-	$(PORTABLE) OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "numeric and not browser" -q -p no:cacheprovider
-	$(PORTABLE) OMP_NUM_THREADS=2 $(PY) -m pytest tests -m "numeric and not browser" -q -p no:cacheprovider
+NUMERIC  := $(PY) -m pytest tests -m "numeric and not browser" -q -p no:cacheprovider
+portable: portable-1 portable-2
+
+portable-1: $(STAMP)
+	$(PORTABLE) OMP_NUM_THREADS=1 $(NUMERIC)
+
+portable-2: $(STAMP)
+	$(PORTABLE) OMP_NUM_THREADS=2 $(NUMERIC)
 
 notebooks: $(STAMP)
 	$(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks -q
@@ -72,7 +81,14 @@ chromium:
 browser: $(STAMP) chromium
 	$(PY) -m pytest tests/browser -m browser -q
 
-test: lint unit portable notebooks docs browser wheel-check
+# the stages in turn; two stages of one thread each run side by side (2 cores)
+SIDE_BY_SIDE := OMP_NUM_THREADS=1 $(MAKE) -j2 --output-sync=target
+test: lint
+	$(MAKE) unit
+	$(SIDE_BY_SIDE) portable-1 docs
+	$(MAKE) portable-2
+	$(SIDE_BY_SIDE) notebooks wheel-check
+	$(MAKE) browser
 
 bench: $(STAMP)
 	$(PIP) install --quiet -e ".[bench]"

@@ -40,3 +40,17 @@ def bundle() -> Any:
     from opticam_widgets.model.zoo import load_default_model
 
     return load_default_model()
+
+
+#: Test files that start Ray. Under pytest-xdist (``make unit``: two workers) they share one
+#: worker, in turn: two local Ray clusters starting at once on two cores can time out.
+RAY_TEST_FILES = ("dataset/test_dataset.py", "dataset/test_dataset_ray.py",
+                  "dataset/test_dataset_runs.py", "dataset/test_run_options.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group the tests for ``--dist loadgroup``: one group per file, the Ray files together."""
+    for item in items:
+        path = item.path.as_posix()
+        ray = any(path.endswith("tests/" + name) for name in RAY_TEST_FILES)
+        item.add_marker(pytest.mark.xdist_group("ray" if ray else path))
