@@ -61,6 +61,7 @@ def manifest(root, rows, suffix=".csv"):
     return path
 
 
+@pytest.mark.numeric
 def test_a_manifest_gives_one_row_per_box_mapped_through_the_resize(segmenter, photos,
                                                                     tmp_path):
     path = manifest(photos, [{"path": "p0.png", "boxes": [[32, 24, 64, 48, "square"],
@@ -83,6 +84,7 @@ def test_a_manifest_gives_one_row_per_box_mapped_through_the_resize(segmenter, p
     assert abs(stored - float(wrong.original_score[0])) > 1e-3
 
 
+@pytest.mark.numeric
 def test_a_dataset_of_target_dicts_gives_mask_rows(segmenter, tmp_path):
     mask = np.zeros((H, W), bool)
     mask[30:46, 40:62] = True  # elsewhere than the box
