@@ -85,11 +85,15 @@ def _plus_minus(mean: float, margin: float, bold: bool = False) -> str:
     return f"**{text}**" if bold else text
 
 
-def _yardsticks_md(results: DatasetResults, classes: int, min_rows: int) -> list[str]:
+def _yardsticks_md(results: DatasetResults, classes: int, min_rows: int,
+                   folder: Path) -> list[str]:
     """Every yardstick per method (mean ± 95 % margin), the best per yardstick, per class."""
+    from .figures import yardsticks_figure
+
     summary = results.yardsticks(min_rows=min_rows)
     if summary.empty:
         return []
+    yardsticks_figure(summary).savefig(folder / "yardsticks.png", dpi=100)
     best = results.best_methods()
     winner = dict(zip(best["yardstick"], best["best"]))
     overall = summary[summary["group"] == "all"]
@@ -106,7 +110,8 @@ def _yardsticks_md(results: DatasetResults, classes: int, min_rows: int) -> list
              "blur), deletion/insertion AUC, ROAD. Mean over the rows ± 1.96 standard errors; "
              "↓ lower is better, ↑ higher; the best mean in bold. Baselines explain the same "
              "image and class on the same layer.", "",
-             markdown_table(["yardstick", "rows", *methods], rows), ""]
+             markdown_table(["yardstick", "rows", *methods], rows), "",
+             "![every yardstick per method, mean ± 95 % margin](yardsticks.png)", ""]
     lead = [[_arrow(r.yardstick), r.best, _num(r.best_mean), r.runner_up or "—",
              _num(r.runner_up_mean),
              "" if r.runner_up is None else _plus_minus(r.difference, r.margin),
@@ -159,7 +164,7 @@ def _errors_md(results: DatasetResults) -> list[str]:
 
 def write_report(results: DatasetResults | str | os.PathLike, out: str | os.PathLike | None = None,
                  *, n: int = 4, classes: int = 20, min_rows: int = 5) -> Path:
-    """Write ``report.md`` and ``overview.png`` for a results folder.
+    """Write ``report.md``, ``overview.png`` and ``yardsticks.png`` for a results folder.
 
     Args:
         results: A :class:`DatasetResults` or its folder.
@@ -184,7 +189,8 @@ def write_report(results: DatasetResults | str | os.PathLike, out: str | os.Path
     if t["masked_prob"].notna().any():
         fig = res.figure(n)
         fig.savefig(folder / "overview.png", dpi=100)
-        lines += _summary_md(res, classes) + [""] + _yardsticks_md(res, classes, min_rows)
+        lines += _summary_md(res, classes) + [""] + _yardsticks_md(res, classes, min_rows,
+                                                                    folder)
         lines += _cases_md(res, n)
         lines += ["![distributions, worst and best maps](overview.png)", ""]
     lines += _errors_md(res)

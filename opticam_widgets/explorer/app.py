@@ -196,11 +196,13 @@ class OptiCAMExplorer:
             self.go_to(self.page - 1)
 
     def summary(self) -> dict[str, Any]:
-        """Count, images, accuracy and AD / AI / AG (%) of the selection.
+        """Count, images, accuracy, AD / AI / AG (%) and the yardsticks of the selection.
 
-        See :func:`~.query.selection_summary`.
+        Per method, and per class for the yardstick of the "worse than" filter (else
+        ``AD_mean``). See :func:`~.query.selection_summary`.
         """
-        return selection_summary(self.selection)
+        worse = self.query.worse
+        return selection_summary(self.selection, worse[0] if worse else None)
 
     def _summarise(self) -> None:
         self.summary_view.update(self.summary(), self.selection, self.query.faithfulness,

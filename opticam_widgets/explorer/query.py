@@ -36,6 +36,7 @@ __all__ = [
     "Query",
     "browse_table",
     "class_names",
+    "class_values",
     "is_unknown",
     "is_wrong",
     "matching",
@@ -240,14 +241,14 @@ def method_values(selection: Any) -> dict[str, dict[str, tuple[float, float, int
     """``{yardstick: {method: (mean, 95 % margin, rows)}}`` of a selection's yardstick columns.
 
     From :func:`~opticam_widgets.dataset.comparison.yardstick_summary` (a missing value is left
-    out, never counted as 0); ``{}`` for results without yardsticks.
+    out, never counted as 0); ``{}`` for results without yardsticks or an empty selection.
 
     Example:
         >>> import pandas as pd
         >>> method_values(pd.DataFrame({"opticam:AD_mean": [10.0, None]}))
         {'AD_mean': {'opticam': (10.0, nan, 1)}}
     """
-    if not yardstick_columns(selection):
+    if not len(selection) or not yardstick_columns(selection):
         return {}
     out: dict[str, dict[str, tuple[float, float, int]]] = {}
     for r in yardstick_summary(selection).itertuples():
@@ -300,7 +301,42 @@ def page_of(selection: Any, page: int, page_size: int) -> Any:
     return selection.iloc[page * page_size:(page + 1) * page_size]
 
 
-def selection_summary(selection: Any) -> dict[str, Any]:
+def class_values(selection: Any, yardstick: str | None = None, *, min_rows: int = 2,
+                 limit: int = 8) -> dict[str, Any]:
+    """One yardstick per method and per explained class of a selection.
+
+    Args:
+        selection: Rows of a :func:`browse_table` frame.
+        yardstick: The yardstick (``"deletion_black"``); ``None``: ``AD_mean`` when measured,
+            else the first one.
+        min_rows: Classes with fewer rows are left out.
+        limit: At most this many classes, the most frequent first.
+
+    Returns:
+        ``{"yardstick": key, "classes": {class: {method: (mean, 95 % margin, rows)}}}``;
+        ``{}`` for results without yardsticks.
+
+    Example:
+        >>> import pandas as pd
+        >>> t = pd.DataFrame({"target_class": ["a", "a", "b"],
+        ...                   "opticam:AD_mean": [1.0, 3.0, 5.0]})
+        >>> class_values(t)["classes"]["a"]["opticam"][0]
+        2.0
+    """
+    keys = list(dict.fromkeys(k for _, k in yardstick_columns(selection)))
+    if not keys:
+        return {}
+    key = yardstick if yardstick in keys else "AD_mean" if "AD_mean" in keys else keys[0]
+    summary = yardstick_summary(selection, "target_class", min_rows)
+    summary = summary[(summary["group"] != "all") & (summary["yardstick"] == key)]
+    classes: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for r in summary.itertuples():
+        if r.group in classes or len(classes) < limit:
+            classes.setdefault(r.group, {})[r.method] = (r.mean, r.margin, r.rows)
+    return {"yardstick": key, "classes": classes}
+
+
+def selection_summary(selection: Any, yardstick: str | None = None) -> dict[str, Any]:
     """Count, images, accuracy, the paper's AD / AI / AG (%) and the yardsticks of a selection.
 
     AD / AI / AG are :func:`~opticam_widgets.evaluation.metrics.average_drop`,
@@ -308,7 +344,8 @@ def selection_summary(selection: Any) -> dict[str, Any]:
     :func:`~opticam_widgets.evaluation.metrics.average_gain` of the rows with faithfulness terms
     (``None`` when no row has them, e.g. ``metrics=False``); accuracy over the rows with a true
     label only (``labelled`` of them); ``yardsticks``: every yardstick per method
-    (:func:`method_values`).
+    (:func:`method_values`); ``by_class``: ``yardstick`` (or ``AD_mean``) per method and class
+    (:func:`class_values`).
 
     Example:
         >>> import pandas as pd
@@ -331,4 +368,5 @@ def selection_summary(selection: Any) -> dict[str, Any]:
         "accuracy": 100.0 * float(labelled.astype(float).mean()) if len(labelled) else None,
         "labelled": int(len(labelled)),
         "yardsticks": method_values(selection),
+        "by_class": class_values(selection, yardstick) if "target_class" in selection else {},
     }

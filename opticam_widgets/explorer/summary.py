@@ -51,7 +51,19 @@ def summary_html(stats: dict[str, Any], errors: int = 0) -> str:
         parts.append(f"{errors} images of the store failed (see results.errors)")
     return (f"<div style='color:{FONT};line-height:1.5'>Selection: "
             f"{escape(' · ', quote=False).join(parts)}"
-            f"{yardsticks_html(stats.get('yardsticks') or {})}</div>")
+            f"{yardsticks_html(stats.get('yardsticks') or {})}{_by_class(stats)}</div>")
+
+
+def _by_class(stats: dict[str, Any]) -> str:
+    from ..evaluation.yardsticks import describe_yardstick
+
+    by = stats.get("by_class") or {}
+    if not by.get("classes"):
+        return ""
+    key = by["yardstick"]
+    better = describe_yardstick(key)[0]
+    return yardsticks_html(by["classes"], f"{key} {'↓' if better == 'lower' else '↑'} per "
+                                          "explained class (mean ± 95 % margin)", better)
 
 
 def _num(value: float) -> str:
@@ -62,12 +74,14 @@ def _num(value: float) -> str:
 
 def yardsticks_html(values: dict[str, dict[str, tuple[float, float, int]]],
                     caption: str = "Yardsticks per method (mean ± 95 % margin over the "
-                                   "selection)") -> str:
+                                   "selection)", better: str | None = None) -> str:
     """A table of every yardstick (rows) per method (columns): mean ± 95 % margin, best bold.
 
     Args:
         values: What :func:`~.query.method_values` returns (``{}``: no table).
         caption: The table's caption.
+        better: ``"lower"`` or ``"higher"`` for every row (rows that are classes of one
+            yardstick); ``None``: each row is a yardstick, its own direction.
 
     Example:
         >>> "<b>1.000" in yardsticks_html({"AD_mean": {"opticam": (1.0, 0.5, 4),
@@ -82,7 +96,7 @@ def yardsticks_html(values: dict[str, dict[str, tuple[float, float, int]]],
     head = "".join(f"<th style='padding:0 6px'>{escape(m)}</th>" for m in methods)
     rows = []
     for key, per in values.items():
-        lower = describe_yardstick(key)[0] == "lower"
+        lower = (better or describe_yardstick(key)[0]) == "lower"
         means = {m: v[0] for m, v in per.items() if v[0] == v[0]}
         best = (min if lower else max)(means, key=means.get) if len(means) > 1 else None
         cells = []
@@ -92,7 +106,8 @@ def yardsticks_html(values: dict[str, dict[str, tuple[float, float, int]]],
             text = f"<b>{text}</b>" if m == best else text
             cells.append(f"<td style='padding:0 6px;text-align:right' title='{n} rows'>"
                          f"{text}</td>")
-        rows.append(f"<tr><td>{escape(key)} {'↓' if lower else '↑'}</td>{''.join(cells)}</tr>")
+        label = escape(key) if better else f"{escape(key)} {'↓' if lower else '↑'}"
+        rows.append(f"<tr><td>{label}</td>{''.join(cells)}</tr>")
     return (f"<table style='font-size:12px;margin-top:4px'><caption style='text-align:left'>"
             f"{escape(caption)}</caption>"
             f"<tr><th></th>{head}</tr>{''.join(rows)}</table>")

@@ -149,6 +149,8 @@ def test_tables_per_method_and_class_and_the_best_method(run, tiny, photos):
 
 def test_report_shows_the_yardsticks_per_method_and_class(run, tmp_path):
     text = write_report(run, tmp_path / "rep", min_rows=3).read_text()
+    assert (tmp_path / "rep" / "yardsticks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(yardsticks.png)" in text
     for title in ("## Yardsticks per method", "## Best method per yardstick",
                   "## Yardsticks per class"):
         assert title in text
@@ -170,6 +172,7 @@ def test_a_store_written_before_yardsticks_opens_and_resumes_without_them(tiny, 
     old = load_results(out)
     assert not [c for c in old.table if ":" in c] and old.yardsticks().empty
     assert "Yardsticks" not in write_report(old, tmp_path / "rep").read_text()
+    assert not (tmp_path / "rep" / "yardsticks.png").exists()
     with pytest.raises(SettingsMismatchError, match="yardsticks"):  # would mix rows
         explain_dataset(tiny, Photos(x, y), out, yardsticks="cheap", **RUN)
     res = explain_dataset(tiny, Photos(x, y), out, **RUN)  # "auto": the store's own (none)

@@ -111,3 +111,25 @@ def test_the_opened_row_shows_its_own_yardsticks(explorer, results):
     assert "Yardsticks of this row, per method" in html
     value = float(results.table.loc[row, "gradcam:deletion_black"])
     assert f"{value:.3f}" in html
+
+
+@pytest.mark.numeric
+def test_summary_gives_a_yardstick_per_method_and_per_class(explorer, results):
+    t = results.table
+    by = explorer.summary()["by_class"]
+    assert by["yardstick"] == "AD_mean"  # the default
+    assert set(by["classes"]) == set(t["target_name"])
+    for name, per in by["classes"].items():
+        rows = t[t["target_name"] == name]
+        for method, (mean, _margin, n) in per.items():
+            assert n == len(rows)
+            assert mean == pytest.approx(rows[f"{method}:AD_mean"].astype(float).mean())
+    assert "AD_mean ↓ per explained class" in explorer.summary_view.text.value
+    c = explorer.controls
+    a, b = t["gradcam:deletion_black"], t["opticam:deletion_black"]
+    c.worse_method.value, c.worse_rival.value = (("gradcam", "opticam") if (a > b).any()
+                                                 else ("opticam", "gradcam"))
+    c.worse_key.value = "deletion_black"  # the class table follows the compared yardstick
+    assert len(explorer.selection) and explorer.summary()["by_class"]["yardstick"] == (
+        "deletion_black")
+    assert "deletion_black ↓ per explained class" in explorer.summary_view.text.value
