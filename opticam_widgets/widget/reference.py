@@ -98,14 +98,23 @@ class ReferenceChooser:
         self._references: dict[int, _Reference] = {}
         self._quiet = False
         self._dual = False
+        self._items: list = []  # the widget's photos (in the strip once it is shown)
+        self._active = False
         self.prompt.observe(self._on_prompt, "value")
         self.reference.on_click(lambda _b: self.use_as_reference())
         self.strip.observe(self._on_strip, "index")
 
     def show_prompt(self, shown: bool) -> None:
-        """Show the prompt box (a dual encoder) or hide it (an embedding model)."""
+        """Show the prompt box (a dual encoder) or hide it (an embedding model).
+
+        The strip gets the photos now: a model of another kind never shows it, so its page
+        holds the photos once.
+        """
         self._dual = bool(shown)
         self.prompt.layout.display = "" if shown else "none"
+        self._active = True
+        if self.strip.items != self._items:
+            self.strip.items = self._items
 
     def target(self, output: Any) -> Target:
         """What a photo (the model's ``output`` on it) explains: the choice, else its own."""
@@ -117,7 +126,9 @@ class ReferenceChooser:
         if isinstance(self._choice, _Reference):
             self._choice = None
         self._set_index(-1)
-        self.strip.items = list(change["new"])
+        self._items = list(change["new"])
+        if self._active:
+            self.strip.items = self._items
 
     # ------------------------------------------------------------------ choosing
     def use_as_reference(self) -> None:

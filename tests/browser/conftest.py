@@ -91,6 +91,18 @@ def page(browser, lab_server: str, artifacts: Path, request: pytest.FixtureReque
     pg.context.close()
 
 
+@pytest.fixture()
+def kernel_page(browser, lab_server: str, artifacts: Path, request: pytest.FixtureRequest):
+    """A fresh page as ``page``, and after the test the server's kernels shut down too."""
+    pg = new_page(browser, lab_server)
+    try:
+        yield pg
+    finally:
+        save_if_failed(request, pg, artifacts)
+        pg.context.close()
+        shutdown_kernels(lab_server)
+
+
 def save_if_failed(request: pytest.FixtureRequest, page: Any, artifacts: Path) -> None:
     """After a test: keep the page's screenshot and console log if the test failed."""
     rep = getattr(request.node, "rep_call", None)

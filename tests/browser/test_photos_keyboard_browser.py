@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import new_page, save_failure, save_if_failed, shutdown_kernels
+from conftest import new_page, save_if_failed, shutdown_kernels
 from pagetools import (
     BACKGROUND_JS,
     App,
@@ -306,25 +306,18 @@ def brush_to_test(app, widget: Widget) -> None:
     wait_for(lambda: "the whole photo" in text.inner_text(), 20, "the whole photo again")
 
 
-def test_voila_app_is_named_and_axe_clean(browser, lab_server, notebook_dir, artifacts,
+def test_voila_app_is_named_and_axe_clean(kernel_page, lab_server, notebook_dir, artifacts,
                                           request):
     """In Voilà (what a non-programmer meets): the open button, no canvas in the Tab order,
     and axe-core finds no violation in the widget."""
     name = one_cell_notebook(notebook_dir, SOURCE, "photos-voila.ipynb")
-    page = new_page(browser, lab_server)
-    try:
-        page.goto(f"{lab_server}/voila/render/{name}", wait_until="commit")
-        widget = Widget.find(page, timeout=180)
-        widget.wait_finished(120, "the first run")
-        assert widget.root.locator("button.opticam-open").is_visible()
-        wait_for(lambda: widget.root.locator("canvas[tabindex='0']").count() == 0, 20,
-                 "the canvases out of the Tab order")
-        violations = axe_violations(page, widget.root)
-        assert violations == [], violations
-        assert not widget_errors(page), widget_errors(page)
-    except BaseException:
-        save_failure(page, artifacts, request.node.name)
-        raise
-    finally:
-        page.context.close()
-        shutdown_kernels(lab_server)
+    page = kernel_page
+    page.goto(f"{lab_server}/voila/render/{name}", wait_until="commit")
+    widget = Widget.find(page, timeout=180)
+    widget.wait_finished(120, "the first run")
+    assert widget.root.locator("button.opticam-open").is_visible()
+    wait_for(lambda: widget.root.locator("canvas[tabindex='0']").count() == 0, 20,
+             "the canvases out of the Tab order")
+    violations = axe_violations(page, widget.root)
+    assert violations == [], violations
+    assert not widget_errors(page), widget_errors(page)

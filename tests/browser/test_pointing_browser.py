@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import new_page, save_failure, shutdown_kernels
 from pagetools import Widget, axe_violations, one_cell_notebook, shot, wait_for, widget_errors
 from targetnets import detection_scene, seeded, segmentation_scene
 
@@ -97,69 +96,55 @@ def _clicks_change_the_map(page, base: str, name: str, boxes: list) -> None:
     assert not widget_errors(page), widget_errors(page)
 
 
-def test_click_a_segment_and_a_box_changes_the_map(browser, lab_server, notebook_dir,
+def test_click_a_segment_and_a_box_changes_the_map(kernel_page, lab_server, notebook_dir,
                                                    artifacts, request):
     with seeded(5) as gen:
         seg_boxes = segmentation_scene(gen)[2][:2]  # the two squares of class 1
     with seeded(9) as gen:
         det_boxes = detection_scene(gen)[1]
-    page = new_page(browser, lab_server)
-    try:
-        for source, name, boxes in ((SEGMENTER, "pointing-seg.ipynb", seg_boxes),
-                                    (DETECTOR, "pointing-det.ipynb", det_boxes)):
-            one_cell_notebook(notebook_dir, source, name)
-            _clicks_change_the_map(page, lab_server, name, boxes)
-    except BaseException:
-        save_failure(page, artifacts, request.node.name)
-        raise
-    finally:
-        page.context.close()
-        shutdown_kernels(lab_server)
+    page = kernel_page
+    for source, name, boxes in ((SEGMENTER, "pointing-seg.ipynb", seg_boxes),
+                                (DETECTOR, "pointing-det.ipynb", det_boxes)):
+        one_cell_notebook(notebook_dir, source, name)
+        _clicks_change_the_map(page, lab_server, name, boxes)
 
 
-def test_pick_the_reference_photo_by_keyboard(browser, lab_server, notebook_dir, artifacts,
+def test_pick_the_reference_photo_by_keyboard(kernel_page, lab_server, notebook_dir, artifacts,
                                               request):
     """kind="embedding": the class list is hidden; the "Reference photo" strip is one Tab stop
     (its first photo while none is chosen); → picks the next photo as the reference, and each
     pick changes the map; axe-core finds no violation."""
     name = one_cell_notebook(notebook_dir, EMBEDDER, "pointing-embedding.ipynb")
-    page = new_page(browser, lab_server)
-    try:
-        page.goto(f"{lab_server}/voila/render/{name}", wait_until="commit")
-        widget = Widget.find(page, timeout=240)
-        widget.wait_finished(120, "the first run")
-        assert not widget.class_select.is_visible()
-        group = widget.root.locator(".opticam-reference-strip [role=radiogroup]")
-        group.wait_for(timeout=30_000)
-        assert group.get_attribute("aria-label") == "Reference photo"
-        buttons = group.locator("button")
-        assert buttons.count() == 3
-        assert [buttons.nth(i).get_attribute("tabindex") for i in range(3)] == ["0", "-1", "-1"]
-        assert all(buttons.nth(i).get_attribute("aria-checked") == "false" for i in range(3))
-        live = widget.root.locator(".opticam-pointing .opticam-panel-live")
-        main = widget.main_canvas()
+    page = kernel_page
+    page.goto(f"{lab_server}/voila/render/{name}", wait_until="commit")
+    widget = Widget.find(page, timeout=240)
+    widget.wait_finished(120, "the first run")
+    assert not widget.class_select.is_visible()
+    group = widget.root.locator(".opticam-reference-strip [role=radiogroup]")
+    group.wait_for(timeout=30_000)
+    assert group.get_attribute("aria-label") == "Reference photo"
+    buttons = group.locator("button")
+    assert buttons.count() == 3
+    assert [buttons.nth(i).get_attribute("tabindex") for i in range(3)] == ["0", "-1", "-1"]
+    assert all(buttons.nth(i).get_attribute("aria-checked") == "false" for i in range(3))
+    live = widget.root.locator(".opticam-pointing .opticam-panel-live")
+    main = widget.main_canvas()
+    time.sleep(0.5)
+    before = shot(main)
+    buttons.nth(0).focus()
+    for k, photo in ((1, "b.png"), (2, "c.png")):
+        page.keyboard.press("ArrowRight")
+        wait_for(lambda p=photo: f"photo “{p}”" in live.inner_text(), 30,
+                 f"{photo} picked", describe=live.inner_text)
+        assert buttons.nth(k).get_attribute("aria-checked") == "true"
+        assert page.evaluate("() => document.activeElement.getAttribute('aria-checked')"
+                             ) == "true"
+        wait_for(lambda b=before: widget.canvas_changed(main, b, 0.2), 120,
+                 f"the map against {photo} on screen", describe=widget.status_text)
+        widget.wait_finished(120, f"the run against {photo}")
         time.sleep(0.5)
         before = shot(main)
-        buttons.nth(0).focus()
-        for k, photo in ((1, "b.png"), (2, "c.png")):
-            page.keyboard.press("ArrowRight")
-            wait_for(lambda p=photo: f"photo “{p}”" in live.inner_text(), 30,
-                     f"{photo} picked", describe=live.inner_text)
-            assert buttons.nth(k).get_attribute("aria-checked") == "true"
-            assert page.evaluate("() => document.activeElement.getAttribute('aria-checked')"
-                                 ) == "true"
-            wait_for(lambda b=before: widget.canvas_changed(main, b, 0.2), 120,
-                     f"the map against {photo} on screen", describe=widget.status_text)
-            widget.wait_finished(120, f"the run against {photo}")
-            time.sleep(0.5)
-            before = shot(main)
-        violations = axe_violations(page, widget.root)
-        (artifacts / "widget-embedding-axe.json").write_text(str(violations))
-        assert violations == [], violations
-        assert not widget_errors(page), widget_errors(page)
-    except BaseException:
-        save_failure(page, artifacts, request.node.name)
-        raise
-    finally:
-        page.context.close()
-        shutdown_kernels(lab_server)
+    violations = axe_violations(page, widget.root)
+    (artifacts / "widget-embedding-axe.json").write_text(str(violations))
+    assert violations == [], violations
+    assert not widget_errors(page), widget_errors(page)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import new_page, save_failure, shutdown_kernels
 from pagetools import App, Widget, one_cell_notebook, wait_for, widget_errors
 from PIL import Image
 
@@ -43,79 +42,65 @@ def tree(folder: Path) -> list[str]:
                   if not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def test_voila_downloads_png_and_json_without_server_write(browser, lab_server, notebook_dir,
+def test_voila_downloads_png_and_json_without_server_write(kernel_page, lab_server, notebook_dir,
                                                           artifacts, request):
     name = one_cell_notebook(notebook_dir, SOURCE, "voila-saving.ipynb")
     root = notebook_dir.parent
     before = tree(root)
-    page = new_page(browser, lab_server)
-    try:
-        page.goto(f"{lab_server}/voila/render/{name}", wait_until="commit")
-        widget = Widget.find(page, timeout=180)
-        widget.wait_finished(120, "the first run")
-        assert widget.button("Save PNG").count() == 0 or not widget.button(
-            "Save PNG").is_visible()
-        widget.button("Download").click()
-        png_link = widget.root.locator("a[download$='.png']")
-        png_link.wait_for(timeout=20_000)
-        with page.expect_download(timeout=20_000) as info:
-            png_link.click()
-        download = info.value
-        assert re.fullmatch(r"opticam_1_class_\d\.png", download.suggested_filename)
-        with Image.open(io.BytesIO(Path(download.path()).read_bytes())) as im:
-            assert im.size == (80, 60)
-            assert np.asarray(im.convert("RGB")).std() > 5  # a picture, not a blank
-        with page.expect_download(timeout=20_000) as info:
-            widget.root.locator("a[download$='.json']").click()
-        record = json.loads(Path(info.value.path()).read_text())
-        assert record["model"] == "Sequential" and record["settings"]["max_iter"] == 5
-        assert record["target"]["index"] == int(download.suggested_filename[-5])
-        assert {"AD", "AG"} <= set(record["metrics"])
-        assert tree(root) == before  # nothing written on the server
-        assert not widget_errors(page), widget_errors(page)
-    except BaseException:
-        save_failure(page, artifacts, request.node.name)
-        raise
-    finally:
-        page.context.close()
-        shutdown_kernels(lab_server)
+    page = kernel_page
+    page.goto(f"{lab_server}/voila/render/{name}", wait_until="commit")
+    widget = Widget.find(page, timeout=180)
+    widget.wait_finished(120, "the first run")
+    assert widget.button("Save PNG").count() == 0 or not widget.button(
+        "Save PNG").is_visible()
+    widget.button("Download").click()
+    png_link = widget.root.locator("a[download$='.png']")
+    png_link.wait_for(timeout=20_000)
+    with page.expect_download(timeout=20_000) as info:
+        png_link.click()
+    download = info.value
+    assert re.fullmatch(r"opticam_1_class_\d\.png", download.suggested_filename)
+    with Image.open(io.BytesIO(Path(download.path()).read_bytes())) as im:
+        assert im.size == (80, 60)
+        assert np.asarray(im.convert("RGB")).std() > 5  # a picture, not a blank
+    with page.expect_download(timeout=20_000) as info:
+        widget.root.locator("a[download$='.json']").click()
+    record = json.loads(Path(info.value.path()).read_text())
+    assert record["model"] == "Sequential" and record["settings"]["max_iter"] == 5
+    assert record["target"]["index"] == int(download.suggested_filename[-5])
+    assert {"AD", "AG"} <= set(record["metrics"])
+    assert tree(root) == before  # nothing written on the server
+    assert not widget_errors(page), widget_errors(page)
 
 
-def test_lab_save_refuses_paths_and_never_overwrites(browser, lab_server, notebook_dir,
+def test_lab_save_refuses_paths_and_never_overwrites(kernel_page, lab_server, notebook_dir,
                                                      artifacts, request):
     name = one_cell_notebook(notebook_dir, SOURCE, "lab-saving.ipynb")
     root = notebook_dir.parent
-    page = new_page(browser, lab_server)
-    try:
-        app = App(page, lab_server)
-        app.open(f"lab/tree/{name}")
-        app.command("notebook:run-all-cells")
-        widget = Widget.find(page, timeout=180)
-        widget.wait_finished(120, "the first run")
-        summary = widget.status_text()
-        box = widget.root.locator(".widget-text", has_text="File name").locator("input")
-        message = widget.root.locator(".opticam-live").first  # (the yardstick panel has its own)
-        before = tree(root)
-        for bad in ("../escape", "../../escape.png", str(root / "abs.png"), "/tmp/abs.png"):
-            box.fill(bad)
-            box.press("Enter")
-            widget.button("Save PNG").click()
-            wait_for(lambda: "Not saved" in message.inner_text(), 20, f"{bad!r} refused",
-                     describe=message.inner_text)
-            assert "file name only" in message.inner_text()
-        assert tree(root) == before and not Path("/tmp/abs.png").exists()
-        box.fill("mine")
+    page = kernel_page
+    app = App(page, lab_server)
+    app.open(f"lab/tree/{name}")
+    app.command("notebook:run-all-cells")
+    widget = Widget.find(page, timeout=180)
+    widget.wait_finished(120, "the first run")
+    summary = widget.status_text()
+    box = widget.root.locator(".widget-text", has_text="File name").locator("input")
+    message = widget.root.locator(".opticam-live").first  # (the yardstick panel has its own)
+    before = tree(root)
+    for bad in ("../escape", "../../escape.png", str(root / "abs.png"), "/tmp/abs.png"):
+        box.fill(bad)
         box.press("Enter")
-        for expected in ("mine.png", "mine (2).png"):
-            widget.button("Save PNG").click()
-            wait_for(lambda e=expected: e in message.inner_text(), 20, f"{expected} saved",
-                     describe=message.inner_text)
-            assert str(notebook_dir / expected) in message.inner_text()  # the full path
-        assert (notebook_dir / "mine.png").is_file() and (notebook_dir / "mine (2).png").is_file()
-        assert widget.status_text() == summary  # the run summary stays
-    except BaseException:
-        save_failure(page, artifacts, request.node.name)
-        raise
-    finally:
-        page.context.close()
-        shutdown_kernels(lab_server)
+        widget.button("Save PNG").click()
+        wait_for(lambda: "Not saved" in message.inner_text(), 20, f"{bad!r} refused",
+                 describe=message.inner_text)
+        assert "file name only" in message.inner_text()
+    assert tree(root) == before and not Path("/tmp/abs.png").exists()
+    box.fill("mine")
+    box.press("Enter")
+    for expected in ("mine.png", "mine (2).png"):
+        widget.button("Save PNG").click()
+        wait_for(lambda e=expected: e in message.inner_text(), 20, f"{expected} saved",
+                 describe=message.inner_text)
+        assert str(notebook_dir / expected) in message.inner_text()  # the full path
+    assert (notebook_dir / "mine.png").is_file() and (notebook_dir / "mine (2).png").is_file()
+    assert widget.status_text() == summary  # the run summary stays

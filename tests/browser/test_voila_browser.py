@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import fresh_copy, new_page, save_failure, shutdown_kernels
+from conftest import fresh_copy
 from pagetools import (
     WIDGET_FAILURES,
     Widget,
@@ -38,18 +38,11 @@ PAINTED_JS = """c => { const w = c.width, h = c.height; if (!w || !h) return fal
     return false; }"""
 
 
-def test_voila_dashboard_refines_live_and_stays_interactive(browser, lab_server, notebook_dir,
+def test_voila_dashboard_refines_live_and_stays_interactive(kernel_page, lab_server, notebook_dir,
                                                            artifacts, request):
     name = fresh_copy(notebook_dir, "dashboard.ipynb", "voila-dashboard.ipynb")
-    page = new_page(browser, lab_server)
-    try:
-        _walk_through(page, f"{lab_server}/voila/render/{name}", artifacts)
-    except BaseException:
-        save_failure(page, artifacts, request.node.name)
-        raise
-    finally:
-        page.context.close()
-        shutdown_kernels(lab_server)
+    page = kernel_page
+    _walk_through(page, f"{lab_server}/voila/render/{name}", artifacts)
 
 
 def _walk_through(page, url: str, artifacts) -> None:

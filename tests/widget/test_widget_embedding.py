@@ -150,3 +150,18 @@ def test_reference_controls_are_named():
         assert "tabIndex = i === stop" in chooser.strip._esm  # none chosen: the first is a stop
     finally:
         widget.close()
+
+
+def test_a_classifier_holds_its_photos_once():
+    """A model of another kind never shows the Reference strip: it stays empty (the photos'
+    thumbnails are not on the page twice, where a screen reader or a test would find them)."""
+    net = tiny_cnn()
+    widget = OptiCAMWidget(net, preprocess=SMALL, save_dir=False)
+    try:
+        photos = {n: torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i))
+                  for i, n in enumerate(("a.png", "b.png"))}
+        widget.set_images(photos, run=False)
+        assert len(widget.controls.image_strip.items) == 2
+        assert widget._parts.pointing.chooser.strip.items == []
+    finally:
+        widget.close()
