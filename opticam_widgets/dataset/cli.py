@@ -9,6 +9,7 @@ Usage::
                             [--resume | --no-resume] [--metrics paper|full|none]
                             [--shard-size N] [--flush-every SECONDS]
                             [--batching independent|shared] [--model SPEC] [--no-progress]
+                            [--yardsticks auto|cheap|all|none|NAME,...] [--methods NAME,...]
     opticam report DIR [--out REPORT_DIR]
 
 ``add_subcommands(subparsers)`` registers both on the ``opticam`` parser.
@@ -22,12 +23,49 @@ from typing import Any
 
 from ..cli.args import add_run_options, positive_float, positive_int, target_arg
 
-__all__ = ["add_subcommands", "parse_target"]
+__all__ = ["add_subcommands", "parse_methods", "parse_target", "parse_yardsticks"]
 
 
 #: ``--target``'s argparse type: :func:`~opticam_widgets.cli.args.target_arg`, the one CLI
 #: shorthand of the target grammar (``top1``, ``true``, ``topK``, an index, a label name).
 parse_target = target_arg
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def parse_yardsticks(value: str) -> Any:
+    """``--yardsticks``: ``auto``, ``cheap``, ``all``, ``none`` or names separated by commas.
+
+    Example:
+        >>> parse_yardsticks("mean,deletion"), parse_yardsticks("none")
+        (('mean', 'deletion'), ())
+    """
+    from .yardsticks import check_yardsticks
+
+    wanted: Any = () if value == "none" else value if value in ("auto", "cheap", "all") \
+        else _names(value)
+    try:
+        return check_yardsticks(wanted)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("`yardsticks`", "--yardsticks")) \
+            from None
+
+
+def parse_methods(value: str) -> tuple[str, ...]:
+    """``--methods``: baseline method names separated by commas (e.g. ``gradcam,finercam``).
+
+    Example:
+        >>> parse_methods("gradcam, channel-mean")
+        ('gradcam', 'channel-mean')
+    """
+    from .yardsticks import check_methods
+
+    try:
+        return check_methods(_names(value))
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("`methods`", "--methods")) from None
 
 
 def _target(value: Any) -> Any:
@@ -54,7 +92,8 @@ def _cmd_explain_dataset(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_iter=args.max_iter, lr=args.lr, engine=args.engine, metrics=metrics,
             resume=args.resume, progress=not args.no_progress, optimizer=args.optimizer,
-            shard_size=args.shard_size, flush_every=args.flush_every, batching=args.batching)
+            shard_size=args.shard_size, flush_every=args.flush_every, batching=args.batching,
+            yardsticks=args.yardsticks, methods=args.methods)
     except SettingsMismatchError as exc:
         print(f"opticam: error: {exc.message('--no-resume')}", file=sys.stderr)
         return 2
@@ -118,6 +157,15 @@ def add_subcommands(subparsers: Any) -> None:
                     help="'default' (embedded EfficientNet-Lite0), 'torchvision:NAME' or "
                          "'torchvision:NAME:WEIGHTS' (none, a weights name or a local file; "
                          "detectors and segmenters too)")
+    ex.add_argument("--yardsticks", type=parse_yardsticks, default="auto", metavar="Y",
+                    help="what each map is measured on besides --metrics: auto (default: cheap "
+                         "on a new store, what the store has on a resume), cheap (AD/AI/AG "
+                         "under black, mean and blur fills, deletion), all (+ insertion, ROAD), "
+                         "none, or names separated by commas (black,mean,blur,image-mean,"
+                         "deletion,insertion,road)")
+    ex.add_argument("--methods", type=parse_methods, default=(), metavar="M,...",
+                    help="baseline methods measured on the same yardsticks, separated by "
+                         "commas (e.g. gradcam,finercam)")
     ex.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ex.set_defaults(func=_cmd_explain_dataset)
 

@@ -323,6 +323,28 @@ def test_cli_explain_dataset_and_report(folder, tmp_path, capsys):
     assert "`source`" in capsys.readouterr().err
 
 
+def test_cli_yardsticks_and_methods(folder, tmp_path, capsys):
+    """--yardsticks names what is measured and --methods the baselines measured too; a bad
+    name is refused by the parser, naming the flag."""
+    from opticam_widgets.cli.main import main
+
+    src = tmp_path / "src" / "espresso"
+    src.mkdir(parents=True)
+    (src / "coffee.png").write_bytes((folder / "espresso" / "coffee.png").read_bytes())
+    out = tmp_path / "out"
+    assert main(["explain-dataset", str(src.parent), "--out", str(out), "--max-iter", "2",
+                 "--yardsticks", "mean,deletion", "--methods", "channel-mean",
+                 "--no-progress"]) == 0
+    row = pd.read_parquet(out / ROWS_DIR).iloc[0]
+    for method in ("opticam", "channel-mean"):
+        assert 0.0 <= row[f"{method}:deletion_black"] <= 1.0
+        assert np.isfinite(row[f"{method}:AD_mean"])
+    assert "opticam:AD_blur" not in row.index
+    for flag, value in (("--yardsticks", "mean,nope"), ("--methods", "opticam")):
+        assert main(["explain-dataset", str(src.parent), "--out", str(out), flag, value]) == 2
+        assert flag in capsys.readouterr().err
+
+
 def test_ray_engine_without_ray_says_how_to_install(bundle, folder, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'opticam-widgets\[ray\]'"):
