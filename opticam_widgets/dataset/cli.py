@@ -157,15 +157,7 @@ def add_subcommands(subparsers: Any) -> None:
                     help="'default' (embedded EfficientNet-Lite0), 'torchvision:NAME' or "
                          "'torchvision:NAME:WEIGHTS' (none, a weights name or a local file; "
                          "detectors and segmenters too)")
-    ex.add_argument("--yardsticks", type=parse_yardsticks, default="auto", metavar="Y",
-                    help="what each map is measured on besides --metrics: auto (default: cheap "
-                         "on a new store, what the store has on a resume), cheap (AD/AI/AG "
-                         "under black, mean and blur fills, deletion), all (+ insertion, ROAD), "
-                         "none, or names separated by commas (black,mean,blur,image-mean,"
-                         "deletion,insertion,road)")
-    ex.add_argument("--methods", type=parse_methods, default=(), metavar="M,...",
-                    help="baseline methods measured on the same yardsticks, separated by "
-                         "commas (e.g. gradcam,finercam)")
+    _add_yardstick_flags(ex)
     ex.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ex.set_defaults(func=_cmd_explain_dataset)
 
@@ -177,3 +169,16 @@ def add_subcommands(subparsers: Any) -> None:
     rep.add_argument("--out", type=Path, default=None, metavar="REPORT_DIR",
                      help="report folder (default DIR/_report)")
     rep.set_defaults(func=_cmd_report)
+
+
+def _add_yardstick_flags(parser: argparse.ArgumentParser) -> None:
+    """``--yardsticks`` and ``--methods`` (the dataset engine's ``yardsticks=``, ``methods=``)."""
+    parser.add_argument("--yardsticks", type=parse_yardsticks, default="auto", metavar="Y",
+                        help="what each map is measured on besides --metrics: auto (default: "
+                             "cheap on a new store, what the store has on a resume), cheap "
+                             "(AD/AI/AG under black, mean and blur fills, deletion), all (+ "
+                             "insertion, ROAD), none, or names separated by commas (black,mean,"
+                             "blur,image-mean,deletion,insertion,road)")
+    parser.add_argument("--methods", type=parse_methods, default=(), metavar="M,...",
+                        help="baseline methods measured on the same yardsticks, separated by "
+                             "commas (e.g. gradcam,finercam)")
