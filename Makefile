@@ -81,14 +81,7 @@ chromium:
 browser: $(STAMP) chromium
 	$(PY) -m pytest tests/browser -m browser -q
 
-# the stages in turn; two stages of one thread each run side by side (2 cores)
-SIDE_BY_SIDE := OMP_NUM_THREADS=1 $(MAKE) -j2 --output-sync=target
-test: lint
-	$(MAKE) unit
-	$(SIDE_BY_SIDE) portable-1 docs
-	$(MAKE) portable-2
-	$(SIDE_BY_SIDE) notebooks wheel-check
-	$(MAKE) browser
+test: lint unit portable notebooks docs browser wheel-check
 
 bench: $(STAMP)
 	$(PIP) install --quiet -e ".[bench]"

@@ -129,8 +129,8 @@ class FilterControls:
         self.worse_key = w.Dropdown(options=[("(any)", None), *[(k, k) for k in keys]],
                                     value=None, description="Rows where on", style=_WIDE,
                                     disabled=len(methods) < 2, layout=w.Layout(width="230px"))
-        self.worse_method = w.Dropdown(options=methods, description="", disabled=len(methods) < 2,
-                                       layout=w.Layout(width="150px"))
+        self.worse_method = w.Dropdown(options=methods, description="method", style=_WIDE,
+                                       disabled=len(methods) < 2, layout=w.Layout(width="200px"))
         self.worse_rival = w.Dropdown(options=methods, value=methods[1] if len(methods) > 1
                                       else None, description="is worse than", style=_WIDE,
                                       disabled=len(methods) < 2, layout=w.Layout(width="250px"))

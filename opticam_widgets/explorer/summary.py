@@ -110,7 +110,7 @@ def yardsticks_html(values: dict[str, dict[str, tuple[float, float, int]]],
         rows.append(f"<tr><td>{label}</td>{''.join(cells)}</tr>")
     return (f"<table style='font-size:12px;margin-top:4px'><caption style='text-align:left'>"
             f"{escape(caption)}</caption>"
-            f"<tr><th></th>{head}</tr>{''.join(rows)}</table>")
+            f"<tr><th scope='col'>yardstick</th>{head}</tr>{''.join(rows)}</table>")
 
 
 def plot_png(selection: Any, column: str = "drop", kind: str = "histogram") -> bytes:
