@@ -74,7 +74,8 @@ def run_script(body: str, *, setup: tuple[str, ...] = (), interrupt: bool = Fals
     code = "".join(textwrap.dedent(part) for part in (PRELUDE, *setup, body))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_signals)
     lines = []
     if interrupt:
         for line in proc.stdout:
@@ -90,6 +91,14 @@ def run_script(body: str, *, setup: tuple[str, ...] = (), interrupt: bool = Fals
         return json.loads(found[-1]) if found else {}
 
     return proc.returncode, out, err, tagged("RESULT "), tagged("AT EXIT ")
+
+
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM at their defaults, as in a terminal. A parent that
+    ignores SIGINT (a pytest-xdist worker, a shell's background job) would pass the ignoring
+    on, and Python then installs no KeyboardInterrupt handler: the script would not see Ctrl-C."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def assert_clean(err: str) -> None:

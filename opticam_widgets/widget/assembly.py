@@ -82,6 +82,7 @@ class Parts:
 
     def close(self) -> None:
         """Cancel and join the jobs, then close every widget."""
+        self.yardstick.closed = True  # a run ending as it is cancelled queues no yardsticks
         self.runner.close()
         self.display.close()
         self.canvas.close()
@@ -128,7 +129,7 @@ def assemble(owner: Any, cam: OptiCAM, max_size: int, notes: list[str], *,
     def finished(cancel: threading.Event) -> None:  # a finished run was drawn
         comparison.refresh(cancel=cancel)
         display.update()  # the output's saved picture
-        yardstick.schedule()  # the slower yardsticks, queued behind
+        yardstick.schedule(cancel)  # the slower yardsticks, queued behind (not once stopped)
 
     runner = Runner(cam, session, view, worker, owner, on_finished=finished)
     selection = Selection(controls, session, view, runner, comparison,

@@ -97,6 +97,8 @@ class YardstickPanel:
     def __init__(self, cam: OptiCAM, worker: Worker, session: Session, comparison: Comparison,
                  on_error: Callable[[BaseException], None]) -> None:
         self.cam, self.worker, self.session = cam, worker, session
+        #: Set by :meth:`close`: no job is queued afterwards.
+        self.closed = False
         self.comparison, self.on_error = comparison, on_error
         #: Runs the cascading randomisation test of the map shown.
         self.button = w.Button(description="Sanity check", icon="random",
@@ -112,8 +114,14 @@ class YardstickPanel:
         self.button.on_click(lambda _b: self.submit())
 
     # ------------------------------------------------------------------ yardsticks
-    def schedule(self, _cancel: threading.Event | None = None) -> None:
-        """Queue :meth:`refresh` behind the current job (a run or a baseline never waits)."""
+    def schedule(self, cancel: threading.Event | None = None) -> None:
+        """Queue :meth:`refresh` behind the current job (a run or a baseline never waits).
+
+        Not after a cancelled job (``cancel``: the run's or the baseline's, set when the
+        widget stops or closes) nor once the panel is closed: nothing is left running.
+        """
+        if self.closed or (cancel is not None and cancel.is_set()):
+            return
         self.worker.submit(self.refresh, "yardsticks", cancel_previous=False)
 
     def refresh(self, cancel: threading.Event | None = None) -> None:
@@ -210,7 +218,8 @@ class YardstickPanel:
         self.result.value = sanity_html(res.layers, res.spearman, res.ssim, _png(res))
 
     def close(self) -> None:
-        """Close the panel's widgets."""
+        """Queue nothing more; close the panel's widgets."""
+        self.closed = True
         close_widgets(self.button, self.status, self.result, self.box)
 
 
