@@ -50,13 +50,6 @@ def results(bundle, tmp_path_factory):
                            progress=False, yardsticks=False)  # test_explorer_yardsticks.py
 
 
-@pytest.fixture()
-def explorer(results):
-    ex = OptiCAMExplorer(results, page_size=4)
-    yield ex
-    ex.close()
-
-
 def test_store_has_right_wrong_unlabelled_and_error_rows(results):
     t = results.table
     assert len(t) == 13 and t["error"].notna().sum() == 1

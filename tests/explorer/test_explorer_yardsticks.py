@@ -32,13 +32,6 @@ def results(_one_thread, tmp_path_factory):
                            methods=["gradcam", "channel-mean"], **RUN)
 
 
-@pytest.fixture()
-def explorer(results):
-    ex = OptiCAMExplorer(results, page_size=4)
-    yield ex
-    ex.close()
-
-
 def test_worse_than_filter_and_yardstick_sort(results):
     table = browse_table(results.table)
     assert "gradcam:deletion_black" in table and "opticam:AG_mean" in table
