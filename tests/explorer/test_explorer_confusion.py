@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from test_explorer import explorer, results  # noqa: F401 - the store and explorer fixtures
+from test_explorer import results  # noqa: F401 - the store fixture (the explorer fixture is in conftest.py)
 
 from opticam_widgets.explorer import Confusion, confusion_counts
 from opticam_widgets.explorer.confusion import cell_name
