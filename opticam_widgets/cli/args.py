@@ -5,9 +5,9 @@ Example:
     >>> parser = argparse.ArgumentParser()
     >>> add_run_options(parser)
     >>> vars(parser.parse_args(["--max-iter", "5", "--optimizer", "fast"]))
-    {'max_iter': 5, 'lr': 0.2, 'optimizer': 'fast'}
+    {'max_iter': 5, 'lr': 0.2, 'optimizer': 'fast', 'objective': 'paper'}
     >>> vars(parser.parse_args(["--iters", "5", "--schedule", "fast"]))  # the old names
-    {'max_iter': 5, 'lr': 0.2, 'optimizer': 'fast'}
+    {'max_iter': 5, 'lr': 0.2, 'optimizer': 'fast', 'objective': 'paper'}
 """
 
 from __future__ import annotations
@@ -133,11 +133,12 @@ def target_arg(text: str) -> Any:
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """``--max-iter``, ``--lr`` and ``--optimizer``: how each map is optimized.
+    """``--max-iter``, ``--lr``, ``--optimizer`` and ``--objective``: how each map is optimized.
 
     ``--iters`` and ``--schedule`` are kept as aliases of ``--max-iter`` and ``--optimizer``.
-    The optimizer's name is checked by the engine against its registry
-    (:data:`~opticam_widgets.engine.optimizers.OPTIMIZERS`), which this module does not import
+    The optimizer's and the objective's names are checked by the engine against its registries
+    (:data:`~opticam_widgets.engine.optimizers.OPTIMIZERS`,
+    :data:`~opticam_widgets.engine.objectives.OBJECTIVES`), which this module does not import
     (the parser is built without importing torch).
     """
     parser.add_argument("--max-iter", "--iters", dest="max_iter", type=positive_int,
@@ -149,3 +150,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         metavar="NAME",
                         help="paper (Adam on the channel weights, default) or fast (steps on "
                              "the map projected back onto weights: the same map quality sooner)")
+    parser.add_argument("--objective", default="paper", metavar="NAME",
+                        help="what each step maximises: paper (the score with the hidden "
+                             "pixels black, default), mixed-fills (the mean score over black, "
+                             "mean-colour, blur and noise fills) or mixed-fills-deletion (the "
+                             "same, also lowering the score of the complement: best on ROAD and "
+                             "deletion)")

@@ -3,8 +3,8 @@
 Usage::
 
     opticam explain IMG... [--target T]... | [--top K] [--max-iter N] [--lr X]
-                    [--optimizer paper|fast] [--convention constructive|destructive]
-                    [--out DIR]
+                    [--optimizer paper|fast] [--objective NAME]
+                    [--convention constructive|destructive] [--out DIR]
                     [--model default|torchvision:NAME[:WEIGHTS|:none|:PATH]]
     opticam samples
 
@@ -287,7 +287,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     render.colorize(np.zeros((2, 2), np.float32), args.cmap)  # fail early on a bad colormap
     settings = OptiCAMSettings(max_iter=args.max_iter, lr=args.lr, optimizer=args.optimizer,
-                               convention=args.convention, score=args.score)  # fail early too
+                               objective=args.objective, convention=args.convention,
+                               score=args.score)  # fail early too
     device = _check_device(args.device)
     images = _load_images(args.images)
     bundle = load_model(args.model)

@@ -92,6 +92,7 @@ def _cmd_explain_dataset(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_iter=args.max_iter, lr=args.lr, engine=args.engine, metrics=metrics,
             resume=args.resume, progress=not args.no_progress, optimizer=args.optimizer,
+            objective=args.objective,
             shard_size=args.shard_size, flush_every=args.flush_every, batching=args.batching,
             yardsticks=args.yardsticks, methods=args.methods)
     except SettingsMismatchError as exc:

@@ -11,6 +11,7 @@ too).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +54,8 @@ def fresh_copy(notebook_dir: Path, name: str, as_name: str) -> str:
 @pytest.fixture(scope="session")
 def lab_server(notebook_dir: Path, artifacts: Path) -> Iterator[str]:
     """Start JupyterLab on a free 127.0.0.1 port, rooted in a temp copy of notebooks/."""
-    with jupyter_server(notebook_dir.parent, artifacts / "jupyterlab.log") as base:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # one server per xdist worker
+    with jupyter_server(notebook_dir.parent, artifacts / f"jupyterlab{worker}.log") as base:
         yield base
 
 

@@ -174,3 +174,32 @@ def test_python_dash_m_and_console_script(tmp_path):
     assert "espresso" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "opticam_out").iterdir()) == [
         "coffee_967_espresso.npy", "coffee_967_espresso.png"]
+
+
+def test_objective_reaches_both_commands(capsys, tmp_path):
+    """``--objective`` is the engine's ``objective``: the same map as the API, kept by a store
+    (a resume with another objective is refused), and an unknown name exits 2 naming the choices."""
+    from opticam_widgets import OptiCAM
+    from opticam_widgets.model.zoo import load_default_model
+
+    code, _, err = run(capsys, "explain", "sample:coffee", "--objective", "mixed-fills",
+                       "--out", str(tmp_path / "maps"), *QUICK)
+    assert code == 0, err
+    cli_map = np.load(next((tmp_path / "maps").glob("*.npy")))
+    api = OptiCAM(load_default_model(), max_iter=3, objective="mixed-fills").explain(
+        sample_image("coffee"))
+    np.testing.assert_allclose(cli_map, api.saliency[0].numpy(), rtol=0, atol=1e-5)
+    paper = OptiCAM(load_default_model(), max_iter=3).explain(sample_image("coffee"))
+    assert float(np.abs(cli_map - paper.saliency[0].numpy()).max()) > 0.01  # not the paper's
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sample_image("coffee").save(folder / "coffee.png")
+    store = ["explain-dataset", str(folder), "--out", str(tmp_path / "ds"), "--iters", "2",
+             "--metrics", "none", "--yardsticks", "none", "--no-progress"]
+    code, _, err = run(capsys, *store, "--objective", "mixed-fills-deletion")
+    assert code == 0, err
+    code, _, err = run(capsys, *store)  # the paper's objective on the same store
+    assert code == 2 and "objective" in one_error_line(err)
+    code, _, err = run(capsys, "explain", "sample:coffee", "--objective", "nope", *QUICK)
+    assert code == 2 and "`objective` must be one of 'paper'" in one_error_line(err)
