@@ -59,11 +59,25 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def _holder(path: Path) -> str:
+#: Seconds a refused run waits for the holder to write its host, pid and start time (the holder
+#: writes them right after taking the lock; a run refused in between would otherwise name none).
+HOLDER_WAIT = 1.0
+
+
+def _read_holder(path: Path) -> dict[str, Any]:
     try:
-        info: dict[str, Any] = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        info = {}
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):  # not there, or half written
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _holder(path: Path, wait: float = HOLDER_WAIT) -> str:
+    deadline = time.monotonic() + wait
+    info = _read_holder(path)
+    while not info and time.monotonic() < deadline:
+        time.sleep(0.02)
+        info = _read_holder(path)
     if not info:
         return "a process that is starting"
     return (f"host {info.get('host')}, pid {info.get('pid')}, started "

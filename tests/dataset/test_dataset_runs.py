@@ -177,6 +177,24 @@ def test_lock_in_one_process_and_after_release(tmp_path):
         pass
 
 
+def test_a_run_refused_while_the_holder_starts_still_names_it(tmp_path):
+    """The holder writes its host, pid and start right after taking the lock; a run refused in
+    between waits for them (the racing-writers test caught a refusal that named none)."""
+    with StoreLock(tmp_path):
+        written = (tmp_path / LOCK_FILE).read_text()
+        (tmp_path / LOCK_FILE).write_text("")  # the holder has the lock, has not written yet
+        late = threading.Timer(0.2, lambda: (tmp_path / LOCK_FILE).write_text(written))
+        late.start()
+        with pytest.raises(StoreBusyError, match=rf"host .*, pid {os.getpid()}, started"):
+            StoreLock(tmp_path).acquire()
+        late.join()
+        (tmp_path / LOCK_FILE).write_text("")  # a holder that never writes: named as starting
+        t0 = time.monotonic()
+        with pytest.raises(StoreBusyError, match="a process that is starting"):
+            StoreLock(tmp_path).acquire()
+        assert time.monotonic() - t0 < 10
+
+
 def test_resume_with_other_weights_or_settings_is_refused(folder, reference, tmp_path):
     out = tmp_path / "r"
     stop = threading.Event()
