@@ -82,7 +82,7 @@ class Parts:
 
     def close(self) -> None:
         """Cancel and join the jobs, then close every widget."""
-        self.yardstick.closed = True  # a run ending as it is cancelled queues no yardsticks
+        self.yardstick.stop()  # a run ending as it is cancelled queues no yardsticks
         self.runner.close()
         self.display.close()
         self.canvas.close()

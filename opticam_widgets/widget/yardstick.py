@@ -97,7 +97,7 @@ class YardstickPanel:
     def __init__(self, cam: OptiCAM, worker: Worker, session: Session, comparison: Comparison,
                  on_error: Callable[[BaseException], None]) -> None:
         self.cam, self.worker, self.session = cam, worker, session
-        #: Set by :meth:`close`: no job is queued afterwards.
+        #: Set by :meth:`stop` (and :meth:`close`): no job is queued afterwards.
         self.closed = False
         self.comparison, self.on_error = comparison, on_error
         #: Runs the cascading randomisation test of the map shown.
@@ -217,9 +217,13 @@ class YardstickPanel:
         self.status.value = note_html(f"sanity check done: {steps} maps", "muted")
         self.result.value = sanity_html(res.layers, res.spearman, res.ssim, _png(res))
 
+    def stop(self) -> None:
+        """Queue nothing more (a run that ends while the widget closes adds no job)."""
+        self.closed = True
+
     def close(self) -> None:
         """Queue nothing more; close the panel's widgets."""
-        self.closed = True
+        self.stop()
         close_widgets(self.button, self.status, self.result, self.box)
 
 

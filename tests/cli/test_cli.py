@@ -176,20 +176,19 @@ def test_python_dash_m_and_console_script(tmp_path):
         "coffee_967_espresso.npy", "coffee_967_espresso.png"]
 
 
-def test_objective_reaches_both_commands(capsys, tmp_path):
+def test_objective_reaches_both_commands(capsys, tmp_path, bundle):
     """``--objective`` is the engine's ``objective``: the same map as the API, kept by a store
     (a resume with another objective is refused), and an unknown name exits 2 naming the choices."""
     from opticam_widgets import OptiCAM
-    from opticam_widgets.model.zoo import load_default_model
 
     code, _, err = run(capsys, "explain", "sample:coffee", "--objective", "mixed-fills",
                        "--out", str(tmp_path / "maps"), *QUICK)
     assert code == 0, err
     cli_map = np.load(next((tmp_path / "maps").glob("*.npy")))
-    api = OptiCAM(load_default_model(), max_iter=3, objective="mixed-fills").explain(
-        sample_image("coffee"))
+    coffee = sample_image("coffee")
+    api = OptiCAM(bundle, max_iter=3, objective="mixed-fills").explain(coffee)
     np.testing.assert_allclose(cli_map, api.saliency[0].numpy(), rtol=0, atol=1e-5)
-    paper = OptiCAM(load_default_model(), max_iter=3).explain(sample_image("coffee"))
+    paper = OptiCAM(bundle, max_iter=3).explain(coffee)
     assert float(np.abs(cli_map - paper.saliency[0].numpy()).max()) > 0.01  # not the paper's
 
     folder = tmp_path / "photos"
