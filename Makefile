@@ -58,15 +58,16 @@ portable-2: $(STAMP)
 	$(PORTABLE) OMP_NUM_THREADS=2 $(NUMERIC) \
 		--deselect tests/engine/test_optimizers.py::test_fast_reaches_the_paper_bar_in_a_fraction_of_its_passes
 
-# one notebook per xdist worker (two kernels of one thread each)
+# one notebook per xdist worker (two kernels of one thread each, offline); tools/nbval_keep.py
+# keeps each notebook that passed, executed, for the site (make docs then executes none again)
 notebooks: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
-		notebooks -q -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 PYTHONPATH=tools $(PY) -m pytest -p nbval_keep --nbval-lax \
+		--nbval-sanitize-with notebooks/sanitize.cfg notebooks -q -n 2 --dist loadfile
 
 # the documentation site (mkdocs.yml): offline, --strict (a warning, a broken internal link or a
 # public name without an API page fails it), after every docstring example has run (doctest).
-# The tutorials are executed once and cached in .cache/docs-notebooks/ (OPTICAM_DOCS_EXECUTE=0: a
-# quick draft without outputs). docs-serve rebuilds on change, on 127.0.0.1 only.
+# The tutorials are executed once and cached in .cache/docs-notebooks/ (make notebooks leaves them
+# there; OPTICAM_DOCS_EXECUTE=0: a quick draft without outputs). docs-serve rebuilds on change, on 127.0.0.1 only.
 DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true OPTICAM_QUIET=1
 DOCS_PORT ?= 8000
 

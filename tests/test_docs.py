@@ -146,3 +146,66 @@ def test_docstrings_read_as_markdown() -> None:
     text = docs_griffe.markdown("A :class:`~opticam_widgets.model.bundle.ModelBundle`.\n\n"
                                 "    Example:\n        >>> 1\n        1\n")
     assert text == "A `ModelBundle`.\n\n    Examples:\n        >>> 1\n        1\n"
+
+
+def test_a_kept_run_is_what_the_site_shows(tmp_path: Path, monkeypatch) -> None:
+    nb = tmp_path / "a.ipynb"
+    nb.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    monkeypatch.setattr(docs_notebooks, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(docs_notebooks, "execute", lambda path: pytest.fail("executed again"))
+    ran = {"cells": [], "metadata": {"ran": True}, "nbformat": 4, "nbformat_minor": 5}
+    docs_notebooks.keep(nb, {**ran, "metadata": {"ran": "before"}})
+    assert docs_notebooks.keep(nb, ran) == docs_notebooks.cached_path(nb)
+    assert docs_notebooks.executed(nb) == ran
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # the older copy is gone
+
+
+NOTEBOOK = {
+    "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": "# A tutorial"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": "from IPython.display import display, update_display\n"
+                   "display({'text/plain': 'first'}, raw=True, display_id='picture')\n"
+                   "print('hello')"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": "update_display({'text/plain': 'final'}, raw=True, display_id='picture')\n"
+                   "6 * 7"},
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+def _nbval(folder: Path, notebook: dict) -> subprocess.CompletedProcess:
+    path = folder / "tutorial.ipynb"
+    path.write_text(json.dumps(notebook))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tools"),
+               OPTICAM_DOCS_CACHE=str(folder / "cache"))
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "nbval_keep", "--nbval-lax",
+                           "-q", "-p", "no:cacheprovider", "-o", "addopts=", str(path)],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_nbval_keeps_each_passing_notebook_for_the_site(tmp_path: Path) -> None:
+    """``make notebooks`` (nbval with tools/nbval_keep.py) leaves each notebook that passed,
+    executed, where the site build looks: the cell outputs, and a display updated by a later
+    cell shows its last version (as nbclient keeps it); a failing notebook is not kept."""
+    run = _nbval(tmp_path, NOTEBOOK)
+    assert run.returncode == 0, run.stdout + run.stderr
+    kept = list((tmp_path / "cache").glob("tutorial-*.ipynb"))
+    assert len(kept) == 1
+    cells = [c for c in json.loads(kept[0].read_text())["cells"] if c["cell_type"] == "code"]
+    first, second = cells[0]["outputs"], cells[1]["outputs"]
+    assert [o["output_type"] for o in first] == ["display_data", "stream"]
+    assert "".join(first[0]["data"]["text/plain"]) == "final"
+    assert "".join(first[1]["text"]) == "hello\n"
+    assert "".join(second[0]["data"]["text/plain"]) == "42"
+    assert [c["execution_count"] for c in cells] == [1, 2]
+
+    broken = json.loads(json.dumps(NOTEBOOK))
+    broken["cells"][2]["source"] = "1 / 0"
+    (tmp_path / "cache" / kept[0].name).unlink()
+    assert _nbval(tmp_path, broken).returncode != 0
+    assert not list((tmp_path / "cache").glob("tutorial-*.ipynb"))
