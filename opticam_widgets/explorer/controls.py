@@ -23,7 +23,15 @@ import ipywidgets as w
 
 from ..dataset.comparison import yardstick_columns
 from ..widget.common import close_widgets
-from .query import CORRECTNESS, FAITHFULNESS, SORT_KEYS, Query, class_names, matching
+from .query import (
+    CORRECTNESS,
+    FAITHFULNESS,
+    SORT_KEYS,
+    Query,
+    class_names,
+    matching,
+    range_bounds,
+)
 
 __all__ = ["ClassPicker", "FilterControls", "Pager"]
 
@@ -97,14 +105,18 @@ class FilterControls:
             value=(0.0, 1.0), min=0.0, max=1.0, step=0.01, description="Confidence",
             continuous_update=False, readout_format=".2f", style=_WIDE,
             layout=w.Layout(width="300px"))
-        self.faithfulness = w.Dropdown(options=list(FAITHFULNESS), value="drop",
-                                       description="Faithfulness", style=_WIDE,
-                                       layout=w.Layout(width="170px"))
+        measured = yardstick_columns(table)
+        self._table, self._rebounding = table, False
+        self.faithfulness = w.Dropdown(
+            options=[*((f, f) for f in FAITHFULNESS), *[(f"{key} · {method}", col)
+                                      for (method, key), col in measured.items()]],
+            value="drop", description="Faithfulness", style=_WIDE,
+            layout=w.Layout(width="250px"))
         self.faithfulness_range = w.FloatRangeSlider(
             value=(0.0, 100.0), min=0.0, max=100.0, step=0.5, description="range (%)",
             continuous_update=False, readout_format=".1f", style=_WIDE,
             layout=w.Layout(width="300px"))
-        measured = yardstick_columns(table)
+        self.faithfulness.observe(self._rebound, "value")  # first: the range follows it
         sorts = [*SORT_KEYS, *[(f"{key} · {method}", col)
                                for (method, key), col in measured.items()]]
         self.sort = w.Dropdown(options=sorts, value="position", description="Sort by",
@@ -135,6 +147,27 @@ class FilterControls:
                                       else None, description="is worse than", style=_WIDE,
                                       disabled=len(methods) < 2, layout=w.Layout(width="250px"))
 
+    def _rebound(self, change: dict) -> None:
+        """The range slider spans the chosen column's whole range, all of it selected.
+
+        See :func:`~.query.range_bounds`: a new column filters nothing until it is narrowed.
+        """
+        column = change["new"]
+        low, high = range_bounds(self._table, column)
+        high = high if high > low else low + 1.0  # a slider needs room
+        percent = column in FAITHFULNESS
+        s = self.faithfulness_range
+        self._rebounding = True
+        try:
+            s.max, s.min = max(s.max, high), min(s.min, low)  # widen, then select, then fit
+            s.value = (low, high)
+            s.min, s.max = low, high
+            s.step = 0.5 if percent else (high - low) / 200
+            s.readout_format = ".1f" if percent else ".3g"
+            s.description = "range (%)" if percent else "range"
+        finally:
+            self._rebounding = False
+
     def query(self) -> Query:
         """The :class:`~.query.Query` the controls describe."""
         return Query(true_classes=self.true_class.chosen(),
@@ -151,10 +184,14 @@ class FilterControls:
         """Call ``handler`` whenever the query may have changed."""
         self.true_class.observe(handler)
         self.predicted_class.observe(handler)
+        def settled(change: dict) -> None:  # not while the range follows a new column
+            if not self._rebounding:
+                handler(change)
+
         for ctrl in (self.correctness, self.confidence, self.faithfulness,
                      self.faithfulness_range, self.sort, self.descending, self.worse_key,
                      self.worse_method, self.worse_rival):
-            ctrl.observe(handler, "value")
+            ctrl.observe(settled, "value")
 
     def close(self) -> None:
         """Close every widget."""

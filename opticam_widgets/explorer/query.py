@@ -43,6 +43,7 @@ __all__ = [
     "method_values",
     "page_count",
     "page_of",
+    "range_bounds",
     "select",
     "selection_summary",
 ]
@@ -133,8 +134,11 @@ class Query:
         predicted_classes: Keep these predicted classes (names of ``predicted_class``).
         correctness: One of :data:`CORRECTNESS`.
         confidence: ``(low, high)`` range of the predicted class's probability (inclusive).
-        faithfulness: The column of the faithfulness range, one of :data:`FAITHFULNESS`.
-        faithfulness_range: ``(low, high)`` range of that column, in % (inclusive).
+        faithfulness: The column of the range filter: one of :data:`FAITHFULNESS` (the row's
+            AD or AG term, %) or a yardstick column (``"gradcam:deletion_black"``).
+        faithfulness_range: ``(low, high)`` range of that column, in its own units
+            (inclusive). A range that covers :func:`range_bounds` filters nothing (rows
+            without a value stay); a narrower one keeps the rows with a value in it.
         sort: A column of :data:`SORT_KEYS`.
         descending: Sort from high to low.
         cell: ``(true class, predicted class)``: keep the labelled rows of that pair only (a
@@ -162,9 +166,9 @@ class Query:
         if self.correctness not in CORRECTNESS:
             raise ValueError(f"`correctness` must be one of {CORRECTNESS}, got "
                              f"{self.correctness!r}")
-        if self.faithfulness not in FAITHFULNESS:
-            raise ValueError(f"`faithfulness` must be one of {FAITHFULNESS}, got "
-                             f"{self.faithfulness!r}")
+        if self.faithfulness not in FAITHFULNESS and parse_column(self.faithfulness) is None:
+            raise ValueError(f"`faithfulness` must be one of {FAITHFULNESS} or a yardstick "
+                             f"column ('method:yardstick'), got {self.faithfulness!r}")
         if self.sort not in dict(SORT_KEYS).values() and parse_column(self.sort) is None:
             raise ValueError(f"`sort` must be one of {[c for _, c in SORT_KEYS]} or a yardstick "
                              f"column ('method:yardstick'), got {self.sort!r}")
@@ -182,6 +186,25 @@ class Query:
                                       or not all(isinstance(n, str) for n in self.cell)):
             raise ValueError(f"`cell` must be (true class, predicted class) names or None, "
                              f"got {self.cell!r}")
+
+
+def range_bounds(table: Any, column: str) -> tuple[float, float]:
+    """The whole range of a range filter's column.
+
+    0–100 for the row's AD and AG terms (%), else the lowest and highest value of the column in
+    ``table`` (``(0, 0)`` when it has none).
+
+    Example:
+        >>> import pandas as pd
+        >>> range_bounds(pd.DataFrame({"drop": [5.0]}), "drop")
+        (0.0, 100.0)
+        >>> range_bounds(pd.DataFrame({"m:AUC": [0.2, None, 0.05]}), "m:AUC")
+        (0.05, 0.2)
+    """
+    if column in FAITHFULNESS:
+        return 0.0, 100.0
+    values = table[column].astype(float).dropna()
+    return (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)
 
 
 def _in_range(values: Any, bounds: tuple[float, float]) -> Any:
@@ -207,8 +230,7 @@ def select(table: Any, query: Query) -> Any:
         keep &= wanted.to_numpy(dtype=bool)
     if tuple(query.confidence) != (0.0, 1.0):
         keep &= _in_range(table["predicted_prob"], query.confidence).to_numpy()
-    if tuple(query.faithfulness_range) != (0.0, 100.0):
-        keep &= _in_range(table[query.faithfulness], query.faithfulness_range).to_numpy()
+    keep &= _faithful(table, query.faithfulness, tuple(query.faithfulness_range))
     if query.cell is not None:
         keep &= (table["correct"].notna() & (table["true_class"] == query.cell[0])
                  & (table["predicted_class"] == query.cell[1])).to_numpy(dtype=bool)
@@ -223,6 +245,19 @@ def select(table: Any, query: Query) -> Any:
     order = key.sort_values(ascending=not query.descending, kind="stable",
                             na_position="last").index
     return chosen.loc[order]
+
+
+def _faithful(table: Any, column: str, bounds: tuple[float, float]) -> np.ndarray:
+    """The rows the range filter keeps: all of them unless ``bounds`` narrows the column."""
+    if column not in table:
+        if column in FAITHFULNESS and bounds == (0.0, 100.0):
+            return np.ones(len(table), dtype=bool)  # no AD / AG terms, no filter asked
+        raise ValueError(f"`faithfulness` {column!r} is not a column of these results "
+                         "(measure it with explain_dataset(..., yardsticks=...))")
+    low, high = range_bounds(table, column)
+    if bounds[0] > low or bounds[1] < high:
+        return _in_range(table[column], bounds).to_numpy()
+    return np.ones(len(table), dtype=bool)
 
 
 def _worse(table: Any, key: str, method: str, rival: str) -> np.ndarray:

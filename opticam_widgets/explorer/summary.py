@@ -118,7 +118,8 @@ def plot_png(selection: Any, column: str = "drop", kind: str = "histogram") -> b
 
     Args:
         selection: Rows of a :func:`~.query.browse_table` frame.
-        column: ``"drop"`` or ``"gain"`` (the row's AD or AG term, %).
+        column: ``"drop"`` or ``"gain"`` (the row's AD or AG term, %), or a yardstick column
+            (``"gradcam:deletion_black"``, in its own units).
         kind: One of :data:`PLOTS`.
     """
     from matplotlib.figure import Figure
@@ -129,17 +130,21 @@ def plot_png(selection: Any, column: str = "drop", kind: str = "histogram") -> b
     ax = fig.add_subplot()
     values = selection[column].astype(float).dropna()
     colour = "#c44e52" if column == "drop" else "#4c72b0"
+    percent = column in ("drop", "gain")
+    unit = " (%)" if percent else ""
     if values.empty:
         ax.text(0.5, 0.5, "no rows", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     elif kind == "histogram":
-        ax.hist(values, bins=20, range=(0, 100), color=colour)
-        ax.set(xlabel=f"{column} (%) per row", ylabel="rows")
+        ax.hist(values, bins=20, range=(0, 100) if percent else None, color=colour)
+        ax.set(xlabel=f"{column}{unit} per row", ylabel="rows")
     else:
         means = selection.assign(v=selection[column].astype(float)).groupby(
             "predicted_class")["v"].mean().dropna().sort_values(ascending=False).head(8)
         ax.barh([str(n)[:16] for n in means.index[::-1]], means.to_numpy()[::-1], color=colour)
-        ax.set(xlabel=f"mean {column} (%)", xlim=(0, 100))
+        ax.set(xlabel=f"mean {column}{unit}")
+        if percent:
+            ax.set_xlim(0, 100)
     for item in (ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(), *ax.get_yticklabels()):
         item.set_fontsize(7)
     buf = io.BytesIO()

@@ -14,7 +14,7 @@ from targetnets import one_thread
 from yardstick_store import Photos, square_photos, tiny_bundle
 
 from opticam_widgets import OptiCAMExplorer, explain_dataset
-from opticam_widgets.explorer.query import Query, browse_table, select
+from opticam_widgets.explorer.query import Query, browse_table, range_bounds, select
 
 RUN = {"max_iter": 5, "batch_size": 4, "num_workers": 0, "progress": False}
 
@@ -126,3 +126,44 @@ def test_summary_gives_a_yardstick_per_method_and_per_class(explorer, results):
     assert len(explorer.selection) and explorer.summary()["by_class"]["yardstick"] == (
         "deletion_black")
     assert "deletion_black ↓ per explained class" in explorer.summary_view.text.value
+
+
+def test_range_filter_on_a_yardstick_column(results):
+    """A yardstick column's range, in its own units: the whole range keeps every row (those
+    without a value too), a narrower one the rows inside it; an unknown column is refused."""
+    table = browse_table(results.table)
+    col = "gradcam:deletion_black"
+    values = table[col].astype(float)
+    low, high = range_bounds(table, col)
+    assert (low, high) == (values.min(), values.max()) and low < high
+    assert len(select(table, Query(faithfulness=col, faithfulness_range=(low, high)))) == 9
+    middle = float(values.median())
+    kept = select(table, Query(faithfulness=col, faithfulness_range=(low, middle)))
+    assert list(kept.index) == list(table.index[(values <= middle).to_numpy()])
+    assert 0 < len(kept) < 9
+    with pytest.raises(ValueError, match="yardstick column"):
+        Query(faithfulness="deletion")
+    with pytest.raises(ValueError, match="not a column"):
+        select(table, Query(faithfulness="finercam:AD_mean", faithfulness_range=(0.0, 1.0)))
+
+
+def test_range_slider_follows_the_chosen_yardstick(explorer, results):
+    c = explorer.controls
+    col = "opticam:deletion_black"
+    assert col in [v for _, v in c.faithfulness.options]
+    seen = []
+    explorer.controls.observe(lambda change: seen.append(change["name"]))
+    c.faithfulness.value = col
+    values = results.table[col].astype(float)
+    s = c.faithfulness_range
+    assert (s.min, s.max) == pytest.approx((values.min(), values.max()))
+    assert s.value == pytest.approx((values.min(), values.max())) and s.description == "range"
+    assert len(explorer.selection) == 9 and len(seen) == 1  # one refresh, nothing filtered
+    cut = float(values.median())
+    s.value = (s.min, cut)
+    t = results.table
+    assert list(explorer.selection.index) == list(t.index[(values <= s.value[1]).to_numpy()])
+    assert explorer.summary_view.plot.value[:4] == b"\x89PNG"  # that column's histogram
+    c.faithfulness.value = "drop"
+    assert (s.min, s.max, s.value, s.description) == (0.0, 100.0, (0.0, 100.0), "range (%)")
+    assert len(explorer.selection) == 9
