@@ -67,7 +67,8 @@ notebooks: $(STAMP)
 # the documentation site (mkdocs.yml): offline, --strict (a warning, a broken internal link or a
 # public name without an API page fails it), after every docstring example has run (doctest).
 # The tutorials are executed once and cached in .cache/docs-notebooks/ (make notebooks leaves them
-# there; OPTICAM_DOCS_EXECUTE=0: a quick draft without outputs). docs-serve rebuilds on change, on 127.0.0.1 only.
+# there; OPTICAM_DOCS_EXECUTE=0: a quick draft with the notebooks as committed). docs-serve
+# rebuilds on change, on 127.0.0.1 only.
 DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true OPTICAM_QUIET=1
 DOCS_PORT ?= 8000
 

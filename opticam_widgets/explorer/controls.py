@@ -106,21 +106,19 @@ class FilterControls:
             continuous_update=False, readout_format=".2f", style=_WIDE,
             layout=w.Layout(width="300px"))
         measured = yardstick_columns(table)
+        yardsticks = [(f"{key} · {method}", col) for (method, key), col in measured.items()]
         self._table, self._rebounding = table, False
         self.faithfulness = w.Dropdown(
-            options=[*((f, f) for f in FAITHFULNESS), *[(f"{key} · {method}", col)
-                                      for (method, key), col in measured.items()]],
-            value="drop", description="Faithfulness", style=_WIDE,
-            layout=w.Layout(width="250px"))
+            options=[*((f, f) for f in FAITHFULNESS), *yardsticks], value="drop",
+            description="Faithfulness", style=_WIDE, layout=w.Layout(width="250px"))
         self.faithfulness_range = w.FloatRangeSlider(
             value=(0.0, 100.0), min=0.0, max=100.0, step=0.5, description="range (%)",
             continuous_update=False, readout_format=".1f", style=_WIDE,
             layout=w.Layout(width="300px"))
         self.faithfulness.observe(self._rebound, "value")  # first: the range follows it
-        sorts = [*SORT_KEYS, *[(f"{key} · {method}", col)
-                               for (method, key), col in measured.items()]]
-        self.sort = w.Dropdown(options=sorts, value="position", description="Sort by",
-                               style=_WIDE, layout=w.Layout(width="210px"))
+        self.sort = w.Dropdown(options=[*SORT_KEYS, *yardsticks], value="position",
+                               description="Sort by", style=_WIDE,
+                               layout=w.Layout(width="210px"))
         self.descending = w.Checkbox(value=False, description="descending", indent=False,
                                      layout=w.Layout(width="auto"))
         self._build_worse(measured)

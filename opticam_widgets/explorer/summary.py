@@ -20,6 +20,7 @@ from typing import Any
 import ipywidgets as w
 
 from .grid import FONT
+from .query import FAITHFULNESS
 
 __all__ = ["PLOTS", "SummaryView", "plot_png", "summary_html", "yardsticks_html"]
 
@@ -130,7 +131,7 @@ def plot_png(selection: Any, column: str = "drop", kind: str = "histogram") -> b
     ax = fig.add_subplot()
     values = selection[column].astype(float).dropna()
     colour = "#c44e52" if column == "drop" else "#4c72b0"
-    percent = column in ("drop", "gain")
+    percent = column in FAITHFULNESS
     unit = " (%)" if percent else ""
     if values.empty:
         ax.text(0.5, 0.5, "no rows", ha="center", va="center", transform=ax.transAxes)
